@@ -1,0 +1,3 @@
+from routing_app.cli import main
+
+main()

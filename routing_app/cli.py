@@ -1,0 +1,59 @@
+"""The ``routing-app`` command line: one group per concept, each defined in its own package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from routing_app.config import ConfigError, Settings, load_settings
+
+
+class _Cli(click.Group):
+    """Turns the errors users can act on into one clear line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from confluent_kafka import KafkaException
+
+        from routing_app.client.producer import RoutingProducerError
+        from routing_app.codec import RegistryUnavailable
+        from routing_app.connection import KafkaUnreachable
+
+        try:
+            return super().invoke(ctx)
+        except (KafkaUnreachable, RegistryUnavailable, RoutingProducerError, ConfigError,
+                KafkaException, TimeoutError) as exc:
+            click.echo(f"error: {exc or type(exc).__name__}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="TOML config file (default: $ROUTING_CONFIG or ./routing-app.toml).")
+@click.option("--bootstrap-servers", default=None, help="Existing Kafka cluster (skips the local stack).")
+@click.option("--schema-registry-url", default=None, help="Existing Confluent-compatible registry.")
+@click.pass_context
+def main(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | None,
+         schema_registry_url: str | None) -> None:
+    """Tenant-aware smart partitioning for Apache Kafka."""
+    try:
+        ctx.obj = load_settings(config_file, bootstrap_servers=bootstrap_servers,
+                                schema_registry_url=schema_registry_url)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def _register() -> None:
+    # Imported here: each group's module imports `pass_settings` from this one.
+    from routing_app.routes.commands import routes
+    from routing_app.stack.commands import stack
+    from routing_app.topics.commands import topics
+
+    for group in (stack, topics, routes):
+        main.add_command(group)
+
+
+_register()

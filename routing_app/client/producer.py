@@ -1,0 +1,452 @@
+"""RoutingProducer: a confluent-kafka producer that places each record by the routing table."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from routing_app.client.cache import RouteCache, consumer_settings_from
+from routing_app.client.partitioner import RoutingPath, choose_partition, java_partition
+from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
+from routing_app.routes import Route, RouteCodec
+from routing_app.usage import USAGE_SCHEMA, UsageAccumulator, UsageReport
+
+log = logging.getLogger(__name__)
+
+Serializer = Callable[[Any, SerializationContext], bytes | None]
+DeliveryCallback = Callable[[KafkaError | None, "RecordMetadata | None"], None]
+
+
+class RoutingProducerError(Exception):
+    """Base of the errors this client raises itself (librdkafka's stay KafkaException)."""
+
+
+class ConfigurationError(RoutingProducerError, ValueError):
+    pass
+
+
+class UnknownTopicError(RoutingProducerError):
+    pass
+
+
+class PartitionOutOfRange(RoutingProducerError, ValueError):
+    pass
+
+
+class ProduceTimeout(RoutingProducerError, TimeoutError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+    @classmethod
+    def of(cls, message: Message) -> RecordMetadata:
+        return cls(message.topic(), message.partition(), message.offset(), message.timestamp()[1])
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The ``routing.*`` settings; everything else in the config goes to librdkafka untouched."""
+
+    routes_topic: str = "routing.routes"
+    usage_topic: str = "routing.usage"
+    usage_interval_ms: int = 1000
+    usage_enabled: bool = True
+    metadata_refresh_ms: int = 30_000
+    max_block_ms: int = 60_000
+    producer_id: str = ""
+    cache_enabled: bool = True
+
+
+_OPTION_KEYS = {
+    "routing.routes.topic": ("routes_topic", str),
+    "routing.usage.topic": ("usage_topic", str),
+    "routing.usage.interval.ms": ("usage_interval_ms", int),
+    "routing.usage.enabled": ("usage_enabled", bool),
+    "routing.metadata.refresh.ms": ("metadata_refresh_ms", int),
+    "routing.max.block.ms": ("max_block_ms", int),
+    "routing.producer.id": ("producer_id", str),
+    "routing.cache.enabled": ("cache_enabled", bool),
+}
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}: {value!r} is not a boolean (true/false)")
+
+
+def _split_config(conf: dict[str, Any]) -> tuple[dict[str, Any], _Options, str | None, Any, Any]:
+    rdkafka: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    registry_url = None
+    key_serializer = value_serializer = None
+    for name, value in conf.items():
+        if name == "schema.registry.url":
+            registry_url = str(value)
+        elif name == "key.serializer":
+            key_serializer = value
+        elif name == "value.serializer":
+            value_serializer = value
+        elif name.startswith("routing."):
+            if name not in _OPTION_KEYS:
+                raise ConfigurationError(
+                    f"unknown setting {name!r}; routing settings are: {', '.join(sorted(_OPTION_KEYS))}"
+                )
+            field, kind = _OPTION_KEYS[name]
+            try:
+                options[field] = _as_bool(name, value) if kind is bool else kind(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"{name}: {value!r} is not a {kind.__name__}") from exc
+        else:
+            rdkafka[name] = value
+    if "bootstrap.servers" not in rdkafka:
+        raise ConfigurationError("'bootstrap.servers' is required")
+    opts = _Options(**options)
+    if not opts.producer_id:
+        opts = _Options(**{**options, "producer_id": f"producer-{uuid.uuid4().hex[:12]}"})
+    return rdkafka, opts, registry_url, key_serializer, value_serializer
+
+
+class RoutingProducer:
+    """Routes every record by the routing table; see the README for the three ways to send.
+
+    Partition choice, in order: an explicit ``partition=``; the tenant's route (one partition,
+    or a shard list split by the record key); ``murmur2(tenant) % n`` like the Java client; and
+    with neither key nor tenant, librdkafka's sticky partitioner.
+    """
+
+    def __init__(
+        self,
+        conf: dict[str, Any],
+        *,
+        key_serializer: Serializer | None = None,
+        value_serializer: Serializer | None = None,
+    ) -> None:
+        rdkafka, self._options, registry_url, conf_key_ser, conf_value_ser = _split_config(conf)
+        self._key_serializer = key_serializer or conf_key_ser
+        self._value_serializer = value_serializer or conf_value_ser
+        self.producer_id = self._options.producer_id
+        try:
+            self._producer = Producer({**rdkafka, "error_cb": self._on_client_error})
+        except KafkaException as exc:
+            raise ConfigurationError(f"librdkafka refused the configuration: {exc}") from exc
+        self._bootstrap = rdkafka["bootstrap.servers"]
+        self._max_block_s = self._options.max_block_ms / 1000.0
+        self._partition_counts: dict[str, int] = {}
+        self._counts_loaded_at = 0.0
+        self._metadata_lock = threading.Lock()
+        self._round_robin = itertools.count().__next__
+        self._closed = False
+        self.counters: dict[str, int] = {p.value: 0 for p in RoutingPath}
+        self.counters.update(delivery_failed=0, route_out_of_range=0, usage_reports=0,
+                             usage_deferred=0)
+
+        if registry_url is None and (self._options.cache_enabled or self._options.usage_enabled):
+            raise ConfigurationError(
+                "'schema.registry.url' is required to read routes and write usage reports "
+                "(or set routing.cache.enabled=false and routing.usage.enabled=false)"
+            )
+        registry = registry_client(registry_url) if registry_url else None
+        self._cache: RouteCache | None = None
+        if self._options.cache_enabled and registry is not None:
+            self._cache = RouteCache(
+                consumer_settings_from(rdkafka),
+                RouteCodec(registry, self._options.routes_topic),
+                self._options.routes_topic,
+                name=f"{self.producer_id}-routes",
+            ).start()
+        self._usage: UsageAccumulator | None = None
+        self._usage_codec: AvroCodec | None = None
+        if self._options.usage_enabled and registry is not None:
+            self._usage = UsageAccumulator(self.producer_id)
+            self._usage_codec = AvroCodec(registry, USAGE_SCHEMA, self._options.usage_topic)
+        self._usage_error_logged = False
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_loop, name=f"{self.producer_id}-poll",
+                                        daemon=True)
+        self._poller.start()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Blocks until the route cache has read every route that existed when it started."""
+        if self._cache is None:
+            return
+        if not self._cache.wait_ready(timeout):
+            stats = self._cache.stats()
+            raise TimeoutError(
+                f"route cache not ready after {timeout}s: at offset {stats.position} of "
+                f"{stats.end_offset_at_start} on {self._options.routes_topic!r} ({self._bootstrap})"
+            )
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Waits for every record sent so far to be acknowledged; returns how many are left."""
+        self._report_usage()
+        return int(self._producer.flush(-1 if timeout is None else timeout))
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        remaining = self.flush(timeout)
+        self._stop.set()
+        self._poller.join(5.0)
+        if self._cache is not None:
+            self._cache.stop()
+        if remaining:
+            log.warning("%s closed with %d records not acknowledged", self.producer_id, remaining)
+
+    def __enter__(self) -> RoutingProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- routing -------------------------------------------------------------------------------
+    @property
+    def cache(self) -> RouteCache | None:
+        return self._cache
+
+    def route_for(self, topic: str, tenant: str | bytes) -> Route | None:
+        if self._cache is None:
+            return None
+        name = tenant.decode("utf-8", "surrogateescape") if isinstance(tenant, bytes) else tenant
+        return self._cache.get(topic, name)
+
+    def partition_count(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            count = self._load_partition_count(topic)
+        return count
+
+    def partition_for(
+        self,
+        topic: str,
+        key: bytes | None,
+        tenant: str | bytes | None = None,
+        partition: int | None = None,
+    ) -> tuple[int | None, RoutingPath]:
+        """Where a record would go, without sending it."""
+        count = self.partition_count(topic)
+        if partition is not None:
+            if not 0 <= partition < count:
+                raise PartitionOutOfRange(
+                    f"partition {partition} does not exist on topic {topic!r} "
+                    f"(it has {count}: 0..{count - 1})"
+                )
+            return partition, RoutingPath.EXPLICIT
+        if tenant is None:
+            tenant_bytes, secondary = key, None
+        else:
+            tenant_bytes = tenant.encode("utf-8") if isinstance(tenant, str) else tenant
+            secondary = key
+        route_partitions = None
+        if tenant_bytes is not None and self._cache is not None:
+            routes = self._cache.routes_for_topic(topic)
+            if routes:
+                tenant_name = (tenant if isinstance(tenant, str)
+                               else tenant_bytes.decode("utf-8", "surrogateescape"))
+                route = routes.get(tenant_name)
+                if route is not None:
+                    route_partitions = self._usable(route, count)
+        return choose_partition(count, route_partitions, tenant_bytes, secondary, self._round_robin)
+
+    def _usable(self, route: Route, count: int) -> tuple[int, ...] | None:
+        if max(route.partitions) < count:
+            return route.partitions
+        # The route was written for partitions our metadata does not know yet: refresh once.
+        count = self._load_partition_count(route.topic)
+        if max(route.partitions) < count:
+            return route.partitions
+        self.counters["route_out_of_range"] += 1
+        log.warning("route %s names partitions %s but %r has %d; hashing instead",
+                    route.key, list(route.partitions), route.topic, count)
+        return None
+
+    # -- sending -------------------------------------------------------------------------------
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        *,
+        tenant: str | bytes | None = None,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Fire-and-forget (or with ``on_delivery(err, RecordMetadata | None)``)."""
+        if self._closed:
+            raise RoutingProducerError("producer is closed")
+        if self._key_serializer is not None and key is not None:
+            key = self._key_serializer(key, SerializationContext(topic, MessageField.KEY, headers))
+        if self._value_serializer is not None:
+            value = self._value_serializer(value, SerializationContext(topic, MessageField.VALUE,
+                                                                       headers))
+        chosen, path = self.partition_for(topic, key, tenant, partition)
+        self.counters[path] += 1
+        if self._usage is not None and path is not RoutingPath.UNKEYED:
+            who = tenant if tenant is not None else key
+            name = who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who)
+            self._usage.add(topic, name, len(value) if value is not None else 0)
+        callback = self._count_failure if on_delivery is None else _adapt(on_delivery,
+                                                                         self._count_failure)
+        kwargs: dict[str, Any] = {"on_delivery": callback}
+        if chosen is not None:
+            kwargs["partition"] = chosen
+        if headers is not None:
+            kwargs["headers"] = headers
+        if timestamp is not None:
+            kwargs["timestamp"] = timestamp
+        self._enqueue(topic, value, key, kwargs)
+
+    def send(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        *,
+        tenant: str | bytes | None = None,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp: int | None = None,
+    ) -> Future[RecordMetadata]:
+        """Sends and returns a Future that resolves to RecordMetadata once acknowledged."""
+        future: Future[RecordMetadata] = Future()
+        future.set_running_or_notify_cancel()
+
+        def resolve(err: KafkaError | None, metadata: RecordMetadata | None) -> None:
+            if err is not None:
+                future.set_exception(KafkaException(err))
+            else:
+                assert metadata is not None
+                future.set_result(metadata)
+
+        self.produce(topic, value, key, tenant=tenant, partition=partition, headers=headers,
+                     timestamp=timestamp, on_delivery=resolve)
+        return future
+
+    def _enqueue(self, topic: str, value: Any, key: Any, kwargs: dict[str, Any]) -> None:
+        try:
+            self._producer.produce(topic, value, key, **kwargs)
+            return
+        except BufferError:
+            pass
+        # The local queue is full: wait for acknowledgements to make room, up to max.block.ms.
+        deadline = time.monotonic() + self._max_block_s
+        while True:
+            self._producer.poll(0.05)
+            try:
+                self._producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    raise ProduceTimeout(
+                        f"local queue full for {self._options.max_block_ms} ms "
+                        f"(routing.max.block.ms); {len(self._producer)} records wait for "
+                        f"{self._bootstrap}: is the broker reachable?"
+                    ) from None
+
+    def _count_failure(self, err: KafkaError | None, message: Message) -> None:
+        if err is not None:
+            self.counters["delivery_failed"] += 1
+            log.error("delivery to %s [%s] failed: %s", message.topic(), message.partition(), err)
+
+    # -- metadata ------------------------------------------------------------------------------
+    def _load_partition_count(self, topic: str) -> int:
+        with self._metadata_lock:
+            try:
+                # All topics, not list_topics(topic): asking for one topic may auto-create it.
+                metadata = self._producer.list_topics(timeout=max(self._max_block_s, 1.0))
+            except KafkaException as exc:
+                raise UnknownTopicError(
+                    f"cannot read metadata for {topic!r} from {self._bootstrap}: {exc}"
+                ) from exc
+            counts = {
+                name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None
+            }
+            self._partition_counts = counts
+            self._counts_loaded_at = time.monotonic()
+        if topic not in counts:
+            raise UnknownTopicError(
+                f"topic {topic!r} does not exist on {self._bootstrap}; data topics are never "
+                f"created implicitly: create it first (e.g. kafka-topics.sh --create)"
+            )
+        return counts[topic]
+
+    # -- background ----------------------------------------------------------------------------
+    def _poll_loop(self) -> None:
+        interval_s = self._options.usage_interval_ms / 1000.0
+        next_report = time.monotonic() + interval_s
+        refresh_s = self._options.metadata_refresh_ms / 1000.0
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + interval_s
+                self._report_usage()
+            if self._partition_counts and now - self._counts_loaded_at >= refresh_s:
+                try:
+                    self._load_partition_count(next(iter(self._partition_counts)))
+                except RoutingProducerError as exc:
+                    log.warning("metadata refresh: %s", exc)
+                    self._counts_loaded_at = now
+
+    def _report_usage(self) -> None:
+        if self._usage is None or self._usage_codec is None:
+            return
+        reports = self._usage.drain()
+        if not reports:
+            return
+        topic = self._options.usage_topic
+        sent = 0
+        try:
+            count = self.partition_count(topic)
+            for report in reports:
+                key = report.key.encode("utf-8")
+                self._producer.produce(topic, self._usage_codec.encode(report.to_record()), key,
+                                       partition=java_partition(key, count),
+                                       on_delivery=self._count_failure)
+                sent += 1
+        except (UnknownTopicError, RegistryUnavailable, BufferError) as exc:
+            # Usage is telemetry: keep producing data, keep the counts for the next interval.
+            self._usage.restore(reports[sent:])
+            self.counters["usage_deferred"] += 1
+            if not self._usage_error_logged and not isinstance(exc, BufferError):
+                log.error("usage reports not sent (kept for the next interval): %s", exc)
+                self._usage_error_logged = True
+        self.counters["usage_reports"] += sent
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        log.warning("kafka client: %s", err)
+
+
+def _adapt(
+    callback: DeliveryCallback, count_failure: Callable[[KafkaError | None, Message], None]
+) -> Callable[[KafkaError | None, Message], None]:
+    def on_delivery(err: KafkaError | None, message: Message) -> None:
+        count_failure(err, message)
+        callback(err, None if err is not None else RecordMetadata.of(message))
+
+    return on_delivery

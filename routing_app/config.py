@@ -1,0 +1,162 @@
+"""Settings shared by the CLI, the workers, the producer helpers and the local stack.
+
+Precedence, lowest to highest: defaults, the TOML config file, ``ROUTING_*`` environment
+variables, explicit overrides passed by the caller (the CLI's flags).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ROUTING_"
+CONFIG_FILE_ENV = "ROUTING_CONFIG"
+DEFAULT_CONFIG_FILE = "routing-app.toml"
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "routing-app"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where Kafka and the registry are. Unset means "the local stack on the ports below".
+    bootstrap_servers: str | None = None
+    schema_registry_url: str | None = None
+
+    # The local stack (`routing-app stack up`).
+    state_dir: Path = Path(".routing-stack")
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    kafka_port: int = 19092
+    controller_port: int = 19093
+    registry_port: int = 18081
+    kafka_heap: str = "768m"
+    registry_heap: str = "384m"
+
+    # Topics.
+    routes_topic: str = "routing.routes"
+    events_topic: str = "routing.events"
+    usage_topic: str = "routing.usage"
+    control_topic: str = "routing.control"
+    usage_partitions: int = 6
+    replication_factor: int = 1
+    # Keeps recent route history replayable (audit) before compaction may drop it.
+    min_compaction_lag_ms: int = 3_600_000
+    events_retention_ms: int = -1
+
+    # Worker.
+    app_id: str = "routing-app"
+    web_port: int = 6066
+    # Producers flush usage reports this often.
+    usage_interval_s: float = 1.0
+
+    @property
+    def uses_external_cluster(self) -> bool:
+        return self.bootstrap_servers is not None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def registry_url(self) -> str:
+        return self.schema_registry_url or f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, declared: Any, raw: Any) -> Any:
+    """Turns a raw env/TOML value into the field's type, or raises ConfigError naming it."""
+    kind = declared if isinstance(declared, str) else getattr(declared, "__name__", str(declared))
+    try:
+        if "Path" in kind:
+            return Path(str(raw)).expanduser()
+        if kind.startswith("int"):
+            if isinstance(raw, bool):
+                raise ValueError("a boolean is not a number")
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if raw is None or raw == "":
+            return None if "None" in kind else ""
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot use {raw!r} ({kind} expected): {exc}") from exc
+
+
+def _config_file(explicit: Path | None) -> Path | None:
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_FILE_ENV)
+    if from_env:
+        return Path(from_env)
+    local = Path(DEFAULT_CONFIG_FILE)
+    return local if local.is_file() else None
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    env = os.environ if environ is None else environ
+    known = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = _config_file(config_file)
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        section = data.get("routing", data)
+        for key, raw in section.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(
+                    f"config file {path}: unknown setting {key!r}; known: {', '.join(sorted(known))}"
+                )
+            values[name] = _coerce(name, known[name].type, raw)
+
+    for name, f in known.items():
+        raw_env = env.get(ENV_PREFIX + name.upper())
+        if raw_env is not None and raw_env != "":
+            values[name] = _coerce(name, f.type, raw_env)
+
+    for name, raw in overrides.items():
+        if raw is None:
+            continue
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = _coerce(name, known[name].type, raw)
+
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    for name in ("kafka_port", "controller_port", "registry_port", "web_port"):
+        port = getattr(s, name)
+        if not 0 < port < 65536:
+            raise ConfigError(f"setting {name!r}: {port} is not a TCP port (1-65535)")
+    if s.usage_partitions < 1:
+        raise ConfigError("setting 'usage_partitions' must be at least 1")
+    for name in ("routes_topic", "events_topic", "usage_topic", "control_topic"):
+        topic = getattr(s, name)
+        if not topic or "/" in topic:
+            raise ConfigError(f"setting {name!r}: {topic!r} is not a valid topic name")
+    if s.usage_interval_s <= 0:
+        raise ConfigError("setting 'usage_interval_s' must be positive")

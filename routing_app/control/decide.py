@@ -1,0 +1,93 @@
+"""How an operator command changes a route. Pure: the worker does the I/O around it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from routing_app.control.commands import ControlAction, ControlCommand
+from routing_app.routes.events import ReassignmentEvent
+from routing_app.routes.model import Route, RouteError, RouteMode, RouteStatus, validate_topic_name
+
+PINNED = "pinned"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to write: ``route`` (None with ``tombstone`` = remove) and the event that explains it."""
+
+    # epoch: the event's to_epoch is the epoch the change consumed (a tombstone consumes one too).
+
+    event: ReassignmentEvent
+    route: Route | None = None
+    tombstone: bool = False
+
+    @property
+    def changes_route(self) -> bool:
+        return self.route is not None or self.tombstone
+
+
+def _rejected(command: ControlCommand, reason: str, worker_id: str, now_ms: int) -> Decision:
+    return Decision(ReassignmentEvent(
+        topic=command.topic, tenant=command.tenant, action="rejected",
+        reason=f"{command.action.value} rejected: {reason}", decided_at_ms=now_ms,
+        worker_id=worker_id, to_partitions=command.partitions, command_id=command.command_id,
+    ))
+
+
+def apply_command(
+    command: ControlCommand,
+    current: Route | None,
+    last_epoch: int,
+    partition_count: int | None,
+    *,
+    worker_id: str,
+    now_ms: int,
+) -> Decision:
+    """The decision for one command. ``last_epoch`` is the highest epoch ever written for the key
+    (it survives tombstones, so a re-pinned tenant's epoch still grows)."""
+    try:
+        validate_topic_name(command.topic)
+    except RouteError as exc:
+        return _rejected(command, str(exc), worker_id, now_ms)
+    if not command.tenant:
+        return _rejected(command, "empty tenant id", worker_id, now_ms)
+    if partition_count is None:
+        return _rejected(command, f"data topic {command.topic!r} does not exist", worker_id,
+                         now_ms)
+    epoch = max(last_epoch, current.epoch if current else 0) + 1
+    note = f" ({command.reason})" if command.reason else ""
+    by = f"operator:{command.issued_by}" if command.issued_by else "operator"
+
+    if command.action is ControlAction.PIN:
+        route = Route(
+            topic=command.topic, tenant=command.tenant,
+            partitions=tuple(command.partitions), epoch=epoch,
+            mode=command.mode or (current.mode if current else RouteMode.STRICT),
+            status=RouteStatus.ACTIVE, reason=f"operator pin{note}", updated_at_ms=now_ms,
+            decided_by=by, attributes={**(current.attributes if current else {}), PINNED: "true"},
+        )
+        try:
+            route.validate(partition_count)
+        except RouteError as exc:
+            return _rejected(command, str(exc), worker_id, now_ms)
+        if current is not None and (current.partitions, current.mode) == (route.partitions,
+                                                                        route.mode):
+            return _rejected(command, f"already on {list(route.partitions)} ({route.mode})",
+                             worker_id, now_ms)
+        event = ReassignmentEvent.for_change(current, route, action="pin", reason=route.reason,
+                                             decided_at_ms=now_ms, worker_id=worker_id,
+                                             command_id=command.command_id)
+        return Decision(event, route=route)
+
+    if command.action is ControlAction.UNPIN:
+        if current is None:
+            return _rejected(command, "tenant has no route (already on default hashing)",
+                             worker_id, now_ms)
+        event = ReassignmentEvent.for_change(
+            current, None, action="unpin", reason=f"operator unpin{note}", decided_at_ms=now_ms,
+            worker_id=worker_id, command_id=command.command_id)
+        # The tombstone uses up an epoch too, so history stays totally ordered per key.
+        return Decision(replace(event, to_epoch=epoch), tombstone=True)
+
+    return _rejected(command, f"action {command.action.value!r} is not supported by this writer",
+                     worker_id, now_ms)

@@ -1,0 +1,138 @@
+"""The route: where one tenant's records go on one data topic. Plain data, no I/O."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+KEY_SEPARATOR = "/"
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class RouteMode(StrEnum):
+    STRICT = "strict"  # moves keep each key's order: stop-and-wait
+    RELAXED = "relaxed"  # moves switch at once; the tenant accepts out-of-order records
+
+
+class RouteStatus(StrEnum):
+    ACTIVE = "active"
+    DRAINING = "draining"
+
+
+class RouteError(ValueError):
+    """A route, route key or command that cannot be valid; the message says why."""
+
+
+def validate_topic_name(topic: str) -> str:
+    if not _TOPIC_NAME.match(topic) or topic in (".", ".."):
+        raise RouteError(
+            f"{topic!r} is not a Kafka topic name (1-249 characters of A-Z a-z 0-9 . _ -)"
+        )
+    return topic
+
+
+def route_key(topic: str, tenant: str) -> str:
+    """The routes-topic key: ``<topic>/<tenant>``; topic names cannot contain '/', tenants may."""
+    return f"{topic}{KEY_SEPARATOR}{tenant}"
+
+
+def parse_route_key(key: str | bytes) -> tuple[str, str]:
+    text = key.decode("utf-8") if isinstance(key, bytes) else key
+    topic, sep, tenant = text.partition(KEY_SEPARATOR)
+    if not sep or not topic:
+        raise RouteError(f"route key {text!r} is not '<topic>/<tenant>'")
+    return topic, tenant
+
+
+_interned_partitions: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+
+def _shared_partitions(partitions: Iterable[int]) -> tuple[int, ...]:
+    # A million routes mostly name a few hundred distinct partition lists: share the tuples.
+    as_tuple = tuple(partitions)
+    return _interned_partitions.setdefault(as_tuple, as_tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    topic: str
+    tenant: str
+    partitions: tuple[int, ...]
+    epoch: int
+    mode: RouteMode = RouteMode.STRICT
+    status: RouteStatus = RouteStatus.ACTIVE
+    reason: str = ""
+    updated_at_ms: int = 0
+    previous_partitions: tuple[int, ...] = ()
+    decided_by: str = ""
+    attributes: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def key(self) -> str:
+        return route_key(self.topic, self.tenant)
+
+    @property
+    def sharded(self) -> bool:
+        return len(self.partitions) > 1
+
+    def validate(self, partition_count: int | None = None) -> Route:
+        """Raises RouteError naming the first problem; returns self so calls chain."""
+        validate_topic_name(self.topic)
+        if not self.partitions:
+            raise RouteError(f"route {self.key!r} names no partitions")
+        if len(set(self.partitions)) != len(self.partitions):
+            raise RouteError(f"route {self.key!r} names a partition twice: {list(self.partitions)}")
+        for p in (*self.partitions, *self.previous_partitions):
+            if p < 0 or (partition_count is not None and p >= partition_count):
+                limit = f"0..{partition_count - 1}" if partition_count else ">= 0"
+                raise RouteError(
+                    f"route {self.key!r}: partition {p} does not exist on topic "
+                    f"{self.topic!r} (valid: {limit})"
+                )
+        if self.epoch < 0:
+            raise RouteError(f"route {self.key!r}: epoch {self.epoch} is negative")
+        return self
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "tenant": self.tenant,
+            "partitions": list(self.partitions),
+            "mode": self.mode.value,
+            "status": self.status.value,
+            "epoch": self.epoch,
+            "reason": self.reason,
+            "updated_at": self.updated_at_ms,
+            "previous_partitions": list(self.previous_partitions),
+            "decided_by": self.decided_by,
+            "attributes": dict(self.attributes),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Route:
+        attributes = record.get("attributes") or _EMPTY
+        return cls(
+            topic=record["topic"],
+            tenant=record["tenant"],
+            partitions=_shared_partitions(record["partitions"]),
+            epoch=int(record["epoch"]),
+            mode=RouteMode(record.get("mode") or RouteMode.STRICT),
+            status=RouteStatus(record.get("status") or RouteStatus.ACTIVE),
+            reason=sys.intern(record.get("reason") or ""),
+            updated_at_ms=int(record.get("updated_at") or 0),
+            previous_partitions=_shared_partitions(record.get("previous_partitions") or ()),
+            decided_by=sys.intern(record.get("decided_by") or ""),
+            attributes=MappingProxyType(dict(attributes)) if attributes else _EMPTY,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.to_record()
+        data["updated_at_ms"] = data.pop("updated_at")
+        data["key"] = self.key
+        return data

@@ -1,0 +1,6 @@
+"""Per-tenant usage: what producers sent, aggregated in process and reported to the usage topic."""
+
+from routing_app.usage.accumulator import UsageAccumulator
+from routing_app.usage.report import USAGE_SCHEMA, UsageReport
+
+__all__ = ["USAGE_SCHEMA", "UsageAccumulator", "UsageReport"]
