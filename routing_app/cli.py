@@ -48,11 +48,13 @@ pass_settings = click.make_pass_decorator(Settings)
 
 def _register() -> None:
     # Imported here: each group's module imports `pass_settings` from this one.
+    from routing_app.bench.commands import bench
+    from routing_app.demo.commands import demo
     from routing_app.routes.commands import routes
     from routing_app.stack.commands import stack
     from routing_app.topics.commands import topics
 
-    for group in (stack, topics, routes):
+    for group in (stack, topics, routes, demo, bench):
         main.add_command(group)
 
 

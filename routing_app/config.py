@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,10 @@ def _coerce(name: str, declared: Any, raw: Any) -> Any:
         raise ConfigError(f"setting {name!r}: cannot use {raw!r} ({kind} expected): {exc}") from exc
 
 
-def _config_file(explicit: Path | None) -> Path | None:
+def _config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
     if explicit is not None:
         return explicit
-    from_env = os.environ.get(CONFIG_FILE_ENV)
+    from_env = env.get(CONFIG_FILE_ENV)
     if from_env:
         return Path(from_env)
     local = Path(DEFAULT_CONFIG_FILE)
@@ -113,7 +114,7 @@ def load_settings(
     known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
 
-    path = _config_file(config_file)
+    path = _config_file(config_file, env)
     if path is not None:
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")

@@ -10,8 +10,7 @@ import time
 from typing import Any
 
 import faust
-from aiohttp.web import Response
-from faust.web import Request, View
+from faust.web import Request, Response, View
 
 from routing_app.app.codecs import KEY_CODEC, ROUTE_CODEC, register
 from routing_app.app.writer import RouteWriter
@@ -75,7 +74,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     routes = app.Table("routes", partitions=1, key_type=str, value_type=None,
                        changelog_topic=routes_changelog)
     # Table derives its codecs from the types (JSON for str); writes must match the topic's.
-    routes.key_serializer, routes.value_serializer = KEY_CODEC, ROUTE_CODEC
+    routes.key_serializer, routes.value_serializer = KEY_CODEC, ROUTE_CODEC  # type: ignore[attr-defined]
     # Highest epoch ever written per route key; survives the tombstones that clear `routes`.
     epochs = app.Table("route_epochs", default=int, partitions=1, key_type=str, value_type=int)
     control_topic = app.topic(s.control_topic, partitions=1, internal=False,

@@ -177,13 +177,14 @@ class RouteCache:
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        self._position = message.offset()
+                        self._position = message.offset() or self._position
                         self._ready.set()
                     else:
                         log.warning("route cache: %s", error)
                     continue
-                self._apply(message.key(), message.value(), message.offset())
-                self._position = message.offset() + 1
+                offset = message.offset() or 0
+                self._apply(message.key(), message.value(), offset)
+                self._position = offset + 1
                 if not self._ready.is_set() and self._position >= self._end_at_start:
                     self._ready.set()
 

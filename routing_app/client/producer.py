@@ -19,7 +19,7 @@ from routing_app.client.cache import RouteCache, consumer_settings_from
 from routing_app.client.partitioner import RoutingPath, choose_partition, java_partition
 from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.routes import Route, RouteCodec
-from routing_app.usage import USAGE_SCHEMA, UsageAccumulator, UsageReport
+from routing_app.usage import USAGE_SCHEMA, UsageAccumulator
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class RecordMetadata:
 
     @classmethod
     def of(cls, message: Message) -> RecordMetadata:
-        return cls(message.topic(), message.partition(), message.offset(), message.timestamp()[1])
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        return cls(topic, partition, offset, message.timestamp()[1])
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,11 @@ class RoutingProducer:
         self._key_serializer = key_serializer or conf_key_ser
         self._value_serializer = value_serializer or conf_value_ser
         self.producer_id = self._options.producer_id
+        if registry_url is None and (self._options.cache_enabled or self._options.usage_enabled):
+            raise ConfigurationError(
+                "'schema.registry.url' is required to read routes and write usage reports "
+                "(or set routing.cache.enabled=false and routing.usage.enabled=false)"
+            )
         try:
             self._producer = Producer({**rdkafka, "error_cb": self._on_client_error})
         except KafkaException as exc:
@@ -162,11 +169,6 @@ class RoutingProducer:
         self.counters.update(delivery_failed=0, route_out_of_range=0, usage_reports=0,
                              usage_deferred=0)
 
-        if registry_url is None and (self._options.cache_enabled or self._options.usage_enabled):
-            raise ConfigurationError(
-                "'schema.registry.url' is required to read routes and write usage reports "
-                "(or set routing.cache.enabled=false and routing.usage.enabled=false)"
-            )
         registry = registry_client(registry_url) if registry_url else None
         self._cache: RouteCache | None = None
         if self._options.cache_enabled and registry is not None:

@@ -24,7 +24,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from routing_app.codec.schemas import load_schema
 
 MAGIC_BYTE = 0
-_HEADER = struct.Struct(">bI")
+_HEADER = struct.Struct(">BI")
 # A record naming an unknown schema id is asked about again only after this long, so a stream
 # of poison records does not become a stream of registry requests.
 _UNKNOWN_ID_RETRY_S = 30.0
@@ -39,7 +39,8 @@ class RegistryUnavailable(RuntimeError):
 
 
 def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url})
+    # new_client, unlike the constructor, also understands mock:// URLs (unit tests).
+    return SchemaRegistryClient.new_client({"url": url})
 
 
 def _without_logical_types(schema: Any) -> Any:
@@ -104,7 +105,7 @@ class AvroCodec:
             raise DecodeError(f"magic byte {magic} (expected 0): not Confluent-framed Avro")
         writer, resolve = self._readers.get(schema_id) or self._writer_for(schema_id)
         try:
-            record: dict[str, Any] = fastavro.schemaless_reader(
+            record = fastavro.schemaless_reader(
                 io.BytesIO(memoryview(data)[_HEADER.size :]),
                 writer,
                 self._reader if resolve else None,
@@ -114,6 +115,8 @@ class AvroCodec:
                 f"schema id {schema_id}: bytes are not a valid {self.schema_name}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        if not isinstance(record, dict):
+            raise DecodeError(f"schema id {schema_id}: not a record ({type(record).__name__})")
         return record
 
     def _writer_for(self, schema_id: int) -> tuple[Any, bool]:
@@ -134,7 +137,7 @@ class AvroCodec:
         if schema.schema_type not in (None, "AVRO"):
             raise DecodeError(f"schema id {schema_id} is {schema.schema_type}, not AVRO")
         try:
-            parsed_json = json.loads(schema.schema_str)
+            parsed_json = json.loads(schema.schema_str or "")
             writer = fastavro.parse_schema(_without_logical_types(parsed_json))
         except Exception as exc:
             raise DecodeError(f"schema id {schema_id} is not a usable Avro schema: {exc}") from exc

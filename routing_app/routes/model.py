@@ -90,7 +90,8 @@ class Route:
             raise RouteError(f"route {self.key!r} names a partition twice: {list(self.partitions)}")
         for p in (*self.partitions, *self.previous_partitions):
             if p < 0 or (partition_count is not None and p >= partition_count):
-                limit = f"0..{partition_count - 1}" if partition_count else ">= 0"
+                limit = (">= 0" if partition_count is None else
+                         f"0..{partition_count - 1}" if partition_count > 0 else "none")
                 raise RouteError(
                     f"route {self.key!r}: partition {p} does not exist on topic "
                     f"{self.topic!r} (valid: {limit})"

@@ -8,7 +8,6 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
 
 from routing_app.connection import admin_client, cluster_metadata
-
 from routing_app.topics.specs import TopicSpec
 
 

@@ -114,9 +114,9 @@ def test_usage_reports_reach_the_usage_topic(
     with RoutingProducer(producer_conf(routing_settings, **{"routing.usage.interval.ms": 200})
                          ) as producer:
         producer.wait_ready(30)
-        for i in range(50):
+        for _i in range(50):
             producer.produce(topic, b"x" * 10, b"heavy")
-        for i in range(5):
+        for _i in range(5):
             producer.produce(topic, b"y" * 3, b"light")
         producer.flush(10)
         producer_id = producer.producer_id

@@ -160,7 +160,7 @@ def test_unkeyed_records_use_librdkafka_and_missing_topic_is_a_clear_error(
         md = producer.send(topic, b"no key").result(10)
         assert 0 <= md.partition < 4
         assert producer.counters["unkeyed"] == 1
-        with pytest.raises(Exception, match="does not exist .* never created implicitly"):
+        with pytest.raises(Exception, match=r"does not exist .* never created implicitly"):
             producer.produce(f"missing-{uuid.uuid4().hex}", b"v", b"k")
         with pytest.raises(ValueError, match="partition 4 does not exist"):
             producer.produce(topic, b"v", b"k", partition=4)

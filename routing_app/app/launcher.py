@@ -1,0 +1,105 @@
+"""Starts worker processes (`faust -A routing_app.app worker`) for the demo, benchmarks and tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from routing_app.config import Settings
+from routing_app.stack.process import free_port
+
+_BIN = Path(sys.executable).parent
+_READY_LINE = "[^Worker]: Ready"
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process use exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTING_")}
+    env.update(
+        ROUTING_BOOTSTRAP_SERVERS=settings.bootstrap,
+        ROUTING_SCHEMA_REGISTRY_URL=settings.registry_url,
+        ROUTING_ROUTES_TOPIC=settings.routes_topic,
+        ROUTING_EVENTS_TOPIC=settings.events_topic,
+        ROUTING_USAGE_TOPIC=settings.usage_topic,
+        ROUTING_CONTROL_TOPIC=settings.control_topic,
+        ROUTING_USAGE_PARTITIONS=str(settings.usage_partitions),
+        ROUTING_APP_ID=settings.app_id,
+        ROUTING_MIN_COMPACTION_LAG_MS=str(settings.min_compaction_lag_ms),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    web_port: int
+    log_path: Path
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def ready(self) -> bool:
+        if _READY_LINE not in self.log():
+            return False
+        try:
+            self.get("/writer/stats")
+        except OSError:
+            return False
+        return True
+
+    def wait_ready(self, timeout_s: float = 90.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive:
+                return False
+            if self.ready():
+                return True
+            time.sleep(0.3)
+        return False
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.alive:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: the worker gets no chance to leave its group cleanly."""
+        if self.alive:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def launch_worker(settings: Settings, workdir: Path, web_port: int | None = None,
+                  **env: str) -> WorkerProcess:
+    """Starts a worker in ``workdir`` (its data folder and log live there); does not wait."""
+    port = web_port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(_BIN / "faust"), "-A", "routing_app.app", "worker", "-l", "info",
+             "--web-port", str(port), "--web-host", "127.0.0.1"],
+            cwd=workdir, env=settings_env(settings, ROUTING_WEB_PORT=str(port), **env),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return WorkerProcess(process, port, log_path)

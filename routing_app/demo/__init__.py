@@ -1,0 +1,1 @@
+"""The demo: local stack, two workers, Zipf traffic with a tenant that turns hot, a live view."""

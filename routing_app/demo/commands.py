@@ -1,0 +1,62 @@
+"""``routing-app demo`` (the whole loop) and ``routing-app demo traffic`` (the generator only)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from rich.console import Console
+
+from routing_app.client import RoutingProducer
+from routing_app.config import Settings
+from routing_app.demo.run import DATA_PARTITIONS, run_demo
+from routing_app.demo.traffic import TrafficGenerator, TrafficPlan
+from routing_app.topics import create_topic
+
+pass_settings = click.make_pass_decorator(Settings)
+
+_duration = click.option("--duration", type=float, default=90.0, show_default=True,
+                         help="Seconds of traffic.")
+_rate = click.option("--rate", type=float, default=2000.0, show_default=True,
+                     help="Records per second, all tenants together.")
+
+
+@click.group(invoke_without_command=True)
+@_duration
+@_rate
+@click.pass_context
+def demo(ctx: click.Context, duration: float, rate: float) -> None:
+    """Local stack + two workers + traffic where one tenant turns hot, shown live."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = ctx.find_object(Settings)
+    assert settings is not None
+    plan = TrafficPlan(records_per_s=rate, hot_start_s=min(15.0, duration / 4),
+                       hot_end_s=min(60.0, duration * 0.6))
+    sys.exit(run_demo(settings, duration, plan, Console()))
+
+
+@demo.command()
+@_duration
+@_rate
+@click.option("--topic", default="demo.orders", show_default=True)
+@pass_settings
+def traffic(settings: Settings, duration: float, rate: float, topic: str) -> None:
+    """Only the traffic generator, against the configured cluster (used by docker-compose)."""
+    create_topic(settings.bootstrap, topic, DATA_PARTITIONS)
+    conf = {"bootstrap.servers": settings.bootstrap, "schema.registry.url": settings.registry_url,
+            "routing.routes.topic": settings.routes_topic,
+            "routing.usage.topic": settings.usage_topic, "linger.ms": 5}
+    with RoutingProducer(conf) as producer:
+        producer.wait_ready(60)
+        generator = TrafficGenerator(producer, TrafficPlan(topic=topic, records_per_s=rate))
+        generator.start()
+        try:
+            while generator.elapsed() < duration:
+                time.sleep(5)
+                click.echo(f"t={generator.elapsed():.0f}s sent={generator.sent} "
+                           f"hot={generator.hot()}", err=True)
+        finally:
+            generator.stop()
+            generator.join(5)

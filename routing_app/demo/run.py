@@ -1,0 +1,184 @@
+"""Runs the demo: stack, topics, two workers, traffic, and a live view of partition load."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from routing_app.app.launcher import WorkerProcess, launch_worker
+from routing_app.client import RoutingProducer, java_partition
+from routing_app.codec import AvroCodec, DecodeError, registry_client
+from routing_app.config import Settings
+from routing_app.connection import client_settings
+from routing_app.control import ControlAction, ControlClient, ControlCommand
+from routing_app.control.client import now_ms
+from routing_app.demo.traffic import TrafficGenerator, TrafficPlan
+from routing_app.load import PartitionLoadSampler
+from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
+from routing_app.stack import LocalStack
+from routing_app.topics import create_topic, ensure_topics, routing_topics
+
+DATA_PARTITIONS = 12
+# A partition above this multiple of the mean for HOT_SECONDS is hot.
+HOT_RATIO = 2.0
+HOT_SECONDS = 3
+
+
+@dataclass
+class DemoState:
+    loads: dict[int, float] = field(default_factory=dict)
+    events: deque[ReassignmentEvent] = field(default_factory=lambda: deque(maxlen=8))
+    notes: deque[str] = field(default_factory=lambda: deque(maxlen=6))
+
+
+class EventTail:
+    """Reads the events topic from where it ends now."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._codec = AvroCodec(registry_client(settings.registry_url), EVENT_SCHEMA,
+                                settings.events_topic)
+        self._consumer = Consumer(client_settings(settings.bootstrap, **{
+            "group.id": "routing-app-demo", "enable.auto.commit": False}))
+        tp = TopicPartition(settings.events_topic, 0)
+        _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+        self._consumer.assign([TopicPartition(settings.events_topic, 0, high)])
+
+    def poll(self) -> list[ReassignmentEvent]:
+        found = []
+        for message in self._consumer.consume(100, 0.0):
+            if message.error() is None:
+                try:
+                    found.append(ReassignmentEvent.from_record(self._codec.decode(message.value())))
+                except (DecodeError, KeyError, ValueError):
+                    continue
+        return found
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _render(state: DemoState, traffic: TrafficGenerator, hot_partition: int) -> Group:
+    peak = max(state.loads.values(), default=1.0) or 1.0
+    mean = statistics.fmean(state.loads.values()) if state.loads else 0.0
+    table = Table(title=f"partition load of {traffic.plan.topic} (records/s, from broker offsets)",
+                  expand=True)
+    table.add_column("p", justify="right")
+    table.add_column("rate", justify="right")
+    table.add_column("", ratio=1)
+    for p, rate in sorted(state.loads.items()):
+        bar = "█" * int(40 * rate / peak)
+        style = "red" if mean and rate > HOT_RATIO * mean else "green"
+        marker = "  ← tenant-hot hashes here" if p == hot_partition else ""
+        table.add_row(str(p), f"{rate:,.0f}", f"[{style}]{bar}[/]{marker}")
+    phase = "HOT" if traffic.hot() else "normal"
+    header = (f"t={traffic.elapsed():5.1f}s  sent={traffic.sent:,}  tenant-hot: {phase}  "
+              f"max/mean={peak / mean if mean else 0:.2f}")
+    events = Table("decided", "action", "tenant", "from → to", "epoch", "reason", expand=True)
+    for e in state.events:
+        events.add_row(time.strftime("%H:%M:%S", time.localtime(e.decided_at_ms / 1000)),
+                       e.action, e.tenant,
+                       f"{list(e.from_partitions) or 'hash'} → {list(e.to_partitions) or 'hash'}",
+                       str(e.to_epoch), e.reason)
+    return Group(Panel(header), table, Panel(events, title="reassignment events"),
+                 Panel("\n".join(state.notes) or "…", title="demo operator"))
+
+
+def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: Console) -> int:
+    console.print("[bold]1/4[/] local stack")
+    info = LocalStack(settings, progress=lambda m: console.print(f"    {m}")).up()
+    console.print(f"    Kafka {info.bootstrap}, registry {info.registry_url}")
+    console.print("[bold]2/4[/] topics")
+    ensure_topics(settings.bootstrap, routing_topics(settings), settings.replication_factor)
+    create_topic(settings.bootstrap, plan.topic, DATA_PARTITIONS)
+    console.print("[bold]3/4[/] two workers (faust -A routing_app.app worker)")
+    logs = settings.state_dir / "logs"
+    workers: list[WorkerProcess] = [
+        launch_worker(settings, Path(logs / f"worker-{i}").absolute(),
+                      web_port=settings.web_port + i)
+        for i in range(2)
+    ]
+    try:
+        for w in workers:
+            if not w.wait_ready(120):
+                console.print(f"[red]worker failed to start[/]; log: {w.log_path}\n"
+                              f"{w.log()[-2000:]}")
+                return 1
+        console.print(f"    ready; web views on http://127.0.0.1:{workers[0].web_port}/routes/")
+        console.print("[bold]4/4[/] traffic")
+        return _run_traffic(settings, duration_s, plan, console)
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def _run_traffic(settings: Settings, duration_s: float, plan: TrafficPlan,
+                 console: Console) -> int:
+    state = DemoState()
+    hot_partition = java_partition(plan.hot_tenant.encode(), DATA_PARTITIONS)
+    sampler = PartitionLoadSampler(settings.bootstrap, plan.topic)
+    events = EventTail(settings)
+    control = ControlClient(settings)
+    conf = {"bootstrap.servers": settings.bootstrap, "schema.registry.url": settings.registry_url,
+            "routing.routes.topic": settings.routes_topic,
+            "routing.usage.topic": settings.usage_topic, "linger.ms": 5}
+    all_events: list[ReassignmentEvent] = []
+    with RoutingProducer(conf) as producer:
+        producer.wait_ready(30)
+        traffic = TrafficGenerator(producer, plan)
+        traffic.start()
+        hot_seconds = 0
+        pinned: str | None = None
+        pinned_rate = 0
+        try:
+            with Live(_render(state, traffic, hot_partition), console=console,
+                      refresh_per_second=2, transient=False) as live:
+                while traffic.elapsed() < duration_s:
+                    time.sleep(1.0)
+                    state.loads = sampler.sample()
+                    for e in events.poll():
+                        state.events.appendleft(e)
+                        all_events.append(e)
+                    mean = statistics.fmean(state.loads.values())
+                    hottest = max(state.loads, key=lambda p: state.loads[p])
+                    hot_seconds = hot_seconds + 1 if state.loads[hottest] > HOT_RATIO * mean else 0
+                    # Stand-in for the automatic planner (control-plane issue): the rule a human
+                    # operator would apply, sent through the same single writer.
+                    if pinned is None and hot_seconds >= HOT_SECONDS:
+                        pinned, pinned_rate = traffic.last_second.most_common(1)[0]
+                        target = min(state.loads, key=lambda p: state.loads[p])
+                        state.notes.append(f"partition {hottest} at {state.loads[hottest]:,.0f}/s"
+                                           f" (mean {mean:,.0f}): pin {pinned} → {target}")
+                        control.send(ControlCommand(
+                            ControlAction.PIN, plan.topic, pinned, now_ms(), (target,),
+                            reason=f"partition {hottest} hot: {state.loads[hottest]:.0f}/s vs "
+                                   f"mean {mean:.0f}/s", issued_by="demo"), wait_s=0)
+                    elif pinned is not None and traffic.last_second[pinned] < pinned_rate / 4:
+                        state.notes.append(f"{pinned} cooled down to "
+                                           f"{traffic.last_second[pinned]}/s: unpin")
+                        control.send(ControlCommand(ControlAction.UNPIN, plan.topic, pinned,
+                                                    now_ms(), reason="cooled down",
+                                                    issued_by="demo"), wait_s=0)
+                        pinned = None
+                    live.update(_render(state, traffic, hot_partition))
+        finally:
+            traffic.stop()
+            traffic.join(5)
+        time.sleep(1.0)
+        all_events.extend(events.poll())
+    events.close()
+    console.print("[bold]events written during the demo[/] (from the events topic):")
+    for e in all_events:
+        console.print(f"  {e.action:<8} {e.topic}/{e.tenant}: {list(e.from_partitions) or 'hash'}"
+                      f" → {list(e.to_partitions) or 'hash'} epoch {e.to_epoch} — {e.reason}")
+    console.print(f"sent {traffic.sent:,} records; producer paths: {producer.counters}")
+    console.print("The stack keeps running; stop it with `routing-app stack down`.")
+    return 0
