@@ -60,6 +60,19 @@ class Settings:
     # Producers flush usage reports this often.
     usage_interval_s: float = 1.0
 
+    # Control plane.
+    window_s: float = 10.0
+    # A window closes once reports this much past its end arrived (covers producers' intervals).
+    window_grace_ms: int = 1500
+    # ... or once its usage partition has been quiet this long past grace.
+    window_idle_ms: int = 2000
+    # The planner waits this long past a window's end for missing usage partitions.
+    planner_max_wait_ms: int = 5000
+    # Policy overrides, "name=value,name=value" (fields of routing_app.planner.Policy).
+    planner_policy: str = ""
+    # Consumer groups whose lag the planner weighs, comma-separated.
+    lag_groups: str = ""
+
     @property
     def uses_external_cluster(self) -> bool:
         return self.bootstrap_servers is not None
@@ -161,3 +174,5 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"setting {name!r}: {topic!r} is not a valid topic name")
     if s.usage_interval_s <= 0:
         raise ConfigError("setting 'usage_interval_s' must be positive")
+    if s.window_s <= 0 or s.window_s * 1000 != int(s.window_s * 1000):
+        raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds")

@@ -13,12 +13,18 @@ import faust
 from faust.web import Request, Response, View
 
 from routing_app.app.codecs import KEY_CODEC, ROUTE_CODEC, register
-from routing_app.app.writer import RouteWriter
+from routing_app.app.planning import PlanningLoop
+from routing_app.app.usage import UsageWindows
+from routing_app.app.writer import RouteWriter, WriterTables
 from routing_app.client.cache import RouteCache
-from routing_app.codec import registry_client
+from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings, load_settings
 from routing_app.routes import RouteCodec
 from routing_app.topics import TopicSettingsError, ensure_topics, routing_topics
+from routing_app.usage import USAGE_SCHEMA
+from routing_app.windows import WINDOW_SUMMARY_SCHEMA
+
+TICK_HEADER = ("routing.type", b"tick")
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +81,63 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
                        changelog_topic=routes_changelog)
     # Table derives its codecs from the types (JSON for str); writes must match the topic's.
     routes.key_serializer, routes.value_serializer = KEY_CODEC, ROUTE_CODEC  # type: ignore[attr-defined]
-    # Highest epoch ever written per route key; survives the tombstones that clear `routes`.
-    epochs = app.Table("route_epochs", default=int, partitions=1, key_type=str, value_type=int)
+    tables = WriterTables(
+        routes=routes,
+        epochs=app.Table("route_epochs", default=int, partitions=1),
+        history=app.Table("planner_history", partitions=1),
+        frozen=app.Table("frozen_tenants", partitions=1),
+        drained=app.Table("drained_partitions", partitions=1),
+    )
     control_topic = app.topic(s.control_topic, partitions=1, internal=False,
                               key_serializer="raw", value_serializer="raw")
     events_topic = app.topic(s.events_topic, partitions=1, internal=False,
                              key_serializer="raw", value_serializer="raw")
-    writer = RouteWriter(s, registry, routes, epochs, events_topic, worker_id)
-    app.route_writer = writer  # type: ignore[attr-defined]
+    usage_topic = app.topic(s.usage_topic, partitions=s.usage_partitions, internal=False,
+                            key_serializer="raw", value_serializer="raw")
+    writer = RouteWriter(s, registry, tables, events_topic, worker_id)
+    summary_codec = AvroCodec(registry, WINDOW_SUMMARY_SCHEMA, s.control_topic,
+                              subject=f"{s.control_topic}-{WINDOW_SUMMARY_SCHEMA}")
+    planning = PlanningLoop(s, writer, summary_codec)
+    usage_window = app.Table("usage_window", default=_zero_counts,
+                             partitions=s.usage_partitions).tumbling(
+        s.window_s, expires=3 * s.window_s)
+    usage = UsageWindows(s, AvroCodec(registry, USAGE_SCHEMA, s.usage_topic), summary_codec,
+                         usage_window, control_topic, worker_id)
+    app.route_writer, app.planning, app.usage_windows = writer, planning, usage  # type: ignore[attr-defined]
 
     @app.agent(control_topic, name="control")
     async def control(stream: faust.StreamT[bytes]) -> None:
-        """The single writer: control has one partition, so one worker runs this at a time."""
+        """The single writer: control has one partition, so one worker runs this at a time.
+
+        Operator commands, window summaries and ticks share the topic so that planning and
+        operator changes are applied in one order by one writer.
+        """
         async for event in stream.events():
-            await writer.handle_command_bytes(event.value, event.message.offset)
+            kind = _message_type(event.message.headers)
+            offset = event.message.offset
+            if kind == b"window-summary":
+                await planning.on_summary(event.value, offset)
+            elif kind == b"tick":
+                await planning.on_tick()
+            else:
+                await writer.handle_command_bytes(event.value, offset)
+
+    @app.agent(usage_topic, name="usage")
+    async def usage_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await usage.on_report(event.value, event.message.partition)
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        """Closes quiet usage windows here, and lets the planner meet its deadlines."""
+        try:
+            assigned = {tp.partition for tp in app.consumer.assignment()
+                        if tp.topic == s.usage_topic}
+            await usage.on_tick(assigned)
+            await control_topic.send(value=b"", headers=[TICK_HEADER])
+        except Exception:
+            # An exception escaping a Faust timer crashes the whole worker.
+            log.exception("usage window tick failed; retrying next second")
 
     @app.page("/routes/")
     class RoutesView(View):
@@ -112,13 +161,28 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     class WriterStatsView(View):
         async def get(self, request: Request) -> Response:
             stats: dict[str, Any] = dict(writer.counters)
+            stats["decisions_by_action"] = dict(writer.decisions_by_action)
             stats["undecodable_routes_in_table"] = route_values.undecodable
+            stats["planner"] = dict(planning.counters)
+            stats["usage"] = dict(usage.counters)
             stats["worker_id"] = worker_id
             stats["time_ms"] = int(time.time() * 1000)
             return self.json(stats)
 
-    del control
+    del control, usage_agent, tick
     return app
+
+
+def _zero_counts() -> list[int]:
+    return [0, 0]
+
+
+def _message_type(headers: Any) -> bytes | None:
+    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    for name, value in items:
+        if name == "routing.type":
+            return bytes(value) if value is not None else None
+    return None
 
 
 app = create_app()

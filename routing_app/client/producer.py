@@ -68,6 +68,7 @@ class _Options:
     routes_topic: str = "routing.routes"
     usage_topic: str = "routing.usage"
     usage_interval_ms: int = 1000
+    usage_top_k: int = 1000
     usage_enabled: bool = True
     metadata_refresh_ms: int = 30_000
     max_block_ms: int = 60_000
@@ -79,6 +80,7 @@ _OPTION_KEYS = {
     "routing.routes.topic": ("routes_topic", str),
     "routing.usage.topic": ("usage_topic", str),
     "routing.usage.interval.ms": ("usage_interval_ms", int),
+    "routing.usage.top.k": ("usage_top_k", int),
     "routing.usage.enabled": ("usage_enabled", bool),
     "routing.metadata.refresh.ms": ("metadata_refresh_ms", int),
     "routing.max.block.ms": ("max_block_ms", int),
@@ -308,10 +310,12 @@ class RoutingProducer:
                                                                        headers))
         chosen, path = self.partition_for(topic, key, tenant, partition)
         self.counters[path] += 1
-        if self._usage is not None and path is not RoutingPath.UNKEYED:
+        if self._usage is not None:
             who = tenant if tenant is not None else key
-            name = who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who)
-            self._usage.add(topic, name, len(value) if value is not None else 0)
+            name = "" if who is None else (
+                who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who))
+            self._usage.add(topic, name, len(value) if value is not None else 0,
+                            -1 if chosen is None else chosen)
         callback = self._count_failure if on_delivery is None else _adapt(on_delivery,
                                                                          self._count_failure)
         kwargs: dict[str, Any] = {"on_delivery": callback}
@@ -418,7 +422,7 @@ class RoutingProducer:
     def _report_usage(self) -> None:
         if self._usage is None or self._usage_codec is None:
             return
-        reports = self._usage.drain()
+        reports = self._usage.drain(top_k=self._options.usage_top_k)
         if not reports:
             return
         topic = self._options.usage_topic
@@ -427,8 +431,10 @@ class RoutingProducer:
             count = self.partition_count(topic)
             for report in reports:
                 key = report.key.encode("utf-8")
+                # Timestamped inside the interval (its last ms): workers window by it.
                 self._producer.produce(topic, self._usage_codec.encode(report.to_record()), key,
                                        partition=java_partition(key, count),
+                                       timestamp=report.interval_end - 1,
                                        on_delivery=self._count_failure)
                 sent += 1
         except (UnknownTopicError, RegistryUnavailable, BufferError) as exc:

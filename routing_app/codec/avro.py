@@ -52,13 +52,18 @@ def _without_logical_types(schema: Any) -> Any:
 
 
 class AvroCodec:
-    """Encodes and decodes one record type for one topic's values (subject ``<topic>-value``)."""
+    """Encodes and decodes one record type for one topic's values.
 
-    def __init__(self, registry: SchemaRegistryClient, schema_name: str, topic: str) -> None:
+    The subject is ``<topic>-value`` (TopicNameStrategy) unless the topic carries more than one
+    record type, as the control topic does; then each type has its own subject.
+    """
+
+    def __init__(self, registry: SchemaRegistryClient, schema_name: str, topic: str,
+                 subject: str | None = None) -> None:
         self._registry = registry
         self.schema_name = schema_name
         self.topic = topic
-        self.subject = f"{topic}-value"
+        self.subject = subject or f"{topic}-value"
         self._schema_json = load_schema(schema_name)
         self._writer = fastavro.parse_schema(copy.deepcopy(self._schema_json))
         self._reader = fastavro.parse_schema(_without_logical_types(self._schema_json))

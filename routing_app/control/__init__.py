@@ -2,7 +2,7 @@
 
 from routing_app.control.client import ControlClient
 from routing_app.control.commands import CONTROL_SCHEMA, ControlAction, ControlCommand
-from routing_app.control.decide import Decision, apply_command
+from routing_app.control.decide import Decision, apply_command, decide_planned
 
 __all__ = [
     "CONTROL_SCHEMA",
@@ -11,4 +11,5 @@ __all__ = [
     "ControlCommand",
     "Decision",
     "apply_command",
+    "decide_planned",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from routing_app.control.commands import ControlAction, ControlCommand
+from routing_app.planner import PlannedChange
 from routing_app.routes.events import ReassignmentEvent
 from routing_app.routes.model import Route, RouteError, RouteMode, RouteStatus, validate_topic_name
 
@@ -49,11 +50,33 @@ def apply_command(
         validate_topic_name(command.topic)
     except RouteError as exc:
         return _rejected(command, str(exc), worker_id, now_ms)
-    if not command.tenant:
-        return _rejected(command, "empty tenant id", worker_id, now_ms)
     if partition_count is None:
         return _rejected(command, f"data topic {command.topic!r} does not exist", worker_id,
                          now_ms)
+    if command.action is ControlAction.DRAIN:
+        bad = [p for p in command.partitions if not 0 <= p < partition_count]
+        if bad:
+            return _rejected(command, f"partition {bad[0]} does not exist on {command.topic!r} "
+                             f"(valid: 0..{partition_count - 1})", worker_id, now_ms)
+        what = (f"drain partitions {sorted(set(command.partitions))}" if command.partitions
+                else "stop draining")
+        return Decision(ReassignmentEvent(
+            topic=command.topic, tenant=command.tenant, action="drain",
+            reason=f"operator {what}" + (f" ({command.reason})" if command.reason else ""),
+            decided_at_ms=now_ms, worker_id=worker_id,
+            to_partitions=tuple(sorted(set(command.partitions))), command_id=command.command_id))
+    if not command.tenant:
+        return _rejected(command, "empty tenant id", worker_id, now_ms)
+    if command.action in (ControlAction.FREEZE, ControlAction.UNFREEZE):
+        verb = command.action.value
+        return Decision(ReassignmentEvent(
+            topic=command.topic, tenant=command.tenant, action=verb,
+            reason=f"operator {verb}" + (f" ({command.reason})" if command.reason else ""),
+            decided_at_ms=now_ms, worker_id=worker_id,
+            from_partitions=current.partitions if current else (),
+            to_partitions=current.partitions if current else (),
+            from_epoch=current.epoch if current else None,
+            to_epoch=current.epoch if current else None, command_id=command.command_id))
     epoch = max(last_epoch, current.epoch if current else 0) + 1
     note = f" ({command.reason})" if command.reason else ""
     by = f"operator:{command.issued_by}" if command.issued_by else "operator"
@@ -91,3 +114,36 @@ def apply_command(
 
     return _rejected(command, f"action {command.action.value!r} is not supported by this writer",
                      worker_id, now_ms)
+
+
+def decide_planned(
+    change: PlannedChange,
+    current: Route | None,
+    last_epoch: int,
+    *,
+    worker_id: str,
+    now_ms: int,
+) -> Decision | None:
+    """The decision for one planner change; None when it would change nothing."""
+    epoch = max(last_epoch, current.epoch if current else 0) + 1
+    if change.partitions is None:
+        if current is None:
+            return None
+        event = ReassignmentEvent.for_change(
+            current, None, action=change.action.value, reason=change.reason,
+            decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed)
+        return Decision(replace(event, to_epoch=epoch), tombstone=True)
+    if current is not None and current.partitions == tuple(change.partitions):
+        return None
+    route = Route(
+        topic=change.topic, tenant=change.tenant, partitions=tuple(change.partitions),
+        epoch=epoch, mode=current.mode if current else RouteMode.STRICT,
+        status=RouteStatus.ACTIVE, reason=change.reason, updated_at_ms=now_ms,
+        decided_by=f"planner:{worker_id}",
+        attributes={k: v for k, v in (current.attributes if current else {}).items()
+                    if k != PINNED},
+    )
+    event = ReassignmentEvent.for_change(
+        current, route, action=change.action.value, reason=change.reason,
+        decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed)
+    return Decision(event, route=route)

@@ -24,6 +24,9 @@ class PartitionLoadSampler:
         results = self._admin.list_offsets(request, request_timeout=timeout)
         return {tp.partition: future.result(timeout).offset for tp, future in results.items()}
 
+    def last_end_offsets(self) -> dict[int, int]:
+        return dict(self._last[1]) if self._last else {}
+
     def sample(self) -> dict[int, float]:
         """Records per second written to each partition since the previous sample (0 at first)."""
         now, offsets = time.monotonic(), self.end_offsets()
@@ -32,3 +35,25 @@ class PartitionLoadSampler:
             return dict.fromkeys(self.partitions, 0.0)
         elapsed = max(now - previous[0], 1e-6)
         return {p: (offsets[p] - previous[1].get(p, offsets[p])) / elapsed for p in offsets}
+
+
+def consumer_lag(bootstrap: str, groups: list[str], topic: str, end_offsets: dict[int, int],
+                 timeout: float = 10.0) -> dict[int, int]:
+    """The largest lag of any of ``groups`` on each partition of ``topic`` (0 if none commits)."""
+    if not groups:
+        return {}
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    admin = admin_client(bootstrap)
+    lag: dict[int, int] = {}
+    for group in groups:
+        request = [ConsumerGroupTopicPartitions(
+            group, [TopicPartition(topic, p) for p in sorted(end_offsets)])]
+        result = admin.list_consumer_group_offsets(request, request_timeout=timeout)
+        for future in result.values():
+            for tp in future.result(timeout).topic_partitions or []:
+                if tp.offset is None or tp.offset < 0:
+                    continue
+                behind = max(0, end_offsets.get(tp.partition, tp.offset) - tp.offset)
+                lag[tp.partition] = max(lag.get(tp.partition, 0), behind)
+    return lag

@@ -150,11 +150,29 @@ def test_unpin_unrouted_tenant_is_rejected() -> None:
     _assert_rejected(_apply(_cmd(ControlAction.UNPIN), None, last_epoch=3), "has no route")
 
 
-@pytest.mark.parametrize("action", [ControlAction.DRAIN, ControlAction.FREEZE,
-                                    ControlAction.UNFREEZE, ControlAction.UNKNOWN])
-def test_unsupported_actions_are_rejected(action: ControlAction) -> None:
-    decision = _apply(_cmd(action), _current(), last_epoch=4)
-    _assert_rejected(decision, f"{action.value} rejected", "not supported")
+def test_unknown_actions_are_rejected() -> None:
+    decision = _apply(_cmd(ControlAction.UNKNOWN), _current(), last_epoch=4)
+    _assert_rejected(decision, "unknown rejected", "not supported")
+
+
+@pytest.mark.parametrize("action", [ControlAction.FREEZE, ControlAction.UNFREEZE])
+def test_freeze_and_unfreeze_record_an_event_without_touching_the_route(
+        action: ControlAction) -> None:
+    decision = _apply(_cmd(action, reason="audit"), _current(), last_epoch=4)
+    assert not decision.changes_route
+    assert decision.event.applied and decision.event.action == action.value
+    assert decision.event.reason == f"operator {action.value} (audit)"
+    assert decision.event.to_epoch == 4 and decision.event.to_partitions == (1,)
+
+
+def test_drain_validates_partitions_and_empty_list_stops_draining() -> None:
+    drained = _apply(_cmd(ControlAction.DRAIN, tenant="", partitions=(5, 2, 5)))
+    assert drained.event.applied and drained.event.to_partitions == (2, 5)
+    assert not drained.changes_route
+    stop = _apply(_cmd(ControlAction.DRAIN, tenant="", partitions=()))
+    assert stop.event.applied and stop.event.reason == "operator stop draining"
+    _assert_rejected(_apply(_cmd(ControlAction.DRAIN, partitions=(COUNT,))), "does not exist")
+    _assert_rejected(_apply(_cmd(ControlAction.DRAIN), count=None), "does not exist")
 
 
 # -- property: epochs strictly increase, routes always valid -----------------------------------
