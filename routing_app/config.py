@@ -72,6 +72,8 @@ class Settings:
     planner_policy: str = ""
     # Consumer groups whose lag the planner weighs, comma-separated.
     lag_groups: str = ""
+    # How fast the group notices a worker that died without leaving (kill -9, lost host).
+    worker_session_timeout_s: float = 10.0
 
     @property
     def uses_external_cluster(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routing_app.config import Settings
+from routing_app.config import ENV_PREFIX, Settings
 from routing_app.stack.process import free_port
 
 _BIN = Path(sys.executable).parent
@@ -21,19 +22,15 @@ _READY_LINE = "[^Worker]: Ready"
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes a child process use exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTING_")}
-    env.update(
-        ROUTING_BOOTSTRAP_SERVERS=settings.bootstrap,
-        ROUTING_SCHEMA_REGISTRY_URL=settings.registry_url,
-        ROUTING_ROUTES_TOPIC=settings.routes_topic,
-        ROUTING_EVENTS_TOPIC=settings.events_topic,
-        ROUTING_USAGE_TOPIC=settings.usage_topic,
-        ROUTING_CONTROL_TOPIC=settings.control_topic,
-        ROUTING_USAGE_PARTITIONS=str(settings.usage_partitions),
-        ROUTING_APP_ID=settings.app_id,
-        ROUTING_MIN_COMPACTION_LAG_MS=str(settings.min_compaction_lag_ms),
-        PYTHONUNBUFFERED="1",
-    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if value is not None:
+            env[ENV_PREFIX + f.name.upper()] = str(value)
+    # The child must reach the same cluster even where these are derived (the local stack).
+    env[ENV_PREFIX + "BOOTSTRAP_SERVERS"] = settings.bootstrap
+    env[ENV_PREFIX + "SCHEMA_REGISTRY_URL"] = settings.registry_url
+    env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
 

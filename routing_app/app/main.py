@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         web_host="127.0.0.1",
         topic_replication_factor=s.replication_factor,
         producer_acks=-1,
+        broker_session_timeout=s.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.worker_session_timeout_s / 4),
     )
     app.routing_settings = s
     app.route_cache = RouteCache({"bootstrap.servers": s.bootstrap}, route_codec, s.routes_topic,

@@ -34,9 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def policy_from_text(text: str) -> Policy:
-    """``"partition_capacity=2000,min_dwell_s=20"`` -> Policy; names the bad part on error."""
-    policy = Policy()
-    fields = {f.name: f for f in dataclasses.fields(Policy)}
+    """``"partition_capacity=2000,min_dwell_s=20"`` -> Policy; names the bad part on error.
+
+    Each value is converted to its field's declared type (int, float, bool, str); ``none`` is
+    accepted for Optional fields only.
+    """
+    import types
+    import typing
+
+    hints = typing.get_type_hints(Policy)
+    fields = {f.name for f in dataclasses.fields(Policy) if f.init}
     changes: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, raw = part.partition("=")
@@ -44,13 +51,29 @@ def policy_from_text(text: str) -> Policy:
         if not sep or name not in fields:
             raise ConfigError(f"planner_policy: {part!r} is not name=value with a Policy field "
                               f"({', '.join(sorted(fields))})")
-        current = getattr(policy, name)
+        kind, value = hints[name], raw.strip()
+        optional = False
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(kind) if a is not type(None)]
+            optional = len(members) < len(typing.get_args(kind))
+            kind = members[0] if len(members) == 1 else kind
         try:
-            changes[name] = (None if raw.strip().lower() == "none"
-                             else type(current)(raw) if current is not None else float(raw))
+            if value.lower() == "none":
+                if not optional:
+                    raise ValueError(f"{name} cannot be none")
+                changes[name] = None
+            elif kind is bool:
+                flag = value.lower()
+                if flag not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError(f"not a boolean: {value!r}")
+                changes[name] = flag in ("true", "1", "yes", "on")
+            elif kind in (int, float, str):
+                changes[name] = kind(value)
+            else:
+                raise ValueError(f"{name} has type {kind}, which text cannot set")
         except ValueError as exc:
             raise ConfigError(f"planner_policy: {name}={raw!r}: {exc}") from exc
-    return dataclasses.replace(policy, **changes)
+    return dataclasses.replace(Policy(), **changes)
 
 
 class PlanningLoop:

@@ -46,9 +46,10 @@ class UsageWindows:
         self.closer = WindowCloser(self.size_ms, settings.window_grace_ms, settings.window_idle_ms)
         self.windows = WindowAccumulator()
         self._last_event_wall: dict[int, int] = {}
+        self._stale_after_ms = 3 * self.size_ms + settings.window_grace_ms
         self._owned: set[int] = set()
         self.counters: dict[str, int] = {"usage_reports": 0, "usage_undecodable": 0,
-                                         "late_reports": 0, "windows_closed": 0,
+                                         "late_reports": 0, "stale_reports": 0, "windows_closed": 0,
                                          "windows_restored": 0}
 
     # -- the agent's side: one usage report ---------------------------------------------------
@@ -62,6 +63,11 @@ class UsageWindows:
         self._own(partition)
         self.counters["usage_reports"] += 1
         now = _now_ms()
+        if report.interval_end < now - self._stale_after_ms:
+            # A backlog (a new worker group, a long outage) says nothing about traffic now and
+            # would make the planner replay history; it must not move stream time either.
+            self.counters["stale_reports"] += 1
+            return
         self._last_event_wall[partition] = now
         # Windows by the interval's end: the report counts where its traffic finished.
         event_time = report.interval_end - 1

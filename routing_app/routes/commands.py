@@ -39,9 +39,12 @@ def _send(settings: Settings, command: ControlCommand, wait: float) -> None:
     if not event.applied:
         err.print(f"[red]rejected[/]: {event.reason}")
         sys.exit(1)
-    err.print(f"[green]{event.action}[/] {command.topic}/{command.tenant}: "
-              f"{list(event.from_partitions) or 'hashed'} -> {list(event.to_partitions) or 'hashed'}"
-              f" (epoch {event.to_epoch})")
+    if command.action in (ControlAction.PIN, ControlAction.UNPIN):
+        err.print(f"[green]{event.action}[/] {command.topic}/{command.tenant}: "
+                  f"{list(event.from_partitions) or 'hashed'} -> "
+                  f"{list(event.to_partitions) or 'hashed'} (epoch {event.to_epoch})")
+    else:
+        err.print(f"[green]{event.action}[/] {command.topic}/{command.tenant}: {event.reason}")
 
 
 _wait = click.option("--wait", type=float, default=15.0, show_default=True,
@@ -77,6 +80,44 @@ def unpin(settings: Settings, topic: str, tenant: str, reason: str, wait: float)
     """Send TENANT of TOPIC back to default hashing."""
     _send(settings, ControlCommand(ControlAction.UNPIN, topic, tenant, now_ms(), reason=reason,
                                    issued_by=getpass.getuser()), wait)
+
+
+@routes.command()
+@click.argument("topic")
+@click.argument("tenant")
+@_reason
+@_wait
+@pass_settings
+def freeze(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
+    """Stop automatic moves of TENANT (its current placement stays)."""
+    _send(settings, ControlCommand(ControlAction.FREEZE, topic, tenant, now_ms(), reason=reason,
+                                   issued_by=getpass.getuser()), wait)
+
+
+@routes.command()
+@click.argument("topic")
+@click.argument("tenant")
+@_reason
+@_wait
+@pass_settings
+def unfreeze(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
+    """Let the planner move TENANT again."""
+    _send(settings, ControlCommand(ControlAction.UNFREEZE, topic, tenant, now_ms(),
+                                   reason=reason, issued_by=getpass.getuser()), wait)
+
+
+@routes.command()
+@click.argument("topic")
+@click.option("--partition", "-p", "partitions", type=int, multiple=True,
+              help="Partition to drain; repeat for several. None: stop draining TOPIC.")
+@_reason
+@_wait
+@pass_settings
+def drain(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
+          wait: float) -> None:
+    """Move tenants off partitions of TOPIC (planner moves them, bounded per cycle)."""
+    _send(settings, ControlCommand(ControlAction.DRAIN, topic, "", now_ms(), partitions,
+                                   reason=reason, issued_by=getpass.getuser()), wait)
 
 
 def _load(settings: Settings, timeout: float) -> RouteCache:

@@ -1,0 +1,178 @@
+"""``routing-app bench producer | rebuild | propagation [--json]``.
+
+Progress and a summary go to stderr; with ``--json`` stdout ends with exactly one JSON line of
+figures. Targets are shown next to the figures, never asserted: the exit code is 0 whenever
+the benchmark ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from routing_app.config import Settings
+
+pass_settings = click.make_pass_decorator(Settings)
+err = Console(stderr=True)
+
+# (figure, comparison, target, applies) -> shown in the summary
+Target = tuple[str, str, float, Callable[[dict[str, Any]], bool]]
+
+
+def _always(_: dict[str, Any]) -> bool:
+    return True
+
+
+class RichReporter:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def note(self, message: str) -> None:
+        self.console.print(message)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=self.console) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda n: progress.advance(task, n)
+
+
+def _finish(title: str, result: dict[str, Any], as_json: bool, targets: list[Target]) -> None:
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target")
+    goals = {name: (op, goal, applies) for name, op, goal, applies in targets}
+    for name, value in result.items():
+        if isinstance(value, dict | list):
+            continue
+        shown = f"{value:,}" if isinstance(value, int | float) and not isinstance(value, bool) \
+            else str(value)
+        target = ""
+        if name in goals:
+            op, goal, applies = goals[name]
+            if applies(result):
+                met = value >= goal if op == ">=" else value <= goal
+                target = f"{'[green]met' if met else '[red]missed'}[/] ({op} {goal:g})"
+            else:
+                target = f"({op} {goal:g} at full size)"
+        table.add_row(name, shown, target)
+    err.print(table)
+    if as_json:
+        click.echo(json.dumps(result, separators=(",", ":")))
+
+
+_as_json = click.option("--json", "as_json", is_flag=True,
+                        help="End stdout with one JSON line of the figures.")
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks against the configured broker and registry (scratch topics, deleted after)."""
+
+
+@bench.command()
+@click.option("--records", type=click.IntRange(1), default=200_000, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--tenants", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--partitions", type=click.IntRange(1), default=12, show_default=True)
+@click.option("--batch-bytes", type=click.IntRange(1024), default=131_072, show_default=True,
+              help="batch.size (librdkafka) = max_batch_size (aiokafka).")
+@click.option("--profile", is_flag=True,
+              help="Also run one uncounted RoutingProducer round under cProfile.")
+@_as_json
+@pass_settings
+def producer(settings: Settings, records: int, rounds: int, tenants: int, partitions: int,
+             batch_bytes: int, profile: bool, as_json: bool) -> None:
+    """RoutingProducer vs raw confluent-kafka Producer vs aiokafka: records/s, end to end."""
+    from routing_app.bench.producer import run_producer
+
+    result = run_producer(settings, records=records, rounds=rounds, tenants=tenants,
+                          partitions=partitions, batch_bytes=batch_bytes, profile=profile,
+                          reporter=RichReporter(err))
+    cprofile = result.pop("cprofile", None)
+    if cprofile:
+        click.echo(cprofile, err=True)
+    _finish("producer throughput (median of rounds)", result, as_json, [
+        ("ratio_vs_raw", ">=", 0.90, _always),
+        ("ratio_vs_aiokafka", ">=", 2.0, _always),
+    ])
+
+
+@bench.command()
+@click.option("--routes", type=click.IntRange(1), default=1_000_000, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--profile", is_flag=True,
+              help="Also profile the rebuild: cProfile of the cache thread, per-stage costs.")
+@click.option("--timeout", type=float, default=600.0, show_default=True)
+@click.option("--consumer-config", "consumer_config", multiple=True, metavar="KEY=VALUE",
+              help="What-if librdkafka setting for the cache's consumer (and the baseline's); "
+                   "repeatable. Default: exactly what RouteCache uses.")
+@_as_json
+@pass_settings
+def rebuild(settings: Settings, routes: int, rounds: int, profile: bool, timeout: float,
+            consumer_config: tuple[str, ...], as_json: bool) -> None:
+    """Seconds and memory for a fresh RouteCache to read N routes."""
+    from routing_app.bench.rebuild import run_rebuild
+
+    conf: dict[str, str] = {}
+    for item in consumer_config:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--consumer-config")
+        conf[key.strip()] = value.strip()
+    result = run_rebuild(settings, routes=routes, rounds=rounds, profile=profile,
+                         timeout=timeout, consumer_config=conf, reporter=RichReporter(err))
+    cprofile = result.pop("cprofile", None)
+    if cprofile:
+        click.echo(cprofile, err=True)
+    if "us_per_route" in result:
+        stages = Table("stage", "us per route", title="where a route's time goes")
+        for name, us in result["us_per_route"].items():
+            stages.add_row(name, f"{us:.2f}")
+        err.print(stages)
+    full = 1_000_000
+
+    def at_full(r: dict[str, Any]) -> bool:
+        return int(r["routes"]) >= full
+
+    _finish("route cache rebuild", result, as_json, [
+        ("seconds", "<=", 5.0, at_full),
+        ("rss_mb", "<=", 300.0, at_full),
+        ("routes_per_s", ">=", full / 5.0, _always),
+    ])
+
+
+@bench.command()
+@click.option("--producers", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--changes", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--tenants", type=click.IntRange(1), default=1_000, show_default=True,
+              help="Routes on the topic; changes pick among them at random.")
+@click.option("--max-gap-ms", type=click.FloatRange(0), default=200.0, show_default=True,
+              help="Random pause (0..this) between changes.")
+@_as_json
+@pass_settings
+def propagation(settings: Settings, producers: int, changes: int, tenants: int,
+                max_gap_ms: float, as_json: bool) -> None:
+    """Milliseconds until a route change is in every RoutingProducer's cache."""
+    from routing_app.bench.propagation import run_propagation
+
+    result = run_propagation(settings, producers=producers, changes=changes, tenants=tenants,
+                             max_gap_ms=max_gap_ms, reporter=RichReporter(err))
+    _finish("route change propagation (last cache)", result, as_json, [
+        ("p99_ms", "<=", 100.0, _always),
+    ])

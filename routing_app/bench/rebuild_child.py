@@ -1,0 +1,211 @@
+"""The measured side of ``bench rebuild``, run in a fresh interpreter so its memory is its own.
+
+``python -m routing_app.bench.rebuild_child '<json>'`` with ``mode`` one of:
+
+- ``cache``: a RouteCache, start() to wait_ready(); seconds, routes held, VmHWM growth.
+- ``consume``: the baseline: the same consumer settings reading the same records, no decoding.
+- ``profile``: cProfile of a real RouteCache's thread, then the per-route cost of each stage
+  (consume, key parse, Avro decode, Route construction, dict insert) timed one by one.
+
+Prints one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import io
+import json
+import pstats
+import sys
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from routing_app.client.cache import RouteCache
+from routing_app.codec import registry_client
+from routing_app.routes import Route, RouteCodec
+from routing_app.routes.model import parse_route_key
+
+
+def _kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _consumer(bootstrap: str, extra: dict[str, Any]) -> Consumer:
+    # Exactly what RouteCache gives its consumer (extra: the what-if settings, as for the cache).
+    return Consumer({
+        "bootstrap.servers": bootstrap,
+        **extra,
+        "group.id": f"routing-app-bench-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+        "fetch.error.backoff.ms": 50,
+    })
+
+
+def _read_all(bootstrap: str, topic: str, keep: bool,
+              extra: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """Reads the partition to the end offset seen at start, like the cache's ready condition."""
+    consumer = _consumer(bootstrap, extra)
+    kept: list[tuple[bytes, bytes]] = []
+    count = 0
+    try:
+        tp = TopicPartition(topic, 0)
+        _, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        position = 0
+        while position < high:
+            for message in consumer.consume(num_messages=10_000, timeout=0.1):
+                error = message.error()
+                offset = message.offset()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF and offset is not None:
+                        position = max(position, offset)
+                    continue
+                key, value = message.key(), message.value()
+                position = (offset or 0) + 1
+                count += 1
+                if keep and key is not None and value is not None:
+                    kept.append((key, value))
+    finally:
+        consumer.close()
+    return count, kept
+
+
+def measure_cache(bootstrap: str, registry_url: str, topic: str, timeout: float,
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    codec = RouteCodec(registry_client(registry_url), topic)
+    gc.collect()
+    baseline_kb = _kb("VmRSS")
+    cache = RouteCache({"bootstrap.servers": bootstrap, **extra}, codec, topic,
+                       name="bench-rebuild")
+    started = time.perf_counter()
+    cache.start()
+    ready = cache.wait_ready(timeout)
+    seconds = time.perf_counter() - started
+    peak_kb, after_kb = _kb("VmHWM"), _kb("VmRSS")
+    stats = cache.stats()
+    cache.stop()
+    return {
+        "ready": ready, "seconds": seconds, "cache_routes": stats.routes,
+        "records_read": stats.position, "undecodable": stats.undecodable,
+        "baseline_kb": baseline_kb, "peak_kb": peak_kb, "after_kb": after_kb,
+    }
+
+
+def measure_consume(bootstrap: str, topic: str, extra: dict[str, Any]) -> dict[str, Any]:
+    gc.collect()
+    baseline_kb = _kb("VmRSS")
+    started = time.perf_counter()
+    count, _ = _read_all(bootstrap, topic, False, extra)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "records_read": count, "baseline_kb": baseline_kb,
+            "peak_kb": _kb("VmHWM"), "after_kb": _kb("VmRSS")}
+
+
+def _timed(label: str, results: dict[str, float], fn: Any, *args: Any) -> Any:
+    started = time.perf_counter()
+    out = fn(*args)
+    results[label] = time.perf_counter() - started
+    return out
+
+
+def profile(bootstrap: str, registry_url: str, topic: str, timeout: float, top: int,
+            extra: dict[str, Any]) -> dict[str, Any]:
+    # 1. cProfile of the real cache thread (its _run wrapped on the instance, library untouched).
+    codec = RouteCodec(registry_client(registry_url), topic)
+    cache = RouteCache({"bootstrap.servers": bootstrap, **extra}, codec, topic,
+                       name="bench-profile")
+    profiler = cProfile.Profile()
+    run = cache._run
+    setattr(cache, "_run", lambda: profiler.runcall(run))  # noqa: B010 (instance override)
+    started = time.perf_counter()
+    cache.start()
+    cache.wait_ready(timeout)
+    profiled_seconds = time.perf_counter() - started
+    cache.stop()
+    del cache
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    gc.collect()
+
+    # 2. Each stage alone, over the same records held in memory.
+    t: dict[str, float] = {}
+    _, records = _timed("consume", t, _read_all, bootstrap, topic, True, extra)
+    n = len(records)
+    codec = RouteCodec(registry_client(registry_url), topic)
+    decode_value = codec.values.decode
+    decode = codec.decode
+    from_record = Route.from_record
+    decode_value(records[0][1])  # fetch the writer schema from the registry outside the clock
+
+    def keys() -> None:
+        for key, _ in records:
+            parse_route_key(key)
+
+    def avro() -> None:
+        for _, value in records:
+            decode_value(value)
+
+    def avro_and_route() -> None:
+        for _, value in records:
+            from_record(decode_value(value))
+
+    def full_decode() -> None:
+        for key, value in records:
+            decode(key, value)
+
+    fresh = RouteCache({"bootstrap.servers": bootstrap}, codec, topic, name="bench-apply")
+    apply = fresh._apply
+
+    def apply_all() -> None:
+        for offset, (key, value) in enumerate(records):
+            apply(key, value, offset)
+
+    gc.collect()
+    for label, fn in (("key_parse", keys), ("avro_decode", avro),
+                      ("avro_decode+route", avro_and_route), ("codec_decode", full_decode),
+                      ("apply", apply_all)):
+        _timed(label, t, fn)
+    if len(fresh) != n:
+        raise AssertionError(f"apply built {len(fresh)} routes from {n} records")
+    per_route = {label: seconds / n * 1e6 for label, seconds in t.items()}
+    return {
+        "records": n,
+        "profiled_seconds": profiled_seconds,
+        "stage_seconds": t,
+        "us_per_route": per_route,
+        "cprofile": text.getvalue(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    args = json.loads(argv[1])
+    mode = args["mode"]
+    extra: dict[str, Any] = args.get("consumer_config") or {}
+    if mode == "cache":
+        out = measure_cache(args["bootstrap"], args["registry_url"], args["topic"],
+                            args["timeout"], extra)
+    elif mode == "consume":
+        out = measure_consume(args["bootstrap"], args["topic"], extra)
+    elif mode == "profile":
+        out = profile(args["bootstrap"], args["registry_url"], args["topic"], args["timeout"],
+                      args.get("top", 25), extra)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,179 @@
+"""The control loop end to end with two real workers: a tenant spikes ×20, is isolated within a
+window + 2 s, its old partition cools (broker offsets), it merges back, and killing the planning
+worker does not stop planning."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from routing_app.client import RoutingProducer, java_partition
+from routing_app.codec import AvroCodec, registry_client
+from routing_app.config import Settings
+from routing_app.connection import client_settings
+from routing_app.load import PartitionLoadSampler
+from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
+from routing_app.topics import create_topic, ensure_topics, routing_topics
+from tests.e2e.support import Worker, start_worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 3.0
+PARTITIONS = 12
+TENANTS = [f"steady-{i:02d}" for i in range(36)]
+BASE_RATE = 25.0  # records/s per tenant
+SPIKY = "spiky"
+
+
+class Traffic(threading.Thread):
+    """Sends each tenant's current rate in 20 ms ticks; the test changes ``rates`` live."""
+
+    def __init__(self, producer: RoutingProducer, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.producer, self.topic = producer, topic
+        self.rates = {t: BASE_RATE for t in [*TENANTS, SPIKY]}
+        self.halt = threading.Event()
+        self.seq = 0
+
+    def run(self) -> None:
+        owed: dict[str, float] = dict.fromkeys(self.rates, 0.0)
+        tick = 0.02
+        next_tick = time.monotonic()
+        while not self.halt.is_set():
+            for tenant, rate in list(self.rates.items()):
+                owed[tenant] = owed.get(tenant, 0.0) + rate * tick
+                while owed[tenant] >= 1:
+                    owed[tenant] -= 1
+                    self.seq += 1
+                    self.producer.produce(self.topic, b"x" * 100, tenant.encode())
+            next_tick += tick
+            self.halt.wait(max(0.0, next_tick - time.monotonic()))
+
+
+@pytest.fixture(scope="module")
+def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[Settings, list[Worker]]]:
+    suffix = uuid.uuid4().hex[:8]
+    settings = stack_settings.replace(
+        routes_topic=f"cp.routes.{suffix}", events_topic=f"cp.events.{suffix}",
+        usage_topic=f"cp.usage.{suffix}", control_topic=f"cp.control.{suffix}",
+        app_id=f"cp-{suffix}", usage_partitions=4, min_compaction_lag_ms=0,
+        window_s=WINDOW_S, window_grace_ms=800, window_idle_ms=1000, planner_max_wait_ms=2000,
+        worker_session_timeout_s=6.0,
+        planner_policy="partition_capacity=2000,min_dwell_s=3,cooldown_s=3,hot_threshold=1.8")
+    ensure_topics(settings.bootstrap, routing_topics(settings))
+    base = tmp_path_factory.mktemp("plane")
+    workers = [start_worker(settings, Path(base / f"w{i}")) for i in range(2)]
+    for w in workers:
+        assert w.alive, w.log()[-3000:]
+    yield settings, workers
+    for w in workers:
+        w.stop()
+
+
+def leader(workers: list[Worker]) -> Worker | None:
+    for w in workers:
+        if w.alive and w.get("/writer/stats")["planner"]["cycles"] > 0:
+            return w
+    return None
+
+
+def events(settings: Settings) -> list[ReassignmentEvent]:
+    codec = AvroCodec(registry_client(settings.registry_url), EVENT_SCHEMA, settings.events_topic)
+    consumer = Consumer(client_settings(settings.bootstrap, **{
+        "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(settings.events_topic, 0, 0)])
+    found = []
+    try:
+        while batch := consumer.consume(500, 1.0):
+            found += [ReassignmentEvent.from_record(codec.decode(m.value()))
+                      for m in batch if m.error() is None]
+    finally:
+        consumer.close()
+    return found
+
+
+def wait_window_boundary() -> None:
+    now = time.time()
+    time.sleep(WINDOW_S - now % WINDOW_S + 0.05)
+
+
+def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
+    plane: tuple[Settings, list[Worker]], tmp_path: Path
+) -> None:
+    settings, workers = plane
+    topic = f"cp-orders-{uuid.uuid4().hex[:6]}"
+    create_topic(settings.bootstrap, topic, PARTITIONS)
+    old_partition = java_partition(SPIKY.encode(), PARTITIONS)
+    conf = {"bootstrap.servers": settings.bootstrap, "schema.registry.url": settings.registry_url,
+            "routing.routes.topic": settings.routes_topic,
+            "routing.usage.topic": settings.usage_topic, "routing.usage.interval.ms": 500,
+            "linger.ms": 5}
+    sampler = PartitionLoadSampler(settings.bootstrap, topic)
+    figures: dict[str, float] = {}
+    with RoutingProducer(conf) as producer:
+        producer.wait_ready(30)
+        traffic = Traffic(producer, topic)
+        traffic.start()
+        try:
+            time.sleep(3 * WINDOW_S)  # steady state: nothing to do for the planner
+            assert producer.route_for(topic, SPIKY) is None
+            sampler.sample()
+            time.sleep(2)
+            before = sampler.sample()
+
+            wait_window_boundary()
+            onset = time.monotonic()
+            traffic.rates[SPIKY] = BASE_RATE * 20
+            route = wait_for(lambda: producer.route_for(topic, SPIKY), timeout=6 * WINDOW_S,
+                             what="the spiking tenant to be routed")
+            figures["reaction_s"] = time.monotonic() - onset
+            assert old_partition not in route.partitions
+            time.sleep(1.0)
+            sampler.sample()
+            time.sleep(2.0)
+            after = sampler.sample()
+            figures.update(old_partition_before=before[old_partition],
+                           old_partition_after=after[old_partition],
+                           new_partition_after=sum(after[p] for p in route.partitions))
+            # The old partition is back near where it was; the tenant's traffic moved with it.
+            assert after[old_partition] < 1.5 * before[old_partition] + 20, figures
+            assert figures["new_partition_after"] > 300, figures
+            assert figures["reaction_s"] <= WINDOW_S + 2.0, figures
+
+            traffic.rates[SPIKY] = BASE_RATE
+            cooled = time.monotonic()
+            wait_for(lambda: producer.route_for(topic, SPIKY) is None, timeout=40,
+                     what="the cooled tenant to merge back")
+            figures["merge_back_s"] = time.monotonic() - cooled
+
+            planner = wait_for(lambda: leader(workers), timeout=10, what="a planning worker")
+            epochs_before = [e.to_epoch for e in events(settings)
+                             if e.tenant == SPIKY and e.to_epoch is not None]
+            planner.kill()
+            killed = time.monotonic()
+            survivor = next(w for w in workers if w is not planner)
+            wait_window_boundary()
+            traffic.rates[SPIKY] = BASE_RATE * 20
+            route = wait_for(lambda: producer.route_for(topic, SPIKY), timeout=60,
+                             what="a decision after the planning worker was killed")
+            figures["failover_decision_s"] = time.monotonic() - killed
+            assert survivor.get("/writer/stats")["planner"]["cycles"] > 0
+        finally:
+            traffic.halt.set()
+            traffic.join(5)
+    history = [e for e in events(settings) if e.tenant == SPIKY and e.topic == topic]
+    actions = [e.action for e in history]
+    assert actions[:2] in (["isolate", "merge"], ["shard", "merge"]), actions
+    assert all(e.reason and e.observed for e in history), history
+    epochs = [e.to_epoch for e in history if e.to_epoch is not None]
+    assert epochs == sorted(set(epochs)) and len(epochs) >= 3, epochs
+    assert max(epochs) > max(epochs_before)
+    print("control-plane figures:", json.dumps(figures))
