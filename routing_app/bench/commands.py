@@ -176,3 +176,36 @@ def propagation(settings: Settings, producers: int, changes: int, tenants: int,
     _finish("route change propagation (last cache)", result, as_json, [
         ("p99_ms", "<=", 100.0, _always),
     ])
+
+
+@bench.command()
+@click.option("--window-s", type=float, default=None,
+              help="Window size for the benchmark's worker (default: the configured one).")
+@click.option("--rounds", type=click.IntRange(1), default=1, show_default=True)
+@_as_json
+@pass_settings
+def reaction(settings: Settings, window_s: float | None, rounds: int, as_json: bool) -> None:
+    """Hotspot onset -> producers routing the tenant elsewhere (one real worker)."""
+    from routing_app.bench.control_plane import run_reaction
+
+    result = run_reaction(settings, window_s=window_s, rounds=rounds, reporter=RichReporter(err))
+    _finish("reaction to a x20 hotspot", result, as_json, [
+        ("seconds", "<=", result["target_s"], _always),
+    ])
+
+
+@bench.command()
+@click.option("--reports", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--tenants", type=click.IntRange(1), default=5_000, show_default=True)
+@_as_json
+@pass_settings
+def aggregate(settings: Settings, reports: int, tenants: int, as_json: bool) -> None:
+    """Usage reports aggregated per second by one worker and by two."""
+    from routing_app.bench.control_plane import run_aggregate
+
+    result = run_aggregate(settings, reports=reports, tenants=tenants,
+                           reporter=RichReporter(err))
+    _finish("usage aggregation", result, as_json, [
+        ("events_per_s_1w", ">=", 20_000, _always),
+        ("scale_2w", ">=", 1.7, _always),
+    ])

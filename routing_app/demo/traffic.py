@@ -83,3 +83,40 @@ class TrafficGenerator(threading.Thread):
                 second_started = now
             next_tick += tick
             self._halt.wait(max(0.0, next_tick - time.monotonic()))
+
+
+class LiveRates(threading.Thread):
+    """Sends each tenant's current rate (records/s) in 20 ms ticks; callers change ``rates`` live.
+
+    Used where the timing of a change matters (tests, the reaction benchmark): unlike
+    TrafficGenerator there is no randomness, so a x20 spike is exactly x20.
+    """
+
+    def __init__(self, producer: RoutingProducer, topic: str, rates: dict[str, float],
+                 value_bytes: int = 100) -> None:
+        super().__init__(name="live-rates", daemon=True)
+        self.producer = producer
+        self.topic = topic
+        self.rates = dict(rates)
+        self.value = b"x" * value_bytes
+        self.sent = 0
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        owed: dict[str, float] = {}
+        tick = 0.02
+        next_tick = time.monotonic()
+        while not self._halt.is_set():
+            for tenant, rate in list(self.rates.items()):
+                due = owed.get(tenant, 0.0) + rate * tick
+                whole = int(due)
+                owed[tenant] = due - whole
+                key = tenant.encode()
+                for _ in range(whole):
+                    self.producer.produce(self.topic, self.value, key)
+                self.sent += whole
+            next_tick += tick
+            self._halt.wait(max(0.0, next_tick - time.monotonic()))

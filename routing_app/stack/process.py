@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -68,12 +69,37 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports nothing listens on, chosen BELOW the kernel's ephemeral range.
+
+    A port the kernel hands out for bind(0) lies in the ephemeral range, where every outgoing
+    connection (librdkafka opens many) also takes its local port: between choosing and a
+    server binding it, a client can grab it. Below that range only listeners compete.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    chosen: list[int] = []
+    for port in candidates:
+        if len(chosen) == count:
+            break
+        if not port_in_use(port, host):
+            chosen.append(port)
+    if len(chosen) < count:
+        raise OSError(f"no {count} free TCP ports below {low} on {host}")
+    return chosen
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the kernel's choice for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1, host)[0]
 
 
 def tail(path: Path, lines: int = 20) -> str:

@@ -27,6 +27,9 @@ class _PartitionClock:
     open_windows: set[int] = field(default_factory=set)
     # Everything that starts before this has been closed.
     closed_before_ms: int = -1
+    # Whether due() returned a window yet: until then closing starts at the oldest open window
+    # (closed_before_ms can already have moved past empty windows without returning them).
+    returned_any: bool = False
 
 
 class WindowCloser:
@@ -83,7 +86,7 @@ class WindowCloser:
         if closable_before <= clock.closed_before_ms:
             return []
         first = clock.closed_before_ms
-        if first < 0:
+        if not clock.returned_any:
             # Nothing closed yet on this partition: start from its oldest open window, or,
             # for a partition that never had data, from the window just before the horizon.
             first = min(clock.open_windows, default=closable_before - self.size_ms)
@@ -91,4 +94,5 @@ class WindowCloser:
         due = [(start, reason) for start in range(first, closable_before, self.size_ms)]
         clock.open_windows = {w for w in clock.open_windows if w >= closable_before}
         clock.closed_before_ms = closable_before
+        clock.returned_any = clock.returned_any or bool(due)
         return due

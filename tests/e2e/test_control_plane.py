@@ -1,11 +1,10 @@
-"""The control loop end to end with two real workers: a tenant spikes ×20, is isolated within a
+"""The control loop end to end with two real workers: a tenant spikes x20, is isolated within a
 window + 2 s, its old partition cools (broker offsets), it merges back, and killing the planning
 worker does not stop planning."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from routing_app.client import RoutingProducer, java_partition
 from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings
+from routing_app.demo.traffic import LiveRates
 from routing_app.load import PartitionLoadSampler
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 from routing_app.topics import create_topic, ensure_topics, routing_topics
@@ -30,31 +30,6 @@ PARTITIONS = 12
 TENANTS = [f"steady-{i:02d}" for i in range(36)]
 BASE_RATE = 25.0  # records/s per tenant
 SPIKY = "spiky"
-
-
-class Traffic(threading.Thread):
-    """Sends each tenant's current rate in 20 ms ticks; the test changes ``rates`` live."""
-
-    def __init__(self, producer: RoutingProducer, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.producer, self.topic = producer, topic
-        self.rates = {t: BASE_RATE for t in [*TENANTS, SPIKY]}
-        self.halt = threading.Event()
-        self.seq = 0
-
-    def run(self) -> None:
-        owed: dict[str, float] = dict.fromkeys(self.rates, 0.0)
-        tick = 0.02
-        next_tick = time.monotonic()
-        while not self.halt.is_set():
-            for tenant, rate in list(self.rates.items()):
-                owed[tenant] = owed.get(tenant, 0.0) + rate * tick
-                while owed[tenant] >= 1:
-                    owed[tenant] -= 1
-                    self.seq += 1
-                    self.producer.produce(self.topic, b"x" * 100, tenant.encode())
-            next_tick += tick
-            self.halt.wait(max(0.0, next_tick - time.monotonic()))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +95,7 @@ def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
     figures: dict[str, float] = {}
     with RoutingProducer(conf) as producer:
         producer.wait_ready(30)
-        traffic = Traffic(producer, topic)
+        traffic = LiveRates(producer, topic, {t: BASE_RATE for t in [*TENANTS, SPIKY]})
         traffic.start()
         try:
             time.sleep(3 * WINDOW_S)  # steady state: nothing to do for the planner
@@ -167,7 +142,7 @@ def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
             figures["failover_decision_s"] = time.monotonic() - killed
             assert survivor.get("/writer/stats")["planner"]["cycles"] > 0
         finally:
-            traffic.halt.set()
+            traffic.stop()
             traffic.join(5)
     history = [e for e in events(settings) if e.tenant == SPIKY and e.topic == topic]
     actions = [e.action for e in history]
