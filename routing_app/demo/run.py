@@ -19,8 +19,6 @@ from routing_app.client import RoutingProducer, java_partition
 from routing_app.codec import AvroCodec, DecodeError, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings
-from routing_app.control import ControlAction, ControlClient, ControlCommand
-from routing_app.control.client import now_ms
 from routing_app.demo.traffic import TrafficGenerator, TrafficPlan
 from routing_app.load import PartitionLoadSampler
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
@@ -28,9 +26,12 @@ from routing_app.stack import LocalStack
 from routing_app.topics import create_topic, ensure_topics, routing_topics
 
 DATA_PARTITIONS = 12
-# A partition above this multiple of the mean for HOT_SECONDS is hot.
+# Drawn red in the live view (the planner has its own, configurable, notion of hot).
 HOT_RATIO = 2.0
-HOT_SECONDS = 3
+# The demo's traffic is small (2,000 records/s); a capacity to match makes the planner act on
+# it, and short windows and dwell times make the whole loop visible within a minute or two.
+DEMO_POLICY = "partition_capacity=1000,min_dwell_s=10,cooldown_s=10"
+DEMO_WINDOW_S = 5.0
 
 
 @dataclass
@@ -89,10 +90,12 @@ def _render(state: DemoState, traffic: TrafficGenerator, hot_partition: int) -> 
                        f"{list(e.from_partitions) or 'hash'} → {list(e.to_partitions) or 'hash'}",
                        str(e.to_epoch), e.reason)
     return Group(Panel(header), table, Panel(events, title="reassignment events"),
-                 Panel("\n".join(state.notes) or "…", title="demo operator"))
+                 Panel("\n".join(state.notes) or "…", title="planner"))
 
 
 def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: Console) -> int:
+    if not settings.planner_policy:
+        settings = settings.replace(planner_policy=DEMO_POLICY, window_s=DEMO_WINDOW_S)
     console.print("[bold]1/4[/] local stack")
     info = LocalStack(settings, progress=lambda m: console.print(f"    {m}")).up()
     console.print(f"    Kafka {info.bootstrap}, registry {info.registry_url}")
@@ -126,7 +129,6 @@ def _run_traffic(settings: Settings, duration_s: float, plan: TrafficPlan,
     hot_partition = java_partition(plan.hot_tenant.encode(), DATA_PARTITIONS)
     sampler = PartitionLoadSampler(settings.bootstrap, plan.topic)
     events = EventTail(settings)
-    control = ControlClient(settings)
     conf = {"bootstrap.servers": settings.bootstrap, "schema.registry.url": settings.registry_url,
             "routing.routes.topic": settings.routes_topic,
             "routing.usage.topic": settings.usage_topic, "linger.ms": 5}
@@ -135,9 +137,6 @@ def _run_traffic(settings: Settings, duration_s: float, plan: TrafficPlan,
         producer.wait_ready(30)
         traffic = TrafficGenerator(producer, plan)
         traffic.start()
-        hot_seconds = 0
-        pinned: str | None = None
-        pinned_rate = 0
         try:
             with Live(_render(state, traffic, hot_partition), console=console,
                       refresh_per_second=2, transient=False) as live:
@@ -147,27 +146,7 @@ def _run_traffic(settings: Settings, duration_s: float, plan: TrafficPlan,
                     for e in events.poll():
                         state.events.appendleft(e)
                         all_events.append(e)
-                    mean = statistics.fmean(state.loads.values())
-                    hottest = max(state.loads, key=lambda p: state.loads[p])
-                    hot_seconds = hot_seconds + 1 if state.loads[hottest] > HOT_RATIO * mean else 0
-                    # Stand-in for the automatic planner (control-plane issue): the rule a human
-                    # operator would apply, sent through the same single writer.
-                    if pinned is None and hot_seconds >= HOT_SECONDS:
-                        pinned, pinned_rate = traffic.last_second.most_common(1)[0]
-                        target = min(state.loads, key=lambda p: state.loads[p])
-                        state.notes.append(f"partition {hottest} at {state.loads[hottest]:,.0f}/s"
-                                           f" (mean {mean:,.0f}): pin {pinned} → {target}")
-                        control.send(ControlCommand(
-                            ControlAction.PIN, plan.topic, pinned, now_ms(), (target,),
-                            reason=f"partition {hottest} hot: {state.loads[hottest]:.0f}/s vs "
-                                   f"mean {mean:.0f}/s", issued_by="demo"), wait_s=0)
-                    elif pinned is not None and traffic.last_second[pinned] < pinned_rate / 4:
-                        state.notes.append(f"{pinned} cooled down to "
-                                           f"{traffic.last_second[pinned]}/s: unpin")
-                        control.send(ControlCommand(ControlAction.UNPIN, plan.topic, pinned,
-                                                    now_ms(), reason="cooled down",
-                                                    issued_by="demo"), wait_s=0)
-                        pinned = None
+                        state.notes.append(f"{e.action} {e.tenant}: {e.reason}")
                     live.update(_render(state, traffic, hot_partition))
         finally:
             traffic.stop()

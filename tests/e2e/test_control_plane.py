@@ -42,7 +42,8 @@ def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         app_id=f"cp-{suffix}", usage_partitions=4, min_compaction_lag_ms=0,
         window_s=WINDOW_S, window_grace_ms=800, window_idle_ms=1000, planner_max_wait_ms=2000,
         worker_session_timeout_s=6.0,
-        planner_policy="partition_capacity=2000,min_dwell_s=3,cooldown_s=3,hot_threshold=1.8")
+        # shard_fill high: a x20 tenant far below capacity is isolated here, not sharded.
+        planner_policy="partition_capacity=2000,shard_fill=5,min_dwell_s=3,cooldown_s=3")
     ensure_topics(settings.bootstrap, routing_topics(settings))
     base = tmp_path_factory.mktemp("plane")
     workers = [start_worker(settings, Path(base / f"w{i}")) for i in range(2)]
