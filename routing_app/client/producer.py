@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, murmur2
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from routing_app.client.cache import RouteCache, consumer_settings_from
@@ -45,6 +46,16 @@ class PartitionOutOfRange(RoutingProducerError, ValueError):
 
 class ProduceTimeout(RoutingProducerError, TimeoutError):
     pass
+
+
+class ProduceOptions(TypedDict, total=False):
+    """The keyword options of ``RoutingProducer.produce``."""
+
+    tenant: str | bytes | None  # whose route places the record; defaults to the key
+    partition: int | None  # explicit partition: overrides the route
+    headers: Any
+    timestamp: int | None  # CreateTime in ms since the epoch; default now
+    on_delivery: DeliveryCallback | None  # called with (err, RecordMetadata | None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +168,13 @@ class RoutingProducer:
                 "(or set routing.cache.enabled=false and routing.usage.enabled=false)"
             )
         try:
-            self._producer = Producer({**rdkafka, "error_cb": self._on_client_error})
+            # Failures are counted by a producer-wide delivery callback: passing one with every
+            # record takes a keyword argument, which doubles the cost of librdkafka's produce().
+            self._producer = Producer({**rdkafka, "error_cb": self._on_client_error,
+                                       "on_delivery": self._count_failure})
         except KafkaException as exc:
             raise ConfigurationError(f"librdkafka refused the configuration: {exc}") from exc
+        self._produce = self._producer.produce
         self._bootstrap = rdkafka["bootstrap.servers"]
         self._max_block_s = self._options.max_block_ms / 1000.0
         self._partition_counts: dict[str, int] = {}
@@ -167,24 +182,49 @@ class RoutingProducer:
         self._metadata_lock = threading.Lock()
         self._round_robin = itertools.count().__next__
         self._closed = False
-        self.counters: dict[str, int] = {p.value: 0 for p in RoutingPath}
-        self.counters.update(delivery_failed=0, route_out_of_range=0, usage_reports=0,
-                             usage_deferred=0)
+        self._serving_lock = threading.Lock()
+        self._serving = 0  # callers' threads serving delivery callbacks (_serving_callbacks)
+        # Records by path outside the memo cells (see _produce_plain); ``counters`` adds both.
+        self._explicit = self._routed = self._sharded = self._hashed = self._unkeyed = 0
+        self._delivery_failed = self._route_out_of_range = 0
+        self._usage_reports = self._usage_deferred = 0
+        # The memo of plain records, by topic then key (bytes or None): a cell
+        # [records, bytes, partition, live, path] holds where the key's records go and what
+        # was sent since the last harvest. A cell in these dicts is live; one taken out (its
+        # route or partition count changed, or it sat idle for an interval) is marked dead
+        # under the lock and its counts moved on, so a thread holding it falls back.
+        self._cells: dict[str, dict[bytes | None, list[Any]]] = {}
+        self._cell_lock = threading.Lock()
+        self._cell_acquire = self._cell_lock.acquire
+        self._cell_release = self._cell_lock.release
+        self._cell_paths = {RoutingPath.ROUTED.value: 0, RoutingPath.HASHED.value: 0,
+                            RoutingPath.UNKEYED.value: 0}
+        # A new value (never an old one again) after every change a cell could depend on:
+        # a decision made before it is not memoized.
+        self._epochs = itertools.count(1).__next__
+        self._cell_epoch = 0
+        self._memoize = False
 
         registry = registry_client(registry_url) if registry_url else None
         self._cache: RouteCache | None = None
+        self._routes_by_topic: dict[str, dict[str, Route]] = {}
         if self._options.cache_enabled and registry is not None:
             self._cache = RouteCache(
                 consumer_settings_from(rdkafka),
                 RouteCodec(registry, self._options.routes_topic),
                 self._options.routes_topic,
                 name=f"{self.producer_id}-routes",
-            ).start()
+            )
+            self._routes_by_topic = self._cache.routes_by_topic
+            self._cache.add_listener(self._route_changed)
+            self._cache.start()
         self._usage: UsageAccumulator | None = None
         self._usage_codec: AvroCodec | None = None
         if self._options.usage_enabled and registry is not None:
             self._usage = UsageAccumulator(self.producer_id)
             self._usage_codec = AvroCodec(registry, USAGE_SCHEMA, self._options.usage_topic)
+        # produce() takes its inlined path only while this holds (and the record is plain).
+        self._plain = self._key_serializer is None and self._value_serializer is None
         self._usage_error_logged = False
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name=f"{self.producer_id}-poll",
@@ -206,12 +246,14 @@ class RoutingProducer:
     def flush(self, timeout: float | None = None) -> int:
         """Waits for every record sent so far to be acknowledged; returns how many are left."""
         self._report_usage()
-        return int(self._producer.flush(-1 if timeout is None else timeout))
+        with self._serving_callbacks():
+            return int(self._producer.flush(-1 if timeout is None else timeout))
 
     def close(self, timeout: float = 30.0) -> None:
         if self._closed:
             return
         self._closed = True
+        self._plain = False
         remaining = self.flush(timeout)
         self._stop.set()
         self._poller.join(5.0)
@@ -225,6 +267,26 @@ class RoutingProducer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """A snapshot: records by routing path, delivery failures, usage reports sent/deferred."""
+        with self._cell_lock:
+            memo = dict(self._cell_paths)
+            for cells in self._cells.values():
+                for cell in cells.values():
+                    memo[cell[4]] += cell[0]
+        return {
+            RoutingPath.EXPLICIT.value: self._explicit,
+            RoutingPath.ROUTED.value: self._routed + memo[RoutingPath.ROUTED.value],
+            RoutingPath.SHARDED.value: self._sharded,
+            RoutingPath.HASHED.value: self._hashed + memo[RoutingPath.HASHED.value],
+            RoutingPath.UNKEYED.value: self._unkeyed + memo[RoutingPath.UNKEYED.value],
+            "delivery_failed": self._delivery_failed,
+            "route_out_of_range": self._route_out_of_range,
+            "usage_reports": self._usage_reports,
+            "usage_deferred": self._usage_deferred,
+        }
 
     # -- routing -------------------------------------------------------------------------------
     @property
@@ -282,17 +344,105 @@ class RoutingProducer:
         count = self._load_partition_count(route.topic)
         if max(route.partitions) < count:
             return route.partitions
-        self.counters["route_out_of_range"] += 1
+        self._route_out_of_range += 1
         log.warning("route %s names partitions %s but %r has %d; hashing instead",
                     route.key, list(route.partitions), route.topic, count)
         return None
 
     # -- sending -------------------------------------------------------------------------------
     def produce(
+        self, topic: str, value: Any = None, key: Any = None, **options: Unpack[ProduceOptions]
+    ) -> None:
+        """Fire-and-forget (or with ``on_delivery(err, RecordMetadata | None)``).
+
+        ``options``: ``tenant``, ``partition``, ``headers``, ``timestamp``, ``on_delivery``
+        (see ProduceOptions). They are keywords only, gathered rather than declared one by one
+        because filling five declared defaults costs more per call than checking one dict.
+        """
+        if not options and self._plain:
+            # A plain record (bytes or no key, nothing else): one memo lookup gives both where
+            # it goes and where to count it. Decoding the key, finding its route and counting
+            # usage under a tuple key each time cost as much as librdkafka's produce() itself.
+            cells = self._cells.get(topic)
+            if cells is not None:
+                try:
+                    cell = cells.get(key)  # only bytes and None keys are ever memoized
+                except TypeError:  # unhashable: the general path says what is wrong with it
+                    cell = None
+                if cell is not None:
+                    nbytes = 0 if value is None else len(value)
+                    self._cell_acquire()
+                    try:
+                        live = cell[3]
+                        if live:
+                            cell[0] += 1
+                            cell[1] += nbytes
+                    finally:
+                        self._cell_release()
+                    if live:
+                        try:
+                            # Positional: keyword arguments double the cost of this call.
+                            self._produce(topic, value, key, cell[2])
+                        except BufferError:
+                            self._enqueue_when_room((topic, value, key, cell[2]), None)
+                        return
+            if self._produce_plain(topic, value, key):
+                return
+        self._produce_general(topic, value, key, **options)
+
+    def _produce_plain(self, topic: str, value: Any, key: Any) -> bool:
+        """A plain record without a live cell: chooses as partition_for does, memoizes the
+        choice and sends. False, having done nothing, for what only _produce_general does: no
+        partition count yet, a sharded route, a route ahead of our metadata, a str key."""
+        epoch = self._cell_epoch  # before reading anything the choice depends on
+        count = self._partition_counts.get(topic)
+        if count is None:
+            return False
+        if key is None:
+            chosen, path = -1, RoutingPath.UNKEYED.value  # -1: librdkafka's sticky partitioner
+        elif key.__class__ is bytes:
+            routes = self._routes_by_topic.get(topic)
+            route = routes.get(key.decode("utf-8", "surrogateescape")) if routes else None
+            if route is None:
+                chosen, path = murmur2(key, count), RoutingPath.HASHED.value
+            else:
+                shards = route.partitions
+                if len(shards) != 1 or shards[0] >= count:
+                    return False
+                chosen, path = shards[0], RoutingPath.ROUTED.value
+        else:
+            return False
+        nbytes = 0 if value is None else len(value)
+        if not self._memoize:
+            # Before the cache is ready, route changes are not followed (see _route_changed).
+            self._memoize = self._cache is None or self._cache.ready
+        with self._cell_lock:
+            if self._memoize and self._cell_epoch == epoch:
+                cells = self._cells.get(topic)
+                if cells is None:
+                    cells = self._cells[topic] = {}
+                cell = cells.get(key)
+                if cell is None:
+                    cells[key] = [1, nbytes, chosen, True, path]
+                else:  # another thread got here first, from the same state
+                    cell[0] += 1
+                    cell[1] += nbytes
+                    chosen = cell[2]
+            else:
+                self._cell_paths[path] += 1
+                if self._usage is not None:
+                    self._usage.add_counts([(topic, key or b"", chosen, 1, nbytes)])
+        try:
+            self._produce(topic, value, key, chosen)
+        except BufferError:
+            self._enqueue_when_room((topic, value, key, chosen), None)
+        return True
+
+    def _produce_general(
         self,
         topic: str,
-        value: Any = None,
-        key: Any = None,
+        value: Any,
+        key: Any,
         *,
         tenant: str | bytes | None = None,
         partition: int | None = None,
@@ -300,7 +450,6 @@ class RoutingProducer:
         timestamp: int | None = None,
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        """Fire-and-forget (or with ``on_delivery(err, RecordMetadata | None)``)."""
         if self._closed:
             raise RoutingProducerError("producer is closed")
         if self._key_serializer is not None and key is not None:
@@ -309,23 +458,39 @@ class RoutingProducer:
             value = self._value_serializer(value, SerializationContext(topic, MessageField.VALUE,
                                                                        headers))
         chosen, path = self.partition_for(topic, key, tenant, partition)
-        self.counters[path] += 1
+        if path is RoutingPath.ROUTED:
+            self._routed += 1
+        elif path is RoutingPath.SHARDED:
+            self._sharded += 1
+        elif path is RoutingPath.HASHED:
+            self._hashed += 1
+        elif path is RoutingPath.EXPLICIT:
+            self._explicit += 1
+        else:
+            self._unkeyed += 1
         if self._usage is not None:
             who = tenant if tenant is not None else key
             name = "" if who is None else (
                 who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who))
             self._usage.add(topic, name, len(value) if value is not None else 0,
                             -1 if chosen is None else chosen)
-        callback = self._count_failure if on_delivery is None else _adapt(on_delivery,
-                                                                         self._count_failure)
-        kwargs: dict[str, Any] = {"on_delivery": callback}
-        if chosen is not None:
-            kwargs["partition"] = chosen
-        if headers is not None:
-            kwargs["headers"] = headers
-        if timestamp is not None:
-            kwargs["timestamp"] = timestamp
-        self._enqueue(topic, value, key, kwargs)
+        # None: the producer-wide callback, which counts failures.
+        callback = None if on_delivery is None else _adapt(on_delivery, self._count_failure)
+        args = (topic, value, key, -1 if chosen is None else chosen, callback)
+        kwargs: dict[str, Any] | None = None
+        if headers is not None or timestamp is not None:
+            kwargs = {}
+            if headers is not None:
+                kwargs["headers"] = headers
+            if timestamp is not None:
+                kwargs["timestamp"] = timestamp
+        try:
+            if kwargs:
+                self._produce(*args, **kwargs)
+            else:
+                self._produce(*args)
+        except BufferError:
+            self._enqueue_when_room(args, kwargs)
 
     def send(
         self,
@@ -353,31 +518,95 @@ class RoutingProducer:
                      timestamp=timestamp, on_delivery=resolve)
         return future
 
-    def _enqueue(self, topic: str, value: Any, key: Any, kwargs: dict[str, Any]) -> None:
-        try:
-            self._producer.produce(topic, value, key, **kwargs)
-            return
-        except BufferError:
-            pass
+    def _enqueue_when_room(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
         # The local queue is full: wait for acknowledgements to make room, up to max.block.ms.
         deadline = time.monotonic() + self._max_block_s
-        while True:
-            self._producer.poll(0.05)
-            try:
-                self._producer.produce(topic, value, key, **kwargs)
-                return
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    raise ProduceTimeout(
-                        f"local queue full for {self._options.max_block_ms} ms "
-                        f"(routing.max.block.ms); {len(self._producer)} records wait for "
-                        f"{self._bootstrap}: is the broker reachable?"
-                    ) from None
+        with self._serving_callbacks():
+            while True:
+                self._producer.poll(0.05)
+                try:
+                    self._produce(*args, **(kwargs or {}))
+                    return
+                except BufferError:
+                    if time.monotonic() >= deadline:
+                        raise ProduceTimeout(
+                            f"local queue full for {self._options.max_block_ms} ms "
+                            f"(routing.max.block.ms); {len(self._producer)} records wait for "
+                            f"{self._bootstrap}: is the broker reachable?"
+                        ) from None
+
+    @contextlib.contextmanager
+    def _serving_callbacks(self) -> Iterator[None]:
+        """Marks a caller's thread as serving delivery callbacks (flush, or a wait for room),
+        which the poll thread leaves to it meanwhile: two threads serving them at once take
+        the GIL from each other once per record."""
+        with self._serving_lock:
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._serving_lock:
+                self._serving -= 1
 
     def _count_failure(self, err: KafkaError | None, message: Message) -> None:
         if err is not None:
-            self.counters["delivery_failed"] += 1
+            self._delivery_failed += 1
             log.error("delivery to %s [%s] failed: %s", message.topic(), message.partition(), err)
+
+    # -- the memo of plain records ------------------------------------------------------------
+    def _route_changed(self, topic: str, tenant: str, route: Route | None) -> None:
+        """Cache listener (the cache's thread): the cell of that tenant's key is stale."""
+        self._cell_epoch = self._epochs()
+        if self._cache is None or not self._cache.ready:
+            # Nothing is memoized before the cache is ready: skip the lock for each of the
+            # routes a rebuild reads. The new epoch still stops a choice made from an older
+            # route from being memoized after the cache becomes ready.
+            return
+        key = tenant.encode("utf-8", "surrogateescape")
+        with self._cell_lock:
+            cells = self._cells.get(topic)
+            cell = None if cells is None else cells.pop(key, None)
+            if cell is not None:
+                self._retire(topic, key, cell)
+
+    def _counts_changed(self, topics: list[str]) -> None:
+        """Partition counts of these topics changed: every choice made for them is stale."""
+        self._cell_epoch = self._epochs()
+        with self._cell_lock:
+            for topic in topics:
+                for key, cell in (self._cells.pop(topic, None) or {}).items():
+                    self._retire(topic, key, cell)
+
+    def _harvest(self) -> None:
+        """Moves the counts of every cell on (usage, path totals); drops cells left idle."""
+        moved: list[tuple[str, bytes, int, int, int]] = []
+        paths = self._cell_paths
+        with self._cell_lock:
+            for topic, cells in self._cells.items():
+                idle = []
+                for key, cell in cells.items():
+                    records = cell[0]
+                    if records:
+                        moved.append((topic, key or b"", cell[2], records, cell[1]))
+                        paths[cell[4]] += records
+                        cell[0] = cell[1] = 0
+                    else:
+                        idle.append(key)
+                for key in idle:
+                    cells.pop(key)[3] = False
+            # Inside the lock: once any harvest returns, every count taken so far is in the
+            # accumulator, so a flush() that harvests while the poll thread does reports it all.
+            if moved and self._usage is not None:
+                self._usage.add_counts(moved)
+
+    def _retire(self, topic: str, key: bytes | None, cell: list[Any]) -> None:
+        # Under the cell lock, with the cell already out of its dict.
+        cell[3] = False
+        if cell[0]:
+            self._cell_paths[cell[4]] += cell[0]
+            if self._usage is not None:
+                self._usage.add_counts([(topic, key or b"", cell[2], cell[0], cell[1])])
+            cell[0] = cell[1] = 0
 
     # -- metadata ------------------------------------------------------------------------------
     def _load_partition_count(self, topic: str) -> int:
@@ -392,8 +621,11 @@ class RoutingProducer:
             counts = {
                 name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None
             }
-            self._partition_counts = counts
+            previous, self._partition_counts = self._partition_counts, counts
             self._counts_loaded_at = time.monotonic()
+            changed = [name for name, n in previous.items() if counts.get(name) != n]
+            if changed:
+                self._counts_changed(changed)
         if topic not in counts:
             raise UnknownTopicError(
                 f"topic {topic!r} does not exist on {self._bootstrap}; data topics are never "
@@ -407,7 +639,10 @@ class RoutingProducer:
         next_report = time.monotonic() + interval_s
         refresh_s = self._options.metadata_refresh_ms / 1000.0
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            if self._serving:
+                self._stop.wait(0.05)
+            else:
+                self._producer.poll(0.05)
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + interval_s
@@ -420,6 +655,7 @@ class RoutingProducer:
                     self._counts_loaded_at = now
 
     def _report_usage(self) -> None:
+        self._harvest()
         if self._usage is None or self._usage_codec is None:
             return
         reports = self._usage.drain(top_k=self._options.usage_top_k)
@@ -434,17 +670,16 @@ class RoutingProducer:
                 # Timestamped inside the interval (its last ms): workers window by it.
                 self._producer.produce(topic, self._usage_codec.encode(report.to_record()), key,
                                        partition=java_partition(key, count),
-                                       timestamp=report.interval_end - 1,
-                                       on_delivery=self._count_failure)
+                                       timestamp=report.interval_end - 1)
                 sent += 1
         except (UnknownTopicError, RegistryUnavailable, BufferError) as exc:
             # Usage is telemetry: keep producing data, keep the counts for the next interval.
             self._usage.restore(reports[sent:])
-            self.counters["usage_deferred"] += 1
+            self._usage_deferred += 1
             if not self._usage_error_logged and not isinstance(exc, BufferError):
                 log.error("usage reports not sent (kept for the next interval): %s", exc)
                 self._usage_error_logged = True
-        self.counters["usage_reports"] += sent
+        self._usage_reports += sent
 
     def _on_client_error(self, err: KafkaError) -> None:
         log.warning("kafka client: %s", err)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from routing_app.codec import AvroCodec, DecodeError
-from routing_app.routes.model import Route, RouteError, parse_route_key, route_key
+from routing_app.routes.model import (
+    KEY_SEPARATOR,
+    Route,
+    RouteError,
+    parse_route_key,
+    route_from_record,
+    route_key,
+)
 
 ROUTE_SCHEMA = "route"
 
@@ -13,6 +22,7 @@ ROUTE_SCHEMA = "route"
 class RouteCodec:
     def __init__(self, registry: SchemaRegistryClient, routes_topic: str) -> None:
         self.values = AvroCodec(registry, ROUTE_SCHEMA, routes_topic)
+        self._topics: dict[str, str] = {}
 
     @staticmethod
     def encode_key(topic: str, tenant: str) -> bytes:
@@ -25,20 +35,31 @@ class RouteCodec:
         """(topic, tenant, route); route None is a tombstone. Raises DecodeError on poison."""
         if key is None:
             raise DecodeError("route record without a key")
+        # parse_route_key inlined (a rebuild decodes a million keys); it still words the errors.
         try:
-            topic, tenant = parse_route_key(key)
+            topic, sep, tenant = key.decode("utf-8").partition(KEY_SEPARATOR)
+            if not sep or not topic:
+                parse_route_key(key)
         except (RouteError, UnicodeDecodeError) as exc:
             raise DecodeError(f"bad route key {key[:80]!r}: {exc}") from exc
+        # Few topics, a million tenants: one shared topic string, and the Route holds the very
+        # tenant string the caller keys its dict by, instead of copies decoded from the value.
+        shared = self._topics.get(topic)
+        if shared is None:
+            shared = self._topics.setdefault(topic, sys.intern(topic))
+        topic = shared
         if value is None:
             return topic, tenant, None
         try:
-            route = Route.from_record(self.values.decode(value))
+            record = self.values.decode(value)
+            record_topic, record_tenant = record["topic"], record["tenant"]
+            route = route_from_record(record, topic, tenant)
         except (KeyError, ValueError, TypeError) as exc:
             if isinstance(exc, DecodeError):
                 raise
             raise DecodeError(f"route {key[:80]!r}: {exc}") from exc
-        if route.topic != topic or route.tenant != tenant:
+        if record_topic != topic or record_tenant != tenant:
             raise DecodeError(
-                f"route key {key[:80]!r} does not match its value ({route.topic!r}, {route.tenant!r})"
+                f"route key {key[:80]!r} does not match its value ({record_topic!r}, {record_tenant!r})"
             )
         return topic, tenant, route
