@@ -245,6 +245,8 @@ class RoutingProducer:
 
     def flush(self, timeout: float | None = None) -> int:
         """Waits for every record sent so far to be acknowledged; returns how many are left."""
+        if self._closed and not hasattr(self, "_producer"):
+            return 0
         self._report_usage()
         with self._serving_callbacks():
             return int(self._producer.flush(-1 if timeout is None else timeout))
@@ -259,6 +261,9 @@ class RoutingProducer:
         self._poller.join(5.0)
         if self._cache is not None:
             self._cache.stop()
+        # librdkafka holds our bound-method callbacks and we hold it: without breaking the cycle
+        # its threads would live on until a full garbage collection.
+        del self._producer
         if remaining:
             log.warning("%s closed with %d records not acknowledged", self.producer_id, remaining)
 
