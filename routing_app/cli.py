@@ -51,10 +51,11 @@ def _register() -> None:
     from routing_app.bench.commands import bench
     from routing_app.demo.commands import demo
     from routing_app.routes.commands import routes
+    from routing_app.simulate.commands import simulate
     from routing_app.stack.commands import stack
     from routing_app.topics.commands import topics
 
-    for group in (stack, topics, routes, demo, bench):
+    for group in (stack, topics, routes, demo, bench, simulate):
         main.add_command(group)
 
 

@@ -43,7 +43,8 @@ def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         window_s=WINDOW_S, window_grace_ms=800, window_idle_ms=1000, planner_max_wait_ms=2000,
         worker_session_timeout_s=6.0,
         # shard_fill high: a x20 tenant far below capacity is isolated here, not sharded.
-        planner_policy="partition_capacity=2000,shard_fill=5,min_dwell_s=3,cooldown_s=3")
+        planner_policy="partition_capacity=2000,shard_fill=5,min_dwell_s=3,cooldown_s=3,"
+                       "merge_back_threshold=0.5")
     ensure_topics(settings.bootstrap, routing_topics(settings))
     base = tmp_path_factory.mktemp("plane")
     workers = [start_worker(settings, Path(base / f"w{i}")) for i in range(2)]

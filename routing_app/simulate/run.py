@@ -1,0 +1,239 @@
+"""The simulation loop: traffic -> partition loads -> ``plan`` -> routes, once per window.
+
+Per window (rates are that window's means): the loads each partition receives under the routes
+in force are measured (as a broker would), the planner sees those rates and loads and its
+changes apply from the next window on. On the same rates the loop also measures plain murmur2
+hashing and partial key grouping (PKG): every tenant may use its two hash choices and each
+record goes to the less loaded one. PKG is modelled per window as water-filling, tenants
+largest first: a tenant fills the emptier of its two partitions up to the other's level, then
+splits the rest evenly -- the fixed point record-by-record greedy choice tends to.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from routing_app.client.partitioner import java_partition
+from routing_app.planner import (
+    PartitionLoad,
+    Plan,
+    PlannerInput,
+    Policy,
+    TenantHistory,
+    TenantKey,
+    TenantRate,
+    apply_changes,
+    plan,
+)
+from routing_app.routes.model import Route
+from routing_app.simulate.traffic import Traffic, TrafficConfig
+
+TOPIC = "sim.events"
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    partitions: int = 50
+    hours: float = 2.0
+    window_s: float = 10.0
+    policy: Policy = field(default_factory=Policy)
+
+    @property
+    def windows(self) -> int:
+        return max(1, round(self.hours * 3600 / self.window_s))
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    t_s: float
+    max_over_mean: float
+    hash_max_over_mean: float
+    pkg_max_over_mean: float
+    moves: int
+    sharded: int
+    routed: int
+    max_lag: float
+    plan_s: float
+
+
+@dataclass
+class SimResult:
+    config: SimConfig
+    windows: list[WindowStats]
+    actions: Counter[str]
+    routes: dict[TenantKey, Route]
+    seconds: float
+    arrivals: int
+    flashes: int
+
+    def settled(self) -> list[WindowStats]:
+        """The second half of the run: after the start-up moves, still with flashes and churn."""
+        return self.windows[len(self.windows) // 2:]
+
+    def summary(self) -> dict[str, Any]:
+        cfg = self.config
+        settled = self.settled()
+        settled_hours = len(settled) * cfg.window_s / 3600
+        settled_moves = sum(w.moves for w in settled)
+        shard_counts = [len(r.partitions) for r in self.routes.values() if len(r.partitions) > 1]
+        plan_times = [w.plan_s for w in self.windows]
+        return {
+            "max_over_mean": _r(statistics.median(w.max_over_mean for w in settled)),
+            "max_over_mean_p95": _r(_quantile([w.max_over_mean for w in settled], 0.95)),
+            "hash_max_over_mean": _r(statistics.median(w.hash_max_over_mean for w in settled)),
+            "pkg_max_over_mean": _r(statistics.median(w.pkg_max_over_mean for w in settled)),
+            "moved_fraction_per_hour": round(settled_moves / cfg.traffic.tenants / settled_hours, 5)
+            if settled_hours > 0 else 0.0,
+            "moves_per_hour": _r(settled_moves / settled_hours) if settled_hours > 0 else 0.0,
+            "moves_total": sum(w.moves for w in self.windows),
+            "sharded_tenants": len(shard_counts),
+            "max_shard_count": max(shard_counts, default=1),
+            "routed_tenants": len(self.routes),
+            "max_lag_records": int(max((w.max_lag for w in settled), default=0.0)),
+            "plan_ms_mean": _r(1000 * statistics.fmean(plan_times)),
+            "plan_ms_max": _r(1000 * max(plan_times)),
+            "actions": dict(sorted(self.actions.items())),
+            "arrivals": self.arrivals,
+            "flashes": self.flashes,
+            "tenants": cfg.traffic.tenants,
+            "partitions": cfg.partitions,
+            "zipf": cfg.traffic.zipf,
+            "hours": cfg.hours,
+            "window_s": cfg.window_s,
+            "total_rate": _r(cfg.traffic.total_rate),
+            "windows": len(self.windows),
+            "seconds": round(self.seconds, 2),
+        }
+
+    def timeline(self, buckets: int = 12) -> list[dict[str, float]]:
+        """Figures per slice of simulated time (median max/mean, moves, shards at its end)."""
+        size = max(1, len(self.windows) // buckets)
+        rows = []
+        for start in range(0, len(self.windows), size):
+            chunk = self.windows[start:start + size]
+            rows.append({
+                "minute": round(chunk[0].t_s / 60, 1),
+                "max_over_mean": _r(statistics.median(w.max_over_mean for w in chunk)),
+                "hash_max_over_mean": _r(statistics.median(w.hash_max_over_mean for w in chunk)),
+                "pkg_max_over_mean": _r(statistics.median(w.pkg_max_over_mean for w in chunk)),
+                "moves": sum(w.moves for w in chunk),
+                "sharded": chunk[-1].sharded,
+                "routed": chunk[-1].routed,
+            })
+        return rows
+
+
+def _r(value: float) -> float:
+    return round(value, 4)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _max_over_mean(loads: list[float]) -> float:
+    total = sum(loads)
+    return max(loads) * len(loads) / total if total > 0 else 1.0
+
+
+def pkg_loads(rates: dict[str, float], first: dict[str, int], second: dict[str, int],
+               partitions: int) -> list[float]:
+    # `rates` comes largest tenant first (Zipf rank order; a flashing tenant keeps its rank).
+    loads = [0.0] * partitions
+    for tenant, rate in rates.items():
+        a, b = first[tenant], second[tenant]
+        if loads[a] > loads[b]:
+            a, b = b, a
+        gap = loads[b] - loads[a]
+        if a == b or rate <= gap:
+            loads[a] += rate
+        else:
+            level = loads[b] + (rate - gap) / 2
+            loads[a] = loads[b] = level
+    return loads
+
+
+def run_simulation(config: SimConfig,
+                   progress: Callable[[int, int], None] | None = None) -> SimResult:
+    n = config.partitions
+    if n < 1:
+        raise ValueError("at least one partition")
+    traffic = Traffic(config.traffic)
+    capacity = config.policy.partition_capacity
+    routes: dict[TenantKey, Route] = {}
+    placement: dict[str, tuple[int, ...]] = {}
+    history: dict[TenantKey, TenantHistory] = {}
+    epochs: dict[TenantKey, int] = {}
+    first: dict[str, int] = {}
+    second: dict[str, int] = {}
+    lag = [0.0] * n
+    stats: list[WindowStats] = []
+    actions: Counter[str] = Counter()
+    started = time.perf_counter()
+
+    for index in range(config.windows):
+        t_s = index * config.window_s
+        now_ms = round((t_s + config.window_s) * 1000)  # plans run when a window completes
+        rates = traffic.step(t_s, config.window_s)
+        for tenant in rates:
+            if tenant not in first:
+                first[tenant] = java_partition(tenant.encode(), n)
+                second[tenant] = java_partition(f"{tenant}\x00second-choice".encode(), n)
+
+        loads = [0.0] * n
+        hashed = [0.0] * n
+        for tenant, rate in rates.items():
+            home = first[tenant]
+            hashed[home] += rate
+            parts = placement.get(tenant)
+            if parts is None:
+                loads[home] += rate
+            else:
+                share = rate / len(parts)
+                for p in parts:
+                    loads[p] += share
+        for p in range(n):
+            lag[p] = max(0.0, lag[p] + (loads[p] - capacity) * config.window_s)
+        pkg = pkg_loads(rates, first, second, n)
+
+        inp = PlannerInput(
+            now_ms=now_ms,
+            partition_counts={TOPIC: n},
+            routes=routes,
+            rates={(TOPIC, tenant): TenantRate(TOPIC, tenant, rate) for tenant, rate in rates.items()},
+            loads={(TOPIC, p): PartitionLoad(TOPIC, p, loads[p], round(lag[p])) for p in range(n)},
+            history=history,
+            policy=config.policy,
+        )
+        plan_started = time.perf_counter()
+        result: Plan = plan(inp)
+        plan_s = time.perf_counter() - plan_started
+        routes = apply_changes(routes, result.changes, now_ms, epochs, decided_by="simulator")
+        history = dict(result.history)
+        for change in result.changes:
+            actions[change.action.value] += 1
+            if change.partitions is None:
+                placement.pop(change.tenant, None)
+            else:
+                placement[change.tenant] = change.partitions
+
+        stats.append(WindowStats(
+            t_s=t_s, max_over_mean=_max_over_mean(loads),
+            hash_max_over_mean=_max_over_mean(hashed), pkg_max_over_mean=_max_over_mean(pkg),
+            moves=len(result.changes),
+            sharded=sum(1 for parts in placement.values() if len(parts) > 1),
+            routed=len(placement), max_lag=max(lag), plan_s=plan_s,
+        ))
+        if progress is not None:
+            progress(index + 1, config.windows)
+
+    return SimResult(config=config, windows=stats, actions=actions, routes=routes,
+                     seconds=time.perf_counter() - started, arrivals=traffic.arrivals,
+                     flashes=len(traffic.flashes))

@@ -1,0 +1,141 @@
+"""The simulator: traffic model, baselines, a small run against hashing, the CLI's JSON line."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from routing_app.cli import main
+from routing_app.planner import Policy
+from routing_app.simulate import SimConfig, Traffic, TrafficConfig, run_simulation
+from routing_app.simulate.run import pkg_loads
+
+SMALL = SimConfig(traffic=TrafficConfig(tenants=2_000, total_rate=0.5 * 5_000 * 20,
+                                        diurnal_period_s=1_800.0),
+                  partitions=20, hours=0.5)
+
+
+@pytest.fixture(scope="module")
+def small_run() -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    result = run_simulation(SMALL)
+    return result.summary(), time.perf_counter() - started
+
+
+def test_a_small_simulation_is_quick_and_beats_hashing(small_run: tuple[dict[str, Any], float]
+                                                        ) -> None:
+    summary, seconds = small_run
+    assert seconds < 10
+    assert summary["windows"] == 180
+    planner = summary["max_over_mean"]
+    assert 1.0 <= planner < summary["hash_max_over_mean"]
+    assert planner < summary["pkg_max_over_mean"]
+    assert planner <= 1.10
+    assert summary["sharded_tenants"] >= 1
+    assert summary["moved_fraction_per_hour"] <= 0.05
+
+
+def test_the_simulation_is_deterministic_for_a_seed() -> None:
+    config = replace(SMALL, hours=0.1)
+    first, second = run_simulation(config), run_simulation(config)
+    assert [w.max_over_mean for w in first.windows] == [w.max_over_mean for w in second.windows]
+    assert first.routes == second.routes
+    other = run_simulation(replace(config, traffic=replace(config.traffic, seed=2)))
+    assert [w.max_over_mean for w in other.windows] != [w.max_over_mean for w in first.windows]
+
+
+def test_every_route_names_existing_partitions_and_sharding_is_the_only_split() -> None:
+    result = run_simulation(replace(SMALL, hours=0.2))
+    for (topic, tenant), route in result.routes.items():
+        assert route.tenant == tenant and topic == "sim.events"
+        assert all(0 <= p < SMALL.partitions for p in route.partitions)
+        assert len(set(route.partitions)) == len(route.partitions)
+    epochs = [route.epoch for route in result.routes.values()]
+    assert all(epoch >= 1 for epoch in epochs)
+
+
+# -- traffic ------------------------------------------------------------------------------------
+
+
+def test_zipf_rates_sum_to_the_total_and_follow_the_exponent() -> None:
+    traffic = Traffic(TrafficConfig(tenants=1_000, zipf=1.2, total_rate=10_000.0, noise=0.0,
+                                    flash=False, diurnal=False, churn_per_hour=0.0))
+    assert math.fsum(traffic.base) == pytest.approx(10_000.0)
+    assert traffic.base[0] / traffic.base[9] == pytest.approx(10 ** 1.2)
+    rates = traffic.step(0.0, 1_000_000.0)  # so long a window that counting noise vanishes
+    assert sum(rates.values()) == pytest.approx(10_000.0, rel=1e-2)
+
+
+def test_flash_crowds_diurnal_wave_and_churn() -> None:
+    config = TrafficConfig(tenants=500, total_rate=5_000.0, noise=0.0, flash_every_s=600.0,
+                           flash_duration_s=120.0, diurnal_period_s=3_600.0,
+                           churn_per_hour=0.5, seed=3)
+    traffic = Traffic(config)
+    assert traffic.diurnal_factor(900.0) == pytest.approx(1.3)
+    assert traffic.diurnal_factor(2_700.0) == pytest.approx(0.7)
+    names_before = list(traffic.names)
+    for window in range(60):  # ten minutes of 10 s windows
+        rates = traffic.step(window * 10.0, 10.0)
+    assert traffic.flashes and traffic.flashes[0].start_s == 300.0
+    assert traffic.arrivals > 0 and traffic.names != names_before
+    calm = Traffic(replace(config, flash=False, churn_per_hour=0.0))
+    during = Traffic(replace(config, churn_per_hour=0.0))
+    for window in range(32):  # the first flash runs from 300 s to 420 s
+        calm_rates, hot_rates = calm.step(window * 10.0, 10.0), during.step(window * 10.0, 10.0)
+    flash = during.flashes[0]
+    assert config.flash_ranks[0] <= flash.rank <= config.flash_ranks[1]
+    assert hot_rates[flash.tenant] / calm_rates[flash.tenant] == pytest.approx(20.0, rel=0.3)
+    assert rates  # the last window still has traffic
+
+
+def test_pkg_splits_a_tenant_between_its_two_choices() -> None:
+    # a splits 5/5 over 0 and 1; b fills 2 up to 5, then splits the rest over 0 and 2.
+    loads = pkg_loads({"a": 10.0, "b": 8.0}, {"a": 0, "b": 0}, {"a": 1, "b": 2}, 3)
+    assert loads == pytest.approx([6.5, 5.0, 6.5])
+    assert pkg_loads({"a": 10.0, "b": 4.0}, {"a": 0, "b": 0}, {"a": 1, "b": 2}, 3) == [5, 5, 4]
+    alone = pkg_loads({"c": 6.0}, {"c": 1}, {"c": 1}, 2)
+    assert alone == [0.0, 6.0]
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def test_simulate_json_ends_with_one_json_line() -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["simulate", "--tenants", "1000", "--partitions", "10",
+                                  "--hours", "0.1", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    figures = json.loads(lines[0])
+    for key in ("max_over_mean", "hash_max_over_mean", "pkg_max_over_mean",
+                "moved_fraction_per_hour", "sharded_tenants", "windows", "seconds"):
+        assert key in figures, key
+    assert figures["windows"] == 36
+    assert isinstance(figures["sharded_tenants"], int)
+    assert figures["targets"] == {"max_over_mean": 1.10, "moved_fraction_per_hour": 0.01}
+    assert set(figures["targets_met"]) == set(figures["targets"])
+    assert figures["timeline"] and "minute" in figures["timeline"][0]
+    assert figures["policy"]["max_shards"] is None
+
+
+def test_simulate_prints_a_table_without_json() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--tenants", "500", "--partitions", "8",
+                                       "--hours", "0.05", "--no-flash", "--no-diurnal",
+                                       "--churn", "0"])
+    assert result.exit_code == 0, result.output
+    assert "max / mean" in result.stdout and "PKG" in result.stdout
+    assert not result.stdout.lstrip().startswith("{")
+
+
+def test_simulate_defaults_put_mean_load_at_half_the_capacity() -> None:
+    result = CliRunner().invoke(main, ["simulate", "--tenants", "200", "--partitions", "4",
+                                       "--hours", "0.01", "--json"])
+    figures = json.loads(result.stdout)
+    assert figures["total_rate"] == 0.5 * Policy().partition_capacity * 4
