@@ -16,7 +16,7 @@ from routing_app.client import RoutingProducer
 class TrafficPlan:
     topic: str = "demo.orders"
     tenants: int = 200
-    zipf: float = 0.5
+    zipf: float = 0.3
     records_per_s: float = 2000.0
     hot_tenant: str = "tenant-hot"
     hot_share: float = 0.01  # of all traffic before it turns hot
