@@ -172,6 +172,9 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
             stats["planner"] = dict(planning.counters)
             stats["usage"] = dict(usage.counters)
             stats["worker_id"] = worker_id
+            # Owning the control partition makes this worker the writer and the planner.
+            stats["planning"] = any(tp.topic == s.control_topic
+                                    for tp in app.consumer.assignment())
             stats["time_ms"] = int(time.time() * 1000)
             return self.json(stats)
 
