@@ -16,7 +16,7 @@ from routing_app.topics import create_topic
 
 pass_settings = click.make_pass_decorator(Settings)
 
-_duration = click.option("--duration", type=float, default=90.0, show_default=True,
+_duration = click.option("--duration", type=float, default=120.0, show_default=True,
                          help="Seconds of traffic.")
 _rate = click.option("--rate", type=float, default=2000.0, show_default=True,
                      help="Records per second, all tenants together.")

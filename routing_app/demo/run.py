@@ -30,8 +30,8 @@ DATA_PARTITIONS = 12
 HOT_RATIO = 2.0
 # The demo's traffic is small (2,000 records/s); a capacity to match makes the planner act on
 # it, and short windows and dwell times make the whole loop visible within a minute or two.
-DEMO_POLICY = ("partition_capacity=1000,shard_fill=3,tolerance=0.5,min_dwell_s=10,"
-               "cooldown_s=10,merge_back_threshold=0.15")
+DEMO_POLICY = ("partition_capacity=1000,shard_fill=1,tolerance=0.5,min_dwell_s=30,"
+               "cooldown_s=20,merge_back_threshold=0.15")
 DEMO_WINDOW_S = 5.0
 
 
