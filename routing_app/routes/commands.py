@@ -70,40 +70,23 @@ def pin(settings: Settings, topic: str, tenant: str, partitions: tuple[int, ...]
           wait)
 
 
-@routes.command()
-@click.argument("topic")
-@click.argument("tenant")
-@_reason
-@_wait
-@pass_settings
-def unpin(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
-    """Send TENANT of TOPIC back to default hashing."""
-    _send(settings, ControlCommand(ControlAction.UNPIN, topic, tenant, now_ms(), reason=reason,
-                                   issued_by=getpass.getuser()), wait)
+def _tenant_command(action: ControlAction, doc: str) -> None:
+    """Registers ``routes <action> TOPIC TENANT``: commands that name a tenant and nothing else."""
+
+    @routes.command(action.value, help=doc)
+    @click.argument("topic")
+    @click.argument("tenant")
+    @_reason
+    @_wait
+    @pass_settings
+    def command(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
+        _send(settings, ControlCommand(action, topic, tenant, now_ms(), reason=reason,
+                                       issued_by=getpass.getuser()), wait)
 
 
-@routes.command()
-@click.argument("topic")
-@click.argument("tenant")
-@_reason
-@_wait
-@pass_settings
-def freeze(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
-    """Stop automatic moves of TENANT (its current placement stays)."""
-    _send(settings, ControlCommand(ControlAction.FREEZE, topic, tenant, now_ms(), reason=reason,
-                                   issued_by=getpass.getuser()), wait)
-
-
-@routes.command()
-@click.argument("topic")
-@click.argument("tenant")
-@_reason
-@_wait
-@pass_settings
-def unfreeze(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
-    """Let the planner move TENANT again."""
-    _send(settings, ControlCommand(ControlAction.UNFREEZE, topic, tenant, now_ms(),
-                                   reason=reason, issued_by=getpass.getuser()), wait)
+_tenant_command(ControlAction.UNPIN, "Send TENANT of TOPIC back to default hashing.")
+_tenant_command(ControlAction.FREEZE, "Stop automatic moves of TENANT (its current placement stays).")
+_tenant_command(ControlAction.UNFREEZE, "Let the planner move TENANT again.")
 
 
 @routes.command()

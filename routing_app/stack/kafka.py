@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 from routing_app.config import Settings
 from routing_app.stack.errors import StackError
-from routing_app.stack.process import ManagedProcess, tail
+from routing_app.stack.process import ManagedProcess, wait_answering
 
 NAME = "kafka"
 READY_TIMEOUT_S = 60.0
@@ -120,20 +119,6 @@ def answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
 
 
 def wait_ready(settings: Settings, pid: int | None, timeout_s: float = READY_TIMEOUT_S) -> float:
-    """Blocks until the broker answers; returns the seconds waited."""
-    proc = process(settings)
-    start = time.monotonic()
-    while True:
-        if answers(settings.bootstrap, timeout_s=2.0):
-            return time.monotonic() - start
-        if pid is not None and proc.exited(pid):
-            raise StackError(
-                f"Kafka exited while starting. Last lines of {proc.log_file}:\n"
-                f"{tail(proc.log_file)}"
-            )
-        if time.monotonic() - start > timeout_s:
-            raise StackError(
-                f"Kafka did not answer on {settings.bootstrap} within {timeout_s:.0f} s. "
-                f"Last lines of {proc.log_file}:\n{tail(proc.log_file)}"
-            )
-        time.sleep(0.5)
+    """Blocks until the Kafka answers; returns the seconds waited."""
+    return wait_answering(process(settings), pid, "Kafka", settings.bootstrap,
+                          lambda: answers(settings.bootstrap, timeout_s=2.0), timeout_s)

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,3 +208,21 @@ class ManagedProcess:
 def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+def wait_answering(proc: ManagedProcess, pid: int | None, what: str, address: str,
+                   answers: Callable[[], bool], timeout_s: float) -> float:
+    """Blocks until ``answers()``; returns the seconds waited. A process that exits while
+    starting, or never answers, raises StackError with the tail of its log."""
+    start = time.monotonic()
+    while True:
+        if answers():
+            return time.monotonic() - start
+        if pid is not None and proc.exited(pid):
+            raise StackError(f"{what} exited while starting. Last lines of {proc.log_file}:\n"
+                             f"{tail(proc.log_file)}")
+        if time.monotonic() - start > timeout_s:
+            raise StackError(
+                f"{what} did not answer on {address} within {timeout_s:.0f} s. "
+                f"Last lines of {proc.log_file}:\n{tail(proc.log_file)}")
+        time.sleep(0.5)

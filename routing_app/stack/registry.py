@@ -8,14 +8,13 @@ under the state folder.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from routing_app.config import Settings
 from routing_app.stack.errors import StackError
-from routing_app.stack.process import ManagedProcess, tail
+from routing_app.stack.process import ManagedProcess, wait_answering
 
 NAME = "registry"
 READY_TIMEOUT_S = 120.0
@@ -107,20 +106,5 @@ def global_compatibility(url: str) -> str | None:
 
 def wait_ready(settings: Settings, pid: int | None, timeout_s: float = READY_TIMEOUT_S) -> float:
     """Blocks until the registry answers; returns the seconds waited."""
-    proc = process(settings)
-    url = settings.registry_url
-    start = time.monotonic()
-    while True:
-        if answers(url, timeout_s=2.0):
-            return time.monotonic() - start
-        if pid is not None and proc.exited(pid):
-            raise StackError(
-                f"Apicurio Registry exited while starting. Last lines of {proc.log_file}:\n"
-                f"{tail(proc.log_file)}"
-            )
-        if time.monotonic() - start > timeout_s:
-            raise StackError(
-                f"Apicurio Registry did not answer on {url} within {timeout_s:.0f} s. "
-                f"Last lines of {proc.log_file}:\n{tail(proc.log_file)}"
-            )
-        time.sleep(0.5)
+    return wait_answering(process(settings), pid, "Apicurio Registry", settings.registry_url,
+                          lambda: answers(settings.registry_url, timeout_s=2.0), timeout_s)

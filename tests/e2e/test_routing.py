@@ -166,3 +166,17 @@ def test_unkeyed_records_use_librdkafka_and_missing_topic_is_a_clear_error(
             producer.produce(topic, b"v", b"k", partition=4)
         md = producer.send(topic, b"explicit", b"k", partition=3).result(10)
         assert md.partition == 3
+
+
+def test_freeze_unfreeze_and_drain_go_through_the_writer(
+    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
+) -> None:
+    topic = data_topic(4)
+    for args, said in ((("freeze", topic, "calm"), "operator freeze"),
+                       (("unfreeze", topic, "calm"), "operator unfreeze"),
+                       (("drain", topic, "-p", "3"), "operator drain partitions [3]"),
+                       (("drain", topic), "operator stop draining")):
+        out = cli(routing_settings, "routes", *args)
+        assert out.returncode == 0 and said in out.stderr, (args, out.stderr)
+    out = cli(routing_settings, "routes", "drain", topic, "-p", "9")
+    assert out.returncode == 1 and "partition 9 does not exist" in out.stderr
