@@ -152,70 +152,77 @@ def _publish(staging: Path, home: Path) -> None:
     (home / MARKER).write_text("ok\n")
 
 
-def ensure_kafka(settings: Settings, progress: Progress = _quiet) -> Path:
-    """The folder whose ``libs/`` holds the Kafka jars; downloads them the first time."""
-    home = kafka_home(settings)
+def _fetch_once(settings: Settings, home: Path, announce: str, progress: Progress,
+                fill: Callable[[Path], Path]) -> Path:
+    """``home`` complete, fetching it the first time. ``fill`` downloads into a private staging
+    folder and returns the folder to publish; concurrent callers wait on a lock, and a failed
+    or interrupted download leaves nothing that looks complete."""
     if is_complete(home):
         return home
     with _locked(settings.cache_dir, home.name):
         if is_complete(home):
             return home
-        progress(f"Downloading Kafka {KAFKA_VERSION} jars from Maven Central (first run only)")
+        progress(announce)
         staging = Path(tempfile.mkdtemp(prefix=f".{home.name}-", dir=settings.cache_dir))
         try:
-            (staging / "pom.xml").write_text(_KAFKA_POM)
-            _run_mvn(
-                [
-                    "dependency:copy-dependencies",
-                    f"-DoutputDirectory={staging / 'libs'}",
-                    "-DincludeScope=runtime",
-                ],
-                cwd=staging,
-                what=f"Kafka {KAFKA_VERSION}",
-            )
-            if not any((staging / "libs").glob("kafka_2.13-*.jar")):
-                raise StackError(f"Maven finished but no Kafka jar is in {staging / 'libs'}.")
-            _publish(staging, home)
+            _publish(fill(staging), home)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return home
+
+
+def ensure_kafka(settings: Settings, progress: Progress = _quiet) -> Path:
+    """The folder whose ``libs/`` holds the Kafka jars; downloads them the first time."""
+
+    def fill(staging: Path) -> Path:
+        (staging / "pom.xml").write_text(_KAFKA_POM)
+        _run_mvn(
+            [
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging / 'libs'}",
+                "-DincludeScope=runtime",
+            ],
+            cwd=staging,
+            what=f"Kafka {KAFKA_VERSION}",
+        )
+        if not any((staging / "libs").glob("kafka_2.13-*.jar")):
+            raise StackError(f"Maven finished but no Kafka jar is in {staging / 'libs'}.")
+        return staging
+
+    return _fetch_once(
+        settings, kafka_home(settings),
+        f"Downloading Kafka {KAFKA_VERSION} jars from Maven Central (first run only)",
+        progress, fill)
 
 
 def ensure_registry(settings: Settings, progress: Progress = _quiet) -> Path:
     """The unpacked Apicurio Registry (the folder with ``quarkus-run.jar``)."""
-    home = registry_home(settings)
-    if is_complete(home):
-        return home
-    with _locked(settings.cache_dir, home.name):
-        if is_complete(home):
-            return home
-        progress(
-            f"Downloading Apicurio Registry {APICURIO_VERSION} (~160 MB) from Maven Central "
-            "(first run only)"
+
+    def fill(staging: Path) -> Path:
+        (staging / "pom.xml").write_text(_EMPTY_POM)
+        download = staging / "download"
+        _run_mvn(
+            [
+                "dependency:copy",
+                f"-Dartifact=io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all",
+                f"-DoutputDirectory={download}",
+            ],
+            cwd=staging,
+            what=f"Apicurio Registry {APICURIO_VERSION}",
         )
-        staging = Path(tempfile.mkdtemp(prefix=f".{home.name}-", dir=settings.cache_dir))
-        try:
-            (staging / "pom.xml").write_text(_EMPTY_POM)
-            download = staging / "download"
-            _run_mvn(
-                [
-                    "dependency:copy",
-                    f"-Dartifact=io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all",
-                    f"-DoutputDirectory={download}",
-                ],
-                cwd=staging,
-                what=f"Apicurio Registry {APICURIO_VERSION}",
-            )
-            archives = sorted(download.glob("*.tar.gz"))
-            if not archives:
-                raise StackError(f"Maven finished but no registry archive is in {download}.")
-            progress(f"Unpacking Apicurio Registry {APICURIO_VERSION}")
-            app = staging / "app"
-            with tarfile.open(archives[0]) as tar:
-                tar.extractall(app, filter="data")
-            if not (app / "quarkus-run.jar").is_file():
-                raise StackError(f"{archives[0].name} has no quarkus-run.jar at its top level.")
-            _publish(app, home)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return home
+        archives = sorted(download.glob("*.tar.gz"))
+        if not archives:
+            raise StackError(f"Maven finished but no registry archive is in {download}.")
+        progress(f"Unpacking Apicurio Registry {APICURIO_VERSION}")
+        app = staging / "app"
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(app, filter="data")
+        if not (app / "quarkus-run.jar").is_file():
+            raise StackError(f"{archives[0].name} has no quarkus-run.jar at its top level.")
+        return app
+
+    return _fetch_once(
+        settings, registry_home(settings),
+        f"Downloading Apicurio Registry {APICURIO_VERSION} (~160 MB) from Maven Central "
+        "(first run only)",
+        progress, fill)
