@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from routing_app.app.writer import RouteWriter
@@ -31,6 +32,8 @@ from routing_app.routes.model import route_key
 from routing_app.windows import CompleteWindow, WindowCompletion, WindowSummary
 
 log = logging.getLogger(__name__)
+
+LOAD_HISTORY_WINDOWS = 360
 
 
 def policy_from_text(text: str) -> Policy:
@@ -91,6 +94,9 @@ class PlanningLoop:
                                            "tenants_tracked": 0}
         self.last_window: CompleteWindow | None = None
         self.last_loads: dict[tuple[str, int], PartitionLoad] = {}
+        # (window end ms, loads sampled for it), newest last: partition load over time.
+        self.load_history: deque[tuple[int, dict[tuple[str, int], PartitionLoad]]] = deque(
+            maxlen=LOAD_HISTORY_WINDOWS)
 
     async def on_summary(self, raw: bytes | None, offset: int) -> None:
         try:
@@ -119,6 +125,7 @@ class PlanningLoop:
         counts = await self._writer.partition_counts(topics)
         loads = await asyncio.to_thread(self._sample_loads, sorted(counts))
         self.last_loads = loads
+        self.load_history.append((window.window_end, loads))
         inp = PlannerInput(
             now_ms=window.window_end, partition_counts=counts,
             routes={k: r for k, r in routes.items() if k[0] in counts},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +29,14 @@ from routing_app.control import (
 )
 from routing_app.planner import PartitionKey, TenantHistory, TenantKey
 from routing_app.routes import Route
-from routing_app.routes.events import EVENT_SCHEMA
+from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 from routing_app.routes.model import route_key
 from routing_app.topics import partition_count
 
 log = logging.getLogger(__name__)
 
 _PARTITION_COUNT_TTL_S = 30.0
+RECENT_EVENTS = 200
 
 
 @dataclass
@@ -59,6 +61,8 @@ class RouteWriter:
         self.counters: dict[str, int] = {"commands_applied": 0, "commands_rejected": 0,
                                          "control_undecodable": 0, "decisions": 0}
         self.decisions_by_action: dict[str, int] = {}
+        # The newest events this writer appended, newest last: for the live page and metrics.
+        self.recent: deque[ReassignmentEvent] = deque(maxlen=RECENT_EVENTS)
 
     # -- reading the writer's view -------------------------------------------------------------
     def current(self, topic: str, tenant: str) -> Route | None:
@@ -155,6 +159,7 @@ class RouteWriter:
                 del self.tables.routes[key]
         await self._events_topic.send(key=key.encode("utf-8"),
                                       value=self._events.encode(event.to_record()))
+        self.recent.append(event)
         if event.command_id is None:
             self.counters["decisions"] += 1
             self.decisions_by_action[event.action] = self.decisions_by_action.get(
