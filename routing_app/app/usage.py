@@ -77,6 +77,7 @@ class UsageWindows:
         else:
             self.windows.add(partition, start, report.topic, report.tenant, report.partition,
                              report.records, report.bytes)
+            self.windows.saw_producer(partition, start, report.producer_id)
             key = table_key(report)
             current = self._table[key].current()
             self._table[key] = [current[0] + report.records, current[1] + report.bytes]

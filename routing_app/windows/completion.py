@@ -27,6 +27,9 @@ class CompleteWindow:
                 totals[key] = (r + records, b + nbytes)
         return totals
 
+    def producers(self) -> set[str]:
+        return {p for summary in self.summaries for p in summary.producers}
+
     def residual_totals(self) -> dict[tuple[str, int], tuple[int, int]]:
         totals: dict[tuple[str, int], tuple[int, int]] = {}
         for summary in self.summaries:

@@ -24,6 +24,7 @@ class WindowSummary:
     tenants: Mapping[_TenantKey, tuple[int, int]]  # (topic, tenant) -> (records, bytes)
     residuals: Mapping[_ResidualKey, tuple[int, int]]  # (topic, partition) -> (records, bytes)
     worker_id: str = ""
+    producers: tuple[str, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -34,6 +35,7 @@ class WindowSummary:
                         for (t, n), (r, b) in sorted(self.tenants.items())],
             "residuals": [{"topic": t, "partition": p, "records": r, "bytes": b}
                           for (t, p), (r, b) in sorted(self.residuals.items())],
+            "producers": list(self.producers),
         }
 
     @classmethod
@@ -46,6 +48,7 @@ class WindowSummary:
                      for t in r.get("tenants") or ()},
             residuals={(x["topic"], int(x["partition"])): (int(x["records"]), int(x["bytes"]))
                        for x in r.get("residuals") or ()},
+            producers=tuple(r.get("producers") or ()),
         )
 
 
@@ -55,6 +58,11 @@ class WindowAccumulator:
     def __init__(self) -> None:
         self._tenants: dict[tuple[int, int], dict[_TenantKey, list[int]]] = {}
         self._residuals: dict[tuple[int, int], dict[_ResidualKey, list[int]]] = {}
+        self._producers: dict[tuple[int, int], set[str]] = {}
+
+    def saw_producer(self, usage_partition: int, window_start: int, producer_id: str) -> None:
+        if producer_id:
+            self._producers.setdefault((usage_partition, window_start), set()).add(producer_id)
 
     def add(self, usage_partition: int, window_start: int, topic: str, tenant: str,
             partition: int, records: int, nbytes: int) -> None:
@@ -73,7 +81,7 @@ class WindowAccumulator:
             records, nbytes]
 
     def forget(self, usage_partition: int) -> None:
-        for slots in (self._tenants, self._residuals):
+        for slots in (self._tenants, self._residuals, self._producers):
             for slot in [s for s in slots if s[0] == usage_partition]:
                 del slots[slot]
 
@@ -82,6 +90,7 @@ class WindowAccumulator:
         slot = (usage_partition, window_start)
         tenants = self._tenants.pop(slot, {})
         residuals = self._residuals.pop(slot, {})
+        producers = tuple(sorted(self._producers.pop(slot, ())))
         if len(tenants) > MAX_TENANTS_PER_SUMMARY:
             ranked = sorted(tenants.items(), key=lambda kv: (-kv[1][0], kv[0]))
             tenants = dict(ranked[:MAX_TENANTS_PER_SUMMARY])
@@ -92,4 +101,4 @@ class WindowAccumulator:
         return WindowSummary(
             usage_partition, usage_partitions, window_start, window_start + window_size_ms,
             closed_by, {k: (v[0], v[1]) for k, v in tenants.items()},
-            {k: (v[0], v[1]) for k, v in residuals.items()}, worker_id)
+            {k: (v[0], v[1]) for k, v in residuals.items()}, worker_id, producers)

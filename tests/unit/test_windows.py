@@ -686,3 +686,18 @@ def test_completion_hands_out_in_order_once_and_only_when_complete_or_overdue(
         handed.append(w.window_start)
     assert handed == sorted(set(handed))
     assert set(handed) == {start for start, _ in seen}
+
+
+def test_summary_names_the_producers_seen_in_its_window_and_round_trips() -> None:
+    from routing_app.windows import WindowAccumulator, WindowSummary
+
+    acc = WindowAccumulator()
+    acc.add(0, 1000, "orders", "a", 2, 5, 50)
+    acc.saw_producer(0, 1000, "p-2")
+    acc.saw_producer(0, 1000, "p-1")
+    acc.saw_producer(0, 1000, "p-2")
+    acc.saw_producer(1, 1000, "p-9")  # another usage partition: not in this summary
+    summary = acc.close(0, 1000, 1000, 2, "timer", "w")
+    assert summary.producers == ("p-1", "p-2")
+    assert WindowSummary.from_record(summary.to_record()) == summary
+    assert acc.close(0, 1000, 1000, 2, "timer", "w").producers == ()
