@@ -31,6 +31,19 @@ fi
 
 command=${1:-}
 shift || true
+
+# The live page's test drives Debian's Chromium headless (playwright, with no browser download of
+# its own). As root with apt-get (CI, a fresh Debian machine) it is installed once, quietly.
+if [ "$command" = test ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium (Debian package) for the live page test..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+      || echo "warning: could not install chromium; the live page test will fail" >&2
+  else
+    echo "warning: chromium not found; the live page test will fail (Debian: apt-get install chromium)" >&2
+  fi
+fi
+
 case "$command" in
   demo) exec .venv/bin/routing-app demo "$@" ;;
   test) exec .venv/bin/python -m pytest "$@" ;;

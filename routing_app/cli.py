@@ -48,6 +48,7 @@ pass_settings = click.make_pass_decorator(Settings)
 
 def _register() -> None:
     # Imported here: each group's module imports `pass_settings` from this one.
+    from routing_app.audit.commands import audit
     from routing_app.bench.commands import bench
     from routing_app.demo.commands import demo
     from routing_app.routes.commands import routes
@@ -55,7 +56,7 @@ def _register() -> None:
     from routing_app.stack.commands import stack
     from routing_app.topics.commands import topics
 
-    for group in (stack, topics, routes, demo, bench, simulate):
+    for group in (stack, topics, routes, demo, bench, simulate, audit):
         main.add_command(group)
 
 

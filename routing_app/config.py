@@ -75,6 +75,20 @@ class Settings:
     # How fast the group notices a worker that died without leaving (kill -9, lost host).
     worker_session_timeout_s: float = 10.0
 
+    # Ordering-safe (strict) moves: the writer holds a move until live producers acknowledge
+    # and the lag_groups consumed past what they wrote, at most this long...
+    drain_timeout_ms: int = 60_000
+    # ... then "abort" (back to the old placement) or "force" (to the new one; order may break).
+    drain_on_timeout: str = "abort"
+    # Producers unknown to the writer (started within a window) get this long to answer.
+    drain_ack_grace_ms: int = 500
+    # A producer without usage reports for this long is gone (0: three windows).
+    producer_expiry_ms: int = 0
+
+    @property
+    def producer_expiry(self) -> int:
+        return self.producer_expiry_ms or int(3 * self.window_s * 1000)
+
     @property
     def uses_external_cluster(self) -> bool:
         return self.bootstrap_servers is not None
@@ -86,6 +100,12 @@ class Settings:
     @property
     def registry_url(self) -> str:
         return self.schema_registry_url or f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
+
+    def producer_config(self, **extra: Any) -> dict[str, Any]:
+        """A RoutingProducer's configuration for this deployment (plus any librdkafka setting)."""
+        return {"bootstrap.servers": self.bootstrap, "schema.registry.url": self.registry_url,
+                "routing.routes.topic": self.routes_topic, "routing.usage.topic": self.usage_topic,
+                "routing.control.topic": self.control_topic, **extra}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -178,3 +198,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("setting 'usage_interval_s' must be positive")
     if s.window_s <= 0 or s.window_s * 1000 != int(s.window_s * 1000):
         raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds")
+    if s.drain_on_timeout not in ("abort", "force"):
+        raise ConfigError(f"setting 'drain_on_timeout': {s.drain_on_timeout!r} is not abort or force")
+    if s.drain_timeout_ms <= 0:
+        raise ConfigError("setting 'drain_timeout_ms' must be positive")

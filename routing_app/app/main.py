@@ -6,15 +6,14 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from typing import Any
 
 import faust
-from faust.web import Request, Response, View
 
 from routing_app.app.codecs import KEY_CODEC, ROUTE_CODEC, register
 from routing_app.app.planning import PlanningLoop
 from routing_app.app.usage import UsageWindows
+from routing_app.app.web import install_views
 from routing_app.app.writer import RouteWriter, WriterTables
 from routing_app.client.cache import RouteCache
 from routing_app.codec import AvroCodec, registry_client
@@ -93,6 +92,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         history=app.Table("planner_history", partitions=1),
         frozen=app.Table("frozen_tenants", partitions=1),
         drained=app.Table("drained_partitions", partitions=1),
+        drains=app.Table("route_drains", partitions=1),
     )
     control_topic = app.topic(s.control_topic, partitions=1, internal=False,
                               key_serializer="raw", value_serializer="raw")
@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     usage_topic = app.topic(s.usage_topic, partitions=s.usage_partitions, internal=False,
                             key_serializer="raw", value_serializer="raw")
     writer = RouteWriter(s, registry, tables, events_topic, worker_id)
+    writer.control_topic = control_topic
     summary_codec = AvroCodec(registry, WINDOW_SUMMARY_SCHEMA, s.control_topic,
                               subject=f"{s.control_topic}-{WINDOW_SUMMARY_SCHEMA}")
     planning = PlanningLoop(s, writer, summary_codec)
@@ -115,8 +116,9 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     async def control(stream: faust.StreamT[bytes]) -> None:
         """The single writer: control has one partition, so one worker runs this at a time.
 
-        Operator commands, window summaries and ticks share the topic so that planning and
-        operator changes are applied in one order by one writer.
+        Operator commands, window summaries, producers' drain acks and ticks share the topic so
+        that planning, operator changes and the ends of drains are applied in one order by one
+        writer.
         """
         async for event in stream.events():
             kind = _message_type(event.message.headers)
@@ -125,6 +127,14 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
                 await planning.on_summary(event.value, offset)
             elif kind == b"tick":
                 await planning.on_tick()
+                await writer.check_drains()
+            elif kind == b"drain-ack":
+                await writer.handle_drain_ack(event.value, offset)
+            elif kind == b"drain-check":
+                await writer.check_drains()
+            elif kind == b"producer-closed":
+                writer.producer_closed(event.value)
+                await writer.check_drains()
             else:
                 await writer.handle_command_bytes(event.value, offset)
 
@@ -145,38 +155,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
             # An exception escaping a Faust timer crashes the whole worker.
             log.exception("usage window tick failed; retrying next second")
 
-    @app.page("/routes/")
-    class RoutesView(View):
-        async def get(self, request: Request) -> Response:
-            topic = request.query.get("topic")
-            items = [r.to_json() for r in app.route_cache if topic in (None, r.topic)]
-            items.sort(key=lambda r: r["key"])
-            return self.json({"routes": items, "count": len(items),
-                              "cache": app.route_cache.stats().__dict__})
-
-    @app.page("/routes/{topic}/{tenant}")
-    class RouteView(View):
-        async def get(self, request: Request, topic: str, tenant: str) -> Response:
-            route = app.route_cache.get(topic, tenant)
-            if route is None:
-                return self.json({"topic": topic, "tenant": tenant, "route": None,
-                                  "placement": "default hashing (murmur2)"}, status=404)
-            return self.json({"topic": topic, "tenant": tenant, "route": route.to_json()})
-
-    @app.page("/writer/stats")
-    class WriterStatsView(View):
-        async def get(self, request: Request) -> Response:
-            stats: dict[str, Any] = dict(writer.counters)
-            stats["decisions_by_action"] = dict(writer.decisions_by_action)
-            stats["undecodable_routes_in_table"] = route_values.undecodable
-            stats["planner"] = dict(planning.counters)
-            stats["usage"] = dict(usage.counters)
-            stats["worker_id"] = worker_id
-            # Owning the control partition makes this worker the writer and the planner.
-            stats["planning"] = any(tp.topic == s.control_topic
-                                    for tp in app.consumer.assignment())
-            stats["time_ms"] = int(time.time() * 1000)
-            return self.json(stats)
+    install_views(app, writer, planning, usage, route_values, worker_id)
 
     del control, usage_agent, tick
     return app

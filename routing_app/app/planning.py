@@ -106,6 +106,7 @@ class PlanningLoop:
             log.error("control offset %d: undecodable window summary skipped: %s", offset, exc)
             return
         self.counters["summaries"] += 1
+        self._writer.saw_producers(summary.producers, summary.window_end)
         self.completion.add(summary)
         await self.on_tick()
 

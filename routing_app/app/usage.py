@@ -1,8 +1,10 @@
 """Per-tenant usage in tumbling windows, closed by stream time and a timer. Worker-side I/O.
 
-Every worker runs this for the usage partitions it owns. Totals live in a windowed Table (so a
-restarted or new owner gets them back from the changelog) and in a WindowAccumulator that the
-closing reads from. Closed windows go to the control topic as WindowSummary records.
+Every worker runs this for the usage partitions it owns. One usage record carries the reports of
+many tenants (one producer, one interval, one usage partition). Totals live in a
+WindowAccumulator that the closing reads from, and in a windowed Table, one write per record:
+the record's producer's totals in the window so far, so that a restarted or new owner gets them
+back from the changelog. Closed windows go to the control topic as WindowSummary records.
 """
 
 from __future__ import annotations
@@ -17,20 +19,28 @@ from routing_app.client.partitioner import java_partition
 from routing_app.codec import AvroCodec, DecodeError
 from routing_app.config import Settings
 from routing_app.routes.model import RouteError, parse_route_key, route_key
-from routing_app.usage import UsageReport
+from routing_app.usage import usage_of
 from routing_app.windows import WindowAccumulator, WindowCloser, window_start_of
 
 log = logging.getLogger(__name__)
 
 SUMMARY_HEADER = ("routing.type", b"window-summary")
-# Windowed-table keys: "T<topic>/<tenant>" for a tenant, "R<topic>/<partition>" for a residual.
-_TENANT, _RESIDUAL = "T", "R"
+# Windowed-table keys: "P<usage partition>/<producer id>" holds what one producer reported to
+# one usage partition in the window so far (WindowAccumulator.add_usage). Written before usage
+# records carried many tenants, and still read back: "T<topic>/<tenant>" for a tenant,
+# "R<topic>/<partition>" for a residual.
+_PRODUCER, _TENANT, _RESIDUAL = "P", "T", "R"
 
 
-def table_key(report: UsageReport) -> str:
-    if report.tenant:
-        return _TENANT + route_key(report.topic, report.tenant)
-    return _RESIDUAL + route_key(report.topic, str(report.partition))
+def producer_key(usage_partition: int, producer_id: str) -> str:
+    return f"{_PRODUCER}{usage_partition}/{producer_id}"
+
+
+def parse_producer_key(key: str) -> tuple[int, str]:
+    partition, sep, producer_id = key[1:].partition("/")
+    if key[:1] != _PRODUCER or not sep:
+        raise ValueError(f"not a producer window key: {key!r}")
+    return int(partition), producer_id
 
 
 class UsageWindows:
@@ -48,40 +58,54 @@ class UsageWindows:
         self._last_event_wall: dict[int, int] = {}
         self._stale_after_ms = 3 * self.size_ms + settings.window_grace_ms
         self._owned: set[int] = set()
-        self.counters: dict[str, int] = {"usage_reports": 0, "usage_undecodable": 0,
+        # usage_records: Kafka records decoded; usage_reports: the tenant reports they carried
+        # (each record holds many); reports_aggregated: those that went into an open window.
+        self.counters: dict[str, int] = {"usage_records": 0, "usage_reports": 0,
+                                         "reports_aggregated": 0, "usage_undecodable": 0,
                                          "late_reports": 0, "stale_reports": 0, "windows_closed": 0,
                                          "windows_restored": 0}
 
-    # -- the agent's side: one usage report ---------------------------------------------------
+    # -- the agent's side: one usage record (the reports of many tenants) ---------------------
     async def on_report(self, raw: bytes | None, partition: int) -> None:
         try:
-            report = UsageReport.from_record(self._usage.decode(raw))
+            record = self._usage.decode(raw)
+            producer_id = record["producer_id"]
+            interval_end = int(record["interval_end"])
+            usage = usage_of(record)
+            if not isinstance(producer_id, str):
+                raise TypeError("producer_id is not a string")
         except (DecodeError, KeyError, TypeError, ValueError) as exc:
             self.counters["usage_undecodable"] += 1
-            log.error("usage partition %d: undecodable report skipped: %s", partition, exc)
+            log.error("usage partition %d: undecodable record skipped: %s", partition, exc)
             return
         self._own(partition)
-        self.counters["usage_reports"] += 1
+        reports = len(usage)
+        self.counters["usage_records"] += 1
+        self.counters["usage_reports"] += reports
         now = _now_ms()
-        if report.interval_end < now - self._stale_after_ms:
+        if interval_end < now - self._stale_after_ms:
             # A backlog (a new worker group, a long outage) says nothing about traffic now and
             # would make the planner replay history; it must not move stream time either.
-            self.counters["stale_reports"] += 1
+            self.counters["stale_reports"] += reports
             return
         self._last_event_wall[partition] = now
-        # Windows by the interval's end: the report counts where its traffic finished.
-        event_time = report.interval_end - 1
+        # Windows by the interval's end: the reports count where their traffic finished.
+        event_time = interval_end - 1
         start = self.closer.observe(partition, event_time)
         if self.closer.is_closed(partition, start):
-            self.counters["late_reports"] += 1
+            self.counters["late_reports"] += reports
         else:
-            self.windows.add(partition, start, report.topic, report.tenant, report.partition,
-                             report.records, report.bytes)
-            self.windows.saw_producer(partition, start, report.producer_id)
-            key = table_key(report)
-            current = self._table[key].current()
-            self._table[key] = [current[0] + report.records, current[1] + report.bytes]
+            totals = self.windows.add_usage(partition, start, producer_id, usage)
+            self.counters["reports_aggregated"] += reports
+            # One table write per record: this producer's totals in the window so far. It goes
+            # to the changelog partition of the current event, the usage partition of every
+            # tenant in it, where a new owner of the partition finds it (_restore).
+            self._table[producer_key(partition, producer_id)][self._range(start)] = totals
         await self._close_due(partition, now)
+
+    def _range(self, start: int) -> Any:
+        """The table's window range holding the window that starts at ``start`` (ms)."""
+        return self._table.table.window.current((start + self.size_ms / 2) / 1000)
 
     # -- the timer's side: quiet partitions, assignment changes -------------------------------
     async def on_tick(self, assigned: set[int]) -> None:
@@ -111,30 +135,43 @@ class UsageWindows:
         for window_key, value in list(self._table.table.data.items()):
             key, (start_s, _) = window_key
             start = window_start_of(round(start_s * 1000), self.size_ms)
-            if start < oldest_open or not isinstance(key, str) or not value:
+            if start < oldest_open or not isinstance(key, str) or not key or not value:
                 continue
             try:
-                topic, rest = parse_route_key(key[1:])
-            except RouteError:
-                continue
-            # The partition the producer sent it to (see RoutingProducer._report_usage).
-            producer_key = key[1:] if key[0] == _TENANT else route_key(topic, "")
-            if java_partition(producer_key.encode(), self._settings.usage_partitions) != partition:
-                continue
-            if self.closer.is_closed(partition, start):
-                continue
-            self.closer.reopen(partition, start)
-            if key[0] == _TENANT:
-                self.windows.set_tenant(partition, start, topic, rest, int(value[0]),
-                                        int(value[1]))
-            else:
-                self.windows.add(partition, start, topic, "", int(rest), int(value[0]),
-                                 int(value[1]))
-            restored += 1
+                if key[0] == _PRODUCER:
+                    owner, producer_id = parse_producer_key(key)
+                    if owner != partition or self.closer.is_closed(partition, start):
+                        continue
+                    self.closer.reopen(partition, start)
+                    if self.windows.restore_producer(partition, start, producer_id, value):
+                        restored += 1
+                    continue
+                restored += self._restore_v1(partition, start, key, value)
+            except (RouteError, TypeError, ValueError) as exc:
+                log.warning("usage partition %d: unreadable window entry %r skipped: %s",
+                            partition, key, exc)
         if restored:
             self.counters["windows_restored"] += restored
             log.info("usage partition %d: restored %d window entries from the changelog",
                      partition, restored)
+
+    def _restore_v1(self, partition: int, start: int, key: str, value: Any) -> int:
+        """A per-tenant entry written before usage records carried many tenants."""
+        if key[0] not in (_TENANT, _RESIDUAL):
+            return 0
+        topic, rest = parse_route_key(key[1:])
+        # The partition the producer sent it to (see RoutingProducer._report_usage).
+        producer_key_ = key[1:] if key[0] == _TENANT else route_key(topic, "")
+        if java_partition(producer_key_.encode(), self._settings.usage_partitions) != partition:
+            return 0
+        if self.closer.is_closed(partition, start):
+            return 0
+        self.closer.reopen(partition, start)
+        if key[0] == _TENANT:
+            self.windows.add(partition, start, topic, rest, -1, int(value[0]), int(value[1]))
+        else:
+            self.windows.add(partition, start, topic, "", int(rest), int(value[0]), int(value[1]))
+        return 1
 
     async def _close_due(self, partition: int, now: int) -> None:
         for start, closed_by in self.closer.due(partition, now,

@@ -18,8 +18,10 @@ from typing import Any
 import faust
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from routing_app.client.partitioner import java_partition
 from routing_app.codec import AvroCodec, DecodeError
 from routing_app.config import Settings
+from routing_app.connection import admin_client
 from routing_app.control import (
     CONTROL_SCHEMA,
     ControlAction,
@@ -27,10 +29,21 @@ from routing_app.control import (
     Decision,
     apply_command,
 )
+from routing_app.control import drain as drains
+from routing_app.control.decide import rejected
+from routing_app.control.drain import (
+    DRAIN_ACK_SCHEMA,
+    Drain,
+    DrainAck,
+    OnTimeout,
+    Phase,
+    drain_ack_subject,
+)
+from routing_app.load import committed_offsets, end_offsets
 from routing_app.planner import PartitionKey, TenantHistory, TenantKey
 from routing_app.routes import Route
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
-from routing_app.routes.model import route_key
+from routing_app.routes.model import RouteStatus, route_key
 from routing_app.topics import partition_count
 
 log = logging.getLogger(__name__)
@@ -46,6 +59,7 @@ class WriterTables:
     history: Any  # route key -> [last_moved_ms, cool_since_ms] (-1 = none)
     frozen: Any  # route key -> True
     drained: Any  # data topic -> sorted partition list
+    drains: Any  # route key -> Drain.to_record(): strict moves in progress
 
 
 class RouteWriter:
@@ -57,9 +71,21 @@ class RouteWriter:
         self.worker_id = worker_id
         self._commands = AvroCodec(registry, CONTROL_SCHEMA, settings.control_topic)
         self._events = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
+        self._acks = AvroCodec(registry, DRAIN_ACK_SCHEMA, settings.control_topic,
+                               subject=drain_ack_subject(settings.control_topic))
         self._partition_counts: dict[str, tuple[float, int | None]] = {}
         self.counters: dict[str, int] = {"commands_applied": 0, "commands_rejected": 0,
-                                         "control_undecodable": 0, "decisions": 0}
+                                         "control_undecodable": 0, "decisions": 0,
+                                         "drains_started": 0, "drains_completed": 0,
+                                         "drains_aborted": 0, "drains_forced": 0,
+                                         "drain_acks": 0, "drain_acks_stale": 0}
+        # Producer id -> the end of the last window its usage reports fell in (heartbeats).
+        self.producers: dict[str, int] = {}
+        self._lag_groups = [g.strip() for g in settings.lag_groups.split(",") if g.strip()]
+        self._on_timeout = OnTimeout(settings.drain_on_timeout)
+        self._admin: Any = None
+        self._wakers: dict[str, asyncio.Task[None]] = {}
+        self.control_topic: faust.TopicT | None = None  # for drain wake-ups; set by the app
         self.decisions_by_action: dict[str, int] = {}
         # The newest events this writer appended, newest last: for the live page and metrics.
         self.recent: deque[ReassignmentEvent] = deque(maxlen=RECENT_EVENTS)
@@ -126,9 +152,18 @@ class RouteWriter:
             return
         count = await self.partition_count(command.topic)
         key = route_key(command.topic, command.tenant)
+        current = self.current(command.topic, command.tenant)
+        if (current is not None and current.status is RouteStatus.DRAINING
+                and command.action in (ControlAction.PIN, ControlAction.UNPIN)):
+            # One move at a time per tenant: the drain ends (done or aborted) within its limit.
+            await self._write(rejected(
+                command, f"tenant is moving {list(current.previous_partitions)} -> "
+                f"{list(current.partitions)} (draining, epoch {current.epoch}); retry once the "
+                f"move ends", self.worker_id, _now_ms()))
+            return
         decision = apply_command(
-            command, self.current(command.topic, command.tenant), self.last_epoch(key),
-            count, worker_id=self.worker_id, now_ms=int(time.time() * 1000))
+            command, current, self.last_epoch(key),
+            count, worker_id=self.worker_id, now_ms=_now_ms())
         if decision.event.applied:
             self._apply_operator_state(command)
         await self.apply(decision)
@@ -146,6 +181,25 @@ class RouteWriter:
                 del self.tables.drained[command.topic]
 
     async def apply(self, decision: Decision) -> None:
+        """Writes the decision; a move of a strict tenant starts as a drain (see control.drain)."""
+        event = decision.event
+        current = self.current(event.topic, event.tenant)
+        if drains.needs_drain(decision, current):
+            count = await self.partition_count(event.topic)
+            if count is not None:
+                hashed = java_partition(event.tenant.encode("utf-8", "surrogateescape"), count)
+                draining, drain = drains.start(
+                    decision, current, hashed, now_ms=_now_ms(),
+                    timeout_ms=self._settings.drain_timeout_ms,
+                    live_producers=self.live_producers())
+                if drain.from_partitions != drain.to_partitions:
+                    self.tables.drains[route_key(event.topic, event.tenant)] = drain.to_record()
+                    self.counters["drains_started"] += 1
+                    await self._write(draining)
+                    return
+        await self._write(decision)
+
+    async def _write(self, decision: Decision) -> None:
         """Writes the route change (if any) and appends its event."""
         event = decision.event
         key = route_key(event.topic, event.tenant)
@@ -171,6 +225,119 @@ class RouteWriter:
         log_at = logging.INFO if event.applied else logging.WARNING
         log.log(log_at, "%s %s -> %s (epoch %s): %s", event.action, key,
                 list(event.to_partitions), event.to_epoch, event.reason)
+
+
+    # -- drains --------------------------------------------------------------------------------
+    def saw_producers(self, producer_ids: Iterable[str], seen_ms: int) -> None:
+        for pid in producer_ids:
+            if self.producers.get(pid, -1) < seen_ms:
+                self.producers[pid] = seen_ms
+
+    def producer_closed(self, raw: bytes | None) -> None:
+        pid = (raw or b"").decode("utf-8", "replace")
+        if self.producers.pop(pid, None) is not None:
+            log.info("producer %s closed; drains no longer wait for it", pid)
+
+    def live_producers(self, now_ms: int | None = None) -> set[str]:
+        oldest = (now_ms or _now_ms()) - self._settings.producer_expiry
+        for pid in [p for p, seen in self.producers.items() if seen < oldest]:
+            del self.producers[pid]
+        return set(self.producers)
+
+    def pending_drains(self) -> dict[str, Drain]:
+        return {key: Drain.from_record(value) for key, value in self.tables.drains.items()}
+
+    async def handle_drain_ack(self, raw: bytes | None, offset: int) -> None:
+        try:
+            ack = DrainAck.from_record(self._acks.decode(raw))
+        except (DecodeError, KeyError, ValueError, TypeError) as exc:
+            self.counters["control_undecodable"] += 1
+            log.error("control offset %d: undecodable drain ack skipped: %s", offset, exc)
+            return
+        key = route_key(ack.topic, ack.tenant)
+        record = self.tables.drains.get(key)
+        drain = Drain.from_record(record) if record is not None else None
+        if drain is None or drain.epoch != ack.epoch:
+            # A late answer to a drain that already ended, or a producer behind on routes.
+            self.counters["drain_acks_stale"] += 1
+            return
+        self.counters["drain_acks"] += 1
+        # A producer's answer is also its heartbeat.
+        self.saw_producers([ack.producer_id], ack.acked_at_ms)
+        self.tables.drains[key] = drain.with_ack(ack).to_record()
+        await self.check_drains([key])
+
+    async def check_drains(self, keys: Iterable[str] | None = None) -> None:
+        """Ends the drains that are done or out of time; wakes itself for consumer waits."""
+        pending = self.pending_drains()
+        now = _now_ms()
+        live = self.live_producers(now)
+        grace = self._settings.drain_ack_grace_ms
+        for key in (pending if keys is None else [k for k in keys if k in pending]):
+            drain = pending[key]
+            step = drains.progress(drain, now, live, ack_grace_ms=grace)
+            if step.phase is Phase.DONE and (self._lag_groups or step.needs_end_offsets):
+                step = await asyncio.to_thread(self._consumer_progress, drain, now, live)
+            if step.phase is Phase.CONSUMERS:
+                self._wake_when_consumed(key, drain)
+            if step.phase in (Phase.DONE, Phase.TIMED_OUT):
+                await self._finish(key, drain, step.phase, step.waiting_for)
+
+    def _consumer_progress(self, drain: Drain, now: int, live: set[str]) -> drains.Progress:
+        if self._admin is None:
+            self._admin = admin_client(self._settings.bootstrap)
+        partitions = list(drain.from_partitions)
+        committed = committed_offsets(self._admin, self._lag_groups, drain.topic, partitions)
+        first = drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,
+                                committed=committed)
+        if not first.needs_end_offsets:
+            return first
+        ends = end_offsets(self._admin, drain.topic, partitions)
+        return drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,
+                               committed=committed, end_offsets=ends)
+
+    def _wake_when_consumed(self, key: str, drain: Drain) -> None:
+        """Polls the groups' commits off the agent and sends a wake-up once they passed (ticks
+        would add up to a second to every pause)."""
+        if key in self._wakers or self.control_topic is None:
+            return
+        topic = self.control_topic
+
+        async def wake() -> None:
+            try:
+                while True:
+                    now = _now_ms()
+                    step = await asyncio.to_thread(self._consumer_progress, drain, now,
+                                                   self.live_producers(now))
+                    if step.phase is not Phase.CONSUMERS:
+                        await topic.send(key=key.encode("utf-8"), value=b"",
+                                         headers=[DRAIN_CHECK_HEADER])
+                        return
+                    await asyncio.sleep(0.1)
+            except Exception:
+                log.exception("drain of %s: waiting for consumer groups failed; ticks go on", key)
+            finally:
+                self._wakers.pop(key, None)
+
+        self._wakers[key] = asyncio.ensure_future(wake())
+
+    async def _finish(self, key: str, drain: Drain, outcome: Phase,
+                      waiting_for: tuple[str, ...]) -> None:
+        draining = self.tables.routes.get(key)
+        draining = draining if isinstance(draining, Route) else None
+        decision = drains.finish(drain, draining, outcome, self._on_timeout, now_ms=_now_ms(),
+                                 worker_id=self.worker_id, waiting_for=waiting_for)
+        del self.tables.drains[key]
+        self.counters[{"drain-complete": "drains_completed", "drain-forced": "drains_forced",
+                       "drain-abort": "drains_aborted"}[decision.event.action]] += 1
+        await self._write(decision)
+
+
+DRAIN_CHECK_HEADER = ("routing.type", b"drain-check")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _split_key(key: str) -> TenantKey:

@@ -195,15 +195,38 @@ def reaction(settings: Settings, window_s: float | None, rounds: int, as_json: b
 
 
 @bench.command()
-@click.option("--reports", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("--tenants", type=click.IntRange(1), default=5_000, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=10), default=1500.0, show_default=True,
+              help="Records per second across all tenants while they move.")
 @_as_json
 @pass_settings
-def aggregate(settings: Settings, reports: int, tenants: int, as_json: bool) -> None:
-    """Usage reports aggregated per second by one worker and by two."""
+def drain(settings: Settings, rate: float, as_json: bool) -> None:
+    """Pause of ordering-safe moves, with the per-tenant sequence check (one real worker)."""
+    from routing_app.bench.drain import run_drain
+
+    result = run_drain(settings, rate=rate, reporter=RichReporter(err))
+    _finish("ordering-safe moves", result, as_json, [
+        ("lost_strict", "<=", 0, _always),
+        ("duplicated_strict", "<=", 0, _always),
+        ("reordered_strict", "<=", 0, _always),
+        ("moves", ">=", 20, _always),
+    ])
+
+
+@bench.command()
+@click.option("--reports", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--tenants", type=click.IntRange(1), default=5_000, show_default=True)
+@click.option("--top-k", type=click.IntRange(1), default=1_000, show_default=True,
+              help="Tenants each simulated producer reports by name per interval.")
+@_as_json
+@pass_settings
+def aggregate(settings: Settings, reports: int, tenants: int, top_k: int, as_json: bool) -> None:
+    """Tenant usage reports aggregated per second by one worker and by two.
+
+    events_per_s counts tenant reports (= reports_per_s); records_per_s counts the Kafka
+    records that carried them (one per producer interval and usage partition)."""
     from routing_app.bench.control_plane import run_aggregate
 
-    result = run_aggregate(settings, reports=reports, tenants=tenants,
+    result = run_aggregate(settings, reports=reports, tenants=tenants, top_k=top_k,
                            reporter=RichReporter(err))
     _finish("usage aggregation", result, as_json, [
         ("events_per_s_1w", ">=", 20_000, _always),

@@ -20,7 +20,7 @@ from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings
 from routing_app.demo.traffic import LiveRates
-from routing_app.usage import USAGE_SCHEMA, UsageReport
+from routing_app.usage import USAGE_SCHEMA, UsageReport, batch_reports
 
 
 def _scratch_settings(settings: Settings, scratch: Scratch, kind: str, **changes: Any
@@ -97,43 +97,80 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
 
 
 def run_aggregate(settings: Settings, *, reports: int = 100_000, tenants: int = 5_000,
-                  reporter: Reporter | None = None) -> dict[str, Any]:
-    """Usage reports aggregated per second by one worker, then by two, on the same input."""
+                  top_k: int = 1_000, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Tenant usage reports aggregated per second by one worker, then by two, on the same input.
+
+    The input is what RoutingProducers send: each simulated producer reports, every interval,
+    its ``top_k`` tenants by name (a fixed slice of ``tenants``) and one residual per data
+    partition, grouped into one usage record per usage partition (``batch_reports``). Rates
+    count tenant reports (``reports_per_s``; ``events_per_s`` is the same figure) and, apart,
+    Kafka records (``records_per_s``): one record carries many reports.
+    """
     reporter = reporter or SilentReporter()
-    rates: dict[int, float] = {}
+    rates: dict[int, tuple[float, float]] = {}
+    records = 0
     for count in (1, 2):
         with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as tmp:
             # A long window keeps every pre-made report inside one live window (none stale).
             s = _scratch_settings(settings, scratch, f"aggregate{count}", window_s=600.0)
             workers = _start_workers(s, count, Path(tmp), reporter)
             try:
-                rates[count] = _feed_and_time(s, workers, reports, tenants, reporter)
+                records, rates[count] = _feed_and_time(s, workers, reports, tenants, top_k,
+                                                       reporter)
             finally:
                 for w in workers:
                     w.stop()
-        reporter.note(f"{count} worker(s): {rates[count]:,.0f} usage reports/s")
-    return {"events_per_s_1w": round(rates[1], 1), "events_per_s_2w": round(rates[2], 1),
-            "scale_2w": round(rates[2] / rates[1], 3), "reports": reports, "tenants": tenants,
-            "usage_partitions": settings.usage_partitions}
+        reporter.note(f"{count} worker(s): {rates[count][0]:,.0f} tenant usage reports/s "
+                      f"({rates[count][1]:,.0f} usage records/s)")
+    return {"events_per_s_1w": round(rates[1][0], 1), "events_per_s_2w": round(rates[2][0], 1),
+            "scale_2w": round(rates[2][0] / rates[1][0], 3),
+            "reports_per_s_1w": round(rates[1][0], 1), "reports_per_s_2w": round(rates[2][0], 1),
+            "records_per_s_1w": round(rates[1][1], 1), "records_per_s_2w": round(rates[2][1], 1),
+            "reports": reports, "records": records,
+            "reports_per_record": round(reports / records, 1), "tenants": tenants,
+            "top_k": top_k, "usage_partitions": settings.usage_partitions}
+
+
+def _usage_records(s: Settings, reports: int, tenants: int, top_k: int
+                   ) -> list[tuple[bytes, bytes, int, int]]:
+    """(key, value, partition, reports in it) of usage records holding ``reports`` reports."""
+    codec = AvroCodec(registry_client(s.registry_url), USAGE_SCHEMA, s.usage_topic)
+    now = int(time.time() * 1000)
+    named = max(1, min(top_k, tenants))
+    producers = -(-tenants // named)
+    data_partitions = 12
+    out: list[tuple[bytes, bytes, int, int]] = []
+    made = 0
+    interval = 0
+    while made < reports:
+        producer = interval % producers
+        first = producer * named
+        batch = [UsageReport(f"bench-{producer}", "orders", f"tenant-{(first + i) % tenants:06d}",
+                             10, 1000, now - 1000, now, (first + i) % data_partitions)
+                 for i in range(named)]
+        batch += [UsageReport(f"bench-{producer}", "orders", "", 5, 500, now - 1000, now, p)
+                  for p in range(data_partitions)]
+        batch = batch[:reports - made]
+        for b in batch_reports(batch, s.usage_partitions):
+            out.append((b.key, codec.encode(b.to_record()), b.usage_partition, len(b.reports)))
+        made += len(batch)
+        interval += 1
+    return out
 
 
 def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tenants: int,
-                   reporter: Reporter) -> float:
-    codec = AvroCodec(registry_client(s.registry_url), USAGE_SCHEMA, s.usage_topic)
+                   top_k: int, reporter: Reporter) -> tuple[int, tuple[float, float]]:
+    records = _usage_records(s, reports, tenants, top_k)
     now = int(time.time() * 1000)
-    encoded = []
-    for i in range(min(reports, tenants)):
-        report = UsageReport("bench", "orders", f"tenant-{i:06d}", 10, 1000, now - 1000, now, 3)
-        encoded.append((report.key.encode(), codec.encode(report.to_record())))
     producer = Producer(client_settings(s.bootstrap, **{"linger.ms": 20}))
     started = time.monotonic()
-    with reporter.progress("usage reports aggregated", reports) as advance:
-        for i in range(reports):
-            key, value = encoded[i % len(encoded)]
+    with reporter.progress("tenant usage reports aggregated", reports) as advance:
+        for key, value, partition, _ in records:
+            assert java_partition(key, s.usage_partitions) == partition
             while True:
                 try:
                     producer.produce(s.usage_topic, value, key, timestamp=now - 1,
-                                     partition=java_partition(key, s.usage_partitions))
+                                     partition=partition)
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -143,11 +180,16 @@ def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tena
         while seen < reports:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {seen} of {reports} reports aggregated in 600 s")
-            time.sleep(0.2)
+            time.sleep(0.1)
             total = sum(_handled(w) for w in workers)
             advance(total - seen)
             seen = total
-    return reports / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    stats = [w.get("/writer/stats")["usage"] for w in workers]
+    aggregated = sum(int(u["reports_aggregated"]) for u in stats)
+    if aggregated != reports:
+        raise RuntimeError(f"{aggregated} of {reports} reports went into a window: {stats}")
+    return len(records), (reports / elapsed, len(records) / elapsed)
 
 
 def _handled(worker: WorkerProcess) -> int:

@@ -22,6 +22,7 @@ from confluent_kafka import (
 
 from routing_app.codec import DecodeError, RegistryUnavailable
 from routing_app.routes import Route, RouteCodec
+from routing_app.routes.model import RouteStatus
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,8 @@ class RouteCache:
                     self._store(topic, tenant, None)
                     continue
                 current = routes.get(tenant)
-                if current is not None and route.epoch <= current.epoch:
+                if current is not None and route.epoch <= current.epoch and not _ends_drain(
+                        current, route):
                     stale += 1
                     continue
                 routes[tenant] = route
@@ -303,7 +305,7 @@ class RouteCache:
         if routes is None:
             routes = self._routes.setdefault(topic, {})
         current = routes.get(tenant)
-        if current is not None and route.epoch <= current.epoch:
+        if current is not None and route.epoch <= current.epoch and not _ends_drain(current, route):
             self._stale += 1
             return
         routes[tenant] = route
@@ -317,6 +319,12 @@ class RouteCache:
                 listener(topic, tenant, route)
             except Exception:
                 log.exception("route listener failed")
+
+
+def _ends_drain(current: Route, route: Route) -> bool:
+    """A move's second write reuses the draining route's epoch (see control.drain)."""
+    return (route.epoch == current.epoch and current.status is RouteStatus.DRAINING
+            and route.status is RouteStatus.ACTIVE)
 
 
 class _GcPause:

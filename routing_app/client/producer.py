@@ -17,12 +17,19 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, murmu
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from routing_app.client.cache import RouteCache, consumer_settings_from
+from routing_app.client.holds import TenantHold
 from routing_app.client.partitioner import RoutingPath, choose_partition, java_partition
 from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.routes import Route, RouteCodec
+from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, DrainAck, drain_ack_subject
+from routing_app.routes.model import RouteMode, RouteStatus, route_key
 from routing_app.usage import USAGE_SCHEMA, UsageAccumulator
 
 log = logging.getLogger(__name__)
+
+_DRAINING = RouteStatus.DRAINING
+_DRAIN_ACK_HEADER = ("routing.type", b"drain-ack")
+_GOODBYE_HEADER = ("routing.type", b"producer-closed")
 
 Serializer = Callable[[Any, SerializationContext], bytes | None]
 DeliveryCallback = Callable[[KafkaError | None, "RecordMetadata | None"], None]
@@ -46,6 +53,10 @@ class PartitionOutOfRange(RoutingProducerError, ValueError):
 
 class ProduceTimeout(RoutingProducerError, TimeoutError):
     pass
+
+
+class HoldTimeout(ProduceTimeout):
+    """A draining tenant's held records reached routing.hold.max.records for max.block.ms."""
 
 
 class ProduceOptions(TypedDict, total=False):
@@ -85,6 +96,8 @@ class _Options:
     max_block_ms: int = 60_000
     producer_id: str = ""
     cache_enabled: bool = True
+    control_topic: str = "routing.control"
+    hold_max_records: int = 100_000
 
 
 _OPTION_KEYS = {
@@ -97,6 +110,8 @@ _OPTION_KEYS = {
     "routing.max.block.ms": ("max_block_ms", int),
     "routing.producer.id": ("producer_id", str),
     "routing.cache.enabled": ("cache_enabled", bool),
+    "routing.control.topic": ("control_topic", str),
+    "routing.hold.max.records": ("hold_max_records", int),
 }
 
 
@@ -171,7 +186,7 @@ class RoutingProducer:
             # Failures are counted by a producer-wide delivery callback: passing one with every
             # record takes a keyword argument, which doubles the cost of librdkafka's produce().
             self._producer = Producer({**rdkafka, "error_cb": self._on_client_error,
-                                       "on_delivery": self._count_failure})
+                                       "on_delivery": self._on_delivery_report})
         except KafkaException as exc:
             raise ConfigurationError(f"librdkafka refused the configuration: {exc}") from exc
         self._produce = self._producer.produce
@@ -204,6 +219,13 @@ class RoutingProducer:
         self._epochs = itertools.count(1).__next__
         self._cell_epoch = 0
         self._memoize = False
+        # Drains: records sent and reported per (topic, partition), the last offset reported,
+        # and the tenants whose records are held while their routes drain.
+        self._sent: dict[tuple[str, int], int] = {}
+        self._done: dict[tuple[str, int], int] = {}
+        self._last_offsets: dict[tuple[str, int], int] = {}
+        self._holds: dict[tuple[str, str], TenantHold] = {}
+        self._drain_acks = self._holds_released = self._held_total = 0
 
         registry = registry_client(registry_url) if registry_url else None
         self._cache: RouteCache | None = None
@@ -218,6 +240,9 @@ class RoutingProducer:
             self._routes_by_topic = self._cache.routes_by_topic
             self._cache.add_listener(self._route_changed)
             self._cache.start()
+        self._acks_codec = (AvroCodec(registry, DRAIN_ACK_SCHEMA, self._options.control_topic,
+                                      subject=drain_ack_subject(self._options.control_topic))
+                            if registry is not None else None)
         self._usage: UsageAccumulator | None = None
         self._usage_codec: AvroCodec | None = None
         if self._options.usage_enabled and registry is not None:
@@ -248,8 +273,14 @@ class RoutingProducer:
         if self._closed and not hasattr(self, "_producer"):
             return 0
         self._report_usage()
+        # Held records are sent only when their tenant's move ends: wait for that too.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for hold in list(self._holds.values()):
+            hold.released.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
+        held = sum(len(h.records) for h in list(self._holds.values()))
+        left = -1 if deadline is None else max(deadline - time.monotonic(), 0)
         with self._serving_callbacks():
-            return int(self._producer.flush(-1 if timeout is None else timeout))
+            return int(self._producer.flush(left)) + held
 
     def close(self, timeout: float = 30.0) -> None:
         if self._closed:
@@ -257,6 +288,7 @@ class RoutingProducer:
         self._closed = True
         self._plain = False
         remaining = self.flush(timeout)
+        self._say_goodbye()
         self._stop.set()
         self._poller.join(5.0)
         if self._cache is not None:
@@ -265,7 +297,8 @@ class RoutingProducer:
         # its threads would live on until a full garbage collection.
         del self._producer
         if remaining:
-            log.warning("%s closed with %d records not acknowledged", self.producer_id, remaining)
+            log.error("%s closed with %d records not acknowledged (held records of tenants still "
+                      "moving are among them)", self.producer_id, remaining)
 
     def __enter__(self) -> RoutingProducer:
         return self
@@ -291,6 +324,11 @@ class RoutingProducer:
             "route_out_of_range": self._route_out_of_range,
             "usage_reports": self._usage_reports,
             "usage_deferred": self._usage_deferred,
+            "held": sum(len(h.records) for h in list(self._holds.values())),
+            "held_total": self._held_total,
+            "draining_tenants": len(self._holds),
+            "drain_acks": self._drain_acks,
+            "holds_released": self._holds_released,
         }
 
     # -- routing -------------------------------------------------------------------------------
@@ -375,22 +413,22 @@ class RoutingProducer:
                 except TypeError:  # unhashable: the general path says what is wrong with it
                     cell = None
                 if cell is not None:
-                    nbytes = 0 if value is None else len(value)
                     self._cell_acquire()
                     try:
-                        live = cell[3]
-                        if live:
-                            cell[0] += 1
-                            cell[1] += nbytes
-                    finally:
-                        self._cell_release()
-                    if live:
-                        try:
+                        # Sent under the lock: a drain's barrier (see _begin_hold) then counts
+                        # exactly the records librdkafka has before the hold, in its order.
+                        if cell[3]:
                             # Positional: keyword arguments double the cost of this call.
                             self._produce(topic, value, key, cell[2])
-                        except BufferError:
-                            self._enqueue_when_room((topic, value, key, cell[2]), None)
-                        return
+                            cell[0] += 1
+                            cell[1] += 0 if value is None else len(value)
+                            return
+                    except BufferError:
+                        pass  # the general path waits for room
+                    finally:
+                        self._cell_release()
+                    self._produce_general(topic, value, key)
+                    return
             if self._produce_plain(topic, value, key):
                 return
         self._produce_general(topic, value, key, **options)
@@ -407,12 +445,15 @@ class RoutingProducer:
             chosen, path = -1, RoutingPath.UNKEYED.value  # -1: librdkafka's sticky partitioner
         elif key.__class__ is bytes:
             routes = self._routes_by_topic.get(topic)
-            route = routes.get(key.decode("utf-8", "surrogateescape")) if routes else None
+            name = key.decode("utf-8", "surrogateescape")
+            route = routes.get(name) if routes else None
+            if self._holds and (topic, name) in self._holds:
+                return False
             if route is None:
                 chosen, path = murmur2(key, count), RoutingPath.HASHED.value
             else:
                 shards = route.partitions
-                if len(shards) != 1 or shards[0] >= count:
+                if len(shards) != 1 or shards[0] >= count or route.status is _DRAINING:
                     return False
                 chosen, path = shards[0], RoutingPath.ROUTED.value
         else:
@@ -422,7 +463,13 @@ class RoutingProducer:
             # Before the cache is ready, route changes are not followed (see _route_changed).
             self._memoize = self._cache is None or self._cache.ready
         with self._cell_lock:
-            if self._memoize and self._cell_epoch == epoch:
+            if self._cell_epoch != epoch:
+                return False  # a route changed meanwhile: decide again on the general path
+            try:
+                self._produce(topic, value, key, chosen)
+            except BufferError:
+                return False  # the general path waits for room
+            if self._memoize:
                 cells = self._cells.get(topic)
                 if cells is None:
                     cells = self._cells[topic] = {}
@@ -432,15 +479,12 @@ class RoutingProducer:
                 else:  # another thread got here first, from the same state
                     cell[0] += 1
                     cell[1] += nbytes
-                    chosen = cell[2]
             else:
                 self._cell_paths[path] += 1
+                if chosen >= 0:
+                    self._count_sent(topic, chosen, 1)
                 if self._usage is not None:
                     self._usage.add_counts([(topic, key or b"", chosen, 1, nbytes)])
-        try:
-            self._produce(topic, value, key, chosen)
-        except BufferError:
-            self._enqueue_when_room((topic, value, key, chosen), None)
         return True
 
     def _produce_general(
@@ -462,40 +506,41 @@ class RoutingProducer:
         if self._value_serializer is not None:
             value = self._value_serializer(value, SerializationContext(topic, MessageField.VALUE,
                                                                        headers))
-        chosen, path = self.partition_for(topic, key, tenant, partition)
-        if path is RoutingPath.ROUTED:
-            self._routed += 1
-        elif path is RoutingPath.SHARDED:
-            self._sharded += 1
-        elif path is RoutingPath.HASHED:
-            self._hashed += 1
-        elif path is RoutingPath.EXPLICIT:
-            self._explicit += 1
-        else:
-            self._unkeyed += 1
-        if self._usage is not None:
-            who = tenant if tenant is not None else key
-            name = "" if who is None else (
-                who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who))
-            self._usage.add(topic, name, len(value) if value is not None else 0,
-                            -1 if chosen is None else chosen)
+        who = tenant if tenant is not None else key
+        name = None if who is None else (
+            who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who))
         # None: the producer-wide callback, which counts failures.
-        callback = None if on_delivery is None else _adapt(on_delivery, self._count_failure)
-        args = (topic, value, key, -1 if chosen is None else chosen, callback)
-        kwargs: dict[str, Any] | None = None
-        if headers is not None or timestamp is not None:
-            kwargs = {}
-            if headers is not None:
-                kwargs["headers"] = headers
-            if timestamp is not None:
-                kwargs["timestamp"] = timestamp
-        try:
-            if kwargs:
-                self._produce(*args, **kwargs)
-            else:
-                self._produce(*args)
-        except BufferError:
-            self._enqueue_when_room(args, kwargs)
+        callback = None if on_delivery is None else _adapt(on_delivery, self._on_delivery_report)
+        kwargs: dict[str, Any] = {}
+        if headers is not None:
+            kwargs["headers"] = headers
+        if timestamp is not None:
+            kwargs["timestamp"] = timestamp
+        deadline = time.monotonic() + self._max_block_s
+        while True:
+            epoch = self._cell_epoch
+            chosen, path = self.partition_for(topic, key, tenant, partition)
+            args = (topic, value, key, -1 if chosen is None else chosen, callback)
+            with self._cell_lock:
+                if self._cell_epoch != epoch:
+                    continue  # a route changed while we chose: choose again
+                hold = (self._holds.get((topic, name))
+                        if self._holds and name is not None and partition is None else None)
+                if hold is not None:
+                    if hold.offer(value, key, {"tenant": tenant, "headers": headers,
+                                               "timestamp": timestamp,
+                                               "on_delivery": on_delivery}):
+                        return
+                else:
+                    try:
+                        self._produce(*args, **kwargs)
+                    except BufferError:
+                        pass
+                    else:
+                        self._count_path(path, topic, name, chosen, value)
+                        return
+            # Full: the local queue, or the tenant's hold while its route drains.
+            self._wait_for_room(hold, deadline, topic, name)
 
     def send(
         self,
@@ -523,22 +568,45 @@ class RoutingProducer:
                      timestamp=timestamp, on_delivery=resolve)
         return future
 
-    def _enqueue_when_room(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> None:
-        # The local queue is full: wait for acknowledgements to make room, up to max.block.ms.
-        deadline = time.monotonic() + self._max_block_s
+    def _count_path(self, path: RoutingPath, topic: str, name: str | None, chosen: int | None,
+                    value: Any) -> None:
+        # Under the cell lock, right after the record went to librdkafka.
+        if path is RoutingPath.ROUTED:
+            self._routed += 1
+        elif path is RoutingPath.SHARDED:
+            self._sharded += 1
+        elif path is RoutingPath.HASHED:
+            self._hashed += 1
+        elif path is RoutingPath.EXPLICIT:
+            self._explicit += 1
+        else:
+            self._unkeyed += 1
+        if chosen is not None:
+            self._count_sent(topic, chosen, 1)
+        if self._usage is not None:
+            self._usage.add(topic, name or "", len(value) if value is not None else 0,
+                            -1 if chosen is None else chosen)
+
+    def _wait_for_room(self, hold: TenantHold | None, deadline: float, topic: str,
+                       name: str | None) -> None:
+        """Waits up to routing.max.block.ms in all for the queue or the hold to have room."""
+        if time.monotonic() >= deadline:
+            if hold is not None:
+                raise HoldTimeout(
+                    f"tenant {name!r} on {topic!r} is moving (route draining, epoch "
+                    f"{hold.epoch}) and {len(hold.records)} of its records are held "
+                    f"(routing.hold.max.records={self._options.hold_max_records}) for "
+                    f"{self._options.max_block_ms} ms (routing.max.block.ms): is a worker "
+                    f"running the route writer?")
+            raise ProduceTimeout(
+                f"local queue full for {self._options.max_block_ms} ms "
+                f"(routing.max.block.ms); {len(self._producer)} records wait for "
+                f"{self._bootstrap}: is the broker reachable?")
+        if hold is not None:
+            hold.wait_for_room(min(0.05, max(deadline - time.monotonic(), 0.001)))
+            return
         with self._serving_callbacks():
-            while True:
-                self._producer.poll(0.05)
-                try:
-                    self._produce(*args, **(kwargs or {}))
-                    return
-                except BufferError:
-                    if time.monotonic() >= deadline:
-                        raise ProduceTimeout(
-                            f"local queue full for {self._options.max_block_ms} ms "
-                            f"(routing.max.block.ms); {len(self._producer)} records wait for "
-                            f"{self._bootstrap}: is the broker reachable?"
-                        ) from None
+            self._producer.poll(0.05)
 
     @contextlib.contextmanager
     def _serving_callbacks(self) -> Iterator[None]:
@@ -553,15 +621,30 @@ class RoutingProducer:
             with self._serving_lock:
                 self._serving -= 1
 
-    def _count_failure(self, err: KafkaError | None, message: Message) -> None:
+    def _on_delivery_report(self, err: KafkaError | None, message: Message) -> None:
+        # Every record's report, in librdkafka's order per partition: what drains wait for.
+        tp: tuple[str, int] = (message.topic(), message.partition())  # type: ignore[assignment]
+        done = self._done
+        done[tp] = done.get(tp, 0) + 1
         if err is not None:
             self._delivery_failed += 1
-            log.error("delivery to %s [%s] failed: %s", message.topic(), message.partition(), err)
+            log.error("delivery to %s [%s] failed: %s", tp[0], tp[1], err)
+        else:
+            self._last_offsets[tp] = message.offset()  # type: ignore[assignment]
+
+    def _count_sent(self, topic: str, partition: int, records: int) -> None:
+        # Under the cell lock.
+        tp = (topic, partition)
+        self._sent[tp] = self._sent.get(tp, 0) + records
 
     # -- the memo of plain records ------------------------------------------------------------
     def _route_changed(self, topic: str, tenant: str, route: Route | None) -> None:
         """Cache listener (the cache's thread): the cell of that tenant's key is stale."""
         self._cell_epoch = self._epochs()
+        if route is not None and route.status is _DRAINING and route.mode is RouteMode.STRICT:
+            self._begin_hold(route)
+        elif (topic, tenant) in self._holds:
+            self._release(topic, tenant)
         if self._cache is None or not self._cache.ready:
             # Nothing is memoized before the cache is ready: skip the lock for each of the
             # routes a rebuild reads. The new epoch still stops a choice made from an older
@@ -594,6 +677,8 @@ class RoutingProducer:
                     if records:
                         moved.append((topic, key or b"", cell[2], records, cell[1]))
                         paths[cell[4]] += records
+                        if cell[2] >= 0:
+                            self._count_sent(topic, cell[2], records)
                         cell[0] = cell[1] = 0
                     else:
                         idle.append(key)
@@ -609,9 +694,123 @@ class RoutingProducer:
         cell[3] = False
         if cell[0]:
             self._cell_paths[cell[4]] += cell[0]
+            if cell[2] >= 0:
+                self._count_sent(topic, cell[2], cell[0])
             if self._usage is not None:
                 self._usage.add_counts([(topic, key or b"", cell[2], cell[0], cell[1])])
             cell[0] = cell[1] = 0
+
+    # -- drains: hold, acknowledge, release -----------------------------------------------------
+    def _begin_hold(self, route: Route) -> None:
+        """From now on the tenant's records wait; the barrier is what went out before."""
+        key = (route.topic, route.tenant)
+        with self._cell_lock:
+            current = self._holds.get(key)
+            if current is not None and current.epoch >= route.epoch:
+                return
+            cells = self._cells.get(route.topic)
+            cell = None if cells is None else cells.pop(
+                route.tenant.encode("utf-8", "surrogateescape"), None)
+            if cell is not None:
+                self._retire(route.topic, route.tenant.encode("utf-8", "surrogateescape"), cell)
+            old = set(route.previous_partitions)
+            barrier = {p: self._sent.get((route.topic, p), 0) for p in old}
+            for cell in (cells or {}).values():
+                if cell[2] in old:
+                    barrier[cell[2]] += cell[0]
+            if current is not None:  # a newer drain of the same tenant: keep what is held
+                current.epoch, current.barrier, current.acked = route.epoch, barrier, False
+            else:
+                self._holds[key] = TenantHold(route.topic, route.tenant, route.epoch, barrier,
+                                              self._options.hold_max_records)
+        log.info("%s: holding %s while it moves %s -> %s (epoch %d)", self.producer_id,
+                 route.key, list(route.previous_partitions), list(route.partitions), route.epoch)
+
+    def _acknowledge_drains(self) -> None:
+        """Poll thread: answers each hold whose barrier records are all reported."""
+        if self._cache is not None and not self._cache.ready:
+            return  # a rebuild replays drains long over; answer only what is current
+        for hold in list(self._holds.values()):
+            if hold.acked:
+                continue
+            done = self._done
+            if any(done.get((hold.topic, p), 0) < n for p, n in hold.barrier.items()):
+                continue
+            ack = DrainAck(self.producer_id, hold.topic, hold.tenant, hold.epoch,
+                           {p: self._last_offsets.get((hold.topic, p), -1) for p in hold.barrier},
+                           int(time.time() * 1000), held=len(hold.records))
+            if self._acks_codec is None:
+                return
+            try:
+                self._producer.produce(self._options.control_topic,
+                                       self._acks_codec.encode(ack.to_record()),
+                                       route_key(hold.topic, hold.tenant).encode("utf-8"),
+                                       headers=[_DRAIN_ACK_HEADER])
+            except (BufferError, RegistryUnavailable, KafkaException) as exc:
+                if not hold.ack_error_logged:
+                    hold.ack_error_logged = True
+                    log.warning("%s: drain ack for %s/%s not sent yet (retrying): %s",
+                                self.producer_id, hold.topic, hold.tenant, exc)
+                continue
+            hold.acked = True
+            self._drain_acks += 1
+
+    def _say_goodbye(self) -> None:
+        """Tells the route writer this producer is gone, so no drain waits for its answer
+        until its heartbeats (usage reports) expire."""
+        if self._acks_codec is None:
+            return
+        try:
+            self._producer.produce(self._options.control_topic, self.producer_id.encode("utf-8"),
+                                   self.producer_id.encode("utf-8"), headers=[_GOODBYE_HEADER])
+            self._producer.flush(2.0)
+        except (BufferError, KafkaException) as exc:
+            log.warning("%s: could not announce its close: %s", self.producer_id, exc)
+
+    def _release(self, topic: str, tenant: str) -> None:
+        """The route is settled: sends the held records by it, in order, before newer ones.
+
+        The hold stays in place until it is empty, so records produced meanwhile queue behind.
+        """
+        key = (topic, tenant)
+        hold = self._holds[key]
+        released = 0
+        while True:
+            with self._cell_lock:
+                batch = hold.take_all()
+                if not batch:
+                    del self._holds[key]
+                    hold.end()
+                    break
+            for value, record_key, options in batch:
+                self._send_released(topic, value, record_key, options)
+                released += 1
+        self._holds_released += 1
+        self._held_total += released
+        log.info("%s: released %d held records of %s/%s", self.producer_id, released, topic,
+                 tenant)
+
+    def _send_released(self, topic: str, value: Any, key: Any, options: dict[str, Any]) -> None:
+        on_delivery = options["on_delivery"]
+        callback = None if on_delivery is None else _adapt(on_delivery, self._on_delivery_report)
+        kwargs = {k: options[k] for k in ("headers", "timestamp") if options[k] is not None}
+        deadline = time.monotonic() + self._max_block_s
+        while True:
+            tenant = options["tenant"]
+            chosen, path = self.partition_for(topic, key, tenant)
+            who = tenant if tenant is not None else key
+            name = None if who is None else (
+                who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who))
+            with self._cell_lock:
+                try:
+                    self._produce(topic, value, key, -1 if chosen is None else chosen, callback,
+                                  **kwargs)
+                except BufferError:
+                    pass
+                else:
+                    self._count_path(path, topic, name, chosen, value)
+                    return
+            self._wait_for_room(None, deadline, topic, None)
 
     # -- metadata ------------------------------------------------------------------------------
     def _load_partition_count(self, topic: str) -> int:
@@ -648,6 +847,8 @@ class RoutingProducer:
                 self._stop.wait(0.05)
             else:
                 self._producer.poll(0.05)
+            if self._holds:
+                self._acknowledge_drains()
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + interval_s
@@ -666,25 +867,32 @@ class RoutingProducer:
         reports = self._usage.drain(top_k=self._options.usage_top_k)
         if not reports:
             return
+        from routing_app.usage import batch_reports  # (import here: shared file, one method)
+
         topic = self._options.usage_topic
-        sent = 0
+        batches = []
+        sent = 0  # batches sent
         try:
             count = self.partition_count(topic)
-            for report in reports:
-                key = report.key.encode("utf-8")
+            # One record per usage partition (split if large): every report in it has a key
+            # that hashes there, and so does the record's key (its first report's).
+            batches = batch_reports(reports, count)
+            for batch in batches:
                 # Timestamped inside the interval (its last ms): workers window by it.
-                self._producer.produce(topic, self._usage_codec.encode(report.to_record()), key,
-                                       partition=java_partition(key, count),
-                                       timestamp=report.interval_end - 1)
+                self._producer.produce(topic, self._usage_codec.encode(batch.to_record()),
+                                       batch.key, partition=java_partition(batch.key, count),
+                                       timestamp=batch.interval_end - 1)
                 sent += 1
         except (UnknownTopicError, RegistryUnavailable, BufferError) as exc:
             # Usage is telemetry: keep producing data, keep the counts for the next interval.
-            self._usage.restore(reports[sent:])
+            self._usage.restore([r for b in batches[sent:] for r in b.reports] if batches
+                                else reports)
             self._usage_deferred += 1
             if not self._usage_error_logged and not isinstance(exc, BufferError):
                 log.error("usage reports not sent (kept for the next interval): %s", exc)
                 self._usage_error_logged = True
-        self._usage_reports += sent
+        # Counted in tenant reports, however many records carried them.
+        self._usage_reports += sum(len(b.reports) for b in batches[:sent])
 
     def _on_client_error(self, err: KafkaError) -> None:
         log.warning("kafka client: %s", err)

@@ -27,7 +27,7 @@ class Decision:
         return self.route is not None or self.tombstone
 
 
-def _rejected(command: ControlCommand, reason: str, worker_id: str, now_ms: int) -> Decision:
+def rejected(command: ControlCommand, reason: str, worker_id: str, now_ms: int) -> Decision:
     return Decision(ReassignmentEvent(
         topic=command.topic, tenant=command.tenant, action="rejected",
         reason=f"{command.action.value} rejected: {reason}", decided_at_ms=now_ms,
@@ -49,14 +49,14 @@ def apply_command(
     try:
         validate_topic_name(command.topic)
     except RouteError as exc:
-        return _rejected(command, str(exc), worker_id, now_ms)
+        return rejected(command, str(exc), worker_id, now_ms)
     if partition_count is None:
-        return _rejected(command, f"data topic {command.topic!r} does not exist", worker_id,
+        return rejected(command, f"data topic {command.topic!r} does not exist", worker_id,
                          now_ms)
     if command.action is ControlAction.DRAIN:
         bad = [p for p in command.partitions if not 0 <= p < partition_count]
         if bad:
-            return _rejected(command, f"partition {bad[0]} does not exist on {command.topic!r} "
+            return rejected(command, f"partition {bad[0]} does not exist on {command.topic!r} "
                              f"(valid: 0..{partition_count - 1})", worker_id, now_ms)
         what = (f"drain partitions {sorted(set(command.partitions))}" if command.partitions
                 else "stop draining")
@@ -66,7 +66,7 @@ def apply_command(
             decided_at_ms=now_ms, worker_id=worker_id,
             to_partitions=tuple(sorted(set(command.partitions))), command_id=command.command_id))
     if not command.tenant:
-        return _rejected(command, "empty tenant id", worker_id, now_ms)
+        return rejected(command, "empty tenant id", worker_id, now_ms)
     if command.action in (ControlAction.FREEZE, ControlAction.UNFREEZE):
         verb = command.action.value
         return Decision(ReassignmentEvent(
@@ -92,10 +92,10 @@ def apply_command(
         try:
             route.validate(partition_count)
         except RouteError as exc:
-            return _rejected(command, str(exc), worker_id, now_ms)
+            return rejected(command, str(exc), worker_id, now_ms)
         if current is not None and (current.partitions, current.mode) == (route.partitions,
                                                                         route.mode):
-            return _rejected(command, f"already on {list(route.partitions)} ({route.mode})",
+            return rejected(command, f"already on {list(route.partitions)} ({route.mode})",
                              worker_id, now_ms)
         event = ReassignmentEvent.for_change(current, route, action="pin", reason=route.reason,
                                              decided_at_ms=now_ms, worker_id=worker_id,
@@ -104,7 +104,7 @@ def apply_command(
 
     if command.action is ControlAction.UNPIN:
         if current is None:
-            return _rejected(command, "tenant has no route (already on default hashing)",
+            return rejected(command, "tenant has no route (already on default hashing)",
                              worker_id, now_ms)
         event = ReassignmentEvent.for_change(
             current, None, action="unpin", reason=f"operator unpin{note}", decided_at_ms=now_ms,
@@ -112,7 +112,7 @@ def apply_command(
         # The tombstone uses up an epoch too, so history stays totally ordered per key.
         return Decision(replace(event, to_epoch=epoch), tombstone=True)
 
-    return _rejected(command, f"action {command.action.value!r} is not supported by this writer",
+    return rejected(command, f"action {command.action.value!r} is not supported by this writer",
                      worker_id, now_ms)
 
 

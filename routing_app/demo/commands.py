@@ -45,9 +45,7 @@ def demo(ctx: click.Context, duration: float, rate: float) -> None:
 def traffic(settings: Settings, duration: float, rate: float, topic: str) -> None:
     """Only the traffic generator, against the configured cluster (used by docker-compose)."""
     create_topic(settings.bootstrap, topic, DATA_PARTITIONS)
-    conf = {"bootstrap.servers": settings.bootstrap, "schema.registry.url": settings.registry_url,
-            "routing.routes.topic": settings.routes_topic,
-            "routing.usage.topic": settings.usage_topic, "linger.ms": 5}
+    conf = settings.producer_config(**{"linger.ms": 5})
     with RoutingProducer(conf) as producer:
         producer.wait_ready(60)
         generator = TrafficGenerator(producer, TrafficPlan(topic=topic, records_per_s=rate))

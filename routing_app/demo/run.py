@@ -130,9 +130,7 @@ def _run_traffic(settings: Settings, duration_s: float, plan: TrafficPlan,
     hot_partition = java_partition(plan.hot_tenant.encode(), DATA_PARTITIONS)
     sampler = PartitionLoadSampler(settings.bootstrap, plan.topic)
     events = EventTail(settings)
-    conf = {"bootstrap.servers": settings.bootstrap, "schema.registry.url": settings.registry_url,
-            "routing.routes.topic": settings.routes_topic,
-            "routing.usage.topic": settings.usage_topic, "linger.ms": 5}
+    conf = settings.producer_config(**{"linger.ms": 5})
     all_events: list[ReassignmentEvent] = []
     with RoutingProducer(conf) as producer:
         producer.wait_ready(30)

@@ -1,5 +1,5 @@
 """Partition load as the broker sees it: end-offset growth per data partition."""
 
-from routing_app.load.offsets import PartitionLoadSampler, consumer_lag
+from routing_app.load.offsets import PartitionLoadSampler, committed_offsets, consumer_lag, end_offsets
 
-__all__ = ["PartitionLoadSampler", "consumer_lag"]
+__all__ = ["PartitionLoadSampler", "committed_offsets", "consumer_lag", "end_offsets"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from routing_app.connection import admin_client, cluster_metadata
 
@@ -20,9 +20,7 @@ class PartitionLoadSampler:
         self._last: tuple[float, dict[int, int]] | None = None
 
     def end_offsets(self, timeout: float = 10.0) -> dict[int, int]:
-        request = {TopicPartition(self._topic, p): OffsetSpec.latest() for p in self.partitions}
-        results = self._admin.list_offsets(request, request_timeout=timeout)
-        return {tp.partition: future.result(timeout).offset for tp, future in results.items()}
+        return end_offsets(self._admin, self._topic, self.partitions, timeout)
 
     def last_end_offsets(self) -> dict[int, int]:
         return dict(self._last[1]) if self._last else {}
@@ -57,3 +55,35 @@ def consumer_lag(bootstrap: str, groups: list[str], topic: str, end_offsets: dic
                 behind = max(0, end_offsets.get(tp.partition, tp.offset) - tp.offset)
                 lag[tp.partition] = max(lag.get(tp.partition, 0), behind)
     return lag
+
+
+def committed_offsets(admin: AdminClient, groups: list[str], topic: str, partitions: list[int],
+                      timeout: float = 10.0) -> dict[int, int] | None:
+    """The lowest offset any of ``groups`` committed on each partition (-1: not yet), counting
+    only groups that committed on ``topic`` at all; None when no such group exists."""
+    if not groups or not partitions:
+        return None
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    lowest: dict[int, int] | None = None
+    for group in groups:
+        request = [ConsumerGroupTopicPartitions(
+            group, [TopicPartition(topic, p) for p in sorted(partitions)])]
+        for future in admin.list_consumer_group_offsets(request, request_timeout=timeout).values():
+            found = {tp.partition: (tp.offset if tp.offset is not None and tp.offset >= 0 else -1)
+                     for tp in future.result(timeout).topic_partitions or []}
+            if all(o < 0 for o in found.values()):
+                # The group has never committed here, or does not read this topic.
+                continue
+            if lowest is None:
+                lowest = dict.fromkeys(partitions, 1 << 62)
+            for partition in partitions:
+                lowest[partition] = min(lowest[partition], found.get(partition, -1))
+    return lowest
+
+
+def end_offsets(admin: AdminClient, topic: str, partitions: list[int],
+                timeout: float = 10.0) -> dict[int, int]:
+    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
+    results = admin.list_offsets(request, request_timeout=timeout)
+    return {tp.partition: future.result(timeout).offset for tp, future in results.items()}

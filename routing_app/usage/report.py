@@ -1,4 +1,5 @@
-"""The usage report record. Plain data; the wire format is the ``usage_report`` Avro schema."""
+"""One usage report. Plain data; on the wire many of them share a record (``usage_report`` Avro
+schema, version 2; see ``routing_app.usage.batch``)."""
 
 from __future__ import annotations
 

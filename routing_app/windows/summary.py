@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,11 @@ MAX_TENANTS_PER_SUMMARY = 20_000
 
 _TenantKey = tuple[str, str]
 _ResidualKey = tuple[str, int]
+_UsageKey = tuple[str, str, int]  # (topic, tenant, partition); tenant "" for a residual
+# (topic, tenant, partition, records, bytes): one entry of a usage record, and one row of a
+# producer's window totals as the windowed table holds them (a JSON array).
+UsageRow = tuple[str, str, int, int, int]
+ProducerTotals = list[UsageRow]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class WindowAccumulator:
         self._tenants: dict[tuple[int, int], dict[_TenantKey, list[int]]] = {}
         self._residuals: dict[tuple[int, int], dict[_ResidualKey, list[int]]] = {}
         self._producers: dict[tuple[int, int], set[str]] = {}
+        # What each producer reported in the window so far, per (topic, tenant, partition): the
+        # worker writes it to its windowed table after every usage record (one write per record,
+        # not per tenant), and a new owner reads it back from the changelog.
+        self._by_producer: dict[tuple[int, int], dict[str, dict[_UsageKey, UsageRow]]] = {}
 
     def saw_producer(self, usage_partition: int, window_start: int, producer_id: str) -> None:
         if producer_id:
@@ -74,6 +83,41 @@ class WindowAccumulator:
         counts[0] += records
         counts[1] += nbytes
 
+    def add_usage(self, usage_partition: int, window_start: int, producer_id: str,
+                  usage: Iterable[UsageRow]) -> ProducerTotals:
+        """Adds the (topic, tenant, partition, records, bytes) entries of one usage record from
+        one producer; returns that producer's totals in the window so far, one such row per
+        (topic, tenant, partition): the value the worker writes to its windowed table.
+
+        The hot path of the worker: one dict update per entry. Totals per tenant are summed
+        over producers when the window closes.
+        """
+        slot = (usage_partition, window_start)
+        mine = self._by_producer.setdefault(slot, {}).get(producer_id)
+        if mine is None:
+            mine = self._by_producer[slot][producer_id] = {}
+            if producer_id:
+                self._producers.setdefault(slot, set()).add(producer_id)
+        get = mine.get
+        for row in usage:
+            key = row[:3]
+            old = get(key)
+            mine[key] = row if old is None else (
+                row[0], row[1], row[2], old[3] + row[3], old[4] + row[4])
+        return list(mine.values())
+
+    def restore_producer(self, usage_partition: int, window_start: int, producer_id: str,
+                         totals: Iterable[Sequence[Any]]) -> bool:
+        """Puts back a producer's window totals read from the table's changelog (a value that
+        ``add_usage`` returned). A producer this accumulator already holds for the window is
+        left alone: what is in memory is newer. Returns whether it was restored."""
+        slot = (usage_partition, window_start)
+        if producer_id in self._by_producer.get(slot, ()):
+            return False
+        rows = [(str(t), str(n), int(p), int(r), int(b)) for t, n, p, r, b in totals]
+        self.add_usage(usage_partition, window_start, producer_id, rows)
+        return True
+
     def set_tenant(self, usage_partition: int, window_start: int, topic: str, tenant: str,
                    records: int, nbytes: int) -> None:
         """Restores a tenant's total for a window (from the windowed table's changelog)."""
@@ -81,7 +125,7 @@ class WindowAccumulator:
             records, nbytes]
 
     def forget(self, usage_partition: int) -> None:
-        for slots in (self._tenants, self._residuals, self._producers):
+        for slots in (self._tenants, self._residuals, self._producers, self._by_producer):
             for slot in [s for s in slots if s[0] == usage_partition]:
                 del slots[slot]
 
@@ -91,6 +135,18 @@ class WindowAccumulator:
         tenants = self._tenants.pop(slot, {})
         residuals = self._residuals.pop(slot, {})
         producers = tuple(sorted(self._producers.pop(slot, ())))
+        for rows in self._by_producer.pop(slot, {}).values():
+            for topic, tenant, partition, records, nbytes in rows.values():
+                if tenant:
+                    counts = tenants.get((topic, tenant))
+                    if counts is None:
+                        counts = tenants[(topic, tenant)] = [0, 0]
+                else:
+                    counts = residuals.get((topic, partition))
+                    if counts is None:
+                        counts = residuals[(topic, partition)] = [0, 0]
+                counts[0] += records
+                counts[1] += nbytes
         if len(tenants) > MAX_TENANTS_PER_SUMMARY:
             ranked = sorted(tenants.items(), key=lambda kv: (-kv[1][0], kv[0]))
             tenants = dict(ranked[:MAX_TENANTS_PER_SUMMARY])

@@ -89,10 +89,7 @@ def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
     topic = f"cp-orders-{uuid.uuid4().hex[:6]}"
     create_topic(settings.bootstrap, topic, PARTITIONS)
     old_partition = java_partition(SPIKY.encode(), PARTITIONS)
-    conf = {"bootstrap.servers": settings.bootstrap, "schema.registry.url": settings.registry_url,
-            "routing.routes.topic": settings.routes_topic,
-            "routing.usage.topic": settings.usage_topic, "routing.usage.interval.ms": 500,
-            "linger.ms": 5}
+    conf = settings.producer_config(**{"routing.usage.interval.ms": 500, "linger.ms": 5})
     sampler = PartitionLoadSampler(settings.bootstrap, topic)
     figures: dict[str, float] = {}
     with RoutingProducer(conf) as producer:

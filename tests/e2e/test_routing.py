@@ -17,15 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def producer_conf(settings: Settings, **extra: object) -> dict[str, object]:
-    return {
-        "bootstrap.servers": settings.bootstrap,
-        "schema.registry.url": settings.registry_url,
-        "routing.routes.topic": settings.routes_topic,
-        "routing.usage.topic": settings.usage_topic,
-        "acks": "all",
-        "linger.ms": 5,
-        **extra,
-    }
+    return settings.producer_config(**{"acks": "all", "linger.ms": 5, **extra})
 
 
 def epoch_of(producer: RoutingProducer, topic: str, tenant: str) -> int | None:

@@ -1,0 +1,290 @@
+"""The proof of ordering-safe moves, and what they cost: ``routing-app bench drain``.
+
+Tenants send numbered records without pause through an idempotent RoutingProducer; a consumer
+group checks every record's number per tenant (per secondary key for a sharded tenant) while a
+real worker moves them around with every kind of move. Strict tenants must arrive with nothing
+lost, duplicated or out of order; relaxed tenants report how often they arrived out of order.
+The pause of each strict move is the time between its draining and active writes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from routing_app.bench.common import Reporter, Scratch, SilentReporter
+from routing_app.bench.control_plane import _scratch_settings, _start_workers
+from routing_app.client import RoutingProducer
+from routing_app.codec import AvroCodec, DecodeError, registry_client
+from routing_app.config import Settings
+from routing_app.connection import client_settings
+from routing_app.control import ControlAction, ControlClient, ControlCommand
+from routing_app.control.client import now_ms
+from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
+from routing_app.routes.model import RouteMode, RouteStatus
+
+PARTITIONS = 8
+STRICT = [f"strict-{i:02d}" for i in range(10)]
+RELAXED = [f"relaxed-{i}" for i in range(3)]
+SHARDED = "bigco"
+USERS = [f"user-{i:02d}" for i in range(16)]
+
+
+@dataclass
+class Checker:
+    """Per-stream sequence checks: a stream is (tenant, secondary key)."""
+
+    last: dict[tuple[str, str], int] = field(default_factory=dict)
+    seen: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    received: int = 0
+    duplicated: dict[str, int] = field(default_factory=dict)
+    reordered: dict[str, int] = field(default_factory=dict)
+
+    def check(self, value: bytes) -> None:
+        tenant, secondary, number = value.decode().split("|")
+        stream, seq = (tenant, secondary), int(number)
+        seen = self.seen.setdefault(stream, set())
+        self.received += 1
+        if seq in seen:
+            self.duplicated[tenant] = self.duplicated.get(tenant, 0) + 1
+            return
+        seen.add(seq)
+        if seq < self.last.get(stream, -1):
+            self.reordered[tenant] = self.reordered.get(tenant, 0) + 1
+        self.last[stream] = max(seq, self.last.get(stream, -1))
+
+
+def _moves(topic: str) -> list[tuple[str, ControlCommand]]:
+    """(kind, command): every kind of move, spread so consecutive moves touch other tenants."""
+    def pin(tenant: str, *partitions: int, mode: RouteMode | None = None) -> ControlCommand:
+        return ControlCommand(ControlAction.PIN, topic, tenant, now_ms(), tuple(partitions),
+                              mode=mode, reason="bench drain", issued_by="bench")
+
+    def unpin(tenant: str) -> ControlCommand:
+        return ControlCommand(ControlAction.UNPIN, topic, tenant, now_ms(), reason="bench drain",
+                              issued_by="bench")
+
+    moves: list[tuple[str, ControlCommand]] = []
+    for i, tenant in enumerate(STRICT):
+        moves.append(("isolate", pin(tenant, (i * 3 + 1) % PARTITIONS)))
+    moves += [("shard", pin(SHARDED, 1, 2)), ("grow", pin(SHARDED, 1, 2, 3, 4)),
+              ("shrink", pin(SHARDED, 5, 6)), ("merge-back", unpin(SHARDED))]
+    for i, tenant in enumerate(STRICT[:6]):
+        moves.append(("move", pin(tenant, (i * 5 + 2) % PARTITIONS)))
+    for tenant in STRICT[6:]:
+        moves.append(("merge-back", unpin(tenant)))
+    for round_ in range(2):
+        for i, tenant in enumerate(RELAXED):
+            moves.append(("relaxed", pin(tenant, (i + round_ * 4) % PARTITIONS,
+                                         mode=RouteMode.RELAXED)))
+    return moves
+
+
+def run_drain(settings: Settings, *, rate: float = 1500.0, reporter: Reporter | None = None,
+              restart_producer: bool = True) -> dict[str, Any]:
+    reporter = reporter or SilentReporter()
+    with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as tmp:
+        group = f"bench-drain-checker-{scratch.suffix}"
+        # The planner stays out of the way (no automatic moves): the moves here are the ones
+        # the scenario makes, one kind after another, through the same writer.
+        s = _scratch_settings(settings, scratch, "drain", lag_groups=group, window_s=2.0,
+                              drain_timeout_ms=30_000, planner_policy="max_moves_per_cycle=0")
+        data = scratch.topic("drain-data", PARTITIONS)
+        workers = _start_workers(s, 1, Path(tmp), reporter)
+        try:
+            return _scenario(s, data, group, rate, reporter, restart_producer)
+        finally:
+            for w in workers:
+                w.stop()
+
+
+def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporter,
+              restart_producer: bool) -> dict[str, Any]:
+    checker = Checker()
+    stop = threading.Event()
+    sent: dict[tuple[str, str], int] = {}
+    produced = [0]
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        consumer = Consumer(client_settings(s.bootstrap, **{
+            "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": True,
+            "auto.commit.interval.ms": 100, "isolation.level": "read_committed"}))
+        consumer.subscribe([data])
+        try:
+            while not stop.is_set() or checker.received < produced[0]:
+                for message in consumer.consume(500, 0.1):
+                    value = message.value()
+                    if message.error() is None and value:
+                        checker.check(value)
+                if stop.is_set() and time.monotonic() > stop_deadline[0]:
+                    return
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+        finally:
+            consumer.close()
+
+    stop_deadline = [float("inf")]
+
+    def new_producer(index: int) -> RoutingProducer:
+        producer = RoutingProducer(s.producer_config(**{
+            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            "routing.usage.interval.ms": 500, "routing.producer.id": f"drain-bench-{index}"}))
+        producer.wait_ready(30)
+        return producer
+
+    holder: list[RoutingProducer] = [new_producer(0)]
+
+    def produce() -> None:
+        streams: list[tuple[str, str | None]] = [(t, None) for t in STRICT + RELAXED]
+        streams += [(SHARDED, u) for u in USERS]
+        interval = len(streams) / rate
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                producer = holder[0]
+                for tenant, user in streams:
+                    stream = (tenant, user or "")
+                    seq = sent.get(stream, 0)
+                    value = f"{tenant}|{user or ''}|{seq}".encode()
+                    if user is None:
+                        producer.produce(data, value, tenant.encode())
+                    else:
+                        producer.produce(data, value, user.encode(), tenant=tenant)
+                    sent[stream] = seq + 1
+                    produced[0] += 1
+                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    consumer_thread = threading.Thread(target=consume, name="drain-checker", daemon=True)
+    producer_thread = threading.Thread(target=produce, name="drain-producer", daemon=True)
+    consumer_thread.start()
+    producer_thread.start()
+    control = ControlClient(s)
+    applied: list[tuple[str, ReassignmentEvent]] = []
+    moves = _moves(data)
+    reporter.note(f"{len(moves)} moves under {rate:.0f} records/s")
+    time.sleep(3.0)  # usage reports make the producer a known, live one
+    try:
+        for index, (kind, command) in enumerate(moves):
+            if errors:
+                raise RuntimeError(f"traffic failed: {errors[0]!r}") from errors[0]
+            if restart_producer and index == len(moves) // 2:
+                # A producer restart mid-run: the new one rebuilds its routes and takes over.
+                old = holder[0]
+                holder[0] = new_producer(1)
+                old.close()
+            event = control.send(replace_time(command), wait_s=30)
+            if event is None or not event.applied:
+                raise RuntimeError(f"{kind} move {command.tenant}: "
+                                   f"{'no answer' if event is None else event.reason}")
+            applied.append((kind, event))
+            _wait_settled(holder, data, command.tenant, event.to_epoch or 0,
+                          ends_hashed=command.action is ControlAction.UNPIN)
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        producer_thread.join(10)
+        left = holder[0].flush(30)
+        holder[0].close()
+        stop_deadline[0] = time.monotonic() + 30
+        consumer_thread.join(40)
+    if errors:
+        raise RuntimeError(f"traffic failed: {errors[0]!r}") from errors[0]
+    timeouts: list[str] = []
+    pauses = _pauses(s, {e.tenant for _, e in applied}, timeouts)
+    strict_tenants = set(STRICT) | {SHARDED}
+    lost = {t: n for t, n in _lost(sent, checker).items() if n}
+    result = {
+        "moves": len(applied),
+        "strict_moves": sum(1 for _, e in applied if e.status == RouteStatus.DRAINING.value),
+        "kinds": sorted({k for k, _ in applied}),
+        "pause_p50_ms": round(statistics.median(pauses), 1) if pauses else None,
+        "pause_p99_ms": round(_percentile(pauses, 0.99), 1) if pauses else None,
+        "pause_max_ms": round(max(pauses), 1) if pauses else None,
+        "records": produced[0], "received": checker.received, "unsent_at_close": left,
+        "lost_strict": sum(n for t, n in lost.items() if t in strict_tenants),
+        "duplicated_strict": sum(n for t, n in checker.duplicated.items() if t in strict_tenants),
+        "reordered_strict": sum(n for t, n in checker.reordered.items() if t in strict_tenants),
+        "lost_relaxed": sum(n for t, n in lost.items() if t not in strict_tenants),
+        "reordered_relaxed": sum(n for t, n in checker.reordered.items()
+                                 if t not in strict_tenants),
+        "producer_restarted": restart_producer,
+        "drains_timed_out": len(timeouts),
+        "timeouts": timeouts,
+    }
+    return result
+
+
+def replace_time(command: ControlCommand) -> ControlCommand:
+    from dataclasses import replace
+
+    return replace(command, issued_at_ms=now_ms())
+
+
+def _wait_settled(holder: list[RoutingProducer], topic: str, tenant: str, epoch: int, *,
+                  ends_hashed: bool, timeout: float = 40.0) -> None:
+    """Until the producer sees the tenant's move over: active at the move's epoch, or back on
+    default hashing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        route = holder[0].route_for(topic, tenant)
+        if route is None and ends_hashed:
+            return
+        if route is not None and route.epoch >= epoch and route.status is RouteStatus.ACTIVE:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"move of {tenant} did not end within {timeout}s")
+
+
+def _lost(sent: dict[tuple[str, str], int], checker: Checker) -> dict[str, int]:
+    lost: dict[str, int] = {}
+    for stream, count in sent.items():
+        missing = count - len(checker.seen.get(stream, ()))
+        lost[stream[0]] = lost.get(stream[0], 0) + max(missing, 0)
+    return lost
+
+
+def _pauses(s: Settings, tenants: set[str], timeouts: list[str] | None = None) -> list[float]:
+    """pause_ms of every drain's end on the events topic; the reasons of those that timed out
+    go to ``timeouts``."""
+    codec = AvroCodec(registry_client(s.registry_url), EVENT_SCHEMA, s.events_topic)
+    consumer = Consumer(client_settings(s.bootstrap, **{
+        "group.id": f"bench-drain-{uuid.uuid4()}", "enable.auto.commit": False}))
+    pauses: list[float] = []
+    try:
+        tp = TopicPartition(s.events_topic, 0)
+        _, high = consumer.get_watermark_offsets(tp, timeout=10)
+        consumer.assign([TopicPartition(s.events_topic, 0, 0)])
+        position = 0
+        while position < high:
+            for message in consumer.consume(500, 1.0):
+                if message.error() is not None:
+                    continue
+                position = (message.offset() or 0) + 1
+                try:
+                    event = ReassignmentEvent.from_record(codec.decode(message.value()))
+                except (DecodeError, KeyError, ValueError):
+                    continue
+                if event.action.startswith("drain-") and event.tenant in tenants:
+                    pauses.append(event.observed.get("pause_ms", 0.0))
+                    if event.action != "drain-complete" and timeouts is not None:
+                        timeouts.append(f"{event.tenant}: {event.reason}")
+    finally:
+        consumer.close()
+    return pauses
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+

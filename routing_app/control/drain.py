@@ -1,0 +1,199 @@
+"""Ordering-safe moves: the stop-and-wait protocol's rules. Pure; the writer does the I/O.
+
+A strict tenant moves in two writes with one epoch: ``draining(e+1, from, to)`` and then
+``active(e+1, to)`` (or a tombstone when it goes back to default hashing). Between the two,
+every producer holds the tenant's new records and answers with a DrainAck once all it sent
+before is acknowledged; the writer waits for the acks of the live producers, then for the
+configured consumer groups to commit past the offsets those producers wrote to the old
+partitions. Only then may a record reach a new partition, so none can overtake an older one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from routing_app.control.decide import Decision
+from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, DrainAck, drain_ack_subject
+from routing_app.routes.events import ReassignmentEvent
+from routing_app.routes.model import Route, RouteMode, RouteStatus
+
+__all__ = ["DRAIN_ACK_SCHEMA", "Drain", "DrainAck", "OnTimeout", "Phase", "Progress",
+           "drain_ack_subject", "finish", "needs_drain", "progress", "start"]
+
+# A draining route that ends in a tombstone (merge back, unpin) says so, for every reader...
+THEN_TOMBSTONE = "drain.then"
+# ... and one whose tenant was on default hashing before: aborting goes back there.
+WAS_HASHED = "drain.from"
+_MARKERS = (THEN_TOMBSTONE, WAS_HASHED)
+
+
+class OnTimeout(StrEnum):
+    ABORT = "abort"  # back to the old placement: order kept, the move did not happen
+    FORCE = "force"  # to the new placement anyway: the move happens, order may break
+
+
+@dataclass(frozen=True)
+class Drain:
+    """A strict move in progress, as the writer keeps it (JSON-able through to_record)."""
+
+    topic: str
+    tenant: str
+    epoch: int
+    from_partitions: tuple[int, ...]
+    to_partitions: tuple[int, ...]
+    then_tombstone: bool  # the move ends on default hashing: a tombstone, not a route
+    started_ms: int
+    deadline_ms: int
+    expected: frozenset[str]  # producers live when it started
+    action: str  # the move's own action (isolate, pin, merge...), for the closing event
+    acks: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+    held: int = 0
+
+    def with_ack(self, ack: DrainAck) -> Drain:
+        acks = {**self.acks, ack.producer_id: dict(ack.offsets)}
+        return replace(self, acks=acks, held=self.held + ack.held)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"topic": self.topic, "tenant": self.tenant, "epoch": self.epoch,
+                "from": list(self.from_partitions), "to": list(self.to_partitions),
+                "then_tombstone": self.then_tombstone, "started_ms": self.started_ms,
+                "deadline_ms": self.deadline_ms, "expected": sorted(self.expected),
+                "action": self.action, "held": self.held,
+                "acks": {pid: {str(p): o for p, o in offsets.items()}
+                         for pid, offsets in self.acks.items()}}
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> Drain:
+        return cls(topic=r["topic"], tenant=r["tenant"], epoch=int(r["epoch"]),
+                   from_partitions=tuple(r["from"]), to_partitions=tuple(r["to"]),
+                   then_tombstone=bool(r["then_tombstone"]), started_ms=int(r["started_ms"]),
+                   deadline_ms=int(r["deadline_ms"]), expected=frozenset(r["expected"]),
+                   action=r["action"], held=int(r.get("held", 0)),
+                   acks={pid: {int(p): int(o) for p, o in offsets.items()}
+                         for pid, offsets in (r.get("acks") or {}).items()})
+
+
+class Phase(StrEnum):
+    PRODUCERS = "producers"  # waiting for live producers' acks
+    CONSUMERS = "consumers"  # waiting for the consumer groups to pass the targets
+    DONE = "done"
+    TIMED_OUT = "timed-out"
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: Phase
+    waiting_for: tuple[str, ...] = ()  # producers not yet answered
+    targets: Mapping[int, int] = field(default_factory=dict)  # partition -> next offset to pass
+    needs_end_offsets: bool = False  # a producer went silent unanswered: use end offsets
+
+
+def needs_drain(decision: Decision, current: Route | None) -> bool:
+    """True when the decision moves records of a strict tenant to other partitions."""
+    if not decision.changes_route:
+        return False
+    after = decision.route
+    mode = after.mode if after is not None else (current.mode if current else RouteMode.STRICT)
+    if mode is not RouteMode.STRICT:
+        return False
+    before = current.partitions if current is not None else None
+    return (after.partitions if after is not None else None) != before
+
+
+def start(decision: Decision, current: Route | None, hashed_partition: int, *, now_ms: int,
+          timeout_ms: int, live_producers: Set[str]) -> tuple[Decision, Drain]:
+    """The draining route (same epoch the decision would have used) and the drain to follow."""
+    event = decision.event
+    epoch = event.to_epoch if decision.route is None else decision.route.epoch
+    assert epoch is not None, "a route change always has an epoch"
+    from_partitions = current.partitions if current is not None else (hashed_partition,)
+    then_tombstone = decision.route is None
+    to_partitions = (hashed_partition,) if then_tombstone else decision.route.partitions  # type: ignore[union-attr]
+    template = decision.route or current
+    assert template is not None
+    attributes = dict(template.attributes)
+    if then_tombstone:
+        attributes[THEN_TOMBSTONE] = "tombstone"
+    if current is None:
+        attributes[WAS_HASHED] = "hashed"
+    draining = replace(template, partitions=to_partitions, previous_partitions=from_partitions,
+                       epoch=epoch, status=RouteStatus.DRAINING, reason=event.reason,
+                       updated_at_ms=now_ms, attributes=attributes)
+    drain = Drain(topic=event.topic, tenant=event.tenant, epoch=epoch,
+                  from_partitions=from_partitions, to_partitions=to_partitions,
+                  then_tombstone=then_tombstone, started_ms=now_ms,
+                  deadline_ms=now_ms + timeout_ms, expected=frozenset(live_producers),
+                  action=event.action)
+    draining_event = replace(event, from_partitions=from_partitions, to_partitions=to_partitions,
+                             to_epoch=epoch, status=RouteStatus.DRAINING.value,
+                             mode=draining.mode.value)
+    return Decision(draining_event, route=draining), drain
+
+
+def progress(drain: Drain, now_ms: int, live_producers: Set[str], *, ack_grace_ms: int,
+             committed: Mapping[int, int] | None = None,
+             end_offsets: Mapping[int, int] | None = None) -> Progress:
+    """Where the drain stands. ``committed``: the lowest offset the consumer groups committed on
+    each old partition (None: no group is configured or consumes the topic); ``end_offsets``:
+    the old partitions' end offsets, used only when a producer went silent without answering."""
+    if now_ms >= drain.deadline_ms:
+        return Progress(Phase.TIMED_OUT)
+    waiting = tuple(sorted(p for p in drain.expected - set(drain.acks) if p in live_producers))
+    if waiting or now_ms < drain.started_ms + ack_grace_ms:
+        return Progress(Phase.PRODUCERS, waiting_for=waiting)
+    silent = bool(drain.expected - set(drain.acks) - set(live_producers))
+    targets = {p: 0 for p in drain.from_partitions}
+    for offsets in drain.acks.values():
+        for partition, last in offsets.items():
+            if partition in targets:
+                targets[partition] = max(targets[partition], last + 1)
+    if silent:
+        if end_offsets is None:
+            return Progress(Phase.CONSUMERS, targets=targets, needs_end_offsets=True)
+        for partition in targets:
+            targets[partition] = max(targets[partition], end_offsets.get(partition, 0))
+    if committed is not None and any(committed.get(p, -1) < t for p, t in targets.items() if t > 0):
+        return Progress(Phase.CONSUMERS, targets=targets, needs_end_offsets=silent)
+    return Progress(Phase.DONE, targets=targets)
+
+
+def finish(drain: Drain, draining: Route | None, outcome: Phase, on_timeout: OnTimeout, *,
+           now_ms: int, worker_id: str, waiting_for: tuple[str, ...] = ()) -> Decision:
+    """The second write: the new placement (done, forced) or the old one (aborted)."""
+    pause_ms = float(now_ms - drain.started_ms)
+    observed = {"pause_ms": pause_ms, "producers_acked": float(len(drain.acks)),
+                "producers_expected": float(len(drain.expected)), "held_records": float(drain.held)}
+    if outcome is Phase.DONE:
+        action, reason = "drain-complete", f"{drain.action} drained in {pause_ms:.0f} ms"
+        forward = True
+    elif on_timeout is OnTimeout.FORCE:
+        action, forward = "drain-forced", True
+        reason = (f"{drain.action} forced after {pause_ms:.0f} ms without "
+                  f"{', '.join(waiting_for) or 'the consumer groups'}: order may break")
+    else:
+        action, forward = "drain-abort", False
+        reason = (f"{drain.action} aborted after {pause_ms:.0f} ms waiting for "
+                  f"{', '.join(waiting_for) or 'the consumer groups'}: back to "
+                  f"{list(drain.from_partitions)}")
+    partitions = drain.to_partitions if forward else drain.from_partitions
+    tombstone = drain.then_tombstone if forward else draining is None or _was_hashed(draining)
+    base = ReassignmentEvent(
+        topic=drain.topic, tenant=drain.tenant, action=action, reason=reason,
+        decided_at_ms=now_ms, worker_id=worker_id, from_partitions=drain.from_partitions,
+        to_partitions=() if tombstone else partitions, from_epoch=drain.epoch, to_epoch=drain.epoch,
+        mode=draining.mode.value if draining else RouteMode.STRICT.value,
+        status="" if tombstone else RouteStatus.ACTIVE.value, observed=observed)
+    if tombstone or draining is None:
+        return Decision(base, tombstone=True)
+    attributes = {k: v for k, v in draining.attributes.items() if k not in _MARKERS}
+    route = replace(draining, partitions=partitions, previous_partitions=(),
+                    status=RouteStatus.ACTIVE, reason=reason, updated_at_ms=now_ms,
+                    attributes=attributes)
+    return Decision(base, route=route)
+
+
+def _was_hashed(draining: Route) -> bool:
+    return draining.attributes.get(WAS_HASHED) == "hashed"
