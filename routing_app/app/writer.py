@@ -85,6 +85,8 @@ class RouteWriter:
         self._on_timeout = OnTimeout(settings.drain_on_timeout)
         self._admin: Any = None
         self._wakers: dict[str, asyncio.Task[None]] = {}
+        # route key -> (drain epoch, end offsets read when a producer was found silent)
+        self._silent_targets: dict[str, tuple[int, dict[int, int]]] = {}
         self.control_topic: faust.TopicT | None = None  # for drain wake-ups; set by the app
         self.decisions_by_action: dict[str, int] = {}
         # The newest events this writer appended, newest last: for the live page and metrics.
@@ -276,7 +278,8 @@ class RouteWriter:
         for key in (pending if keys is None else [k for k in keys if k in pending]):
             drain = pending[key]
             step = drains.progress(drain, now, live, ack_grace_ms=grace)
-            if step.phase is Phase.DONE and (self._lag_groups or step.needs_end_offsets):
+            if step.phase is Phase.CONSUMERS or (step.phase is Phase.DONE and self._lag_groups):
+                # The producers are done: now the broker's view (commits, end offsets) decides.
                 step = await asyncio.to_thread(self._consumer_progress, drain, now, live)
             if step.phase is Phase.CONSUMERS:
                 self._wake_when_consumed(key, drain)
@@ -292,9 +295,14 @@ class RouteWriter:
                                 committed=committed)
         if not first.needs_end_offsets:
             return first
-        ends = end_offsets(self._admin, drain.topic, partitions)
+        # Read once per drain: the end moves on with other tenants' records, and a target
+        # that moves with it might never be reached while traffic flows.
+        ends = self._silent_targets.get(route_key(drain.topic, drain.tenant))
+        if ends is None or ends[0] != drain.epoch:
+            ends = (drain.epoch, end_offsets(self._admin, drain.topic, partitions))
+            self._silent_targets[route_key(drain.topic, drain.tenant)] = ends
         return drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,
-                               committed=committed, end_offsets=ends)
+                               committed=committed, end_offsets=ends[1])
 
     def _wake_when_consumed(self, key: str, drain: Drain) -> None:
         """Polls the groups' commits off the agent and sends a wake-up once they passed (ticks
@@ -328,6 +336,7 @@ class RouteWriter:
         decision = drains.finish(drain, draining, outcome, self._on_timeout, now_ms=_now_ms(),
                                  worker_id=self.worker_id, waiting_for=waiting_for)
         del self.tables.drains[key]
+        self._silent_targets.pop(key, None)
         self.counters[{"drain-complete": "drains_completed", "drain-forced": "drains_forced",
                        "drain-abort": "drains_aborted"}[decision.event.action]] += 1
         await self._write(decision)

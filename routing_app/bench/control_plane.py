@@ -6,8 +6,10 @@ they neither see nor disturb a demo running on the same cluster.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +61,7 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
         s = _scratch_settings(settings, scratch, "reaction", window_s=window)
         data = scratch.topic("reaction-data", 12)
         workers = _start_workers(s, 1, Path(tmp), reporter)
-        conf = {"bootstrap.servers": s.bootstrap, "schema.registry.url": s.registry_url,
-                "routing.routes.topic": s.routes_topic, "routing.usage.topic": s.usage_topic,
-                "routing.usage.interval.ms": 500, "linger.ms": 5}
+        conf = s.producer_config(**{"routing.usage.interval.ms": 500, "linger.ms": 5})
         names = [f"steady-{i:03d}" for i in range(tenants)]
         try:
             with RoutingProducer(conf) as producer:
@@ -96,7 +96,7 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
             "hot_partition_before": java_partition(b"hot-0", 12)}
 
 
-def run_aggregate(settings: Settings, *, reports: int = 100_000, tenants: int = 5_000,
+def run_aggregate(settings: Settings, *, reports: int = 1_000_000, tenants: int = 5_000,
                   top_k: int = 1_000, reporter: Reporter | None = None) -> dict[str, Any]:
     """Tenant usage reports aggregated per second by one worker, then by two, on the same input.
 
@@ -104,71 +104,106 @@ def run_aggregate(settings: Settings, *, reports: int = 100_000, tenants: int = 
     its ``top_k`` tenants by name (a fixed slice of ``tenants``) and one residual per data
     partition, grouped into one usage record per usage partition (``batch_reports``). Rates
     count tenant reports (``reports_per_s``; ``events_per_s`` is the same figure) and, apart,
-    Kafka records (``records_per_s``): one record carries many reports.
+    Kafka records (``records_per_s``): one record carries many reports. The clock runs from
+    the first record sent until the workers have aggregated the last report.
+
+    The workers' CPU seconds (Linux) tell whether two workers do the same work as one: on a
+    machine without two spare cores, ``scale_2w`` is bounded by the cores, not by the workers.
     """
     reporter = reporter or SilentReporter()
-    rates: dict[int, tuple[float, float]] = {}
-    records = 0
+    runs: dict[int, _AggregateRun] = {}
     for count in (1, 2):
         with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as tmp:
             # A long window keeps every pre-made report inside one live window (none stale).
             s = _scratch_settings(settings, scratch, f"aggregate{count}", window_s=600.0)
             workers = _start_workers(s, count, Path(tmp), reporter)
             try:
-                records, rates[count] = _feed_and_time(s, workers, reports, tenants, top_k,
-                                                       reporter)
+                runs[count] = run = _feed_and_time(s, workers, reports, tenants, top_k, reporter)
             finally:
                 for w in workers:
                     w.stop()
-        reporter.note(f"{count} worker(s): {rates[count][0]:,.0f} tenant usage reports/s "
-                      f"({rates[count][1]:,.0f} usage records/s)")
-    return {"events_per_s_1w": round(rates[1][0], 1), "events_per_s_2w": round(rates[2][0], 1),
-            "scale_2w": round(rates[2][0] / rates[1][0], 3),
-            "reports_per_s_1w": round(rates[1][0], 1), "reports_per_s_2w": round(rates[2][0], 1),
-            "records_per_s_1w": round(rates[1][1], 1), "records_per_s_2w": round(rates[2][1], 1),
-            "reports": reports, "records": records,
-            "reports_per_record": round(reports / records, 1), "tenants": tenants,
-            "top_k": top_k, "usage_partitions": settings.usage_partitions}
+        reporter.note(f"{count} worker(s): {run.reports_per_s:,.0f} tenant usage reports/s "
+                      f"({run.records_per_s:,.0f} usage records/s)")
+    one, two = runs[1], runs[2]
+    result: dict[str, Any] = {
+        "events_per_s_1w": round(one.reports_per_s, 1),
+        "events_per_s_2w": round(two.reports_per_s, 1),
+        "scale_2w": round(two.reports_per_s / one.reports_per_s, 3),
+        "reports_per_s_1w": round(one.reports_per_s, 1),
+        "reports_per_s_2w": round(two.reports_per_s, 1),
+        "records_per_s_1w": round(one.records_per_s, 1),
+        "records_per_s_2w": round(two.records_per_s, 1),
+        "reports": reports, "records": one.records,
+        "reports_per_record": round(reports / one.records, 1), "tenants": tenants,
+        "top_k": top_k, "usage_partitions": settings.usage_partitions,
+        "host_cpus": os.cpu_count(),
+    }
+    if one.worker_cpu_s and two.worker_cpu_s:
+        result.update(
+            worker_cpu_s_1w=round(one.worker_cpu_s, 2), worker_cpu_s_2w=round(two.worker_cpu_s, 2),
+            reports_per_worker_cpu_s_1w=round(reports / one.worker_cpu_s, 1),
+            reports_per_worker_cpu_s_2w=round(reports / two.worker_cpu_s, 1))
+    if one.host_idle is not None and two.host_idle is not None:
+        result.update(host_idle_pct_1w=round(100 * one.host_idle, 1),
+                      host_idle_pct_2w=round(100 * two.host_idle, 1))
+    return result
 
 
-def _usage_records(s: Settings, reports: int, tenants: int, top_k: int
+@dataclass(frozen=True)
+class _AggregateRun:
+    records: int
+    reports_per_s: float
+    records_per_s: float
+    worker_cpu_s: float | None  # all workers together, during the run
+    host_idle: float | None  # share of the machine's CPU time left idle during the run
+
+
+def _usage_records(s: Settings, reports: int, tenants: int, top_k: int, now: int
                    ) -> list[tuple[bytes, bytes, int, int]]:
     """(key, value, partition, reports in it) of usage records holding ``reports`` reports."""
     codec = AvroCodec(registry_client(s.registry_url), USAGE_SCHEMA, s.usage_topic)
-    now = int(time.time() * 1000)
     named = max(1, min(top_k, tenants))
     producers = -(-tenants // named)
     data_partitions = 12
-    out: list[tuple[bytes, bytes, int, int]] = []
-    made = 0
-    interval = 0
-    while made < reports:
-        producer = interval % producers
+
+    def interval(producer: int, size: int) -> list[tuple[bytes, bytes, int, int]]:
+        """One interval of one producer: its named tenants, then a residual per partition."""
         first = producer * named
-        batch = [UsageReport(f"bench-{producer}", "orders", f"tenant-{(first + i) % tenants:06d}",
-                             10, 1000, now - 1000, now, (first + i) % data_partitions)
-                 for i in range(named)]
-        batch += [UsageReport(f"bench-{producer}", "orders", "", 5, 500, now - 1000, now, p)
-                  for p in range(data_partitions)]
-        batch = batch[:reports - made]
-        for b in batch_reports(batch, s.usage_partitions):
-            out.append((b.key, codec.encode(b.to_record()), b.usage_partition, len(b.reports)))
-        made += len(batch)
-        interval += 1
+        sent = [UsageReport(f"bench-{producer}", "orders", f"tenant-{(first + i) % tenants:06d}",
+                            10, 1000, now - 1000, now, (first + i) % data_partitions)
+                for i in range(named)]
+        sent += [UsageReport(f"bench-{producer}", "orders", "", 5, 500, now - 1000, now, p)
+                 for p in range(data_partitions)]
+        return [(b.key, codec.encode(b.to_record()), b.usage_partition, len(b.reports))
+                for b in batch_reports(sent[:size], s.usage_partitions)]
+
+    per_interval = named + data_partitions
+    # Every interval of a producer reports the same tenants (a stable top-k): encode it once.
+    full = [interval(p, per_interval) for p in range(min(producers, -(-reports // per_interval)))]
+    out: list[tuple[bytes, bytes, int, int]] = []
+    made = i = 0
+    while made + per_interval <= reports:
+        out += full[i % len(full)]
+        made += per_interval
+        i += 1
+    if made < reports:
+        out += interval(i % producers, reports - made)
     return out
 
 
 def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tenants: int,
-                   top_k: int, reporter: Reporter) -> tuple[int, tuple[float, float]]:
-    records = _usage_records(s, reports, tenants, top_k)
+                   top_k: int, reporter: Reporter) -> _AggregateRun:
     now = int(time.time() * 1000)
+    records = _usage_records(s, reports, tenants, top_k, now)
     producer = Producer(client_settings(s.bootstrap, **{"linger.ms": 20}))
+    cpu_before = [_cpu_seconds(w.process.pid) for w in workers]
+    idle_before = _host_cpu()
     started = time.monotonic()
     with reporter.progress("tenant usage reports aggregated", reports) as advance:
         for key, value, partition, _ in records:
-            assert java_partition(key, s.usage_partitions) == partition
             while True:
                 try:
+                    # Timestamped inside the interval, as RoutingProducer does.
                     producer.produce(s.usage_topic, value, key, timestamp=now - 1,
                                      partition=partition)
                     break
@@ -185,13 +220,43 @@ def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tena
             advance(total - seen)
             seen = total
     elapsed = time.monotonic() - started
+    cpu_after = [_cpu_seconds(w.process.pid) for w in workers]
+    idle_after = _host_cpu()
     stats = [w.get("/writer/stats")["usage"] for w in workers]
     aggregated = sum(int(u["reports_aggregated"]) for u in stats)
     if aggregated != reports:
         raise RuntimeError(f"{aggregated} of {reports} reports went into a window: {stats}")
-    return len(records), (reports / elapsed, len(records) / elapsed)
+    worker_cpu = None
+    if None not in cpu_before and None not in cpu_after:
+        worker_cpu = sum(b - a for a, b in zip(cpu_before, cpu_after, strict=True)
+                         if a is not None and b is not None)
+    host_idle = None
+    if idle_before is not None and idle_after is not None and idle_after[1] > idle_before[1]:
+        host_idle = (idle_after[0] - idle_before[0]) / (idle_after[1] - idle_before[1])
+    return _AggregateRun(len(records), reports / elapsed, len(records) / elapsed, worker_cpu,
+                         host_idle)
 
 
 def _handled(worker: WorkerProcess) -> int:
     usage = worker.get("/writer/stats")["usage"]
     return int(usage["usage_reports"])
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _host_cpu() -> tuple[float, float] | None:
+    """(idle, total) CPU ticks of the whole machine so far (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        return float(ticks[3] + ticks[4]), float(sum(ticks))
+    except (OSError, ValueError, IndexError):
+        return None

@@ -89,9 +89,11 @@ def _moves(topic: str) -> list[tuple[str, ControlCommand]]:
 
 
 def run_drain(settings: Settings, *, rate: float = 1500.0, reporter: Reporter | None = None,
-              restart_producer: bool = True) -> dict[str, Any]:
+              restart_producer: bool = True, workdir: Path | None = None) -> dict[str, Any]:
+    """``workdir``: where the worker's log stays (a temporary folder otherwise)."""
     reporter = reporter or SilentReporter()
-    with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as tmp:
+    with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as temporary:
+        tmp = str(workdir or temporary)
         group = f"bench-drain-checker-{scratch.suffix}"
         # The planner stays out of the way (no automatic moves): the moves here are the ones
         # the scenario makes, one kind after another, through the same writer.

@@ -16,7 +16,7 @@ from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings
 from routing_app.topics import create_topic
-from routing_app.usage import USAGE_SCHEMA, UsageReport
+from routing_app.usage import USAGE_SCHEMA, reports_of
 from tests.e2e.support import Worker, cli, consume_all, start_worker, wait_for
 from tests.e2e.test_routing import producer_conf
 
@@ -127,10 +127,11 @@ def test_usage_reports_reach_the_usage_topic(
         totals: dict[str, tuple[int, int]] = {}
         for _, _, value in consume_all(routing_settings.bootstrap, routing_settings.usage_topic,
                                        expected=10**9, timeout=3):
-            report = UsageReport.from_record(codec.decode(value))
-            if report.producer_id == producer_id and report.topic == topic:
-                records, nbytes = totals.get(report.tenant, (0, 0))
-                totals[report.tenant] = (records + report.records, nbytes + report.bytes)
+            # One usage record carries the reports of many tenants (those of its partition).
+            for report in reports_of(codec.decode(value)):
+                if report.producer_id == producer_id and report.topic == topic:
+                    records, nbytes = totals.get(report.tenant, (0, 0))
+                    totals[report.tenant] = (records + report.records, nbytes + report.bytes)
         return totals
 
     totals = wait_for(lambda: (t := mine()) and len(t) == 2 and t, timeout=30,

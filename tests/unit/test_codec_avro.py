@@ -44,9 +44,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "observed": {"rate": 12.5, "lag": 0.0}, "command_id": None, "decided_at": TS,
         "worker_id": "w-9",
     },
-    "usage_report": {
-        "producer_id": "p-1", "topic": "orders", "tenant": "", "records": 10,
-        "bytes": 2**40, "interval_start": TS, "interval_end": TS + 1000, "partition": 5,
+    "usage_report": {  # version 2: the reports of many tenants in one record
+        "producer_id": "p-1", "topic": "", "tenant": "", "records": 0, "bytes": 0,
+        "interval_start": TS, "interval_end": TS + 1000, "partition": -1,
+        "reports": [{"topic": "orders", "tenant": "acme/eu", "records": 3, "bytes": 7,
+                     "partition": 2},
+                    {"topic": "orders", "tenant": "", "records": 10, "bytes": 2**40,
+                     "partition": 5}],
     },
 }
 
