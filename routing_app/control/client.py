@@ -40,6 +40,7 @@ class ControlClient:
             if wait_s <= 0:
                 return None
             deadline = time.monotonic() + wait_s
+            answer: ReassignmentEvent | None = None
             while time.monotonic() < deadline:
                 message = consumer.poll(min(0.2, max(deadline - time.monotonic(), 0.01)))
                 if message is None or message.error() is not None:
@@ -48,9 +49,17 @@ class ControlClient:
                     event = ReassignmentEvent.from_record(self._events.decode(message.value()))
                 except (DecodeError, KeyError, ValueError):
                     continue
-                if event.command_id == command.command_id:
-                    return event
-            return None
+                if answer is None and event.command_id == command.command_id:
+                    if event.status != "draining":
+                        return event
+                    # A strict move: the answer counts once the move is over, so the next
+                    # command for the tenant is not refused for a drain still running.
+                    answer = event
+                elif (answer is not None and event.action.startswith("drain-")
+                      and (event.topic, event.tenant) == (answer.topic, answer.tenant)
+                      and event.to_epoch == answer.to_epoch):
+                    return answer
+            return answer
         finally:
             consumer.close()
 

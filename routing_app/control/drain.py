@@ -167,7 +167,9 @@ def finish(drain: Drain, draining: Route | None, outcome: Phase, on_timeout: OnT
     observed = {"pause_ms": pause_ms, "producers_acked": float(len(drain.acks)),
                 "producers_expected": float(len(drain.expected)), "held_records": float(drain.held)}
     if outcome is Phase.DONE:
-        action, reason = "drain-complete", f"{drain.action} drained in {pause_ms:.0f} ms"
+        # The route keeps the move's own reason; the drain's figures follow it.
+        why = draining.reason if draining is not None and draining.reason else drain.action
+        action, reason = "drain-complete", f"{why} (drained in {pause_ms:.0f} ms)"
         forward = True
     elif on_timeout is OnTimeout.FORCE:
         action, forward = "drain-forced", True
