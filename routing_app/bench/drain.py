@@ -9,11 +9,15 @@ The pause of each strict move is the time between its draining and active writes
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,23 @@ STRICT = [f"strict-{i:02d}" for i in range(10)]
 RELAXED = [f"relaxed-{i}" for i in range(3)]
 SHARDED = "bigco"
 USERS = [f"user-{i:02d}" for i in range(16)]
+# Sent by a producer process that is killed (-9) just before the tenant moves; the move
+# must wait for it to expire, and every record it wrote must be consumed before any record
+# sent to the new partition.
+CRASHY = "crashy"
+_CRASHY_PRODUCER = """
+import json, sys, time
+from routing_app.client import RoutingProducer
+conf, topic = json.loads(sys.argv[1]), sys.argv[2]
+with RoutingProducer(conf) as producer:
+    producer.wait_ready(30)
+    print("ready", flush=True)
+    seq = 0
+    while True:
+        producer.produce(topic, b"%s|crashed|%d" % (b"crashy", seq), b"crashy")
+        seq += 1
+        time.sleep(0.005)
+"""
 
 
 @dataclass
@@ -45,6 +66,8 @@ class Checker:
     last: dict[tuple[str, str], int] = field(default_factory=dict)
     seen: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     received: int = 0
+    # stream -> (first, last) position in the order the checker processed records
+    span: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     duplicated: dict[str, int] = field(default_factory=dict)
     reordered: dict[str, int] = field(default_factory=dict)
 
@@ -53,6 +76,8 @@ class Checker:
         stream, seq = (tenant, secondary), int(number)
         seen = self.seen.setdefault(stream, set())
         self.received += 1
+        first, _ = self.span.get(stream, (self.received, 0))
+        self.span[stream] = (first, self.received)
         if seq in seen:
             self.duplicated[tenant] = self.duplicated.get(tenant, 0) + 1
             return
@@ -144,69 +169,88 @@ def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporte
         return producer
 
     holder: list[RoutingProducer] = [new_producer(0)]
+    # Held by the traffic loop for each round: a producer swap happens between rounds.
+    traffic_lock = threading.Lock()
+    streams: list[tuple[str, str | None]] = [(t, None) for t in STRICT + RELAXED]
+    streams += [(SHARDED, u) for u in USERS]
 
     def produce() -> None:
-        streams: list[tuple[str, str | None]] = [(t, None) for t in STRICT + RELAXED]
-        streams += [(SHARDED, u) for u in USERS]
-        interval = len(streams) / rate
         try:
             while not stop.is_set():
                 started = time.monotonic()
-                producer = holder[0]
-                for tenant, user in streams:
-                    stream = (tenant, user or "")
-                    seq = sent.get(stream, 0)
-                    value = f"{tenant}|{user or ''}|{seq}".encode()
-                    if user is None:
-                        producer.produce(data, value, tenant.encode())
-                    else:
-                        producer.produce(data, value, user.encode(), tenant=tenant)
-                    sent[stream] = seq + 1
-                    produced[0] += 1
-                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+                with traffic_lock:
+                    producer = holder[0]
+                    for tenant, user in list(streams):
+                        stream = (tenant, user or "")
+                        seq = sent.get(stream, 0)
+                        value = f"{tenant}|{user or ''}|{seq}".encode()
+                        if user is None or tenant == CRASHY:
+                            producer.produce(data, value, tenant.encode())
+                        else:
+                            producer.produce(data, value, user.encode(), tenant=tenant)
+                        sent[stream] = seq + 1
+                        produced[0] += 1
+                time.sleep(max(0.0, len(streams) / rate - (time.monotonic() - started)))
         except BaseException as exc:
             errors.append(exc)
 
-    consumer_thread = threading.Thread(target=consume, name="drain-checker", daemon=True)
-    producer_thread = threading.Thread(target=produce, name="drain-producer", daemon=True)
-    consumer_thread.start()
-    producer_thread.start()
-    control = ControlClient(s)
-    applied: list[tuple[str, ReassignmentEvent]] = []
-    moves = _moves(data)
-    reporter.note(f"{len(moves)} moves under {rate:.0f} records/s")
-    time.sleep(3.0)  # usage reports make the producer a known, live one
+    crashy = subprocess.Popen(
+        [sys.executable, "-c", _CRASHY_PRODUCER, json.dumps(s.producer_config(**{
+            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
+            "routing.usage.interval.ms": 500, "routing.producer.id": "drain-bench-crashy"})),
+         data], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        for index, (kind, command) in enumerate(moves):
-            if errors:
-                raise RuntimeError(f"traffic failed: {errors[0]!r}") from errors[0]
-            if restart_producer and index == len(moves) // 2:
-                # A producer restart mid-run: the new one rebuilds its routes and takes over.
-                old = holder[0]
-                holder[0] = new_producer(1)
-                old.close()
-            event = control.send(replace_time(command), wait_s=30)
-            if event is None or not event.applied:
-                raise RuntimeError(f"{kind} move {command.tenant}: "
-                                   f"{'no answer' if event is None else event.reason}")
-            applied.append((kind, event))
-            _wait_settled(holder, data, command.tenant, event.to_epoch or 0,
-                          ends_hashed=command.action is ControlAction.UNPIN)
-            time.sleep(0.3)
+        if crashy.stdout is None or crashy.stdout.readline().strip() != "ready":
+            raise RuntimeError("the crashing producer did not start")
+        consumer_thread = threading.Thread(target=consume, name="drain-checker", daemon=True)
+        producer_thread = threading.Thread(target=produce, name="drain-producer", daemon=True)
+        consumer_thread.start()
+        producer_thread.start()
+        control = ControlClient(s)
+        applied: list[tuple[str, ReassignmentEvent]] = []
+        moves = _moves(data)
+        restart_at = len(moves) // 2 if restart_producer else -1
+        crash_at = restart_at + 3 if restart_producer else len(moves) // 2
+        reporter.note(f"{len(moves)} moves under {rate:.0f} records/s")
+        time.sleep(3.0)  # usage reports make the producers known, live ones
+        try:
+            for index, (kind, command) in enumerate(moves):
+                if errors:
+                    raise RuntimeError(f"traffic failed: {errors[0]!r}") from errors[0]
+                if index == crash_at:
+                    crashy.kill()  # -9: no goodbye, records in its queue are lost
+                    crashy.wait(10)
+                    applied.append(("crash", _move(control, holder, data, ControlCommand(
+                        ControlAction.PIN, data, CRASHY, now_ms(), (6,), reason="bench drain"),
+                        on_start=lambda: streams.append((CRASHY, "after")))))
+                if index == restart_at:
+                    # A producer restart in the middle of a drain: the new one rebuilds its
+                    # routes, finds the tenant draining and holds; the old one releases what
+                    # it held when the move ends, then closes.
+                    applied.append((kind, _move(control, holder, data, command,
+                                                on_start=lambda: _swap(holder, traffic_lock,
+                                                                       new_producer))))
+                else:
+                    applied.append((kind, _move(control, holder, data, command)))
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            producer_thread.join(10)
+            left = holder[0].flush(30)
+            holder[0].close()
+            stop_deadline[0] = time.monotonic() + 30
+            consumer_thread.join(40)
     finally:
-        stop.set()
-        producer_thread.join(10)
-        left = holder[0].flush(30)
-        holder[0].close()
-        stop_deadline[0] = time.monotonic() + 30
-        consumer_thread.join(40)
+        crashy.kill()
     if errors:
         raise RuntimeError(f"traffic failed: {errors[0]!r}") from errors[0]
     timeouts: list[str] = []
     pauses = _pauses(s, {e.tenant for _, e in applied}, timeouts)
-    strict_tenants = set(STRICT) | {SHARDED}
+    strict_tenants = set(STRICT) | {SHARDED, CRASHY}
     lost = {t: n for t, n in _lost(sent, checker).items() if n}
-    result = {
+    crashed = checker.span.get((CRASHY, "crashed"))
+    after = checker.span.get((CRASHY, "after"))
+    return {
         "moves": len(applied),
         "strict_moves": sum(1 for _, e in applied if e.status == RouteStatus.DRAINING.value),
         "kinds": sorted({k for k, _ in applied}),
@@ -220,11 +264,48 @@ def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporte
         "lost_relaxed": sum(n for t, n in lost.items() if t not in strict_tenants),
         "reordered_relaxed": sum(n for t, n in checker.reordered.items()
                                  if t not in strict_tenants),
-        "producer_restarted": restart_producer,
+        "producer_restarted_mid_drain": restart_producer,
+        # Every record of the killed producer was consumed before the first one sent after
+        # its tenant moved (the move waited for it to expire).
+        "crashed_producer_records": len(checker.seen.get((CRASHY, "crashed"), ())),
+        "crashed_before_moved": bool(crashed and after and crashed[1] < after[0]),
         "drains_timed_out": len(timeouts),
         "timeouts": timeouts,
     }
-    return result
+
+
+def _move(control: ControlClient, holder: list[RoutingProducer], topic: str,
+          command: ControlCommand, on_start: Callable[[], None] | None = None
+          ) -> ReassignmentEvent:
+    """Sends the command and waits until the producer in use sees the move over; ``on_start``
+    runs once the move has begun (the producer holds the tenant, for a strict move)."""
+    answer: list[ReassignmentEvent | None] = []
+    sender = threading.Thread(target=lambda: answer.append(control.send(replace_time(command),
+                                                                        wait_s=60)))
+    sender.start()
+    if on_start is not None:
+        deadline = time.monotonic() + 30
+        while (time.monotonic() < deadline and not answer
+               and holder[0].counters["draining_tenants"] == 0):
+            time.sleep(0.005)
+        on_start()
+    sender.join(70)
+    event = answer[0] if answer else None
+    if event is None or not event.applied:
+        raise RuntimeError(f"move of {command.tenant}: "
+                           f"{'no answer' if event is None else event.reason}")
+    _wait_settled(holder, topic, command.tenant, event.to_epoch or 0,
+                  ends_hashed=command.action is ControlAction.UNPIN)
+    return event
+
+
+def _swap(holder: list[RoutingProducer], traffic_lock: threading.Lock,
+          new_producer: Callable[[int], RoutingProducer]) -> None:
+    with traffic_lock:
+        old = holder[0]
+        holder[0] = new_producer(1)
+        # Waits for the move to end: the old producer sends what it held, in order, first.
+        old.close(timeout=60)
 
 
 def replace_time(command: ControlCommand) -> ControlCommand:
