@@ -506,9 +506,7 @@ class RoutingProducer:
         if self._value_serializer is not None:
             value = self._value_serializer(value, SerializationContext(topic, MessageField.VALUE,
                                                                        headers))
-        who = tenant if tenant is not None else key
-        name = None if who is None else (
-            who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who))
+        name = _tenant_name(tenant, key)
         # None: the producer-wide callback, which counts failures.
         callback = None if on_delivery is None else _adapt(on_delivery, self._on_delivery_report)
         kwargs: dict[str, Any] = {}
@@ -798,9 +796,7 @@ class RoutingProducer:
         while True:
             tenant = options["tenant"]
             chosen, path = self.partition_for(topic, key, tenant)
-            who = tenant if tenant is not None else key
-            name = None if who is None else (
-                who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who))
+            name = _tenant_name(tenant, key)
             with self._cell_lock:
                 try:
                     self._produce(topic, value, key, -1 if chosen is None else chosen, callback,
@@ -896,6 +892,14 @@ class RoutingProducer:
 
     def _on_client_error(self, err: KafkaError) -> None:
         log.warning("kafka client: %s", err)
+
+
+def _tenant_name(tenant: str | bytes | None, key: Any) -> str | None:
+    """Whose record it is, as a name: the tenant, or else the key (undecodable bytes kept)."""
+    who = tenant if tenant is not None else key
+    if who is None:
+        return None
+    return who.decode("utf-8", "surrogateescape") if isinstance(who, bytes) else str(who)
 
 
 def _adapt(

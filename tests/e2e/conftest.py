@@ -8,20 +8,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from routing_app.config import Settings
-from routing_app.topics import create_topic, ensure_topics, routing_topics
-from tests.e2e.support import Worker, start_worker
+from routing_app.topics import create_topic
+from tests.e2e.support import Worker, fresh_routing_settings, start_worker
 
 
 @pytest.fixture(scope="session")
 def routing_settings(stack_settings: Settings) -> Settings:
     """The session stack with this session's own routing topics (a re-used cluster stays clean)."""
-    suffix = uuid.uuid4().hex[:8]
-    settings = stack_settings.replace(
-        routes_topic=f"e2e.routes.{suffix}", events_topic=f"e2e.events.{suffix}",
-        usage_topic=f"e2e.usage.{suffix}", control_topic=f"e2e.control.{suffix}",
-        app_id=f"e2e-{suffix}", min_compaction_lag_ms=0)
-    ensure_topics(settings.bootstrap, routing_topics(settings))
-    return settings
+    return fresh_routing_settings(stack_settings, "e2e", min_compaction_lag_ms=0)
 
 
 @pytest.fixture(scope="session")

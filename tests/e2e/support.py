@@ -15,9 +15,22 @@ from confluent_kafka import Consumer, TopicPartition
 from routing_app.app.launcher import WorkerProcess, launch_worker, settings_env
 from routing_app.config import Settings
 from routing_app.connection import client_settings
+from routing_app.topics import ensure_topics, routing_topics
 
 BIN = Path(sys.executable).parent
 Worker = WorkerProcess
+
+
+def fresh_routing_settings(stack: Settings, prefix: str, **changes: Any) -> Settings:
+    """``stack`` with routing topics (created here) and an app id of its own, named
+    ``<prefix>.<kind>.<suffix>``: tests that share a cluster never see each other's routes."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = stack.replace(
+        routes_topic=f"{prefix}.routes.{suffix}", events_topic=f"{prefix}.events.{suffix}",
+        usage_topic=f"{prefix}.usage.{suffix}", control_topic=f"{prefix}.control.{suffix}",
+        app_id=f"{prefix.replace('.', '-')}-{suffix}", **changes)
+    ensure_topics(settings.bootstrap, routing_topics(settings))
+    return settings
 
 
 def start_worker(settings: Settings, workdir: Path, wait_s: float = 90.0, **env: str) -> Worker:

@@ -20,21 +20,15 @@ from routing_app.codec import registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings
 from routing_app.routes import Route, RouteCodec
-from routing_app.topics import create_topic, ensure_topics, routing_topics
-from tests.e2e.support import Worker, cli, start_worker, wait_for
+from routing_app.topics import create_topic
+from tests.e2e.support import Worker, cli, fresh_routing_settings, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def audit_settings(stack_settings: Settings) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    settings = stack_settings.replace(
-        routes_topic=f"e2e.audit.routes.{suffix}", events_topic=f"e2e.audit.events.{suffix}",
-        usage_topic=f"e2e.audit.usage.{suffix}", control_topic=f"e2e.audit.control.{suffix}",
-        app_id=f"e2e-audit-{suffix}")
-    ensure_topics(settings.bootstrap, routing_topics(settings))
-    return settings
+    return fresh_routing_settings(stack_settings, "e2e.audit")
 
 
 @pytest.fixture(scope="module")
