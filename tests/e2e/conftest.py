@@ -9,7 +9,7 @@ import pytest
 
 from routing_app.config import Settings
 from routing_app.topics import create_topic
-from tests.e2e.support import Worker, fresh_routing_settings, start_worker
+from tests.e2e.support import Worker, fresh_routing_settings, start_writer
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,7 @@ def routing_settings(stack_settings: Settings) -> Settings:
 @pytest.fixture(scope="session")
 def worker(routing_settings: Settings, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Worker]:
-    w = start_worker(routing_settings, tmp_path_factory.mktemp("worker"))
+    w = start_writer(routing_settings, tmp_path_factory.mktemp("worker"))
     assert w.process.poll() is None, f"worker exited:\n{w.log()[-3000:]}"
     yield w
     w.stop()

@@ -42,6 +42,18 @@ def start_worker(settings: Settings, workdir: Path, wait_s: float = 90.0, **env:
     raise AssertionError(f"worker not ready in {wait_s}s:\n{worker.log()[-3000:]}")
 
 
+def start_writer(settings: Settings, workdir: Path, **env: str) -> Worker:
+    """A lone worker that already owns the control partition, so it answers commands at once.
+
+    On a cold cluster the first group join (and the idempotent producers' PID) can take longer
+    than a command's default wait; tests should not race it."""
+    worker = start_worker(settings, workdir, **env)
+    if worker.alive:
+        wait_for(lambda: worker.get("/writer/stats").get("planning"), timeout=90,
+                 what="the worker to own the control partition")
+    return worker
+
+
 def cli(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "routing-app"), *args], env=settings_env(settings),
                           capture_output=True, text=True, timeout=timeout)

@@ -21,7 +21,7 @@ from routing_app.config import Settings
 from routing_app.connection import client_settings
 from routing_app.routes import Route, RouteCodec
 from routing_app.topics import create_topic
-from tests.e2e.support import Worker, cli, fresh_routing_settings, start_worker, wait_for
+from tests.e2e.support import Worker, cli, fresh_routing_settings, start_writer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def audit_settings(stack_settings: Settings) -> Settings:
 def audit_worker(audit_settings: Settings, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[Worker]:
     # A short drain limit bounds the strict move below, whatever the producers do.
-    w = start_worker(audit_settings, Path(tmp_path_factory.mktemp("audit-worker")),
+    w = start_writer(audit_settings, Path(tmp_path_factory.mktemp("audit-worker")),
                      ROUTING_DRAIN_TIMEOUT_MS="5000")
     assert w.alive, f"worker exited:\n{w.log()[-3000:]}"
     yield w
