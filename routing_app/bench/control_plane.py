@@ -22,6 +22,7 @@ from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings
 from routing_app.demo.traffic import LiveRates
+from routing_app.routes.model import RouteStatus
 from routing_app.usage import USAGE_SCHEMA, UsageReport, batch_reports
 
 
@@ -57,6 +58,7 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
     reporter = reporter or SilentReporter()
     window = window_s or settings.window_s
     seconds: list[float] = []
+    off_old: list[float] = []
     with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as tmp:
         s = _scratch_settings(settings, scratch, "reaction", window_s=window)
         data = scratch.topic("reaction-data", 12)
@@ -77,13 +79,23 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
                         onset = time.monotonic()
                         traffic.rates[hot] = base_rate * factor
                         deadline = onset + 6 * window + 10
-                        while producer.route_for(data, hot) is None:
+                        decided = None
+                        while True:
+                            route = producer.route_for(data, hot)
+                            if route is not None and decided is None:
+                                # Draining: the tenant's records stop going to the old partition.
+                                decided = time.monotonic() - onset
+                            if route is not None and route.status is RouteStatus.ACTIVE:
+                                break
                             if time.monotonic() > deadline:
                                 raise RuntimeError(f"{hot} was never rerouted; worker log: "
                                                    f"{workers[0].log_path}")
                             time.sleep(0.01)
                         seconds.append(time.monotonic() - onset)
-                        reporter.note(f"round {round_ + 1}: rerouted after {seconds[-1]:.2f} s")
+                        off_old.append(decided or seconds[-1])
+                        reporter.note(f"round {round_ + 1}: off its partition after "
+                                      f"{off_old[-1]:.2f} s, routed to the new one after "
+                                      f"{seconds[-1]:.2f} s")
                     finally:
                         traffic.stop()
                         traffic.join(5)
@@ -91,7 +103,11 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
             for w in workers:
                 w.stop()
     seconds.sort()
+    off_old.sort()
+    # seconds: until producers send the tenant to its new partition (a strict move's drain
+    # included); off_old_partition_s: until they stop sending it to the old one.
     return {"seconds": round(seconds[len(seconds) // 2], 3), "window_s": window,
+            "off_old_partition_s": round(off_old[len(off_old) // 2], 3),
             "target_s": window + 2.0, "rounds": rounds, "all_seconds": [round(x, 3) for x in seconds],
             "hot_partition_before": java_partition(b"hot-0", 12)}
 
