@@ -13,11 +13,13 @@ One cycle, per data topic, in priority order (the move budget is shared, highest
    many partitions as allowed (a burst spread thin moves nobody else); a shrink only goes as
    far as the bigger shares still fit;
 3. then, until nothing changes (one step can open room for another): isolate the dominant
-   tenant of a hot partition; relieve partitions above mean x (1 + tolerance) down to
+   tenant of a hot partition (one hot on its own goes where the fewest others share its
+   load); relieve partitions above mean x (1 + tolerance) down to
    mean x (1 + settle_tolerance) with the fewest moves (the smallest tenant that fixes it
    alone, else the largest that fits; if nothing fits whole, move a few smaller tenants off a
-   roomy partition to make room, or as a last resort give a tenant more shards); merge cooled
-   routed tenants back to hashing where that keeps their hash partition settled.
+   roomy partition to make room, or as a last resort give a tenant more shards), never moving
+   a tenant the merge rule would send straight back; merge cooled routed tenants back to
+   hashing where their hash partition stays below the rebalance trigger.
 
 Loads are seen two ways: the estimate (tenant rates placed by the routes, plus residual) and
 the broker's measured rate. A partition is over a level if either view is; targets must fit in
@@ -55,11 +57,12 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
-    """Knobs with defaults that suit the demo and the simulator; rates are records per second.
+    """Knobs; rates are records per second. The demo and the e2e tests set their own.
 
     The defaults are tuned with ``routing-app simulate`` (Zipf 1.4, 10k tenants, 50 partitions,
-    mean load half the capacity, flash crowds, churn, a diurnal wave): max/mean about 1.07 and
-    well under 1% of tenants moved per hour once settled.
+    mean load half the capacity, flash crowds, churn, a diurnal wave): max/mean about 1.08 and
+    well under 1% of tenants moved per hour once settled. They are checked on 12-partition
+    clusters too (the README's "Planner policy" has the figures and the reasons).
     """
 
     partition_capacity: float = 5_000.0
@@ -80,28 +83,36 @@ class Policy:
     # A tenant is not moved again within this long of its last move.
     min_dwell_s: float = 300.0
     # A routed tenant whose rate stays below merge_back_threshold x the mean partition load for
-    # cooldown_s merges back to hashing (where that keeps its hash partition settled).
+    # cooldown_s merges back to hashing (where its hash partition stays below the rebalance
+    # trigger). Rebalancing moves no tenant below merge_back_threshold x (1 + hysteresis) x mean,
+    # or the merge would send it straight back: this is also the smallest tenant rebalancing
+    # moves. 0.05 rather than 0.1 lets rebalancing use tenants from 6% of the mean up (flat
+    # tenant mixes need them; see the README's policy section for the figures).
     cooldown_s: float = 120.0
-    merge_back_threshold: float = 0.1
+    merge_back_threshold: float = 0.05
     max_moves_per_cycle: int = 5
     # None: up to the topic's partition count. Under heavy skew one tenant can carry a third of
     # all traffic; a fixed small cap would leave its shards far above the mean.
     max_shards: int | None = None
     # See target_load. Relative to the mean, so a diurnal wave (every rate x k) changes no
-    # shard count; a quarter of the mean packs well (several shards and small tenants share a
-    # partition evenly), where shards near the mean leave slivers of room nothing fits.
-    shard_fill: float = 0.25
+    # shard count. Half the mean packs well (two shards, or a shard and small tenants, share a
+    # partition evenly), where shards near the mean leave slivers of room nothing fits; a
+    # quarter balances no better and shards twice as many tenants (each one loses its
+    # per-tenant order). See the README's "Planner policy" for the figures.
+    shard_fill: float = 0.5
     # See target_load: in a quiet cluster, no shard is planned for less than this x capacity.
     min_shard_fraction: float = 0.05
-    # Every move (rebalance, make-room, shard placement, shrink, merge) fills partitions only up
-    # to mean x (1 + settle_tolerance), well inside `tolerance`, so window noise does not undo
-    # it at once.
+    # Every move (rebalance, make-room, shard placement, shrink) fills partitions only up to
+    # mean x (1 + settle_tolerance), well inside `tolerance`, so window noise does not undo it
+    # at once. (A merge back, a tenant below merge_back_threshold, may fill its hash partition up
+    # to the rebalance trigger.)
     settle_tolerance: float = 0.05
     # Lag counts against a target as lag / lag_horizon_s extra records per second (the backlog
     # it still has to work off within that horizon).
     lag_horizon_s: float = 60.0
-    # Rebalancing moves no tenant below min_move_fraction x mean: a route of its own would cost
-    # more (a routes-table entry, a move) than the little load it shifts.
+    # Rebalancing moves no tenant below min_move_fraction x mean (nor below the merge-back
+    # level, see merge_back_threshold): a route of its own would cost more (a routes-table
+    # entry, a move that drains) than the little load it shifts.
     min_move_fraction: float = 0.01
 
 
@@ -412,8 +423,12 @@ class _Topic:
         self.hot_factor = max(policy.hot_threshold, 1e-9)
         self.trigger_factor = 1 + policy.tolerance
         self.settle_factor = 1 + policy.settle_tolerance
+        self.merge_factor = min(self.trigger_factor, self.hot_factor)
         self.cool_level = policy.merge_back_threshold * self.mean
-        self.min_move = policy.min_move_fraction * self.mean
+        # Rebalancing moves no tenant the merge rule would send straight back: a moved tenant
+        # stays above the cool level by the hysteresis (no rebalance -> merge flapping).
+        self.min_move = max(policy.min_move_fraction,
+                            policy.merge_back_threshold * (1 + policy.hysteresis)) * self.mean
         self.unit = shard_unit(policy, self.mean)
         cap = policy.max_shards if policy.max_shards is not None else n
         self.max_shards = max(1, min(cap, len(self.active)))
@@ -757,7 +772,7 @@ class _Topic:
             # "Fixes most of it": the tenant explains at least half of the excess.
             if rate < 0.5 * self.excess(p):
                 continue
-            target = self._isolation_target(p, rate)
+            target = self._isolation_target(p, tenant, rate)
             if target is None:
                 continue
             lag = f", lag {int(self.lag[target]):,}" if self.lag[target] else ""
@@ -768,13 +783,16 @@ class _Topic:
             moved = True
         return moved
 
-    def _isolation_target(self, p: int, rate: float) -> int | None:
+    def _isolation_target(self, p: int, tenant: str, rate: float) -> int | None:
         """Preferably a partition without another heavy routed tenant ("dedicated"), where the
-        tenant stays below the hot level; else one that at least cuts the hot partition's load
-        by the tolerance (a tenant hot on its own only moves for a clearly emptier partition,
-        so it does not wander between equals)."""
+        tenant stays below the hot level. A tenant hot on its own stays the maximum wherever it
+        goes; it then takes the partition where the fewest others share its load, if that cuts
+        the hot partition's load by settle_tolerance x mean when it leaves its hash partition,
+        by the tolerance when it is routed already (it does not wander between equals)."""
         dedicated = [q for q in self.active if self.heavy[q] == 0]
-        better = self.est[p] - self.policy.tolerance * self.mean
+        margin = (self.policy.tolerance if tenant in self.routed
+                  else self.policy.settle_tolerance)
+        better = self.est[p] - margin * self.mean
         hot = self.hot_factor
         for factor, cap, only in ((hot, None, dedicated), (hot, None, None),
                                   (None, better, dedicated), (None, better, None)):
@@ -919,9 +937,9 @@ class _Topic:
             rate, current = self.rate(tenant), self.parts[tenant]
             own_there = self.piece(tenant) if home in current else 0.0
             cool_for = (self.now - since) / 1000
-            # Only where it stays settled, below the rebalance trigger: a merge must not make
-            # rebalancing move someone else.
-            if rate <= 0 or self.headroom(home, self.settle_factor) + own_there >= rate:
+            # Only where its hash partition stays below the rebalance trigger (and the hot
+            # level): a merge must not make rebalancing or isolation move someone else.
+            if rate <= 0 or self.headroom(home, self.merge_factor) + own_there >= rate:
                 reason = (f"{tenant} sends {_rate(rate)}, below {self.policy.merge_back_threshold:.0%}"
                           f" of the mean {_rate(self.mean)} for {cool_for:,.0f} s: back to hashing "
                           f"(partition {home}, {_rate(self.est[home])})")

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from routing_app.client import RoutingProducer
 from routing_app.config import Settings
-from routing_app.demo.run import DATA_PARTITIONS, run_demo
+from routing_app.demo.run import DATA_PARTITIONS, DEMO_POLICY, DEMO_WINDOW_S, run_demo
 from routing_app.demo.traffic import TrafficGenerator, TrafficPlan
 from routing_app.topics import create_topic
 
@@ -25,8 +25,11 @@ _rate = click.option("--rate", type=float, default=2000.0, show_default=True,
 @click.group(invoke_without_command=True)
 @_duration
 @_rate
+@click.option("--offline", is_flag=True,
+              help="No Kafka: replay the same traffic through the planner (same policy and "
+                   "windows, the live loop's timing) and print the decisions it would make.")
 @click.pass_context
-def demo(ctx: click.Context, duration: float, rate: float) -> None:
+def demo(ctx: click.Context, duration: float, rate: float, offline: bool) -> None:
     """Local stack + two workers + traffic where one tenant turns hot, shown live."""
     if ctx.invoked_subcommand is not None:
         return
@@ -34,7 +37,30 @@ def demo(ctx: click.Context, duration: float, rate: float) -> None:
     assert settings is not None
     plan = TrafficPlan(records_per_s=rate, hot_start_s=min(15.0, duration / 4),
                        hot_end_s=min(60.0, duration * 0.6))
+    if offline:
+        sys.exit(replay(settings, duration, plan, Console()))
     sys.exit(run_demo(settings, duration, plan, Console()))
+
+
+def replay(settings: Settings, duration: float, plan: TrafficPlan, console: Console) -> int:
+    from routing_app.app.planning import policy_from_text
+    from routing_app.simulate.replay import replay_demo
+
+    policy_text = settings.planner_policy or DEMO_POLICY
+    window_s = settings.window_s if settings.planner_policy else DEMO_WINDOW_S
+    result = replay_demo(plan, policy_from_text(policy_text), duration, window_s=window_s,
+                         partitions=DATA_PARTITIONS)
+    console.print(f"offline replay: {duration:g} s of {plan.records_per_s:,.0f} records/s, "
+                  f"{plan.hot_tenant} x{plan.hot_factor:g} from {plan.hot_start_s:g} s to "
+                  f"{plan.hot_end_s:g} s, {window_s:g} s windows, policy {policy_text}")
+    for t, change in result.decisions:
+        target = list(change.partitions) if change.partitions is not None else "hash"
+        console.print(f"  t={t:5.1f}s {change.action.value:<9} {change.tenant} → {target}: "
+                      f"{change.reason}", highlight=False)
+    counts = result.counts()
+    console.print("decisions by action: " + (", ".join(
+        f"{action} {count}" for action, count in sorted(counts.items())) or "none"))
+    return 0
 
 
 @demo.command()

@@ -8,7 +8,7 @@ next to the figures, never asserted: the exit code is 0 whenever the simulation 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import click
@@ -53,13 +53,25 @@ LOAD_FRACTION = 0.5  # default total rate: mean partition load at half the capac
 @click.option("--noise", type=click.FloatRange(min=0.0), default=0.02, show_default=True,
               help="Relative burstiness per window, on top of Poisson counting noise.")
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--policy", "policy_text", default="", metavar="NAME=VALUE,...",
+              help="Planner policy overrides, as the workers' planner_policy setting.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line of figures only.")
 def simulate(zipf: float, tenants: int, partitions: int, hours: float, window_s: float,
              total_rate: float | None, capacity: float | None, flash: bool, diurnal: bool,
              diurnal_period_h: float | None, churn: float, noise: float, seed: int,
-             as_json: bool) -> None:
+             policy_text: str, as_json: bool) -> None:
     """Run the planner over synthetic Zipf traffic; compare with hashing and two-choices (PKG)."""
-    policy = Policy() if capacity is None else Policy(partition_capacity=capacity)
+    policy = Policy()
+    if policy_text:
+        from routing_app.app.planning import policy_from_text
+        from routing_app.config import ConfigError
+
+        try:
+            policy = policy_from_text(policy_text)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--policy") from exc
+    if capacity is not None:
+        policy = replace(policy, partition_capacity=capacity)
     rate = total_rate if total_rate is not None else (
         LOAD_FRACTION * policy.partition_capacity * partitions)
     config = SimConfig(

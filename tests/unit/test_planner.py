@@ -198,8 +198,27 @@ def test_merge_returns_a_cooled_tenant_to_hashing() -> None:
     inp = planner_input(n, {**background, quiet: 20.0}, [route(quiet, (4,))], history=history)
     (change,) = plan(inp).changes
     assert change.action is Action.MERGE and change.partitions is None
-    assert change.reason.startswith(f"{quiet} sends 20/s, below 10% of the mean")
+    assert change.reason.startswith(f"{quiet} sends 20/s, below 5% of the mean")
     assert "for 600 s: back to hashing (partition 1" in change.reason
+
+
+def test_merge_fills_the_hash_partition_up_to_the_rebalance_trigger() -> None:
+    """A cooled tenant merges back while its hash partition stays below the rebalance trigger,
+    even above the settle level that moves fill up to (it would stay routed forever there)."""
+    n = 6
+    quiet = names_on(1, n, 1, "quiet")[0]
+    history = {(T, quiet): TenantHistory(last_moved_ms=LONG_AGO, cool_since_ms=LONG_AGO)}
+
+    def merges(home_load: float) -> bool:
+        loads = {p: 1_000.0 for p in range(n)} | {1: home_load}
+        inp = planner_input(n, {**background(n, loads, per_tenant=20.0), quiet: 20.0},
+                            [route(quiet, (4,))], history=history)
+        mean = sum(loads.values()) / n + 20 / n
+        assert home_load + 20 > mean * 1.05  # above the settle level either way
+        return [c.action for c in plan(inp).changes] == [Action.MERGE]
+
+    assert merges(1_060)  # 1,080/s after the merge, below the trigger (1.1 x 1,013)
+    assert not merges(1_120)  # 1,140/s would pass the trigger (1.1 x 1,023)
 
 
 def test_merge_waits_for_the_cooldown_and_starts_the_clock() -> None:
@@ -297,6 +316,30 @@ def test_relieving_one_partition_opens_room_for_another_in_the_same_plan() -> No
     assert max(loads_after(inp, result).values()) <= 1_100  # 1,100/s of tiny tenants stay
 
 
+def test_a_tenant_hot_on_its_own_is_isolated_and_small_tenants_stay() -> None:
+    """At 2x the mean a tenant stays the maximum wherever it goes. With sharding reserved for
+    tenants beyond a partition's capacity (shard_fill=5, as the demo), it is isolated on the
+    partition with the fewest others; later cycles neither move it between equals nor move the
+    small tenants around it (they are below the merge-back level: moved, they would come back)."""
+    n = 12
+    hot = names_on(2, n, 1, "hot")[0]
+    loads = {p: 140.0 for p in range(n)} | {5: 80.0}
+    tenant_rates = {**background(n, loads, per_tenant=7.0), hot: 340.0}
+    policy = Policy(partition_capacity=1_000, shard_fill=5, tolerance=0.75, min_dwell_s=30)
+    inp = planner_input(n, tenant_rates, policy=policy)
+    result = plan(inp)
+
+    (change,) = result.changes
+    assert change.action is Action.ISOLATE and change.tenant == hot and change.partitions == (5,)
+    assert change.reason.endswith(f"{hot} sends 340/s: isolated on partition 5 (77/s)")
+    later = NOW + 60_000  # past the dwell
+    routes = apply_changes(inp.routes, result.changes, NOW)
+    again = plan(replace(inp, routes=routes, history=result.history, now_ms=later))
+    assert again.changes == ()
+    # Without it, the same tenant (hashed again) would be isolated again, not sharded.
+    assert [c.action for c in plan(replace(inp, now_ms=later)).changes] == [Action.ISOLATE]
+
+
 def test_frozen_pinned_and_dwelling_tenants_stay_put() -> None:
     n = 8
     tenant_rates = uniform_background(n, 400)
@@ -317,14 +360,16 @@ def test_measured_load_makes_a_partition_hot_and_lag_steers_targets() -> None:
     # Estimates are level; the broker says partition 0 writes 1.5x more. Partition 3 has no lag.
     loads = {(T, p): PartitionLoad(T, p, est[p] * (1.5 if p == 0 else 1.0),
                                    lag=0 if p == 3 else 500_000) for p in range(n)}
-    result = plan(planner_input(n, tenant_rates, loads=loads))
+    # 50/s tenants are 4-5% of the mean: a merge-back level below that lets rebalancing move them.
+    policy = Policy(merge_back_threshold=0.02)
+    result = plan(planner_input(n, tenant_rates, loads=loads, policy=policy))
     assert result.changes
     first = result.changes[0]
     assert first.action is Action.REBALANCE and first.partitions == (3,)
     assert first.reason.startswith("partition 0 at 1,500/s measured is 1.33x the mean 1,125/s")
     assert first.observed["from_measured"] == 1_500 and first.observed["lag"] == 500_000
     assert all(home(c.tenant, n) == 0 for c in result.changes)
-    assert plan(planner_input(n, tenant_rates)).changes == ()
+    assert plan(planner_input(n, tenant_rates, policy=policy)).changes == ()
 
 
 def test_no_rates_no_routes_no_changes() -> None:
@@ -499,6 +544,38 @@ def test_idempotent_unless_the_budget_ran_out(inp: PlannerInput) -> None:
     first = plan(inp)
     assume(not first.truncated)
     assert _replan(inp, first).changes == ()
+
+
+@FAST
+@given(inputs())
+def test_rebalancing_moves_no_tenant_the_merge_rule_would_send_back(inp: PlannerInput) -> None:
+    policy = inp.policy
+    level = max(policy.min_move_fraction, policy.merge_back_threshold * (1 + policy.hysteresis))
+    for change in plan(inp).changes:
+        if change.action is Action.REBALANCE:
+            rate, mean = change.observed["tenant_rate"], change.observed["mean"]
+            assert rate >= level * mean - 1e-6, change
+
+
+@FAST
+@given(inputs(budget=10_000, dwell=True, loads="consistent"))
+def test_no_rebalance_is_undone_by_a_merge(inp: PlannerInput) -> None:
+    """Long after a plan (dwell and cool-down over), the same traffic merges back none of the
+    tenants it rebalanced."""
+    first = plan(inp)
+    moved = {(c.topic, c.tenant) for c in first.changes if c.action is Action.REBALANCE}
+    if not moved:
+        return
+    routes = apply_changes(inp.routes, first.changes, inp.now_ms)
+    est = estimate_loads(inp.partition_counts, routes, inp.rates, inp.residual)
+    loads = {key: PartitionLoad(key[0], key[1], value) for key, value in est.items()}
+    later = inp.now_ms + 86_400_000
+    for _ in range(2):  # the first later cycle starts cool-down clocks, the second may merge
+        second = plan(replace(inp, routes=routes, history=first.history, loads=loads,
+                              now_ms=later))
+        merged = {(c.topic, c.tenant) for c in second.changes if c.action is Action.MERGE}
+        assert not merged & moved, second.changes
+        later += 86_400_000
 
 
 @settings(max_examples=150, deadline=None, database=None)

@@ -12,8 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from routing_app.cli import main
-from routing_app.planner import Policy
+from routing_app.demo.run import DEMO_POLICY
+from routing_app.demo.traffic import TrafficPlan
+from routing_app.planner import Action, Policy
 from routing_app.simulate import SimConfig, Traffic, TrafficConfig, run_simulation
+from routing_app.simulate.replay import replay_demo
 from routing_app.simulate.run import pkg_loads
 
 SMALL = SimConfig(traffic=TrafficConfig(tenants=2_000, total_rate=0.5 * 5_000 * 20,
@@ -132,6 +135,45 @@ def test_simulate_prints_a_table_without_json() -> None:
     assert result.exit_code == 0, result.output
     assert "max / mean" in result.stdout and "PKG" in result.stdout
     assert not result.stdout.lstrip().startswith("{")
+
+
+def test_simulate_takes_policy_overrides() -> None:
+    args = ["simulate", "--tenants", "200", "--partitions", "4", "--hours", "0.01", "--json"]
+    result = CliRunner().invoke(main, [*args, "--policy", "shard_fill=1,min_dwell_s=60",
+                                       "--capacity", "2000"])
+    assert result.exit_code == 0, result.output
+    policy = json.loads(result.stdout)["policy"]
+    assert (policy["shard_fill"], policy["min_dwell_s"], policy["partition_capacity"]) == (1, 60, 2000)
+    bad = CliRunner().invoke(main, [*args, "--policy", "no_such=1"])
+    assert bad.exit_code == 2 and "no_such" in bad.output
+
+
+# -- the demo's workload, replayed ----------------------------------------------------------------
+
+
+def test_the_demo_isolates_the_hot_tenant_and_merges_it_back_without_churn() -> None:
+    """The demo's traffic and policy, with the live loop's timing (broker rates ahead of the
+    window, moves that drain): tenant-hot is isolated, merges back once cool, nothing else."""
+    from routing_app.app.planning import policy_from_text
+
+    policy = policy_from_text(DEMO_POLICY)
+    for seed in (1, 2, 3):
+        replay = replay_demo(TrafficPlan(hot_start_s=15, hot_end_s=60), policy, 120, seed=seed)
+        assert [(c.action, c.tenant) for _, c in replay.decisions] == [
+            (Action.ISOLATE, "tenant-hot"), (Action.MERGE, "tenant-hot")], replay.decisions
+        (isolated_at, _), (merged_at, _) = replay.decisions
+        assert 15 < isolated_at <= 15 + 2 * 5 + 2  # within two windows of turning hot
+        assert 60 + 20 < merged_at <= 60 + 20 + 3 * 5 + 2  # cool-down, then a window or so
+    # Beyond what one partition should carry (0.7 x 1,000/s), it is sharded instead.
+    big = replay_demo(TrafficPlan(records_per_s=6_000, hot_start_s=15, hot_end_s=60), policy, 120)
+    assert [c.action for _, c in big.decisions] == [Action.SHARD, Action.MERGE]
+
+
+def test_demo_offline_prints_the_decisions() -> None:
+    result = CliRunner().invoke(main, ["demo", "--offline", "--duration", "100"])
+    assert result.exit_code == 0, result.output
+    assert "isolate   tenant-hot" in result.stdout
+    assert "decisions by action: isolate 1, merge 1" in result.stdout
 
 
 def test_simulate_defaults_put_mean_load_at_half_the_capacity() -> None:

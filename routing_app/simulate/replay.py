@@ -1,0 +1,117 @@
+"""The demo's workload through ``plan`` without Kafka, with the live loop's timing.
+
+``routing-app demo --offline`` and the tests use it to see which decisions a live demo makes.
+Unlike ``run_simulation`` (one exact figure per window), it keeps the timing that makes a live
+loop churn: records are counted in 0.1 s ticks; a window's usage is complete ``plan_delay_s``
+after its end, when the plan runs; the broker's write rates the planner also sees are sampled
+then, since the previous cycle, so they run ahead of the window's usage (a tenant turning hot
+shows there first) and lag behind moves; a move takes effect ``drain_s`` after the plan (a
+strict move's stop-and-wait).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from routing_app.client.partitioner import java_partition
+from routing_app.demo.traffic import TrafficPlan
+from routing_app.planner import (
+    PartitionLoad,
+    PlannedChange,
+    PlannerInput,
+    Policy,
+    TenantHistory,
+    TenantKey,
+    TenantRate,
+    apply_changes,
+    plan,
+)
+from routing_app.routes.model import Route
+
+_TICK_S = 0.1
+_EPOCH_MS = 1_700_000_000_000
+
+
+@dataclass
+class Replay:
+    # (seconds since the traffic started, change), in decision order.
+    decisions: list[tuple[float, PlannedChange]] = field(default_factory=list)
+    cycles: int = 0
+
+    def counts(self) -> Counter[str]:
+        return Counter(change.action.value for _, change in self.decisions)
+
+    def for_tenant(self, tenant: str) -> list[PlannedChange]:
+        return [change for _, change in self.decisions if change.tenant == tenant]
+
+
+def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
+                partitions: int = 12, window_s: float = 5.0, plan_delay_s: float = 2.0,
+                drain_s: float = 1.0, seed: int = 1) -> Replay:
+    """Every decision ``plan`` makes on ``traffic`` over ``duration_s`` seconds."""
+    rng = random.Random(seed)
+    topic, n = traffic.topic, partitions
+    homes: dict[str, int] = {}
+    placement: dict[str, tuple[int, ...]] = {}
+    pending: list[tuple[float, str, tuple[int, ...] | None]] = []
+    routes: dict[TenantKey, Route] = {}
+    history: dict[TenantKey, TenantHistory] = {}
+    epochs: dict[TenantKey, int] = {}
+    per_second: list[Counter[str]] = []
+    written = [0.0] * n  # end offsets, as fractions for shards
+    sampled_at, sampled = 0.0, [0.0] * n
+    next_plan = window_s + plan_delay_s
+    result = Replay()
+    per_tick = max(1, round(traffic.records_per_s * _TICK_S))
+    for step in range(round(duration_s / _TICK_S) + 1):
+        t = step * _TICK_S
+        for due in [item for item in pending if item[0] <= t + 1e-9]:
+            pending.remove(due)
+            _, tenant, parts = due
+            if parts is None:
+                placement.pop(tenant, None)
+            else:
+                placement[tenant] = parts
+        names, weights = traffic.weights(traffic.hot_start_s <= t < traffic.hot_end_s)
+        sent = Counter(rng.choices(names, weights=weights, k=per_tick))
+        second = int(t)
+        while len(per_second) <= second:
+            per_second.append(Counter())
+        per_second[second].update(sent)
+        for tenant, count in sent.items():
+            parts = placement.get(tenant)
+            if parts is None:
+                home = homes.get(tenant)
+                if home is None:
+                    home = homes[tenant] = java_partition(tenant.encode(), n)
+                written[home] += count
+            else:
+                for p in parts:
+                    written[p] += count / len(parts)
+        if t + 1e-9 < next_plan:
+            continue
+        end = next_plan - plan_delay_s
+        usage: Counter[str] = Counter()
+        for s in range(max(0, round(end - window_s)), round(end)):
+            usage.update(per_second[s])
+        elapsed = max(t - sampled_at, 1e-6)
+        loads = {(topic, p): PartitionLoad(topic, p, (written[p] - sampled[p]) / elapsed)
+                 for p in range(n)}
+        sampled_at, sampled = t, list(written)
+        inp = PlannerInput(
+            now_ms=_EPOCH_MS + round(end * 1000), partition_counts={topic: n}, routes=routes,
+            rates={(topic, tenant): TenantRate(topic, tenant, count / window_s)
+                   for tenant, count in usage.items()},
+            loads=loads, history=history, policy=policy)
+        decided = plan(inp)
+        routes = apply_changes(routes, decided.changes, _EPOCH_MS + round(t * 1000), epochs,
+                               decided_by="replay")
+        history = dict(decided.history)
+        for change in decided.changes:
+            result.decisions.append((t, change))
+            pending.append((t + drain_s, change.tenant, change.partitions))
+        result.cycles += 1
+        next_plan += window_s
+    return result
