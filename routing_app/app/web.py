@@ -86,7 +86,7 @@ def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
             return self.json({"routes": items, "count": len(items),
                               "cache": cache.stats().__dict__})
 
-    @app.page("/routes/{topic}/{tenant}")
+    @app.page("/routes/{topic}/{tenant:.+}")  # tenants may contain "/"
     class RouteView(View):
         async def get(self, request: Request, topic: str, tenant: str) -> Response:
             route = cache.get(topic, tenant)

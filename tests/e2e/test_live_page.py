@@ -91,7 +91,7 @@ def test_live_page_shows_a_real_decision_finds_its_route_and_metrics_count_it(
     browser_path = chromium()
     base = f"http://127.0.0.1:{worker.web_port}"
     topic = data_topic(12)
-    tenant = f"live-{uuid.uuid4().hex[:8]}"
+    tenant = f"team/live-{uuid.uuid4().hex[:8]}"  # a "/" in a tenant must not break the search
     reason = f"live page check {uuid.uuid4().hex[:8]}"
 
     # A real decision through the single writer: the CLI waits for its event. Relaxed: the route
