@@ -109,7 +109,8 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
                              partitions=s.usage_partitions).tumbling(
         s.window_s, expires=3 * s.window_s)
     usage = UsageWindows(s, AvroCodec(registry, USAGE_SCHEMA, s.usage_topic), summary_codec,
-                         usage_window, control_topic, worker_id)
+                         usage_window, control_topic, worker_id,
+                         ready=lambda: not app.rebalancing)
     app.route_writer, app.planning, app.usage_windows = writer, planning, usage  # type: ignore[attr-defined]
 
     @app.agent(control_topic, name="control")

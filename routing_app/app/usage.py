@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -45,7 +46,11 @@ def parse_producer_key(key: str) -> tuple[int, str]:
 
 class UsageWindows:
     def __init__(self, settings: Settings, usage_codec: AvroCodec, summary_codec: AvroCodec,
-                 table: Any, control_topic: faust.TopicT, worker_id: str) -> None:
+                 table: Any, control_topic: faust.TopicT, worker_id: str,
+                 ready: Callable[[], bool] | None = None) -> None:
+        """``ready`` says whether the table holds what its changelog holds (no rebalance or
+        recovery under way): only then can a newly assigned partition's windows be restored."""
+        self._ready = ready or (lambda: True)
         self._settings = settings
         self._usage = usage_codec
         self._summaries = summary_codec
@@ -109,6 +114,10 @@ class UsageWindows:
 
     # -- the timer's side: quiet partitions, assignment changes -------------------------------
     async def on_tick(self, assigned: set[int]) -> None:
+        if not self._ready():
+            # The assignment may be half-done and the table still recovering: owning a partition
+            # now would restore its windows from an incomplete table, once and for all.
+            return
         for partition in self._owned - assigned:
             self._owned.discard(partition)
             self.closer.forget(partition)

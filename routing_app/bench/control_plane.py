@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from routing_app.app.launcher import WorkerProcess, launch_worker
 from routing_app.bench.common import Reporter, Scratch, SilentReporter
 from routing_app.client import RoutingProducer, java_partition
 from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
-from routing_app.connection import client_settings
+from routing_app.connection import admin_client, client_settings
 from routing_app.demo.traffic import LiveRates
 from routing_app.routes.model import RouteStatus
 from routing_app.usage import USAGE_SCHEMA, UsageReport, batch_reports
@@ -134,10 +134,15 @@ def run_aggregate(settings: Settings, *, reports: int = 1_000_000, tenants: int 
             s = _scratch_settings(settings, scratch, f"aggregate{count}", window_s=600.0)
             workers = _start_workers(s, count, Path(tmp), reporter)
             try:
+                # A worker reports ready before the others have joined its group. Records that
+                # arrive during that first rebalance can be lost by faust-streaming (seen with
+                # the old one-report records too), so the clock starts once the group settled.
+                _wait_group_settled(s, count, reporter)
                 runs[count] = run = _feed_and_time(s, workers, reports, tenants, top_k, reporter)
             finally:
                 for w in workers:
                     w.stop()
+                _delete_worker_topics(s, reporter)
         reporter.note(f"{count} worker(s): {run.reports_per_s:,.0f} tenant usage reports/s "
                       f"({run.records_per_s:,.0f} usage records/s)")
     one, two = runs[1], runs[2]
@@ -163,6 +168,46 @@ def run_aggregate(settings: Settings, *, reports: int = 1_000_000, tenants: int 
         result.update(host_idle_pct_1w=round(100 * one.host_idle, 1),
                       host_idle_pct_2w=round(100 * two.host_idle, 1))
     return result
+
+
+def _delete_worker_topics(s: Settings, reporter: Reporter) -> None:
+    """The topics the workers created for themselves (``<app id>-...``: table changelogs, the
+    assignor's), which the scratch topics do not cover."""
+    admin = admin_client(s.bootstrap)
+    try:
+        names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{s.app_id}-")]
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=30).values():
+                future.result(60)
+            reporter.note(f"deleted {len(names)} worker topic(s)")
+    except KafkaException as exc:  # cleanup: never hide the benchmark result
+        reporter.note(f"[yellow]could not delete the workers' topics: {exc}[/]")
+
+
+def _wait_group_settled(s: Settings, members: int, reporter: Reporter,
+                        timeout_s: float = 120.0, settle_s: float = 3.0) -> None:
+    """Until the workers' group is stable with every member and every usage partition assigned,
+    then ``settle_s`` more for the members to finish their recovery."""
+    from confluent_kafka import ConsumerGroupState
+
+    admin = admin_client(s.bootstrap)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            group = admin.describe_consumer_groups([s.app_id])[s.app_id].result(timeout=10)
+            assigned = {tp.partition for m in group.members
+                        for tp in (m.assignment.topic_partitions if m.assignment else [])
+                        if tp.topic == s.usage_topic}
+            if (group.state == ConsumerGroupState.STABLE and len(group.members) == members
+                    and assigned == set(range(s.usage_partitions))):
+                break
+        except KafkaException:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the group {s.app_id} did not settle with {members} member(s)")
+        time.sleep(0.5)
+    time.sleep(settle_s)
+    reporter.note(f"group settled: {members} member(s), {s.usage_partitions} usage partitions")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, DrainAck, drain_ack_subject
 from routing_app.routes.model import RouteMode, RouteStatus, route_key
-from routing_app.usage import USAGE_SCHEMA, UsageAccumulator
+from routing_app.usage import USAGE_SCHEMA, UsageAccumulator, batch_reports
 
 log = logging.getLogger(__name__)
 
@@ -863,7 +863,6 @@ class RoutingProducer:
         reports = self._usage.drain(top_k=self._options.usage_top_k)
         if not reports:
             return
-        from routing_app.usage import batch_reports  # (import here: shared file, one method)
 
         topic = self._options.usage_topic
         batches = []

@@ -561,6 +561,92 @@ def test_accumulator_under_the_cap_keeps_every_tenant(monkeypatch: pytest.Monkey
     assert dict(s.residuals) == {}
 
 
+def test_add_usage_returns_the_producers_running_totals_and_sums_at_close() -> None:
+    acc = WindowAccumulator()
+    first = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 2, 200), ("orders", "", 4, 7, 70)])
+    assert first == [("orders", "acme", 4, 2, 200), ("orders", "", 4, 7, 70)]
+    second = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 3, 300),
+                                             ("orders", "acme", 5, 1, 10)])
+    # Per (topic, tenant, partition), everything p-1 sent in this window so far.
+    assert sorted(second) == [("orders", "", 4, 7, 70), ("orders", "acme", 4, 5, 500),
+                              ("orders", "acme", 5, 1, 10)]
+    assert acc.add_usage(0, BASE, "p-2", [("orders", "acme", 0, 1, 1)]) == [
+        ("orders", "acme", 0, 1, 1)]
+    acc.add(0, BASE, "orders", "acme", 0, 100, 0)  # a report on its own still adds up
+    acc.add_usage(0, BASE + SIZE, "p-1", [("orders", "acme", 4, 9, 9)])  # next window
+    s = acc.close(0, BASE, SIZE, 1, "stream-time", "w")
+    assert dict(s.tenants) == {("orders", "acme"): (107, 511)}
+    assert dict(s.residuals) == {("orders", 4): (7, 70)}
+    assert s.producers == ("p-1", "p-2")
+    assert dict(acc.close(0, BASE + SIZE, SIZE, 1, "timer", "w").tenants) == {
+        ("orders", "acme"): (9, 9)}
+    # Closed: a new record of p-1 for the window starts from nothing.
+    assert acc.add_usage(0, BASE, "p-1", [("orders", "x", 0, 1, 1)]) == [("orders", "x", 0, 1, 1)]
+
+
+def test_restore_producer_puts_back_totals_and_later_records_add_to_them() -> None:
+    acc = WindowAccumulator()
+    # As the table holds it after a JSON round trip through the changelog: lists.
+    assert acc.restore_producer(2, BASE, "p-1", [["orders", "acme", 4, 5, 500],
+                                                 ["orders", "", 1, 2, 20]])
+    assert acc.add_usage(2, BASE, "p-1", [("orders", "acme", 4, 1, 100)]) == [
+        ("orders", "acme", 4, 6, 600), ("orders", "", 1, 2, 20)]
+    # What this accumulator already holds is newer than the table: not restored twice.
+    assert not acc.restore_producer(2, BASE, "p-1", [["orders", "acme", 4, 5, 500]])
+    s = acc.close(2, BASE, SIZE, 3, "timer", "w")
+    assert dict(s.tenants) == {("orders", "acme"): (6, 600)}
+    assert dict(s.residuals) == {("orders", 1): (2, 20)}
+    assert s.producers == ("p-1",)
+
+
+def test_restore_producer_rejects_malformed_rows() -> None:
+    acc = WindowAccumulator()
+    with pytest.raises((TypeError, ValueError)):
+        acc.restore_producer(0, BASE, "p", [["orders", "acme", 4]])
+    with pytest.raises((TypeError, ValueError)):
+        acc.restore_producer(0, BASE, "q", [["orders", "acme", "x", 1, 1]])
+
+
+def test_forget_drops_producer_totals_of_that_partition_only() -> None:
+    acc = WindowAccumulator()
+    for p in (0, 1):
+        acc.add_usage(p, BASE, "p-1", [("orders", "acme", 0, 1, 1)])
+    acc.forget(0)
+    assert dict(acc.close(0, BASE, SIZE, 2, "timer", "w").tenants) == {}
+    assert acc.add_usage(1, BASE, "p-1", [("orders", "acme", 0, 1, 1)]) == [
+        ("orders", "acme", 0, 2, 2)]
+
+
+def test_producer_totals_count_against_the_summary_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(summary_module, "MAX_TENANTS_PER_SUMMARY", 2)
+    acc = WindowAccumulator()
+    acc.add_usage(0, BASE, "p-1", [("orders", n, 0, r, r) for n, r in
+                                   (("a", 9), ("b", 8), ("c", 1))])
+    acc.add_usage(0, BASE, "p-2", [("orders", "c", 1, 1, 1), ("orders", "d", 1, 3, 3)])
+    s = acc.close(0, BASE, SIZE, 1, "timer", "w")
+    assert dict(s.tenants) == {("orders", "a"): (9, 9), ("orders", "b"): (8, 8)}
+    assert dict(s.residuals) == {("orders", -1): (5, 5)}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["p-1", "p-2", "p-3"]),
+                          st.lists(st.tuples(st.sampled_from(["orders", "pay"]),
+                                             st.sampled_from(["", "a", "b", "c"]),
+                                             st.integers(-1, 3), st.integers(0, 1000),
+                                             st.integers(0, 10**9)), max_size=8)),
+                max_size=20))
+def test_add_usage_totals_equal_adding_each_report(
+        records: list[tuple[str, list[tuple[str, str, int, int, int]]]]) -> None:
+    batched, single = WindowAccumulator(), WindowAccumulator()
+    for producer, rows in records:
+        batched.add_usage(0, BASE, producer, rows)
+        for topic, tenant, partition, n, nbytes in rows:
+            single.add(0, BASE, topic, tenant, partition, n, nbytes)
+    a = batched.close(0, BASE, SIZE, 1, "timer", "w")
+    b = single.close(0, BASE, SIZE, 1, "timer", "w")
+    assert (dict(a.tenants), dict(a.residuals)) == (dict(b.tenants), dict(b.residuals))
+
+
 # -- WindowCompletion ----------------------------------------------------------------------------
 
 MAX_WAIT = 30_000
