@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any
@@ -34,23 +33,6 @@ TOP_TENANTS = 20
 RECENT_DECISIONS = 100
 
 
-class _CountingLog(deque[ReassignmentEvent]):
-    """The writer's ``recent`` log, counting every event appended to it into a tally.
-
-    The writer appends each event it wrote (operator command or planner change) exactly once,
-    after the events topic took it; counting here keeps the writer free of metrics code.
-    """
-
-    def __init__(self, tally: DecisionTally, events: Iterable[ReassignmentEvent],
-                 maxlen: int | None) -> None:
-        super().__init__(events, maxlen)
-        self._tally = tally
-
-    def append(self, event: ReassignmentEvent) -> None:
-        super().append(event)
-        self._tally.observe(event)
-
-
 def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
                   usage: UsageWindows, route_values: Any, worker_id: str) -> CollectorRegistry:
     """Adds the web views and the metrics to ``app``; returns the metrics registry."""
@@ -63,7 +45,7 @@ def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
 
     tally = DecisionTally()
     tally.observe_all(writer.recent)
-    writer.recent = _CountingLog(tally, writer.recent, writer.recent.maxlen)
+    writer.listeners.append(tally.observe)
 
     # One registry per app (create_app may run more than once in a process), holding Faust's
     # sensor, ours and the process's own (CPU, memory, GC).

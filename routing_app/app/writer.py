@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,8 @@ class RouteWriter:
         self.decisions_by_action: dict[str, int] = {}
         # The newest events this writer appended, newest last: for the live page and metrics.
         self.recent: deque[ReassignmentEvent] = deque(maxlen=RECENT_EVENTS)
+        # Called with each event once the events topic took it (metrics count them).
+        self.listeners: list[Callable[[ReassignmentEvent], None]] = []
 
     # -- reading the writer's view -------------------------------------------------------------
     def current(self, topic: str, tenant: str) -> Route | None:
@@ -220,6 +222,8 @@ class RouteWriter:
         await self._events_topic.send(key=key.encode("utf-8"),
                                       value=self._events.encode(event.to_record()))
         self.recent.append(event)
+        for listener in self.listeners:
+            listener(event)
         if event.command_id is None:
             self.counters["decisions"] += 1
             self.decisions_by_action[event.action] = self.decisions_by_action.get(

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import routing_app.simulate.run as simulate_run
-from routing_app.app.web import _CountingLog, decision_json, heatmap, live_data, top_tenants
+from routing_app.app.web import decision_json, heatmap, live_data, top_tenants
 from routing_app.client.cache import CacheStats
 from routing_app.metrics import DecisionTally, ProducerMetrics, WorkerCollector, reason_kind
 from routing_app.metrics.reasons import REASON_KINDS, event_labels
@@ -199,13 +199,31 @@ def test_worker_collector_survives_a_worker_that_is_still_starting() -> None:
     assert found[("routing_planner_cycles_total", ())] == 4
 
 
-def test_counting_log_counts_every_append_and_keeps_its_length() -> None:
+def test_the_writer_tells_the_tally_of_each_event_once_and_keeps_a_bounded_log() -> None:
+    import asyncio
+
+    from routing_app.app.writer import RECENT_EVENTS, RouteWriter, WriterTables
+    from routing_app.codec import registry_client
+    from routing_app.config import Settings
+    from routing_app.control import Decision
+
+    class Topic:
+        async def send(self, **_: object) -> None:
+            return None
+
+    tables = WriterTables(routes={}, epochs={}, history={}, frozen={}, drained={}, drains={})
+    writer = RouteWriter(Settings(), registry_client("mock://metrics-test"), tables,
+                         Topic(), "w")  # type: ignore[arg-type]
     tally = DecisionTally()
-    log = _CountingLog(tally, [event("old", "pin", "operator pin", command=True)], maxlen=2)
+    writer.recent.append(event("old", "pin", "operator pin", command=True))
+    tally.observe_all(writer.recent)  # what install_views does
+    writer.listeners.append(tally.observe)
     for i in range(3):
-        log.append(event(f"t{i}", "merge", "t sends 1/s, below 10% of the mean"))
-    assert [e.tenant for e in log] == ["t1", "t2"]
-    assert tally.snapshot() == {("merge", "cooled"): 3}  # what was there before is not recounted
+        asyncio.run(writer.apply(Decision(event(f"t{i}", "merge",
+                                                "t sends 1/s, below 10% of the mean"))))
+    assert [e.tenant for e in writer.recent] == ["old", "t0", "t1", "t2"]
+    assert writer.recent.maxlen == RECENT_EVENTS
+    assert tally.snapshot() == {("pin", "operator"): 1, ("merge", "cooled"): 3}
 
 
 # -- the producer collector ----------------------------------------------------------------------
