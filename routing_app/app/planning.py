@@ -124,7 +124,7 @@ class PlanningLoop:
         routes = self._writer.routes()
         topics = {t for t, _ in rates} | {t for t, _ in routes} | {t for t, _ in residual}
         counts = await self._writer.partition_counts(topics)
-        loads = await asyncio.to_thread(self._sample_loads, sorted(counts))
+        loads = await asyncio.to_thread(self._sample_loads, sorted(counts), window)
         self.last_loads = loads
         self.load_history.append((window.window_end, loads))
         inp = PlannerInput(
@@ -169,7 +169,8 @@ class PlanningLoop:
                         "within %d ms)", window.window_start, list(window.missing_partitions),
                         self._settings.planner_max_wait_ms)
 
-    def _sample_loads(self, topics: list[str]) -> dict[tuple[str, int], PartitionLoad]:
+    def _sample_loads(self, topics: list[str], window: CompleteWindow
+                      ) -> dict[tuple[str, int], PartitionLoad]:
         loads: dict[tuple[str, int], PartitionLoad] = {}
         for topic in topics:
             try:
@@ -177,7 +178,8 @@ class PlanningLoop:
                 if sampler is None:
                     sampler = self._samplers[topic] = PartitionLoadSampler(
                         self._settings.bootstrap, topic)
-                rates = sampler.sample()
+                # Over the planned window, like the tenants' rates, not since the last cycle.
+                rates = sampler.rates_for_window(window.window_start, window.window_end)
                 lag = consumer_lag(self._settings.bootstrap, self._lag_groups, topic,
                                    sampler.last_end_offsets())
             except Exception as exc:  # load is advice: plan on rates alone rather than stop

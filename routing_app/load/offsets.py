@@ -1,13 +1,20 @@
-"""Samples each partition's end offset; the difference between samples is its write rate."""
+"""Each partition's write rate: over a window, from the offsets the broker finds by timestamp;
+or, as a fallback, from end offsets sampled at two times."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 
-from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ListOffsetsResultInfo, OffsetSpec
 
 from routing_app.connection import admin_client, cluster_metadata
+from routing_app.load.window import WindowRates, rates_from_edge_offsets
+
+log = logging.getLogger(__name__)
 
 
 class PartitionLoadSampler:
@@ -18,6 +25,7 @@ class PartitionLoadSampler:
         metadata = cluster_metadata(self._admin, bootstrap)
         self.partitions = sorted(metadata.topics[topic].partitions)
         self._last: tuple[float, dict[int, int]] | None = None
+        self._fallback_logged = False
 
     def end_offsets(self, timeout: float = 10.0) -> dict[int, int]:
         return end_offsets(self._admin, self._topic, self.partitions, timeout)
@@ -33,6 +41,71 @@ class PartitionLoadSampler:
             return dict.fromkeys(self.partitions, 0.0)
         elapsed = max(now - previous[0], 1e-6)
         return {p: (offsets[p] - previous[1].get(p, offsets[p])) / elapsed for p in offsets}
+
+    def window_rates(self, start_ms: int, end_ms: int, latest: Mapping[int, int] | None = None,
+                     timeout: float = 10.0) -> WindowRates:
+        """Records per second written to each partition in [start_ms, end_ms), by the offsets of
+        the records stamped at the window's edges.
+
+        ``latest``: end offsets read just before, if the caller has them. Partitions the broker
+        gave no answer for are ``unknown``; raises when it answered no start edge.
+        """
+        if latest is None:
+            latest = self.end_offsets(timeout)
+        # Both edges asked at once; only ``latest`` has to come first (see rates_from_edge_offsets).
+        at_start = self._ask(lambda: OffsetSpec.for_timestamp(start_ms), timeout)
+        at_end = self._ask(lambda: OffsetSpec.for_timestamp(end_ms), timeout)
+        found_start, errors = _answers(at_start, timeout)
+        found_end, end_errors = _answers(at_end, timeout)
+        errors += end_errors
+        if errors and not found_start:
+            raise errors[0]  # every partition would be unknown: say why
+        return rates_from_edge_offsets(start_ms, end_ms, self.partitions, found_start, found_end,
+                                       latest)
+
+    def rates_for_window(self, start_ms: int, end_ms: int) -> dict[int, float]:
+        """Records per second over the window, each partition that cannot have that falling back
+        to its rate since the previous call. Refreshes ``last_end_offsets``."""
+        # Sampled every time, even when unused: the fallback needs its previous sample, the lag
+        # the current end offsets.
+        sampled = self.sample()
+        try:
+            exact = self.window_rates(start_ms, end_ms, latest=self.last_end_offsets())
+        except Exception as exc:  # the fallback exists for whatever the broker answers
+            self._fell_back(f"cannot use offsets by timestamp ({exc})")
+            return sampled
+        if exact.unknown:
+            self._fell_back(f"no offsets by timestamp for partitions {list(exact.unknown)}")
+        return {**{p: sampled[p] for p in exact.unknown if p in sampled}, **exact.rates}
+
+    def _ask(self, spec: Callable[[], OffsetSpec], timeout: float
+             ) -> dict[TopicPartition, Future[ListOffsetsResultInfo]]:
+        request = {TopicPartition(self._topic, p): spec() for p in self.partitions}
+        answers: dict[TopicPartition, Future[ListOffsetsResultInfo]] = self._admin.list_offsets(
+            request, request_timeout=timeout)
+        return answers
+
+    def _fell_back(self, why: str) -> None:
+        # Once: a broker that cannot answer would otherwise log every cycle.
+        if self._fallback_logged:
+            log.debug("%s: window rates fall back to end-offset samples: %s", self._topic, why)
+            return
+        self._fallback_logged = True
+        log.warning("%s: %s; planning on end-offset samples instead, i.e. the write rate between "
+                    "two planning times rather than over the planned window (logged once)",
+                    self._topic, why)
+
+
+def _answers(futures: Mapping[TopicPartition, Future[ListOffsetsResultInfo]], timeout: float
+             ) -> tuple[dict[int, int], list[Exception]]:
+    found: dict[int, int] = {}
+    errors: list[Exception] = []
+    for tp, future in futures.items():
+        try:
+            found[tp.partition] = future.result(timeout).offset
+        except (KafkaException, TimeoutError) as exc:
+            errors.append(exc)
+    return found, errors
 
 
 def consumer_lag(bootstrap: str, groups: list[str], topic: str, end_offsets: dict[int, int],
