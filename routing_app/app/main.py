@@ -12,6 +12,7 @@ import faust
 
 from routing_app.app.codecs import KEY_CODEC, ROUTE_CODEC, register
 from routing_app.app.planning import PlanningLoop
+from routing_app.app.rebalance import hold_flow_until_seek
 from routing_app.app.usage import UsageWindows
 from routing_app.app.web import install_views
 from routing_app.app.writer import RouteWriter, WriterTables
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         broker_heartbeat_interval=min(3.0, s.worker_session_timeout_s / 4),
     )
     app.routing_settings = s
+    hold_flow_until_seek(app)
     app.route_cache = RouteCache({"bootstrap.servers": s.bootstrap}, route_codec, s.routes_topic,
                                  name="worker-routes")
 
@@ -142,7 +144,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     @app.agent(usage_topic, name="usage")
     async def usage_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            await usage.on_report(event.value, event.message.partition)
+            await usage.on_report(event.value, event.message.partition, event.message.offset)
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def tick() -> None:

@@ -21,7 +21,7 @@ from routing_app.codec import AvroCodec, DecodeError
 from routing_app.config import Settings
 from routing_app.routes.model import RouteError, parse_route_key, route_key
 from routing_app.usage import usage_of
-from routing_app.windows import WindowAccumulator, WindowCloser, window_start_of
+from routing_app.windows import WindowAccumulator, WindowCloser, stored_totals, window_start_of
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,12 @@ class UsageWindows:
         # (each record holds many); reports_aggregated: those that went into an open window.
         self.counters: dict[str, int] = {"usage_records": 0, "usage_reports": 0,
                                          "reports_aggregated": 0, "usage_undecodable": 0,
-                                         "late_reports": 0, "stale_reports": 0, "windows_closed": 0,
+                                         "late_reports": 0, "duplicate_reports": 0,
+                                         "stale_reports": 0, "windows_closed": 0,
                                          "windows_restored": 0}
 
     # -- the agent's side: one usage record (the reports of many tenants) ---------------------
-    async def on_report(self, raw: bytes | None, partition: int) -> None:
+    async def on_report(self, raw: bytes | None, partition: int, offset: int = -1) -> None:
         try:
             record = self._usage.decode(raw)
             producer_id = record["producer_id"]
@@ -99,13 +100,18 @@ class UsageWindows:
         start = self.closer.observe(partition, event_time)
         if self.closer.is_closed(partition, start):
             self.counters["late_reports"] += reports
+        elif 0 <= offset <= self.windows.applied_offset(partition, start, producer_id):
+            # Read again after a rebalance: faust resumes at the last commit, and the totals
+            # (here, or restored from the changelog) already hold this record.
+            self.counters["duplicate_reports"] += reports
         else:
-            totals = self.windows.add_usage(partition, start, producer_id, usage)
+            totals = self.windows.add_usage(partition, start, producer_id, usage, offset)
             self.counters["reports_aggregated"] += reports
             # One table write per record: this producer's totals in the window so far. It goes
             # to the changelog partition of the current event, the usage partition of every
             # tenant in it, where a new owner of the partition finds it (_restore).
-            self._table[producer_key(partition, producer_id)][self._range(start)] = totals
+            self._table[producer_key(partition, producer_id)][self._range(start)] = \
+                stored_totals(totals, offset)
         await self._close_due(partition, now)
 
     def _range(self, start: int) -> Any:
@@ -156,7 +162,7 @@ class UsageWindows:
                         restored += 1
                     continue
                 restored += self._restore_v1(partition, start, key, value)
-            except (RouteError, TypeError, ValueError) as exc:
+            except (RouteError, KeyError, TypeError, ValueError) as exc:
                 log.warning("usage partition %d: unreadable window entry %r skipped: %s",
                             partition, key, exc)
         if restored:

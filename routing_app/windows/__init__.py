@@ -6,6 +6,7 @@ from routing_app.windows.summary import (
     WINDOW_SUMMARY_SCHEMA,
     WindowAccumulator,
     WindowSummary,
+    stored_totals,
 )
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "WindowCloser",
     "WindowCompletion",
     "WindowSummary",
+    "stored_totals",
     "window_start_of",
 ]

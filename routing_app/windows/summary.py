@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,24 @@ _UsageKey = tuple[str, str, int]  # (topic, tenant, partition); tenant "" for a 
 # producer's window totals as the windowed table holds them (a JSON array).
 UsageRow = tuple[str, str, int, int, int]
 ProducerTotals = list[UsageRow]
+
+
+def stored_totals(totals: ProducerTotals, offset: int) -> dict[str, Any]:
+    """The windowed table's value for a producer's window totals: the rows, and the offset of
+    the usage record that made them, so that the record read again is known as one."""
+    return {"offset": offset, "totals": totals}
+
+
+def parse_stored_totals(value: Any) -> tuple[int, list[UsageRow]]:
+    """(offset, rows) of a ``stored_totals`` value; a bare list of rows (written before the
+    offset was kept) has offset -1. Raises TypeError or ValueError on anything else."""
+    if isinstance(value, Mapping):
+        offset, rows = int(value["offset"]), value["totals"]
+    else:
+        offset, rows = -1, value
+    if not isinstance(rows, list):
+        raise TypeError(f"window totals are not a list: {type(rows).__name__}")
+    return offset, [(str(t), str(n), int(p), int(r), int(b)) for t, n, p, r, b in rows]
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,15 @@ class WindowAccumulator:
         # worker writes it to its windowed table after every usage record (one write per record,
         # not per tenant), and a new owner reads it back from the changelog.
         self._by_producer: dict[tuple[int, int], dict[str, dict[_UsageKey, UsageRow]]] = {}
+        # The offset of the last usage record of each producer added to a window: a usage
+        # partition's records are read again after a rebalance (faust replays from the last
+        # commit), and a producer's records to one partition come in offset order.
+        self._applied: dict[tuple[int, int], dict[str, int]] = {}
+
+    def applied_offset(self, usage_partition: int, window_start: int, producer_id: str) -> int:
+        """The offset of the producer's last usage record in the window (-1: none or unknown):
+        a record at or below it is already in the totals."""
+        return self._applied.get((usage_partition, window_start), {}).get(producer_id, -1)
 
     def saw_producer(self, usage_partition: int, window_start: int, producer_id: str) -> None:
         if producer_id:
@@ -84,7 +111,7 @@ class WindowAccumulator:
         counts[1] += nbytes
 
     def add_usage(self, usage_partition: int, window_start: int, producer_id: str,
-                  usage: Iterable[UsageRow]) -> ProducerTotals:
+                  usage: Iterable[UsageRow], offset: int = -1) -> ProducerTotals:
         """Adds the (topic, tenant, partition, records, bytes) entries of one usage record from
         one producer; returns that producer's totals in the window so far, one such row per
         (topic, tenant, partition): the value the worker writes to its windowed table.
@@ -93,6 +120,8 @@ class WindowAccumulator:
         over producers when the window closes.
         """
         slot = (usage_partition, window_start)
+        if offset >= 0:
+            self._applied.setdefault(slot, {})[producer_id] = offset
         mine = self._by_producer.setdefault(slot, {}).get(producer_id)
         if mine is None:
             mine = self._by_producer[slot][producer_id] = {}
@@ -107,15 +136,15 @@ class WindowAccumulator:
         return list(mine.values())
 
     def restore_producer(self, usage_partition: int, window_start: int, producer_id: str,
-                         totals: Iterable[Sequence[Any]]) -> bool:
-        """Puts back a producer's window totals read from the table's changelog (a value that
-        ``add_usage`` returned). A producer this accumulator already holds for the window is
+                         stored: Any) -> bool:
+        """Puts back a producer's window totals read from the table's changelog (a
+        ``stored_totals`` value). A producer this accumulator already holds for the window is
         left alone: what is in memory is newer. Returns whether it was restored."""
         slot = (usage_partition, window_start)
         if producer_id in self._by_producer.get(slot, ()):
             return False
-        rows = [(str(t), str(n), int(p), int(r), int(b)) for t, n, p, r, b in totals]
-        self.add_usage(usage_partition, window_start, producer_id, rows)
+        offset, rows = parse_stored_totals(stored)
+        self.add_usage(usage_partition, window_start, producer_id, rows, offset)
         return True
 
     def set_tenant(self, usage_partition: int, window_start: int, topic: str, tenant: str,
@@ -125,7 +154,8 @@ class WindowAccumulator:
             records, nbytes]
 
     def forget(self, usage_partition: int) -> None:
-        for slots in (self._tenants, self._residuals, self._producers, self._by_producer):
+        for slots in (self._tenants, self._residuals, self._producers, self._by_producer,
+                      self._applied):
             for slot in [s for s in slots if s[0] == usage_partition]:
                 del slots[slot]
 
@@ -135,6 +165,7 @@ class WindowAccumulator:
         tenants = self._tenants.pop(slot, {})
         residuals = self._residuals.pop(slot, {})
         producers = tuple(sorted(self._producers.pop(slot, ())))
+        self._applied.pop(slot, None)
         for rows in self._by_producer.pop(slot, {}).values():
             for topic, tenant, partition, records, nbytes in rows.values():
                 if tenant:

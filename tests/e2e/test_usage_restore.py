@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from routing_app.app.launcher import launch_worker
 from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import admin_client, client_settings
@@ -156,3 +157,71 @@ def test_window_totals_survive_a_killed_worker_through_the_changelog(
                 totals[key] = value
     assert totals == {("orders", t): (16, 160) for t in TENANTS}, summaries
     assert {p for s in summaries for p in s.producers} == {"p-1", "p-2"}
+
+
+def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
+        stack_settings: Settings, tmp_path: Path) -> None:
+    """faust-streaming 0.15.3 can drop records delivered while a rebalance finishes
+    (faust-streaming#596) and commit past them; a partition's new owner reads again what its old
+    owner had already counted. Traffic flows through the join: every report counts once."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = stack_settings.replace(
+        routes_topic=f"ur.routes.{suffix}", events_topic=f"ur.events.{suffix}",
+        usage_topic=f"ur.usage.{suffix}", control_topic=f"ur.control.{suffix}",
+        app_id=f"ur-{suffix}", usage_partitions=PARTITIONS, window_s=WINDOW_S,
+        window_grace_ms=500, window_idle_ms=1000, worker_session_timeout_s=6.0)
+    ensure_topics(settings.bootstrap, routing_topics(settings))
+    left = WINDOW_S - time.time() % WINDOW_S
+    if left < 45:
+        time.sleep(left + 0.1)
+    now = int(time.time() * 1000)
+    window_start = now - now % SIZE
+
+    first = start_worker(settings, tmp_path / "first")
+    second: Worker | None = None
+    sent: dict[str, int] = dict.fromkeys(TENANTS, 0)
+    try:
+        def feed(seconds: float) -> None:
+            """An interval from each of two producers every 50 ms, as RoutingProducers would."""
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                end = int(time.time() * 1000)
+                _send(settings, _interval("p-1", end, 1) + _interval("p-2", end, 2))
+                for t in TENANTS:
+                    sent[t] += 3
+                time.sleep(0.05)
+
+        feed(3.0)
+        second = launch_worker(settings, tmp_path / "second")
+        # Through the second worker's start, its join, the recovery and the first commits.
+        feed(20.0)
+        assert second.wait_ready(60), second.log()[-3000:]
+        feed(2.0)
+        assert int(time.time() * 1000) < window_start + SIZE, "the window ended during the feed"
+        closing = window_start + SIZE + settings.window_grace_ms + 1
+        wait_for(lambda: time.time() * 1000 > closing - 1000, timeout=WINDOW_S,
+                 what="the end of the window")
+        _send(settings, [UsageReport("p-3", "orders", t, 1, 1, closing - 1000, closing)
+                         for t in TENANTS])
+        summaries = wait_for(
+            lambda: (found := _summaries(settings, window_start))
+            and len({s.usage_partition for s in found}) == PARTITIONS and found,
+            timeout=60, what="the summaries of the window")
+        assert _usage(first)["usage_undecodable"] == 0
+    finally:
+        for w in (first, second):
+            if w is not None:
+                w.stop()
+        _delete_topics(settings)
+
+    # A partition that moved has a summary from its new owner only (the old one no longer
+    # owns it when the window closes).
+    totals: dict[str, int] = {}
+    owners: dict[int, str] = {}
+    for s in summaries:
+        assert owners.setdefault(s.usage_partition, s.worker_id) == s.worker_id, summaries
+        for (_, tenant), (records, _) in s.tenants.items():
+            totals[tenant] = totals.get(tenant, 0) + records
+    missing = {t: sent[t] - totals.get(t, 0) for t in TENANTS if totals.get(t, 0) != sent[t]}
+    assert not missing, f"tenants whose summed records differ from those sent (sent - summed): " \
+                        f"{missing}"

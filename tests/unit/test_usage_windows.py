@@ -66,7 +66,10 @@ class FakeTopic:
 class Harness:
     def __init__(self, table: FakeWindowTable | None = None,
                  registry: SchemaRegistryClient | None = None,
-                 ready: Callable[[], bool] | None = None) -> None:
+                 ready: Callable[[], bool] | None = None,
+                 delivered: list[tuple[bytes, int, int]] | None = None) -> None:
+        """``delivered``: the records an earlier owner read, (value, partition, offset): the
+        usage topic as it stands, where this one goes on."""
         self.registry = registry or SchemaRegistryClient.new_client(
             {"url": f"mock://uw-{uuid.uuid4().hex}"})
         self.settings = Settings().replace(usage_partitions=PARTITIONS, window_s=SIZE_S,
@@ -77,15 +80,25 @@ class Harness:
         self.control = FakeTopic()
         self.windows = UsageWindows(self.settings, self.usage, self.summary_codec, self.table,
                                     self.control, "w-1", ready)  # type: ignore[arg-type]
+        self.delivered = list(delivered or [])
 
     def send(self, reports: list[UsageReport]) -> list[int]:
-        """Hands the records of these reports to the worker; returns their partitions."""
+        """Hands the records of these reports to the worker at the next offsets of their usage
+        partitions; returns their partitions."""
         partitions = []
         for batch in batch_reports(reports, PARTITIONS):
             value = self.usage.encode(batch.to_record())
-            asyncio.run(self.windows.on_report(value, batch.usage_partition))
+            offset = sum(1 for _, p, _ in self.delivered if p == batch.usage_partition)
+            self.delivered.append((value, batch.usage_partition, offset))
+            asyncio.run(self.windows.on_report(value, batch.usage_partition, offset))
             partitions.append(batch.usage_partition)
         return partitions
+
+    def read_again(self, partition: int, from_offset: int) -> None:
+        """What faust does after a rebalance: the partition's records from the last commit."""
+        for value, p, offset in self.delivered:
+            if p == partition and offset >= from_offset:
+                asyncio.run(self.windows.on_report(value, p, offset))
 
     def summaries(self) -> list[WindowSummary]:
         return [WindowSummary.from_record(self.summary_codec.decode(v)) for v in self.control.sent]
@@ -175,14 +188,20 @@ def test_a_new_owner_restores_the_totals_and_keeps_adding_to_them(start: int) ->
     # table as it recovered it from the changelog.
     table = FakeWindowTable()
     table.table.data = dict(first.table.table.data)
-    second = Harness(table, registry=first.registry)
+    second = Harness(table, registry=first.registry, delivered=first.delivered)
     asyncio.run(second.windows.on_tick({2}))
     assert second.windows.counters["windows_restored"] == 2  # one entry per producer
+    # Nothing was committed: the new owner reads both records again, and they are in the
+    # totals it restored already.
+    second.read_again(2, from_offset=0)
+    assert second.windows.counters["duplicate_reports"] == 35
+    assert second.windows.counters["reports_aggregated"] == 0
     second.send(_reports(tenants, start, producer="p-1", records=1))
     # What it writes now still holds what p-1 sent before the takeover.
     key = producer_key(2, "p-1")
     value = next(v for (k, _), v in table.table.data.items() if k == key)
-    assert {(row[1], row[3]) for row in value} == {(t, 11) for t in tenants}
+    assert value["offset"] == 2
+    assert {(row[1], row[3]) for row in value["totals"]} == {(t, 11) for t in tenants}
     _close_all(second, start)
     (summary,) = [s for s in second.summaries()
                   if s.window_start == start and s.usage_partition == 2]
@@ -190,6 +209,38 @@ def test_a_new_owner_restores_the_totals_and_keeps_adding_to_them(start: int) ->
                                                1100 + (300 if i < 5 else 0))
                                for i, t in enumerate(tenants)}
     assert set(summary.producers) == {"p-1", "p-2"}
+
+
+def test_records_read_again_by_the_same_owner_count_once(start: int) -> None:
+    h = Harness()
+    tenants = _tenants_of(1, 4)
+    h.send(_reports(tenants, start, producer="p-1", records=2))
+    h.send(_reports(tenants, start, producer="p-2", records=5))
+    h.read_again(1, from_offset=0)
+    h.send(_reports(tenants, start, producer="p-1", records=1))
+    h.read_again(1, from_offset=1)
+    assert h.windows.counters["duplicate_reports"] == 4 * (2 + 2)  # offsets 0, 1, then 1, 2
+    _close_all(h, start)
+    (summary,) = [s for s in h.summaries() if s.window_start == start and s.usage_partition == 1]
+    assert summary.tenants == {("orders", t): (8, 800) for t in tenants}
+
+
+def test_totals_written_before_offsets_were_kept_restore_and_count_again(start: int) -> None:
+    """A bare list of rows (the value before the offset was kept) restores; with no offset to
+    compare, a record read again is added again, as before."""
+    first = Harness()
+    tenants = _tenants_of(0, 2)
+    first.send(_reports(tenants, start, producer="p-1", records=4))
+    table = FakeWindowTable()
+    table.table.data = {k: v["totals"] for k, v in first.table.table.data.items()}
+    second = Harness(table, registry=first.registry, delivered=first.delivered)
+    asyncio.run(second.windows.on_tick({0}))
+    assert second.windows.counters["windows_restored"] == 1
+    second.send(_reports(tenants, start, producer="p-1", records=1))
+    _close_all(second, start)
+    (summary,) = [s for s in second.summaries()
+                  if s.window_start == start and s.usage_partition == 0]
+    assert summary.tenants == {("orders", t): (5, 500) for t in tenants}
 
 
 def test_restore_takes_only_the_partitions_own_entries(start: int) -> None:

@@ -14,6 +14,7 @@ from routing_app.windows import (
     WindowCloser,
     WindowCompletion,
     WindowSummary,
+    stored_totals,
     window_start_of,
 )
 from routing_app.windows import summary as summary_module
@@ -605,6 +606,22 @@ def test_restore_producer_rejects_malformed_rows() -> None:
         acc.restore_producer(0, BASE, "p", [["orders", "acme", 4]])
     with pytest.raises((TypeError, ValueError)):
         acc.restore_producer(0, BASE, "q", [["orders", "acme", "x", 1, 1]])
+    with pytest.raises(KeyError):
+        acc.restore_producer(0, BASE, "r", {"offset": 3})
+    with pytest.raises(TypeError):
+        acc.restore_producer(0, BASE, "s", {"offset": 3, "totals": "rows"})
+
+
+def test_restored_totals_keep_the_offset_of_the_record_that_made_them() -> None:
+    acc = WindowAccumulator()
+    assert acc.restore_producer(0, BASE, "p-1", stored_totals([("orders", "a", 1, 2, 3)], 41))
+    assert acc.applied_offset(0, BASE, "p-1") == 41
+    assert acc.applied_offset(0, BASE, "p-2") == -1
+    assert acc.applied_offset(0, BASE + SIZE, "p-1") == -1
+    acc.add_usage(0, BASE, "p-1", [("orders", "a", 1, 1, 1)], offset=42)
+    assert acc.applied_offset(0, BASE, "p-1") == 42
+    acc.close(0, BASE, SIZE, 1, "timer", "w")
+    assert acc.applied_offset(0, BASE, "p-1") == -1
 
 
 def test_forget_drops_producer_totals_of_that_partition_only() -> None:
