@@ -76,7 +76,6 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         broker_heartbeat_interval=min(3.0, s.worker_session_timeout_s / 4),
     )
     app.routing_settings = s
-    hold_flow_until_seek(app)
     app.route_cache = RouteCache({"bootstrap.servers": s.bootstrap}, route_codec, s.routes_topic,
                                  name="worker-routes")
 
@@ -102,6 +101,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
                              key_serializer="raw", value_serializer="raw")
     usage_topic = app.topic(s.usage_topic, partitions=s.usage_partitions, internal=False,
                             key_serializer="raw", value_serializer="raw")
+    hold_flow_until_seek(app, [s.usage_topic, s.control_topic])
     writer = RouteWriter(s, registry, tables, events_topic, worker_id)
     writer.control_topic = control_topic
     summary_codec = AvroCodec(registry, WINDOW_SUMMARY_SCHEMA, s.control_topic,

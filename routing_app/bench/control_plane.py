@@ -134,9 +134,8 @@ def run_aggregate(settings: Settings, *, reports: int = 1_000_000, tenants: int 
             s = _scratch_settings(settings, scratch, f"aggregate{count}", window_s=600.0)
             workers = _start_workers(s, count, Path(tmp), reporter)
             try:
-                # A worker reports ready before the others have joined its group. Records that
-                # arrive during that first rebalance can be lost by faust-streaming (seen with
-                # the old one-report records too), so the clock starts once the group settled.
+                # A worker reports ready before the others have joined its group: the clock
+                # starts once the group settled, so that it times aggregation, not a rebalance.
                 _wait_group_settled(s, count, reporter)
                 runs[count] = run = _feed_and_time(s, workers, reports, tenants, top_k, reporter)
             finally:

@@ -161,9 +161,11 @@ def test_window_totals_survive_a_killed_worker_through_the_changelog(
 
 def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
         stack_settings: Settings, tmp_path: Path) -> None:
-    """faust-streaming 0.15.3 can drop records delivered while a rebalance finishes
-    (faust-streaming#596) and commit past them; a partition's new owner reads again what its old
-    owner had already counted. Traffic flows through the join: every report counts once."""
+    """faust-streaming 0.15.3 drops records it reads during a rebalance and, for a partition the
+    group has not committed yet, never reads them again; records delivered as a rebalance ends
+    can be cleared and committed over (faust-streaming#596); and a partition's new owner reads
+    again what its old owner had counted. Traffic flows through the join: every report counts
+    once (routing_app.app.rebalance, and the offsets kept with the window totals)."""
     suffix = uuid.uuid4().hex[:8]
     settings = stack_settings.replace(
         routes_topic=f"ur.routes.{suffix}", events_topic=f"ur.events.{suffix}",
@@ -177,10 +179,14 @@ def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
     now = int(time.time() * 1000)
     window_start = now - now % SIZE
 
-    first = start_worker(settings, tmp_path / "first")
-    second: Worker | None = None
+    # Both start at once: the feed starts when the first is ready, and the second joins while
+    # the group has committed nothing yet.
+    second = launch_worker(settings, tmp_path / "second")
+    first: Worker | None = None
     sent: dict[str, int] = dict.fromkeys(TENANTS, 0)
     try:
+        first = start_worker(settings, tmp_path / "first")
+
         def feed(seconds: float) -> None:
             """An interval from each of two producers every 50 ms, as RoutingProducers would."""
             until = time.monotonic() + seconds
@@ -191,9 +197,8 @@ def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
                     sent[t] += 3
                 time.sleep(0.05)
 
-        feed(3.0)
-        second = launch_worker(settings, tmp_path / "second")
-        # Through the second worker's start, its join, the recovery and the first commits.
+        # From the first worker's start, through the second one's join (before the group has
+        # committed anything), the recovery and the first commits.
         feed(20.0)
         assert second.wait_ready(60), second.log()[-3000:]
         feed(2.0)
@@ -208,6 +213,9 @@ def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
             and len({s.usage_partition for s in found}) == PARTITIONS and found,
             timeout=60, what="the summaries of the window")
         assert _usage(first)["usage_undecodable"] == 0
+        # The scenario happened: the second worker took usage partitions over.
+        assert {s.worker_id.rsplit(":", 1)[1] for s in summaries} == {
+            str(first.process.pid), str(second.process.pid)}
     finally:
         for w in (first, second):
             if w is not None:
