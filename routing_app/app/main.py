@@ -53,6 +53,9 @@ class RoutingApp(faust.App):
         self.route_cache.start()
 
 
+USAGE_FETCH_BYTES = 8 * 1024 * 1024  # per partition and fetch
+
+
 def create_app(settings: Settings | None = None) -> RoutingApp:
     s = settings or load_settings()
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -74,6 +77,12 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         # changelog on takeover is cheap and reliable.
         table_standby_replicas=0,
         broker_heartbeat_interval=min(3.0, s.worker_session_timeout_s / 4),
+        # aiokafka keeps one fetch in flight per broker, and faust makes it wait up to 1.5 s
+        # for data: when the other partitions' batches run out while a fetch long-polls a quiet
+        # one (the control partition between ticks), they stall. Measured: with the default
+        # 1 MiB, the worker owning the control partition aggregated a backlog 45 % slower than
+        # the other one; big batches make that wait rare (bench aggregate, README).
+        consumer_max_fetch_size=USAGE_FETCH_BYTES,
     )
     app.routing_settings = s
     app.route_cache = RouteCache({"bootstrap.servers": s.bootstrap}, route_codec, s.routes_topic,

@@ -213,7 +213,7 @@ def drain(settings: Settings, rate: float, as_json: bool) -> None:
 
 
 @bench.command()
-@click.option("--reports", type=click.IntRange(1), default=1_000_000, show_default=True,
+@click.option("--reports", type=click.IntRange(1), default=3_000_000, show_default=True,
               help="Tenant usage reports to aggregate (many per usage record).")
 @click.option("--tenants", type=click.IntRange(1), default=5_000, show_default=True)
 @click.option("--top-k", type=click.IntRange(1), default=1_000, show_default=True,

@@ -112,7 +112,7 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
             "hot_partition_before": java_partition(b"hot-0", 12)}
 
 
-def run_aggregate(settings: Settings, *, reports: int = 1_000_000, tenants: int = 5_000,
+def run_aggregate(settings: Settings, *, reports: int = 3_000_000, tenants: int = 5_000,
                   top_k: int = 1_000, reporter: Reporter | None = None) -> dict[str, Any]:
     """Tenant usage reports aggregated per second by one worker, then by two, on the same input.
 
@@ -157,6 +157,12 @@ def run_aggregate(settings: Settings, *, reports: int = 1_000_000, tenants: int 
         "reports_per_record": round(reports / one.records, 1), "tenants": tenants,
         "top_k": top_k, "usage_partitions": settings.usage_partitions,
         "host_cpus": os.cpu_count(),
+        "fed_s_1w": round(one.fed_s, 2), "fed_s_2w": round(two.fed_s, 2),
+        "elapsed_s_1w": round(one.elapsed_s, 2), "elapsed_s_2w": round(two.elapsed_s, 2),
+        # How evenly the usage partitions split the work between the two, and when each was done.
+        "worker_reports_2w": list(two.worker_reports),
+        "worker_done_s_2w": [round(x, 2) for x in two.worker_done_s],
+        "worker_planning_2w": list(two.worker_planning),
     }
     if one.worker_cpu_s and two.worker_cpu_s:
         result.update(
@@ -166,6 +172,13 @@ def run_aggregate(settings: Settings, *, reports: int = 1_000_000, tenants: int 
     if one.host_idle is not None and two.host_idle is not None:
         result.update(host_idle_pct_1w=round(100 * one.host_idle, 1),
                       host_idle_pct_2w=round(100 * two.host_idle, 1))
+        if one.worker_cpu_s and two.worker_cpu_s:
+            # What the rest of the machine (broker, registry, this process) used meanwhile: on a
+            # host without spare cores it is taken from the workers.
+            cores = os.cpu_count() or 1
+            result.update({f"other_cpu_s_{n}w": round(
+                run.elapsed_s * cores * (1 - (run.host_idle or 0)) - (run.worker_cpu_s or 0), 2)
+                for n, run in ((1, one), (2, two))})
     return result
 
 
@@ -216,6 +229,11 @@ class _AggregateRun:
     records_per_s: float
     worker_cpu_s: float | None  # all workers together, during the run
     host_idle: float | None  # share of the machine's CPU time left idle during the run
+    fed_s: float  # until the broker had every usage record
+    elapsed_s: float
+    worker_reports: tuple[int, ...]  # reports each worker handled
+    worker_done_s: tuple[float, ...]  # when each worker handled its last report
+    worker_planning: tuple[bool, ...]  # which one owns the control partition
 
 
 def _usage_records(s: Settings, reports: int, tenants: int, top_k: int, now: int
@@ -270,19 +288,27 @@ def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tena
                 except BufferError:
                     producer.poll(0.05)
         producer.flush(60)
+        fed = time.monotonic() - started
         seen = 0
         deadline = time.monotonic() + 600
+        handled = [0] * len(workers)
+        last_change = [0.0] * len(workers)  # when each worker's count last grew
         while seen < reports:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {seen} of {reports} reports aggregated in 600 s")
             time.sleep(0.1)
-            total = sum(_handled(w) for w in workers)
+            for i, w in enumerate(workers):
+                count = _handled(w)
+                if count != handled[i]:
+                    handled[i], last_change[i] = count, time.monotonic() - started
+            total = sum(handled)
             advance(total - seen)
             seen = total
     elapsed = time.monotonic() - started
     cpu_after = [_cpu_seconds(w.process.pid) for w in workers]
     idle_after = _host_cpu()
-    stats = [w.get("/writer/stats")["usage"] for w in workers]
+    full = [w.get("/writer/stats") for w in workers]
+    stats = [f["usage"] for f in full]
     aggregated = sum(int(u["reports_aggregated"]) for u in stats)
     if aggregated != reports:
         raise RuntimeError(f"{aggregated} of {reports} reports went into a window: {stats}")
@@ -294,7 +320,8 @@ def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tena
     if idle_before is not None and idle_after is not None and idle_after[1] > idle_before[1]:
         host_idle = (idle_after[0] - idle_before[0]) / (idle_after[1] - idle_before[1])
     return _AggregateRun(len(records), reports / elapsed, len(records) / elapsed, worker_cpu,
-                         host_idle)
+                         host_idle, fed, elapsed, tuple(handled), tuple(last_change),
+                         tuple(bool(f.get("planning")) for f in full))
 
 
 def _handled(worker: WorkerProcess) -> int:
