@@ -218,9 +218,12 @@ def drain(settings: Settings, rate: float, as_json: bool) -> None:
 @click.option("--tenants", type=click.IntRange(1), default=5_000, show_default=True)
 @click.option("--top-k", type=click.IntRange(1), default=1_000, show_default=True,
               help="Tenants each simulated producer reports by name per interval.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True,
+              help="Pairs of runs (one worker, then two); the median ratio is reported.")
 @_as_json
 @pass_settings
-def aggregate(settings: Settings, reports: int, tenants: int, top_k: int, as_json: bool) -> None:
+def aggregate(settings: Settings, reports: int, tenants: int, top_k: int, rounds: int,
+              as_json: bool) -> None:
     """Tenant usage reports aggregated per second by one worker and by two.
 
     events_per_s counts tenant reports (= reports_per_s); records_per_s counts the Kafka
@@ -228,7 +231,7 @@ def aggregate(settings: Settings, reports: int, tenants: int, top_k: int, as_jso
     from routing_app.bench.control_plane import run_aggregate
 
     result = run_aggregate(settings, reports=reports, tenants=tenants, top_k=top_k,
-                           reporter=RichReporter(err))
+                           rounds=rounds, reporter=RichReporter(err))
     _finish("usage aggregation", result, as_json, [
         ("events_per_s_1w", ">=", 20_000, _always),
         ("scale_2w", ">=", 1.7, _always),
