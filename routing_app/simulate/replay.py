@@ -1,12 +1,12 @@
 """The demo's workload through ``plan`` without Kafka, with the live loop's timing.
 
 ``routing-app demo --offline`` and the tests use it to see which decisions a live demo makes.
-Unlike ``run_simulation`` (one exact figure per window), it keeps the timing that makes a live
-loop churn: records are counted in 0.1 s ticks; a window's usage is complete ``plan_delay_s``
-after its end, when the plan runs; the broker's write rates the planner also sees are sampled
-then, since the previous cycle, so they run ahead of the window's usage (a tenant turning hot
-shows there first) and lag behind moves; a move takes effect ``drain_s`` after the plan (a
-strict move's stop-and-wait).
+Unlike ``run_simulation`` (one exact figure per window), it keeps the live loop's timing:
+records are counted in 0.1 s ticks; a window's usage is complete ``plan_delay_s`` after its
+end, when the plan runs; the broker's write rates the planner also sees are those of the same
+window (the live loop reads them by timestamp at the window's edges), so they show where the
+window's records went, moves that had not yet taken effect included; a move takes effect
+``drain_s`` after the plan (a strict move's stop-and-wait).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
     history: dict[TenantKey, TenantHistory] = {}
     epochs: dict[TenantKey, int] = {}
     per_second: list[Counter[str]] = []
-    written = [0.0] * n  # end offsets, as fractions for shards
-    sampled_at, sampled = 0.0, [0.0] * n
+    # Records written to each partition in each second (fractions for shards).
+    written: list[list[float]] = []
     next_plan = window_s + plan_delay_s
     result = Replay()
     per_tick = max(1, round(traffic.records_per_s * _TICK_S))
@@ -79,6 +79,7 @@ def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
         second = int(t)
         while len(per_second) <= second:
             per_second.append(Counter())
+            written.append([0.0] * n)
         per_second[second].update(sent)
         for tenant, count in sent.items():
             parts = placement.get(tenant)
@@ -86,20 +87,19 @@ def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
                 home = homes.get(tenant)
                 if home is None:
                     home = homes[tenant] = java_partition(tenant.encode(), n)
-                written[home] += count
+                written[second][home] += count
             else:
                 for p in parts:
-                    written[p] += count / len(parts)
+                    written[second][p] += count / len(parts)
         if t + 1e-9 < next_plan:
             continue
         end = next_plan - plan_delay_s
         usage: Counter[str] = Counter()
+        in_window = [0.0] * n
         for s in range(max(0, round(end - window_s)), round(end)):
             usage.update(per_second[s])
-        elapsed = max(t - sampled_at, 1e-6)
-        loads = {(topic, p): PartitionLoad(topic, p, (written[p] - sampled[p]) / elapsed)
-                 for p in range(n)}
-        sampled_at, sampled = t, list(written)
+            in_window = [a + b for a, b in zip(in_window, written[s], strict=True)]
+        loads = {(topic, p): PartitionLoad(topic, p, in_window[p] / window_s) for p in range(n)}
         inp = PlannerInput(
             now_ms=_EPOCH_MS + round(end * 1000), partition_counts={topic: n}, routes=routes,
             rates={(topic, tenant): TenantRate(topic, tenant, count / window_s)
