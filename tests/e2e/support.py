@@ -35,7 +35,7 @@ def fresh_routing_settings(stack: Settings, prefix: str, **changes: Any) -> Sett
 
 def start_worker(settings: Settings, workdir: Path, wait_s: float = 90.0, **env: str) -> Worker:
     """A running, ready worker; or an exited one (for tests of refusals) — never a hung one."""
-    worker = launch_worker(settings, workdir, **env)
+    worker = launch_worker(settings, workdir, None, **env)
     if worker.wait_ready(wait_s) or not worker.alive:
         return worker
     worker.stop()
@@ -47,7 +47,7 @@ def start_writer(settings: Settings, workdir: Path, **env: str) -> Worker:
 
     On a cold cluster the first group join (and the idempotent producers' PID) can take longer
     than a command's default wait; tests should not race it."""
-    worker = start_worker(settings, workdir, **env)
+    worker = start_worker(settings, workdir, 90.0, **env)
     if worker.alive:
         wait_for(lambda: worker.get("/writer/stats").get("planning"), timeout=90,
                  what="the worker to own the control partition")
@@ -73,7 +73,7 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0
         while len(found) < expected and time.monotonic() < deadline:
             for m in consumer.consume(1000, 0.2):
                 if m.error() is None:
-                    found.append((m.partition(), m.key(), m.value()))
+                    found.append((m.partition() or 0, m.key(), m.value()))
     finally:
         consumer.close()
     return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,8 @@ from tests.e2e.test_routing import producer_conf
 pytestmark = pytest.mark.integration
 
 
-def produce_raw(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes | None]]
-                ) -> None:
+def produce_raw(settings: Settings, topic: str,
+                records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
     producer = Producer(client_settings(settings.bootstrap))
     for key, value in records:
         producer.produce(topic, value, key)

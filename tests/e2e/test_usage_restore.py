@@ -92,6 +92,19 @@ def _summaries(settings: Settings, window_start: int) -> list[WindowSummary]:
     return found
 
 
+def _close_window(settings: Settings, window_start: int) -> list[WindowSummary]:
+    """A producer past the window's end + grace on every partition closes it by stream time;
+    returns its summaries, one per usage partition."""
+    closing = window_start + SIZE + settings.window_grace_ms + 1
+    _send(settings, [UsageReport("p-3", "orders", t, 1, 1, closing - 1000, closing)
+                     for t in TENANTS])
+    found: list[WindowSummary] = wait_for(
+        lambda: (found := _summaries(settings, window_start))
+        and len({s.usage_partition for s in found}) == PARTITIONS and found,
+        timeout=60, what="the summaries of the window")
+    return found
+
+
 def _delete_topics(settings: Settings) -> None:
     admin = admin_client(settings.bootstrap)
     mine = [t for t in admin.list_topics(timeout=10).topics
@@ -100,8 +113,7 @@ def _delete_topics(settings: Settings) -> None:
         future.result(60)
 
 
-def test_window_totals_survive_a_killed_worker_through_the_changelog(
-        stack_settings: Settings, tmp_path: Path) -> None:
+def _scratch_settings(stack_settings: Settings) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     settings = stack_settings.replace(
         routes_topic=f"ur.routes.{suffix}", events_topic=f"ur.events.{suffix}",
@@ -109,13 +121,24 @@ def test_window_totals_survive_a_killed_worker_through_the_changelog(
         app_id=f"ur-{suffix}", usage_partitions=PARTITIONS, window_s=WINDOW_S,
         window_grace_ms=500, window_idle_ms=1000, worker_session_timeout_s=6.0)
     ensure_topics(settings.bootstrap, routing_topics(settings))
-    # Enough of the window left for a kill, a takeover and the restore (a timer closes it
-    # once its end has passed).
+    return settings
+
+
+def _window_with_room(seconds: float) -> tuple[int, int]:
+    """(now, the start of the window open now) once at least ``seconds`` of it are left."""
     left = WINDOW_S - time.time() % WINDOW_S
-    if left < 40:
+    if left < seconds:
         time.sleep(left + 0.1)
     now = int(time.time() * 1000)
-    window_start = now - now % SIZE
+    return now, now - now % SIZE
+
+
+def test_window_totals_survive_a_killed_worker_through_the_changelog(
+        stack_settings: Settings, tmp_path: Path) -> None:
+    settings = _scratch_settings(stack_settings)
+    # Enough of the window left for a kill, a takeover and the restore (a timer closes it
+    # once its end has passed).
+    now, window_start = _window_with_room(40)
 
     first = start_worker(settings, tmp_path / "first")
     second: Worker | None = None
@@ -134,14 +157,7 @@ def test_window_totals_survive_a_killed_worker_through_the_changelog(
         more = _send(settings, _interval("p-1", later, 5))
         wait_for(lambda: _usage(second)["reports_aggregated"] == more, timeout=30,
                  what="the second worker to aggregate the later reports")
-        # A producer past the window's end + grace on every partition closes it by stream time.
-        closing = window_start + SIZE + settings.window_grace_ms + 1
-        _send(settings, [UsageReport("p-3", "orders", t, 1, 1, closing - 1000, closing)
-                         for t in TENANTS])
-        summaries = wait_for(
-            lambda: (found := _summaries(settings, window_start))
-            and len({s.usage_partition for s in found}) == PARTITIONS and found,
-            timeout=60, what="the summaries of the window")
+        summaries = _close_window(settings, window_start)
         assert _usage(second)["usage_undecodable"] == 0
     finally:
         for w in (first, second):
@@ -166,18 +182,8 @@ def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
     can be cleared and committed over (faust-streaming#596); and a partition's new owner reads
     again what its old owner had counted. Traffic flows through the join: every report counts
     once (routing_app.app.rebalance, and the offsets kept with the window totals)."""
-    suffix = uuid.uuid4().hex[:8]
-    settings = stack_settings.replace(
-        routes_topic=f"ur.routes.{suffix}", events_topic=f"ur.events.{suffix}",
-        usage_topic=f"ur.usage.{suffix}", control_topic=f"ur.control.{suffix}",
-        app_id=f"ur-{suffix}", usage_partitions=PARTITIONS, window_s=WINDOW_S,
-        window_grace_ms=500, window_idle_ms=1000, worker_session_timeout_s=6.0)
-    ensure_topics(settings.bootstrap, routing_topics(settings))
-    left = WINDOW_S - time.time() % WINDOW_S
-    if left < 45:
-        time.sleep(left + 0.1)
-    now = int(time.time() * 1000)
-    window_start = now - now % SIZE
+    settings = _scratch_settings(stack_settings)
+    _, window_start = _window_with_room(45)
 
     # Both start at once: the feed starts when the first is ready, and the second joins while
     # the group has committed nothing yet.
@@ -203,15 +209,7 @@ def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
         assert second.wait_ready(60), second.log()[-3000:]
         feed(2.0)
         assert int(time.time() * 1000) < window_start + SIZE, "the window ended during the feed"
-        closing = window_start + SIZE + settings.window_grace_ms + 1
-        wait_for(lambda: time.time() * 1000 > closing - 1000, timeout=WINDOW_S,
-                 what="the end of the window")
-        _send(settings, [UsageReport("p-3", "orders", t, 1, 1, closing - 1000, closing)
-                         for t in TENANTS])
-        summaries = wait_for(
-            lambda: (found := _summaries(settings, window_start))
-            and len({s.usage_partition for s in found}) == PARTITIONS and found,
-            timeout=60, what="the summaries of the window")
+        summaries = _close_window(settings, window_start)
         assert _usage(first)["usage_undecodable"] == 0
         # The scenario happened: the second worker took usage partitions over.
         assert {s.worker_id.rsplit(":", 1)[1] for s in summaries} == {
