@@ -50,3 +50,17 @@ def test_propagation_bench(stack_settings: Settings) -> None:
     _positive_figures(result, ["p50_ms", "p99_ms", "max_ms", "changes", "producers"])
     assert (result["changes"], result["producers"]) == (20, 2)
     assert result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+
+
+def test_aggregate_bench(stack_settings: Settings) -> None:
+    """Small, but through real workers: every report is aggregated exactly once (the bench
+    raises otherwise), and the two workers split the usage partitions between them."""
+    from routing_app.bench.control_plane import run_aggregate
+
+    result = run_aggregate(stack_settings, reports=20_000, tenants=600, top_k=200, rounds=1)
+    _positive_figures(result, ["events_per_s_1w", "events_per_s_2w", "scale_2w",
+                               "records_per_s_1w", "reports_per_record"])
+    assert result["reports"] == 20_000
+    assert sum(result["worker_reports_2w"]) == 20_000
+    assert all(share > 0 for share in result["worker_reports_2w"]), result["worker_reports_2w"]
+    assert sorted(result["worker_planning_2w"]) == [False, True]
