@@ -152,10 +152,24 @@ def _split_config(conf: dict[str, Any]) -> tuple[dict[str, Any], _Options, str |
             rdkafka[name] = value
     if "bootstrap.servers" not in rdkafka:
         raise ConfigurationError("'bootstrap.servers' is required")
+    _default_idempotence(rdkafka)
     opts = _Options(**options)
     if not opts.producer_id:
         opts = _Options(**{**options, "producer_id": f"producer-{uuid.uuid4().hex[:12]}"})
     return rdkafka, opts, registry_url, key_serializer, value_serializer
+
+
+def _default_idempotence(rdkafka: dict[str, Any]) -> None:
+    """Idempotence on unless the configuration says otherwise, as the Java client does since
+    3.0: a strict move's stop-and-wait keeps a tenant's order only if a retry cannot put a
+    record behind a later one. With it off, say so once, at the start."""
+    acks = str(rdkafka.get("acks", rdkafka.get("request.required.acks", "all"))).lower()
+    if "enable.idempotence" not in rdkafka and acks in ("all", "-1"):
+        rdkafka["enable.idempotence"] = True
+    elif not _as_bool("enable.idempotence", rdkafka.get("enable.idempotence", False)):
+        log.warning("enable.idempotence is off (acks=%s): a retried send can land behind a later "
+                    "one, so tenants in strict mode may see records out of order around a move",
+                    acks)
 
 
 class RoutingProducer:

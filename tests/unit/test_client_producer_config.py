@@ -34,7 +34,8 @@ def test_split_config_parses_routing_options() -> None:
         "routing.producer.id": "prod-1",
         "routing.cache.enabled": "yes",
     })
-    assert rdkafka == {"bootstrap.servers": "127.0.0.1:1", "linger.ms": 5}
+    assert rdkafka == {"bootstrap.servers": "127.0.0.1:1", "linger.ms": 5,
+                       "enable.idempotence": True}
     assert registry_url == "http://reg:8081"
     assert ks is key_ser and vs is value_ser
     assert opts.routes_topic == "my.routes" and opts.usage_topic == "my.usage"
@@ -46,11 +47,35 @@ def test_split_config_parses_routing_options() -> None:
 
 def test_split_config_defaults_and_generated_producer_id() -> None:
     rdkafka, opts, registry_url, ks, vs = _split_config(dict(BOOT))
-    assert rdkafka == BOOT and registry_url is None and ks is None and vs is None
+    assert rdkafka == {**BOOT, "enable.idempotence": True}
+    assert registry_url is None and ks is None and vs is None
     assert opts.routes_topic == "routing.routes" and opts.usage_topic == "routing.usage"
     assert opts.cache_enabled and opts.usage_enabled
     assert opts.producer_id.startswith("producer-") and len(opts.producer_id) > len("producer-")
     assert _split_config(dict(BOOT))[1].producer_id != opts.producer_id
+
+
+@pytest.mark.parametrize(("given", "idempotent", "warned"), [
+    ({}, True, False),
+    ({"acks": "all"}, True, False),
+    ({"acks": -1}, True, False),
+    ({"enable.idempotence": "true"}, "true", False),
+    ({"enable.idempotence": False}, False, True),
+    ({"acks": 1}, None, True),  # idempotence needs acks=all: left to the user, and said
+    ({"request.required.acks": "1"}, None, True),
+])
+def test_idempotence_is_on_unless_the_configuration_says_otherwise(
+        given: dict[str, Any], idempotent: Any, warned: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="routing_app.client.producer"):
+        rdkafka = _split_config({**BOOT, **given})[0]
+    assert rdkafka.get("enable.idempotence") == idempotent
+    assert any("out of order" in r.getMessage() for r in caplog.records) is warned
+
+
+def test_default_idempotent_configuration_is_accepted_by_librdkafka() -> None:
+    RoutingProducer({**QUIET, "routing.cache.enabled": False,
+                     "routing.usage.enabled": False}).close(0)
 
 
 @pytest.mark.parametrize(("value", "expected"), [
