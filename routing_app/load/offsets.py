@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -53,8 +53,8 @@ class PartitionLoadSampler:
         if latest is None:
             latest = self.end_offsets(timeout)
         # Both edges asked at once; only ``latest`` has to come first (see rates_from_edge_offsets).
-        at_start = self._ask(lambda: OffsetSpec.for_timestamp(start_ms), timeout)
-        at_end = self._ask(lambda: OffsetSpec.for_timestamp(end_ms), timeout)
+        at_start = self._ask(start_ms, timeout)
+        at_end = self._ask(end_ms, timeout)
         found_start, errors = _answers(at_start, timeout)
         found_end, end_errors = _answers(at_end, timeout)
         errors += end_errors
@@ -78,9 +78,11 @@ class PartitionLoadSampler:
             self._fell_back(f"no offsets by timestamp for partitions {list(exact.unknown)}")
         return {**{p: sampled[p] for p in exact.unknown if p in sampled}, **exact.rates}
 
-    def _ask(self, spec: Callable[[], OffsetSpec], timeout: float
+    def _ask(self, timestamp_ms: int, timeout: float
              ) -> dict[TopicPartition, Future[ListOffsetsResultInfo]]:
-        request = {TopicPartition(self._topic, p): spec() for p in self.partitions}
+        """Each partition's first offset stamped at or after ``timestamp_ms``, as futures."""
+        request = {TopicPartition(self._topic, p): OffsetSpec.for_timestamp(timestamp_ms)
+                   for p in self.partitions}
         answers: dict[TopicPartition, Future[ListOffsetsResultInfo]] = self._admin.list_offsets(
             request, request_timeout=timeout)
         return answers
