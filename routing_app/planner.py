@@ -156,6 +156,10 @@ class PlannerInput:
     # Residual traffic (not attributed to any reported tenant) per partition.
     residual: Mapping[PartitionKey, float] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)
+    # False when some usage partitions never reported the window (planned after the wait):
+    # tenants on them look idle, so a hot partition's load may have no known cause. Then only
+    # tenants seen hot move (isolate, shard); no rebalance or merge back acts on the gaps.
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -747,10 +751,12 @@ class _Topic:
         # looping until quiet is what makes a plan, applied and planned again, produce nothing.
         cool = sorted(t for t in self.routed
                       if self.rate(t) < self.cool_level and t not in self.broken)
+        complete = self.inp.complete
         while True:
             moved = self._isolate()
-            moved = self._rebalance() or moved
-            moved = self._merge(cool) or moved
+            if complete:
+                moved = self._rebalance() or moved
+                moved = self._merge(cool) or moved
             if not moved:
                 return
 

@@ -134,7 +134,7 @@ class PlanningLoop:
             loads=loads, history=self._writer.history(), frozen=self._writer.frozen(),
             drained=self._writer.drained(),
             residual={k: v for k, v in residual.items() if k[0] in counts},
-            policy=self.policy,
+            policy=self.policy, complete=window.complete,
         )
         try:
             result: Plan = await asyncio.to_thread(plan, inp)
