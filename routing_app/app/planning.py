@@ -117,7 +117,9 @@ class PlanningLoop:
     async def _cycle(self, window: CompleteWindow) -> None:
         started = time.perf_counter()
         window_s = max((window.window_end - window.window_start) / 1000.0, 1e-3)
-        rates = {key: TenantRate(key[0], key[1], records / window_s, nbytes / window_s)
+        streams = window.stream_totals()
+        rates = {key: TenantRate(key[0], key[1], records / window_s, nbytes / window_s,
+                                 *_stream_rate(streams.get(key), window_s))
                  for key, (records, nbytes) in window.tenant_totals().items()}
         residual = {key: records / window_s
                     for key, (records, _) in window.residual_totals().items() if key[1] >= 0}
@@ -189,3 +191,10 @@ class PlanningLoop:
                 loads[(topic, partition)] = PartitionLoad(topic, partition, rate,
                                                           lag.get(partition, 0))
         return loads
+
+
+def _stream_rate(streams: tuple[int, int] | None, window_s: float) -> tuple[float | None, int]:
+    """TenantRate's (top_stream_per_s, streams): None for a tenant that is one stream."""
+    if streams is None:
+        return None, 1
+    return streams[0] / window_s, streams[1]

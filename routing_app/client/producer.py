@@ -384,6 +384,7 @@ class RoutingProducer:
             tenant_bytes = tenant.encode("utf-8") if isinstance(tenant, str) else tenant
             secondary = key
         route_partitions = None
+        relaxed = False
         if tenant_bytes is not None and self._cache is not None:
             routes = self._cache.routes_for_topic(topic)
             if routes:
@@ -392,7 +393,9 @@ class RoutingProducer:
                 route = routes.get(tenant_name)
                 if route is not None:
                     route_partitions = self._usable(route, count)
-        return choose_partition(count, route_partitions, tenant_bytes, secondary, self._round_robin)
+                    relaxed = route.mode is RouteMode.RELAXED
+        return choose_partition(count, route_partitions, tenant_bytes, secondary, self._round_robin,
+                                spread_keyless=relaxed)
 
     def _usable(self, route: Route, count: int) -> tuple[int, ...] | None:
         if max(route.partitions) < count:
@@ -549,7 +552,8 @@ class RoutingProducer:
                     except BufferError:
                         pass
                     else:
-                        self._count_path(path, topic, name, chosen, value)
+                        self._count_path(path, topic, name, chosen, value,
+                                         None if tenant is None else key)
                         return
             # Full: the local queue, or the tenant's hold while its route drains.
             self._wait_for_room(hold, deadline, topic, name)
@@ -581,8 +585,9 @@ class RoutingProducer:
         return future
 
     def _count_path(self, path: RoutingPath, topic: str, name: str | None, chosen: int | None,
-                    value: Any) -> None:
-        # Under the cell lock, right after the record went to librdkafka.
+                    value: Any, stream: Any) -> None:
+        # Under the cell lock, right after the record went to librdkafka. ``stream``: the
+        # secondary key (None: the record is its tenant's keyless stream).
         if path is RoutingPath.ROUTED:
             self._routed += 1
         elif path is RoutingPath.SHARDED:
@@ -597,7 +602,7 @@ class RoutingProducer:
             self._count_sent(topic, chosen, 1)
         if self._usage is not None:
             self._usage.add(topic, name or "", len(value) if value is not None else 0,
-                            -1 if chosen is None else chosen)
+                            -1 if chosen is None else chosen, stream)
 
     def _wait_for_room(self, hold: TenantHold | None, deadline: float, topic: str,
                        name: str | None) -> None:
@@ -818,7 +823,8 @@ class RoutingProducer:
                 except BufferError:
                     pass
                 else:
-                    self._count_path(path, topic, name, chosen, value)
+                    self._count_path(path, topic, name, chosen, value,
+                                     None if tenant is None else key)
                     return
             self._wait_for_room(None, deadline, topic, None)
 

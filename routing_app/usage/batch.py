@@ -25,10 +25,11 @@ from routing_app.usage.report import UsageReport
 # A record must stay far below Kafka's default 1 MB message limit, whatever the tenant names.
 MAX_REPORTS_PER_RECORD = 2_000
 MAX_RECORD_BYTES = 256 * 1024
-_ENTRY_OVERHEAD = 24  # varints and length prefixes of one entry, generously
+_ENTRY_OVERHEAD = 40  # varints and length prefixes of one entry, generously
 
-# (topic, tenant, partition, records, bytes): one tenant's (or residual's) usage in a record.
-TenantUsage = tuple[str, str, int, int, int]
+# (topic, tenant, partition, records, bytes, top stream, streams): one tenant's (or residual's)
+# usage in a record, its stream figures already bounded (see ``bounded_streams``).
+TenantUsage = tuple[str, str, int, int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,8 @@ class UsageBatch:
             "interval_start": self.interval_start,
             "interval_end": self.interval_end,
             "reports": [{"topic": r.topic, "tenant": r.tenant, "records": r.records,
-                         "bytes": r.bytes, "partition": r.partition} for r in self.reports],
+                         "bytes": r.bytes, "partition": r.partition, "top_stream": r.top_stream,
+                         "streams": r.streams} for r in self.reports],
         }
 
 
@@ -93,15 +95,35 @@ def _batch(partition: int, producer_id: str, start: int, end: int,
 _ROW = itemgetter("topic", "tenant", "partition", "records", "bytes")
 
 
+def bounded_streams(records: int, top_stream: int, streams: int) -> tuple[int, int]:
+    """(top stream, streams) as the planner may trust them: unknown (-1, or a version 2 entry)
+    is one stream of all the records; a reported heaviest stream lies between an even split
+    over the streams and all the records, so no report makes a tenant look more splittable
+    than its own figures allow."""
+    if records <= 0:
+        return 0, 0
+    if top_stream < 0 or streams <= 0:
+        return records, 1
+    streams = min(streams, records)
+    return min(records, max(top_stream, -(-records // streams))), streams
+
+
 def usage_of(record: Mapping[str, Any]) -> list[TenantUsage]:
-    """The (topic, tenant, partition, records, bytes) entries of a decoded usage record, of
-    either version. Raises KeyError or TypeError on a malformed record; field types are the
-    Avro decoder's to guarantee."""
+    """The (topic, tenant, partition, records, bytes, top stream, streams) entries of a decoded
+    usage record, of any version. Raises KeyError or TypeError on a malformed record; field
+    types are the Avro decoder's to guarantee."""
     entries = record.get("reports")
+    rows: list[TenantUsage] = []
     if entries:
-        return list(map(_ROW, entries))
-    return [(record["topic"], record["tenant"], record.get("partition", -1), record["records"],
-             record["bytes"])]
+        for entry in entries:
+            topic, tenant, partition, records, nbytes = _ROW(entry)
+            top, streams = bounded_streams(records, entry.get("top_stream", -1),
+                                           entry.get("streams", 0))
+            rows.append((topic, tenant, partition, records, nbytes, top, streams))
+        return rows
+    records = record["records"]
+    return [(record["topic"], record["tenant"], record.get("partition", -1), records,
+             record["bytes"], *bounded_streams(records, -1, 0))]
 
 
 def reports_of(record: Mapping[str, Any]) -> list[UsageReport]:
@@ -110,5 +132,6 @@ def reports_of(record: Mapping[str, Any]) -> list[UsageReport]:
     if not isinstance(producer_id, str):
         raise TypeError(f"producer_id is a {type(producer_id).__name__}, not a string")
     start, end = int(record["interval_start"]), int(record["interval_end"])
-    return [UsageReport(producer_id, topic, tenant, records, nbytes, start, end, partition)
-            for topic, tenant, partition, records, nbytes in usage_of(record)]
+    return [UsageReport(producer_id, topic, tenant, records, nbytes, start, end, partition, top,
+                        streams)
+            for topic, tenant, partition, records, nbytes, top, streams in usage_of(record)]

@@ -22,6 +22,10 @@ class UsageReport:
     interval_start: int  # ms since the epoch
     interval_end: int
     partition: int = -1
+    # Records of the heaviest ordered stream (see routing_app.usage.streams) and how many
+    # streams; -1 and 0 when not known (read as one stream).
+    top_stream: int = -1
+    streams: int = 0
 
     @property
     def key(self) -> str:
@@ -39,8 +43,13 @@ class UsageReport:
             "interval_start": self.interval_start,
             "interval_end": self.interval_end,
             "partition": self.partition,
+            "top_stream": self.top_stream,
+            "streams": self.streams,
         }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> UsageReport:
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+        return cls(record["producer_id"], record["topic"], record["tenant"], record["records"],
+                   record["bytes"], record["interval_start"], record["interval_end"],
+                   record.get("partition", -1), record.get("top_stream", -1),
+                   record.get("streams", 0))

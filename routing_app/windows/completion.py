@@ -27,6 +27,16 @@ class CompleteWindow:
                 totals[key] = (r + records, b + nbytes)
         return totals
 
+    def stream_totals(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(heaviest stream's records, streams) of the tenants known to send several ordered
+        streams; every other tenant is one stream (see WindowSummary.streams)."""
+        totals: dict[tuple[str, str], tuple[int, int]] = {}
+        for summary in self.summaries:
+            for key, (top, streams) in summary.streams.items():
+                t, s = totals.get(key, (0, 0))
+                totals[key] = (t + top, max(s, streams))
+        return totals
+
     def producers(self) -> set[str]:
         return {p for summary in self.summaries for p in summary.producers}
 

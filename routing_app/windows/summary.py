@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from routing_app.usage.batch import bounded_streams
 
 WINDOW_SUMMARY_SCHEMA = "window_summary"
 # A summary is one Kafka record; keep it well under the default 1 MB message limit.
@@ -13,9 +15,10 @@ MAX_TENANTS_PER_SUMMARY = 20_000
 _TenantKey = tuple[str, str]
 _ResidualKey = tuple[str, int]
 _UsageKey = tuple[str, str, int]  # (topic, tenant, partition); tenant "" for a residual
-# (topic, tenant, partition, records, bytes): one entry of a usage record, and one row of a
-# producer's window totals as the windowed table holds them (a JSON array).
-UsageRow = tuple[str, str, int, int, int]
+# (topic, tenant, partition, records, bytes, top stream, streams): one entry of a usage record,
+# and one row of a producer's window totals as the windowed table holds them (a JSON array).
+# The top stream is the records of the tenant's heaviest ordered stream, an upper bound.
+UsageRow = tuple[str, str, int, int, int, int, int]
 ProducerTotals = list[UsageRow]
 
 
@@ -34,7 +37,17 @@ def parse_stored_totals(value: Any) -> tuple[int, list[UsageRow]]:
         offset, rows = -1, value
     if not isinstance(rows, list):
         raise TypeError(f"window totals are not a list: {type(rows).__name__}")
-    return offset, [(str(t), str(n), int(p), int(r), int(b)) for t, n, p, r, b in rows]
+    return offset, [_row(row) for row in rows]
+
+
+def _row(row: Any) -> UsageRow:
+    """A stored row; one written before rows had stream figures is one stream."""
+    topic, tenant, partition, records, nbytes, *streams = row
+    records = int(records)
+    top, count = (int(streams[0]), int(streams[1])) if len(streams) == 2 else (records, 1)
+    if len(streams) not in (0, 2):
+        raise ValueError(f"a window totals row has {len(row)} fields, not 5 or 7")
+    return str(topic), str(tenant), int(partition), records, int(nbytes), top, count
 
 
 @dataclass(frozen=True)
@@ -48,13 +61,18 @@ class WindowSummary:
     residuals: Mapping[_ResidualKey, tuple[int, int]]  # (topic, partition) -> (records, bytes)
     worker_id: str = ""
     producers: tuple[str, ...] = ()
+    # (topic, tenant) -> (records of its heaviest ordered stream, streams), for the tenants
+    # known to send more than one stream; any other tenant is one stream.
+    streams: Mapping[_TenantKey, tuple[int, int]] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
         return {
             "usage_partition": self.usage_partition, "usage_partitions": self.usage_partitions,
             "window_start": self.window_start, "window_end": self.window_end,
             "closed_by": self.closed_by, "worker_id": self.worker_id,
-            "tenants": [{"topic": t, "tenant": n, "records": r, "bytes": b}
+            "tenants": [{"topic": t, "tenant": n, "records": r, "bytes": b,
+                         "top_stream": self.streams.get((t, n), (-1, 0))[0],
+                         "streams": self.streams.get((t, n), (-1, 0))[1]}
                         for (t, n), (r, b) in sorted(self.tenants.items())],
             "residuals": [{"topic": t, "partition": p, "records": r, "bytes": b}
                           for (t, p), (r, b) in sorted(self.residuals.items())],
@@ -63,6 +81,13 @@ class WindowSummary:
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> WindowSummary:
+        streams = {}
+        for t in r.get("tenants") or ():
+            records = int(t["records"])
+            top, count = bounded_streams(records, int(t.get("top_stream", -1)),
+                                         int(t.get("streams", 0)))
+            if top < records:
+                streams[(t["topic"], t["tenant"])] = (top, count)
         return cls(
             usage_partition=int(r["usage_partition"]), usage_partitions=int(r["usage_partitions"]),
             window_start=int(r["window_start"]), window_end=int(r["window_end"]),
@@ -72,6 +97,7 @@ class WindowSummary:
             residuals={(x["topic"], int(x["partition"])): (int(x["records"]), int(x["bytes"]))
                        for x in r.get("residuals") or ()},
             producers=tuple(r.get("producers") or ()),
+            streams=streams,
         )
 
 
@@ -131,8 +157,11 @@ class WindowAccumulator:
         for row in usage:
             key = row[:3]
             old = get(key)
+            # Heaviest streams of two intervals add up to a bound for both; the streams seen
+            # in the window are at least the most seen in one interval.
             mine[key] = row if old is None else (
-                row[0], row[1], row[2], old[3] + row[3], old[4] + row[4])
+                row[0], row[1], row[2], old[3] + row[3], old[4] + row[4], old[5] + row[5],
+                max(old[6], row[6]))
         return list(mine.values())
 
     def restore_producer(self, usage_partition: int, window_start: int, producer_id: str,
@@ -166,18 +195,37 @@ class WindowAccumulator:
         residuals = self._residuals.pop(slot, {})
         producers = tuple(sorted(self._producers.pop(slot, ())))
         self._applied.pop(slot, None)
+        # [heaviest stream, streams] per tenant: tenants added without rows (version 1 entries)
+        # are one stream each.
+        streams: dict[_TenantKey, list[int]] = {key: [v[0], 1] for key, v in tenants.items()}
         for rows in self._by_producer.pop(slot, {}).values():
-            for topic, tenant, partition, records, nbytes in rows.values():
+            # One producer's heaviest stream of a tenant is on one of its partitions (a key
+            # goes to one shard); producers' heaviest streams add up to a bound for them all.
+            mine: dict[_TenantKey, list[int]] = {}
+            for topic, tenant, partition, records, nbytes, top, count in rows.values():
                 if tenant:
                     counts = tenants.get((topic, tenant))
                     if counts is None:
                         counts = tenants[(topic, tenant)] = [0, 0]
+                    seen = mine.get((topic, tenant))
+                    if seen is None:
+                        mine[(topic, tenant)] = [top, count]
+                    else:
+                        seen[0] = max(seen[0], top)
+                        seen[1] += count
                 else:
                     counts = residuals.get((topic, partition))
                     if counts is None:
                         counts = residuals[(topic, partition)] = [0, 0]
                 counts[0] += records
                 counts[1] += nbytes
+            for key, (top, count) in mine.items():
+                total = streams.get(key)
+                if total is None:
+                    streams[key] = [top, count]
+                else:
+                    total[0] += top
+                    total[1] = max(total[1], count)
         if len(tenants) > MAX_TENANTS_PER_SUMMARY:
             ranked = sorted(tenants.items(), key=lambda kv: (-kv[1][0], kv[0]))
             tenants = dict(ranked[:MAX_TENANTS_PER_SUMMARY])
@@ -188,4 +236,6 @@ class WindowAccumulator:
         return WindowSummary(
             usage_partition, usage_partitions, window_start, window_start + window_size_ms,
             closed_by, {k: (v[0], v[1]) for k, v in tenants.items()},
-            {k: (v[0], v[1]) for k, v in residuals.items()}, worker_id, producers)
+            {k: (v[0], v[1]) for k, v in residuals.items()}, worker_id, producers,
+            {k: (min(v[0], tenants[k][0]), v[1]) for k, v in streams.items()
+             if k in tenants and v[0] < tenants[k][0]})

@@ -141,12 +141,25 @@ def test_sharded_with_secondary_key_spreads() -> None:
     assert min(hits.values()) > 50  # roughly even, not one hot shard
 
 
-def test_sharded_without_secondary_key_round_robins() -> None:
+def test_relaxed_sharded_without_secondary_key_round_robins() -> None:
     shards = (4, 0, 8)
     counter = itertools.count(5).__next__
-    chosen = [choose_partition(12, shards, b"acme", None, counter) for _ in range(6)]
+    chosen = [choose_partition(12, shards, b"acme", None, counter, spread_keyless=True)
+              for _ in range(6)]
     assert all(path is RoutingPath.SHARDED for _, path in chosen)
     assert [p for p, _ in chosen] == [8, 4, 0, 8, 4, 0]
+
+
+@given(tenant=st.binary(min_size=1, max_size=32),
+       shards=st.lists(st.integers(0, 63), min_size=2, max_size=16, unique=True))
+@FAST
+def test_strict_keyless_records_are_one_stream_on_one_shard(tenant: bytes,
+                                                           shards: list[int]) -> None:
+    """A strict tenant's records without a secondary key (key=tenant) are one ordered stream:
+    every one goes to the same shard, the tenant's own hash over the shard list."""
+    counter = itertools.count().__next__
+    chosen = {choose_partition(64, tuple(shards), tenant, None, counter) for _ in range(20)}
+    assert chosen == {(shards[ref_partition(tenant, len(shards))], RoutingPath.SHARDED)}
 
 
 @given(tenant=st.binary(min_size=0, max_size=32), n=st.integers(1, 1000))

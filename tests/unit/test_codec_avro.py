@@ -44,13 +44,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "observed": {"rate": 12.5, "lag": 0.0}, "command_id": None, "decided_at": TS,
         "worker_id": "w-9",
     },
-    "usage_report": {  # version 2: the reports of many tenants in one record
+    "usage_report": {  # version 3: the reports of many tenants, with their stream figures
         "producer_id": "p-1", "topic": "", "tenant": "", "records": 0, "bytes": 0,
         "interval_start": TS, "interval_end": TS + 1000, "partition": -1,
         "reports": [{"topic": "orders", "tenant": "acme/eu", "records": 3, "bytes": 7,
-                     "partition": 2},
+                     "partition": 2, "top_stream": 2, "streams": 2},
                     {"topic": "orders", "tenant": "", "records": 10, "bytes": 2**40,
-                     "partition": 5}],
+                     "partition": 5, "top_stream": -1, "streams": 0}],
     },
 }
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from routing_app.usage import UsageAccumulator, UsageReport
+from routing_app.usage.streams import StreamCounts
 
 
 def _by_key(reports: list[UsageReport]) -> dict[tuple[str, str], tuple[int, int]]:
@@ -159,3 +164,55 @@ def test_every_mutation_waits_for_the_lock() -> None:
             assert not done.wait(0.05), "mutated without holding the lock"
         assert done.wait(5.0)
         worker.join()
+
+
+# -- how splittable each tenant is: its ordered streams ----------------------------------------
+
+
+def test_key_only_records_are_one_stream_of_all_the_tenants_records() -> None:
+    acc = UsageAccumulator("p")
+    acc.add_counts([("orders", b"solo", 3, 40, 400)])
+    acc.add("orders", "solo", 10, 3)  # tenant given, no secondary key: the same stream
+    (report,) = acc.drain()
+    assert (report.records, report.top_stream, report.streams) == (41, 41, 1)
+
+
+def test_secondary_keys_are_counted_per_stream() -> None:
+    acc = UsageAccumulator("p")
+    for i in range(640):
+        acc.add("orders", "big", 1, 2, f"key-{i % 64}".encode())
+    for _ in range(30):
+        acc.add("orders", "big", 1, 2, None)  # its keyless records: one stream more
+    (report,) = acc.drain()
+    assert (report.records, report.top_stream, report.streams) == (670, 30, 65)
+
+
+def test_stream_figures_survive_a_put_back() -> None:
+    acc = UsageAccumulator("p")
+    for i in range(100):
+        acc.add("orders", "big", 1, 0, i % 4)
+    first = acc.drain()
+    acc.restore(first)
+    acc.add("orders", "big", 1, 0, 0)
+    (report,) = acc.drain()
+    # 25 put back for key 0 (an upper bound for any key) plus this interval's 1.
+    assert (report.records, report.top_stream, report.streams) == (101, 26, 4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=st.lists(st.integers(0, 40), min_size=1, max_size=400),
+       capacity=st.integers(1, 16))
+def test_stream_counts_bound_the_heaviest_stream(keys: list[int], capacity: int) -> None:
+    """Misra-Gries: never below the true heaviest stream, at most records / (capacity + 1)
+    above it; exact (and every stream counted) while the keys fit."""
+    counts = StreamCounts(capacity)
+    for key in keys:
+        counts.add(key)
+    true = Counter(keys)
+    heaviest = max(true.values())
+    assert heaviest <= counts.heaviest() <= heaviest + len(keys) / (capacity + 1)
+    if len(true) <= capacity:
+        assert counts.heaviest() == heaviest
+        assert counts.streams() == len(true)
+    else:
+        assert counts.streams() == capacity

@@ -9,6 +9,7 @@ import json
 import struct
 import uuid
 from collections import Counter
+from dataclasses import replace
 
 import fastavro
 import pytest
@@ -26,6 +27,7 @@ from routing_app.usage import (
     reports_of,
     usage_of,
 )
+from routing_app.usage.batch import bounded_streams
 
 START, END = 1_700_000_000_000, 1_700_000_001_000
 
@@ -35,8 +37,10 @@ def _registry() -> SchemaRegistryClient:
 
 
 def _report(tenant: str, records: int = 1, *, topic: str = "orders", producer: str = "p-1",
-            partition: int = -1, end: int = END) -> UsageReport:
-    return UsageReport(producer, topic, tenant, records, 10 * records, START, end, partition)
+            partition: int = -1, end: int = END, top: int = -1, streams: int = 0
+            ) -> UsageReport:
+    return UsageReport(producer, topic, tenant, records, 10 * records, START, end, partition,
+                       top, streams)
 
 
 def test_every_report_and_the_record_key_hash_to_the_records_partition() -> None:
@@ -90,13 +94,36 @@ def test_nothing_to_send_makes_no_record() -> None:
 
 def test_record_roundtrips_through_the_registry_codec() -> None:
     codec = AvroCodec(_registry(), USAGE_SCHEMA, "usage")
-    reports = [_report("acme/eu", 3, partition=2), _report("", 10, partition=5),
-               _report("émoji-✓", 1)]
+    reports = [_report("acme/eu", 3, partition=2, top=2, streams=2),
+               _report("", 10, partition=5, top=10, streams=1),
+               _report("émoji-✓", 1, top=1, streams=1)]
     (batch,) = batch_reports(reports, 1)
     record = codec.decode(codec.encode(batch.to_record()))
     assert reports_of(record) == reports
-    assert usage_of(record) == [("orders", "acme/eu", 2, 3, 30), ("orders", "", 5, 10, 100),
-                                ("orders", "émoji-✓", -1, 1, 10)]
+    assert usage_of(record) == [("orders", "acme/eu", 2, 3, 30, 2, 2),
+                                ("orders", "", 5, 10, 100, 10, 1),
+                                ("orders", "émoji-✓", -1, 1, 10, 1, 1)]
+
+
+def test_entries_without_stream_figures_read_as_one_stream() -> None:
+    """Version 2 producers say nothing of their streams: each tenant is read as one ordered
+    stream (never splittable), the only assumption that cannot break strict order."""
+    record = {"reports": [{"topic": "t", "tenant": "a", "records": 7, "bytes": 70,
+                           "partition": 1}]}
+    assert usage_of(record) == [("t", "a", 1, 7, 70, 7, 1)]
+
+
+@pytest.mark.parametrize(("records", "top", "streams", "expected"), [
+    (100, 3, 64, (3, 64)),      # plausible: kept
+    (100, 0, 64, (2, 64)),      # lighter than an even split over its streams: raised to it
+    (100, 500, 4, (100, 4)),    # heavier than all the records: all of them
+    (100, 10, 10**9, (10, 100)),  # more streams than records: as many as records
+    (100, -1, 5, (100, 1)),     # unknown: one stream
+    (0, 5, 5, (0, 0)),
+])
+def test_stream_figures_are_bounded_by_the_records(records: int, top: int, streams: int,
+                                                  expected: tuple[int, int]) -> None:
+    assert bounded_streams(records, top, streams) == expected
 
 
 # The usage_report schema before records carried many tenants.
@@ -122,7 +149,7 @@ def test_a_version_1_record_still_reads_as_one_report() -> None:
     fastavro.schemaless_writer(body, fastavro.parse_schema(copy.deepcopy(USAGE_V1)),
                                old.to_record())
     data = struct.pack(">bI", 0, v1_id) + body.getvalue()
-    assert reports_of(codec.decode(data)) == [old]
+    assert reports_of(codec.decode(data)) == [replace(old, top_stream=4, streams=1)]
 
 
 def test_an_older_reader_sees_a_version_2_record_as_an_empty_report() -> None:

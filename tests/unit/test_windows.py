@@ -438,7 +438,8 @@ def test_summary_record_roundtrip() -> None:
                        ("pay", "acme"): (2, 20)},
                       {("orders", -1): (7, 70), ("orders", 3): (1, 9)}, "worker-1")
     record = s.to_record()
-    assert record["tenants"][0] == {"topic": "orders", "tenant": "acme", "records": 5, "bytes": 500}
+    assert record["tenants"][0] == {"topic": "orders", "tenant": "acme", "records": 5, "bytes": 500,
+                                    "top_stream": -1, "streams": 0}
     assert [r["partition"] for r in record["residuals"]] == [-1, 3]
     back = WindowSummary.from_record(record)
     assert back == s
@@ -564,17 +565,19 @@ def test_accumulator_under_the_cap_keeps_every_tenant(monkeypatch: pytest.Monkey
 
 def test_add_usage_returns_the_producers_running_totals_and_sums_at_close() -> None:
     acc = WindowAccumulator()
-    first = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 2, 200), ("orders", "", 4, 7, 70)])
-    assert first == [("orders", "acme", 4, 2, 200), ("orders", "", 4, 7, 70)]
-    second = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 3, 300),
-                                             ("orders", "acme", 5, 1, 10)])
+    first = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 2, 200, 2, 1),
+                                           ("orders", "", 4, 7, 70, 7, 1)])
+    assert first == [("orders", "acme", 4, 2, 200, 2, 1), ("orders", "", 4, 7, 70, 7, 1)]
+    second = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 3, 300, 3, 1),
+                                             ("orders", "acme", 5, 1, 10, 1, 1)])
     # Per (topic, tenant, partition), everything p-1 sent in this window so far.
-    assert sorted(second) == [("orders", "", 4, 7, 70), ("orders", "acme", 4, 5, 500),
-                              ("orders", "acme", 5, 1, 10)]
-    assert acc.add_usage(0, BASE, "p-2", [("orders", "acme", 0, 1, 1)]) == [
-        ("orders", "acme", 0, 1, 1)]
+    assert sorted(second) == [("orders", "", 4, 7, 70, 7, 1),
+                              ("orders", "acme", 4, 5, 500, 5, 1),
+                              ("orders", "acme", 5, 1, 10, 1, 1)]
+    assert acc.add_usage(0, BASE, "p-2", [("orders", "acme", 0, 1, 1, 1, 1)]) == [
+        ("orders", "acme", 0, 1, 1, 1, 1)]
     acc.add(0, BASE, "orders", "acme", 0, 100, 0)  # a report on its own still adds up
-    acc.add_usage(0, BASE + SIZE, "p-1", [("orders", "acme", 4, 9, 9)])  # next window
+    acc.add_usage(0, BASE + SIZE, "p-1", [("orders", "acme", 4, 9, 9, 9, 1)])  # next window
     s = acc.close(0, BASE, SIZE, 1, "stream-time", "w")
     assert dict(s.tenants) == {("orders", "acme"): (107, 511)}
     assert dict(s.residuals) == {("orders", 4): (7, 70)}
@@ -582,16 +585,18 @@ def test_add_usage_returns_the_producers_running_totals_and_sums_at_close() -> N
     assert dict(acc.close(0, BASE + SIZE, SIZE, 1, "timer", "w").tenants) == {
         ("orders", "acme"): (9, 9)}
     # Closed: a new record of p-1 for the window starts from nothing.
-    assert acc.add_usage(0, BASE, "p-1", [("orders", "x", 0, 1, 1)]) == [("orders", "x", 0, 1, 1)]
+    assert acc.add_usage(0, BASE, "p-1", [("orders", "x", 0, 1, 1, 1, 1)]) == [
+        ("orders", "x", 0, 1, 1, 1, 1)]
 
 
 def test_restore_producer_puts_back_totals_and_later_records_add_to_them() -> None:
     acc = WindowAccumulator()
     # As the table holds it after a JSON round trip through the changelog: lists.
+    # Rows written before rows had stream figures (5 fields) read as one stream each.
     assert acc.restore_producer(2, BASE, "p-1", [["orders", "acme", 4, 5, 500],
-                                                 ["orders", "", 1, 2, 20]])
-    assert acc.add_usage(2, BASE, "p-1", [("orders", "acme", 4, 1, 100)]) == [
-        ("orders", "acme", 4, 6, 600), ("orders", "", 1, 2, 20)]
+                                                 ["orders", "", 1, 2, 20, 2, 1]])
+    assert acc.add_usage(2, BASE, "p-1", [("orders", "acme", 4, 1, 100, 1, 1)]) == [
+        ("orders", "acme", 4, 6, 600, 6, 1), ("orders", "", 1, 2, 20, 2, 1)]
     # What this accumulator already holds is newer than the table: not restored twice.
     assert not acc.restore_producer(2, BASE, "p-1", [["orders", "acme", 4, 5, 500]])
     s = acc.close(2, BASE, SIZE, 3, "timer", "w")
@@ -614,11 +619,12 @@ def test_restore_producer_rejects_malformed_rows() -> None:
 
 def test_restored_totals_keep_the_offset_of_the_record_that_made_them() -> None:
     acc = WindowAccumulator()
-    assert acc.restore_producer(0, BASE, "p-1", stored_totals([("orders", "a", 1, 2, 3)], 41))
+    assert acc.restore_producer(0, BASE, "p-1",
+                                stored_totals([("orders", "a", 1, 2, 3, 2, 1)], 41))
     assert acc.applied_offset(0, BASE, "p-1") == 41
     assert acc.applied_offset(0, BASE, "p-2") == -1
     assert acc.applied_offset(0, BASE + SIZE, "p-1") == -1
-    acc.add_usage(0, BASE, "p-1", [("orders", "a", 1, 1, 1)], offset=42)
+    acc.add_usage(0, BASE, "p-1", [("orders", "a", 1, 1, 1, 1, 1)], offset=42)
     assert acc.applied_offset(0, BASE, "p-1") == 42
     acc.close(0, BASE, SIZE, 1, "timer", "w")
     assert acc.applied_offset(0, BASE, "p-1") == -1
@@ -627,19 +633,19 @@ def test_restored_totals_keep_the_offset_of_the_record_that_made_them() -> None:
 def test_forget_drops_producer_totals_of_that_partition_only() -> None:
     acc = WindowAccumulator()
     for p in (0, 1):
-        acc.add_usage(p, BASE, "p-1", [("orders", "acme", 0, 1, 1)])
+        acc.add_usage(p, BASE, "p-1", [("orders", "acme", 0, 1, 1, 1, 1)])
     acc.forget(0)
     assert dict(acc.close(0, BASE, SIZE, 2, "timer", "w").tenants) == {}
-    assert acc.add_usage(1, BASE, "p-1", [("orders", "acme", 0, 1, 1)]) == [
-        ("orders", "acme", 0, 2, 2)]
+    assert acc.add_usage(1, BASE, "p-1", [("orders", "acme", 0, 1, 1, 1, 1)]) == [
+        ("orders", "acme", 0, 2, 2, 2, 1)]
 
 
 def test_producer_totals_count_against_the_summary_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(summary_module, "MAX_TENANTS_PER_SUMMARY", 2)
     acc = WindowAccumulator()
-    acc.add_usage(0, BASE, "p-1", [("orders", n, 0, r, r) for n, r in
+    acc.add_usage(0, BASE, "p-1", [("orders", n, 0, r, r, r, 1) for n, r in
                                    (("a", 9), ("b", 8), ("c", 1))])
-    acc.add_usage(0, BASE, "p-2", [("orders", "c", 1, 1, 1), ("orders", "d", 1, 3, 3)])
+    acc.add_usage(0, BASE, "p-2", [("orders", "c", 1, 1, 1, 1, 1), ("orders", "d", 1, 3, 3, 3, 1)])
     s = acc.close(0, BASE, SIZE, 1, "timer", "w")
     assert dict(s.tenants) == {("orders", "a"): (9, 9), ("orders", "b"): (8, 8)}
     assert dict(s.residuals) == {("orders", -1): (5, 5)}
@@ -650,18 +656,48 @@ def test_producer_totals_count_against_the_summary_cap(monkeypatch: pytest.Monke
                           st.lists(st.tuples(st.sampled_from(["orders", "pay"]),
                                              st.sampled_from(["", "a", "b", "c"]),
                                              st.integers(-1, 3), st.integers(0, 1000),
-                                             st.integers(0, 10**9)), max_size=8)),
+                                             st.integers(0, 10**9), st.integers(0, 1000),
+                                             st.integers(1, 64)), max_size=8)),
                 max_size=20))
 def test_add_usage_totals_equal_adding_each_report(
-        records: list[tuple[str, list[tuple[str, str, int, int, int]]]]) -> None:
+        records: list[tuple[str, list[tuple[str, str, int, int, int, int, int]]]]) -> None:
     batched, single = WindowAccumulator(), WindowAccumulator()
     for producer, rows in records:
         batched.add_usage(0, BASE, producer, rows)
-        for topic, tenant, partition, n, nbytes in rows:
+        for topic, tenant, partition, n, nbytes, _, _ in rows:
             single.add(0, BASE, topic, tenant, partition, n, nbytes)
     a = batched.close(0, BASE, SIZE, 1, "timer", "w")
     b = single.close(0, BASE, SIZE, 1, "timer", "w")
     assert (dict(a.tenants), dict(a.residuals)) == (dict(b.tenants), dict(b.residuals))
+
+
+def test_stream_figures_add_up_to_a_bound_over_intervals_partitions_and_producers() -> None:
+    """A tenant's heaviest stream in a window: summed over a producer's intervals (each may be
+    the same stream), the most on one of its partitions (a key goes to one shard), summed
+    over producers (they may send the same key). Streams: the most one producer saw."""
+    acc = WindowAccumulator()
+    # p-1: tenant "big" sharded over 4 and 5, 64 keys; two intervals.
+    acc.add_usage(0, BASE, "p-1", [("orders", "big", 4, 320, 0, 10, 32),
+                                   ("orders", "big", 5, 320, 0, 12, 32)])
+    acc.add_usage(0, BASE, "p-1", [("orders", "big", 4, 320, 0, 11, 32),
+                                   ("orders", "big", 5, 320, 0, 9, 32)])
+    acc.add_usage(0, BASE, "p-2", [("orders", "big", 4, 100, 0, 5, 20)])
+    # A key-only tenant: one stream, all its records.
+    acc.add_usage(0, BASE, "p-1", [("orders", "solo", 1, 50, 0, 50, 1)])
+    s = acc.close(0, BASE, SIZE, 1, "timer", "w")
+    assert dict(s.tenants) == {("orders", "big"): (1380, 0), ("orders", "solo"): (50, 0)}
+    # p-1: max(10 + 11, 12 + 9) = 21; p-2: 5; summed 26. Streams: p-1 saw 32 + 32.
+    assert dict(s.streams) == {("orders", "big"): (26, 64)}
+    back = WindowSummary.from_record(s.to_record())
+    assert back == s
+
+
+def test_a_forged_summary_cannot_make_a_tenant_look_more_splittable_than_even() -> None:
+    record = WindowSummary(0, 1, BASE, BASE + SIZE, "timer", {("t", "a"): (100, 0)}, {}).to_record()
+    record["tenants"][0].update(top_stream=0, streams=10)
+    assert dict(WindowSummary.from_record(record).streams) == {("t", "a"): (10, 10)}
+    record["tenants"][0].update(top_stream=100, streams=10)
+    assert dict(WindowSummary.from_record(record).streams) == {}
 
 
 # -- WindowCompletion ----------------------------------------------------------------------------
