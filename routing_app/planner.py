@@ -8,7 +8,10 @@ One cycle, per data topic, in priority order (the move budget is shared, highest
 1. drain: tenants on a drained partition (or on a route naming a partition that does not
    exist) move to the partitions with the most room;
 2. shard: a tenant above ``unit`` (a share of the mean partition load, capped by the capacity)
-   gets at least ``ceil(rate / unit)`` shards, grown and shrunk with hysteresis. A growing
+   gets at least ``ceil(rate / unit)`` shards, grown and shrunk with hysteresis, if it can be
+   split: a strict tenant's ordered streams (one per secondary key, plus its keyless records)
+   never span partitions, so it is sharded only while its heaviest stream fits in one unit;
+   otherwise it is isolated, the best one partition can do. A growing
    tenant takes the smallest count whose equal shares fit the roomiest partitions, else as
    many partitions as allowed (a burst spread thin moves nobody else); a shrink only goes as
    far as the bigger shares still fit;
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from routing_app.client.partitioner import java_partition
-from routing_app.routes.model import Route, RouteStatus
+from routing_app.routes.model import Route, RouteMode, RouteStatus
 
 TenantKey = tuple[str, str]  # (data topic, tenant)
 PartitionKey = tuple[str, int]  # (data topic, partition)
@@ -122,6 +125,12 @@ class TenantRate:
     tenant: str
     records_per_s: float
     bytes_per_s: float = 0.0
+    # The rate of the tenant's heaviest ordered stream: one secondary key, or all its records
+    # sent without one (``key=tenant``). None (unknown: producers that do not report it) means
+    # the whole tenant is one stream, the only safe assumption for strict order.
+    top_stream_per_s: float | None = None
+    # Distinct ordered streams seen (0: unknown). Shown in reasons; the rule uses the rate above.
+    streams: int = 0
 
 
 @dataclass(frozen=True)
@@ -328,11 +337,15 @@ def _rate(value: float) -> str:
 def _split_by_topic(inp: PlannerInput, budget: _Budget,
                     changes: list[PlannedChange]) -> list[_Topic]:
     rates: dict[str, dict[str, float]] = {}
+    streams: dict[str, dict[str, tuple[float, int]]] = {}
     inf = math.inf
     for (topic, tenant), tr in inp.rates.items():
         rate = tr.records_per_s
         # Inline _clean: this loop runs once per tenant per cycle.
-        rates.setdefault(topic, {})[tenant] = rate if 0 < rate < inf else 0.0
+        rates.setdefault(topic, {})[tenant] = rate = rate if 0 < rate < inf else 0.0
+        top = tr.top_stream_per_s
+        if top is not None and top < rate:  # only what is known to split is kept
+            streams.setdefault(topic, {})[tenant] = (_clean(top), tr.streams)
     routes: dict[str, dict[str, Route]] = {}
     for (topic, tenant), route in inp.routes.items():
         routes.setdefault(topic, {})[tenant] = route
@@ -352,7 +365,7 @@ def _split_by_topic(inp: PlannerInput, budget: _Budget,
             continue  # unknown topic: nothing can be placed, nothing is named
         out.append(_Topic(topic, n, inp, budget, changes, rates.get(topic, {}),
                           routes.get(topic, {}), residual.get(topic, {}), loads.get(topic, {}),
-                          drained.get(topic, set())))
+                          drained.get(topic, set()), streams.get(topic, {})))
     return out
 
 
@@ -367,11 +380,13 @@ class _Topic:
     def __init__(self, name: str, n: int, inp: PlannerInput, budget: _Budget,
                  changes: list[PlannedChange], rates: dict[str, float], routes: dict[str, Route],
                  residual: dict[int, float], loads: dict[int, PartitionLoad],
-                 drained: set[int]) -> None:
+                 drained: set[int], streams: dict[str, tuple[float, int]]) -> None:
         policy = inp.policy
         self.name, self.n, self.policy, self.now = name, n, policy, inp.now_ms
         self.inp, self.budget, self.changes = inp, budget, changes
         self.rates, self.routes = rates, routes
+        # (heaviest stream's rate, streams) of tenants known to send several ordered streams.
+        self.streams = streams
         self.drained = {p for p in drained if 0 <= p < n}
         self.active = [p for p in range(n) if p not in self.drained]
         self.residual = [residual.get(p, 0.0) for p in range(n)]
@@ -483,6 +498,19 @@ class _Topic:
 
     def rate(self, tenant: str) -> float:
         return self.rates.get(tenant, 0.0)
+
+    def heaviest_stream(self, tenant: str) -> float:
+        """The rate of the tenant's heaviest ordered stream (all of it when unknown)."""
+        known = self.streams.get(tenant)
+        return self.rate(tenant) if known is None else known[0]
+
+    def splittable(self, tenant: str) -> bool:
+        """Whether shards spread the tenant: a relaxed one is round-robined, a strict one only
+        by its streams, so its heaviest stream must fit in one shard's unit."""
+        route = self.routes.get(tenant)
+        if route is not None and route.mode is RouteMode.RELAXED:
+            return True
+        return self.heaviest_stream(tenant) <= self.unit
 
     def piece(self, tenant: str) -> float:
         return self.rate(tenant) / len(self.parts[tenant])
@@ -694,6 +722,9 @@ class _Topic:
             count = self.shard_count(rate, len(current))
             if count is None or count == len(current):
                 continue
+            if count > len(current) and not self.splittable(tenant):
+                self._isolate_unsplittable(tenant, rate)
+                continue
             if count == 1 and rate < self.cool_level:
                 continue  # merging back will handle it; one move instead of two
             new = self._shard_placement(tenant, count)
@@ -712,6 +743,31 @@ class _Topic:
             observed = self._observed(tenant, current, new)
             observed["shards"] = float(count)
             self._move(tenant, new, Action.SHARD, reason, observed)
+
+    def _isolate_unsplittable(self, tenant: str, rate: float) -> None:
+        """A strict tenant too big for one shard whose heaviest ordered stream is too: shards
+        would carry that stream on one partition anyway, so it gets a partition of its own."""
+        current = self.parts[tenant]
+        if len(current) > 1:
+            return  # already sharded (its streams each keep one shard): no more shards
+        (p,) = current
+        if tenant in self.routed and self.members[p] == {tenant}:
+            return  # alone already: the best one partition can do
+        target = self._isolation_target(p, tenant, rate)
+        if target is None:
+            return
+        top = self.heaviest_stream(tenant)
+        known = self.streams.get(tenant)
+        streams = (f"its heaviest of {known[1]:,} ordered streams" if known and known[1]
+                   else "its heaviest ordered stream" if known
+                   else "it is one ordered stream (records without a secondary key)")
+        reason = (f"{tenant} sends {_rate(rate)}, more than a shard's {_rate(self.unit)}, but "
+                  f"{streams} carries {_rate(top)}: not sharded (strict order keeps each stream "
+                  f"on one partition); isolated on partition {target} "
+                  f"({_rate(self.est[target])}) instead")
+        observed = self._observed(tenant, (p,), (target,))
+        observed["top_stream_rate"] = top
+        self._move(tenant, (target,), Action.ISOLATE, reason, observed)
 
     def _shard_placement(self, tenant: str, count: int) -> tuple[int, ...]:
         """Where the tenant's shards go; ``count`` is what the hysteresis rule asks for."""
@@ -901,7 +957,8 @@ class _Topic:
             # lower max/mean.
             return False
         candidates = sorted((t for t in self.members[p]
-                             if self.rate(t) > big and t not in self.broken and self.movable(t)),
+                             if self.rate(t) > big and t not in self.broken and self.movable(t)
+                             and self.splittable(t)),
                             key=lambda t: (-self.piece(t), t))
         for tenant in candidates:
             current, rate = self.parts[tenant], self.rate(tenant)

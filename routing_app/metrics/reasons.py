@@ -20,7 +20,7 @@ ACTIONS = frozenset({"isolate", "shard", "merge", "rebalance", "drain", "pin", "
 # Every kind ``reason_kind`` can return.
 REASON_KINDS = frozenset({
     "operator", "rejected", "hot_partition", "shard_grow", "shard_shrink", "shard_split",
-    "cooled_kept_one_shard", "cooled", "over_mean", "making_room", "partition_missing",
+    "cooled_kept_one_shard", "cooled", "unsplittable", "over_mean", "making_room", "partition_missing",
     "partition_drained", "duplicate_partition", "drained", "drain_timeout_forced",
     "drain_timeout_aborted", "other",
 })
@@ -36,6 +36,7 @@ _PLANNER_PHRASES: tuple[tuple[str, str, str], ...] = (
     ("shard", "sharded over", "shard_grow"),
     ("rebalance", "making room for", "making_room"),
     ("rebalance", "", "over_mean"),
+    ("isolate", "not sharded", "unsplittable"),
     ("isolate", "", "hot_partition"),
     ("merge", "", "cooled"),
     ("drain", "does not exist", "partition_missing"),
