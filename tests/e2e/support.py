@@ -13,8 +13,10 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from routing_app.app.launcher import WorkerProcess, launch_worker, settings_env
+from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings
+from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 from routing_app.topics import ensure_topics, routing_topics
 
 BIN = Path(sys.executable).parent
@@ -87,3 +89,25 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "c
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def leader(workers: list[Worker]) -> Worker | None:
+    for w in workers:
+        if w.alive and w.get("/writer/stats")["planning"]:
+            return w
+    return None
+
+
+def events(settings: Settings) -> list[ReassignmentEvent]:
+    codec = AvroCodec(registry_client(settings.registry_url), EVENT_SCHEMA, settings.events_topic)
+    consumer = Consumer(client_settings(settings.bootstrap, **{
+        "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(settings.events_topic, 0, 0)])
+    found = []
+    try:
+        while batch := consumer.consume(500, 1.0):
+            found += [ReassignmentEvent.from_record(codec.decode(m.value()))
+                      for m in batch if m.error() is None]
+    finally:
+        consumer.close()
+    return found

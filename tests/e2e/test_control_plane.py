@@ -11,18 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from routing_app.client import RoutingProducer, java_partition
-from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
-from routing_app.connection import client_settings
 from routing_app.demo.traffic import LiveRates
 from routing_app.load import PartitionLoadSampler
-from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 from routing_app.routes.model import RouteStatus
 from routing_app.topics import create_topic, ensure_topics, routing_topics
-from tests.e2e.support import Worker, start_worker, wait_for
+from tests.e2e.support import Worker, events, leader, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,28 +50,6 @@ def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     yield settings, workers
     for w in workers:
         w.stop()
-
-
-def leader(workers: list[Worker]) -> Worker | None:
-    for w in workers:
-        if w.alive and w.get("/writer/stats")["planning"]:
-            return w
-    return None
-
-
-def events(settings: Settings) -> list[ReassignmentEvent]:
-    codec = AvroCodec(registry_client(settings.registry_url), EVENT_SCHEMA, settings.events_topic)
-    consumer = Consumer(client_settings(settings.bootstrap, **{
-        "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
-    consumer.assign([TopicPartition(settings.events_topic, 0, 0)])
-    found = []
-    try:
-        while batch := consumer.consume(500, 1.0):
-            found += [ReassignmentEvent.from_record(codec.decode(m.value()))
-                      for m in batch if m.error() is None]
-    finally:
-        consumer.close()
-    return found
 
 
 def wait_window_boundary() -> None:
