@@ -61,7 +61,7 @@ with RoutingProducer(conf) as producer:
 
 @dataclass
 class Checker:
-    """Per-stream sequence checks: a stream is (tenant, secondary key)."""
+    """Per-stream sequence checks: a stream is (tenant, secondary key), "" for key-only records."""
 
     last: dict[tuple[str, str], int] = field(default_factory=dict)
     seen: dict[tuple[str, str], set[int]] = field(default_factory=dict)
@@ -172,7 +172,9 @@ def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporte
     # Held by the traffic loop for each round: a producer swap happens between rounds.
     traffic_lock = threading.Lock()
     streams: list[tuple[str, str | None]] = [(t, None) for t in STRICT + RELAXED]
-    streams += [(SHARDED, u) for u in USERS]
+    # The sharded tenant also sends key-only records: its keyless stream must keep its order
+    # through shard, grow, shrink and merge back too.
+    streams += [(SHARDED, u) for u in USERS] + [(SHARDED, None)]
 
     def produce() -> None:
         try:
