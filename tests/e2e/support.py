@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,19 @@ def start_worker(settings: Settings, workdir: Path, wait_s: float = 90.0, **env:
         return worker
     worker.stop()
     raise AssertionError(f"worker not ready in {wait_s}s:\n{worker.log()[-3000:]}")
+
+
+@contextlib.contextmanager
+def running_workers(settings: Settings, workdir: Path, count: int) -> Iterator[list[Worker]]:
+    """``count`` ready workers of one app, stopped on exit."""
+    workers = [start_worker(settings, workdir / f"w{i}") for i in range(count)]
+    try:
+        for w in workers:
+            assert w.alive, w.log()[-3000:]
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
 
 
 def start_writer(settings: Settings, workdir: Path, **env: str) -> Worker:

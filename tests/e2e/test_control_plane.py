@@ -18,7 +18,7 @@ from routing_app.demo.traffic import LiveRates
 from routing_app.load import PartitionLoadSampler
 from routing_app.routes.model import RouteStatus
 from routing_app.topics import create_topic, ensure_topics, routing_topics
-from tests.e2e.support import Worker, events, leader, start_worker, wait_for
+from tests.e2e.support import Worker, events, leader, running_workers, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +43,8 @@ def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         planner_policy="partition_capacity=2000,shard_fill=5,min_dwell_s=3,cooldown_s=3,"
                        "merge_back_threshold=0.5")
     ensure_topics(settings.bootstrap, routing_topics(settings))
-    base = tmp_path_factory.mktemp("plane")
-    workers = [start_worker(settings, Path(base / f"w{i}")) for i in range(2)]
-    for w in workers:
-        assert w.alive, w.log()[-3000:]
-    yield settings, workers
-    for w in workers:
-        w.stop()
+    with running_workers(settings, tmp_path_factory.mktemp("plane"), 2) as workers:
+        yield settings, workers
 
 
 def wait_window_boundary() -> None:

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from routing_app.control.client import now_ms
 from routing_app.routes.model import RouteMode, RouteStatus
 from routing_app.topics import create_topic
 from tests.e2e.ordered import NumberedStreams, OrderCheck, Stream, run_until
-from tests.e2e.support import Worker, events, fresh_routing_settings, leader, start_worker
+from tests.e2e.support import Worker, events, fresh_routing_settings, leader, running_workers
 
 pytestmark = pytest.mark.integration
 
@@ -53,23 +52,17 @@ def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
         worker_session_timeout_s=6.0, lag_groups=group, drain_timeout_ms=30_000,
         # A shard carries at most max(half the mean, 100/s): a tenant at 500/s wants 4.
         planner_policy="partition_capacity=2000,min_dwell_s=3,cooldown_s=3,max_shards=4")
-    base = tmp_path_factory.mktemp("order")
-    workers = [start_worker(settings, Path(base / f"w{i}")) for i in range(2)]
-    for w in workers:
-        assert w.alive, w.log()[-3000:]
-    yield settings, workers
-    for w in workers:
-        w.stop()
+    with running_workers(settings, tmp_path_factory.mktemp("order"), 2) as workers:
+        yield settings, workers
 
 
-def _group(settings: Settings) -> str:
-    return settings.lag_groups
-
-
-def _topic(settings: Settings) -> str:
+def _checked_topic(settings: Settings) -> tuple[str, OrderCheck]:
+    """A fresh data topic and the running check of everything written to it."""
     name = f"order-{uuid.uuid4().hex[:8]}"
     create_topic(settings.bootstrap, name, PARTITIONS)
-    return name
+    check = OrderCheck(settings, settings.lag_groups, name)
+    check.start()
+    return name, check
 
 
 def _producer(settings: Settings) -> RoutingProducer:
@@ -108,9 +101,7 @@ def _finish(traffic: NumberedStreams, producer: RoutingProducer, check: OrderChe
 def test_relaxed_key_only_records_are_round_robined_strict_ones_stay_on_one_shard(
         plane: tuple[Settings, list[Worker]]) -> None:
     settings, _ = plane
-    topic = _topic(settings)
-    check = OrderCheck(settings, _group(settings), topic)
-    check.start()
+    topic, check = _checked_topic(settings)
     relaxed, strict = ("loose", ""), ("tight", "")
     with _producer(settings) as producer:
         traffic = NumberedStreams(producer, topic, {relaxed: 150.0, strict: 150.0})
@@ -141,9 +132,7 @@ def test_relaxed_key_only_records_are_round_robined_strict_ones_stay_on_one_shar
 def test_sixty_four_keys_are_sharded_grown_shrunk_and_merged_back_in_order(
         plane: tuple[Settings, list[Worker]]) -> None:
     settings, _ = plane
-    topic = _topic(settings)
-    check = OrderCheck(settings, _group(settings), topic)
-    check.start()
+    topic, check = _checked_topic(settings)
     big = "bigco"
     keyed: dict[Stream, float] = {(big, f"user-{i:02d}"): 8.0 for i in range(64)}
     rates: dict[Stream, float] = {(t, ""): BASE_RATE for t in STEADY}
@@ -189,9 +178,7 @@ def test_sixty_four_keys_are_sharded_grown_shrunk_and_merged_back_in_order(
 def test_a_hot_key_only_tenant_is_isolated_not_sharded_across_a_killed_planner(
         plane: tuple[Settings, list[Worker]]) -> None:
     settings, workers = plane
-    topic = _topic(settings)
-    check = OrderCheck(settings, _group(settings), topic)
-    check.start()
+    topic, check = _checked_topic(settings)
     hot = "flash"
     rates: dict[Stream, float] = {(t, ""): BASE_RATE for t in [*STEADY, hot]}
     with _producer(settings) as producer:
