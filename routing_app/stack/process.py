@@ -184,25 +184,36 @@ class ManagedProcess:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """SIGTERM, then SIGKILL after ``timeout_s``. False when nothing of ours was running."""
-        pid = self.running_pid()
-        if pid is None:
-            return False
+        return bool(stop_all([self], timeout_s))
+
+
+def stop_all(procs: Sequence[ManagedProcess], timeout_s: float = 30.0) -> list[str]:
+    """Stops several processes together: SIGTERM to all, then SIGKILL to what is left after
+    ``timeout_s``. Returns the names of those that were running.
+
+    Together, because the nodes of a KRaft cluster shut down cleanly only while a majority of
+    its controllers runs: stopped one after the other, the last would wait for a quorum that
+    is already gone until it is killed.
+    """
+    live = [(proc, pid) for proc in procs if (pid := proc.running_pid()) is not None]
+    for _, pid in live:
         _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not pid_alive(pid):
-                break
-            time.sleep(0.2)
-        else:
-            _signal(pid, signal.SIGKILL)
-            kill_deadline = time.monotonic() + 10
-            while pid_alive(pid) and time.monotonic() < kill_deadline:
-                time.sleep(0.1)
-            if pid_alive(pid):
-                raise StackError(f"{self.name} (pid {pid}) did not exit even after SIGKILL.")
-        self.pid_file.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(pid_alive(pid) for _, pid in live):
+        time.sleep(0.2)
+    stubborn = [(proc, pid) for proc, pid in live if pid_alive(pid)]
+    for _, pid in stubborn:
+        _signal(pid, signal.SIGKILL)
+    kill_deadline = time.monotonic() + 10
+    while time.monotonic() < kill_deadline and any(pid_alive(pid) for _, pid in stubborn):
+        time.sleep(0.1)
+    for proc, pid in stubborn:
+        if pid_alive(pid):
+            raise StackError(f"{proc.name} (pid {pid}) did not exit even after SIGKILL.")
+    for proc, pid in live:
+        proc.pid_file.unlink(missing_ok=True)
         _CHILDREN.pop(pid, None)
-        return True
+    return [proc.name for proc, _ in live]
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -10,12 +10,15 @@ from rich.table import Table
 
 from routing_app.config import Settings
 from routing_app.topics.admin import (
+    SubjectCompatibilityError,
+    TopicReplicationError,
     TopicSettingsError,
     check_topics,
     create_topic,
+    ensure_compatibility,
     ensure_topics,
 )
-from routing_app.topics.specs import routing_topics
+from routing_app.topics.specs import SUBJECT_COMPATIBILITY, routing_topics
 
 pass_settings = click.make_pass_decorator(Settings)
 console = Console(stderr=True)
@@ -29,19 +32,34 @@ def topics() -> None:
 @topics.command()
 @pass_settings
 def ensure(settings: Settings) -> None:
-    """Create missing topics; refuse (exit 1) when one exists with settings that would lose data."""
+    """Create missing topics; refuse (exit 1) when one exists with settings that would lose data.
+
+    Also makes the schema registry check every new schema of the project's subjects both ways
+    (FULL_TRANSITIVE), so no worker or producer can register one the others cannot read."""
+    specs = routing_topics(settings)
     try:
-        created, tolerated = ensure_topics(settings.bootstrap, routing_topics(settings),
+        created, tolerated = ensure_topics(settings.bootstrap, specs,
                                            settings.replication_factor)
     except TopicSettingsError as exc:
         for problem in exc.problems:
             console.print(f"[red]✗[/] {problem}")
+        sys.exit(1)
+    except TopicReplicationError as exc:
+        console.print(f"[red]✗[/] {exc}")
         sys.exit(1)
     for name in created:
         console.print(f"[green]created[/] {name}")
     for problem in tolerated:
         console.print(f"[yellow]warning[/] {problem}")
     console.print(f"topics ready on {settings.bootstrap}")
+    try:
+        changed = ensure_compatibility(settings.registry_url, specs)
+    except SubjectCompatibilityError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        sys.exit(1)
+    for subject, before in changed:
+        console.print(f"[green]compatibility[/] {SUBJECT_COMPATIBILITY} on {subject} "
+                      f"(was {before or 'unset'})")
 
 
 @topics.command()
@@ -49,7 +67,8 @@ def ensure(settings: Settings) -> None:
 def check(settings: Settings) -> None:
     """Report each topic's state; exit 1 when one is missing or wrong."""
     specs = routing_topics(settings)
-    missing, problems = check_topics(settings.bootstrap, specs)
+    missing, problems = check_topics(settings.bootstrap, specs,
+                                     replication_factor=settings.replication_factor)
     table = Table("topic", "partitions", "state")
     for spec in specs:
         mine = [p for p in problems if p.topic == spec.name]
@@ -73,8 +92,12 @@ def check(settings: Settings) -> None:
 @pass_settings
 def create(settings: Settings, name: str, partitions: int) -> None:
     """Create a data topic (producers never create topics implicitly)."""
-    if create_topic(settings.bootstrap, name, partitions,
-                    replication_factor=settings.replication_factor):
+    try:
+        created = create_topic(settings.bootstrap, name, partitions,
+                               replication_factor=settings.replication_factor)
+    except TopicReplicationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if created:
         console.print(f"[green]created[/] {name} with {partitions} partitions")
     else:
         console.print(f"{name} already exists")
