@@ -21,6 +21,7 @@ from routing_app.codec import AvroCodec, DecodeError
 from routing_app.config import Settings
 from routing_app.routes.model import RouteError, parse_route_key, route_key
 from routing_app.usage import usage_of
+from routing_app.usage.batch import REJECTION_REASONS, UsageLimits
 from routing_app.windows import WindowAccumulator, WindowCloser, stored_totals, window_start_of
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,28 @@ SUMMARY_HEADER = ("routing.type", b"window-summary")
 # records carried many tenants, and still read back: "T<topic>/<tenant>" for a tenant,
 # "R<topic>/<partition>" for a residual.
 _PRODUCER, _TENANT, _RESIDUAL = "P", "T", "R"
+# Producers whose refused usage was logged (one line per producer and reason): bounded, since
+# forged records can name any number of producers.
+_MAX_TOLD = 1_000
+
+
+def usage_limits(settings: Settings) -> UsageLimits:
+    """The bounds of a usage report for these settings. ``usage_max_records_per_s``,
+    ``usage_max_bytes_per_s``, ``usage_max_interval_ms`` and ``usage_max_clock_skew_ms`` are
+    read when Settings has them; the clock skew allowed defaults to ``window_grace_ms``, which
+    is what grace is for (a report within it cannot close a window before its end)."""
+    default = UsageLimits()
+
+    def setting(name: str, fallback: float) -> int:
+        value = getattr(settings, name, None)
+        return int(fallback if value is None or value <= 0 else value)  # 0: the default
+
+    return UsageLimits(
+        max_records_per_s=setting("usage_max_records_per_s", default.max_records_per_s),
+        max_bytes_per_s=setting("usage_max_bytes_per_s", default.max_bytes_per_s),
+        max_future_ms=setting("usage_max_clock_skew_ms", settings.window_grace_ms),
+        max_interval_ms=setting("usage_max_interval_ms", default.max_interval_ms),
+        window_ms=int(settings.window_s * 1000))
 
 
 def producer_key(usage_partition: int, producer_id: str) -> str:
@@ -47,11 +70,15 @@ def parse_producer_key(key: str) -> tuple[int, str]:
 class UsageWindows:
     def __init__(self, settings: Settings, usage_codec: AvroCodec, summary_codec: AvroCodec,
                  table: Any, control_topic: faust.TopicT, worker_id: str,
-                 ready: Callable[[], bool] | None = None) -> None:
+                 ready: Callable[[], bool] | None = None,
+                 limits: UsageLimits | None = None) -> None:
         """``ready`` says whether the table holds what its changelog holds (no rebalance or
-        recovery under way): only then can a newly assigned partition's windows be restored."""
+        recovery under way): only then can a newly assigned partition's windows be restored.
+        ``limits``: what one report may claim (default: ``usage_limits(settings)``)."""
         self._ready = ready or (lambda: True)
         self._settings = settings
+        self.limits = limits or usage_limits(settings)
+        self._told: set[tuple[str, str]] = set()
         self._usage = usage_codec
         self._summaries = summary_codec
         self._table = table
@@ -69,14 +96,16 @@ class UsageWindows:
                                          "reports_aggregated": 0, "usage_undecodable": 0,
                                          "late_reports": 0, "duplicate_reports": 0,
                                          "stale_reports": 0, "windows_closed": 0,
-                                         "windows_restored": 0}
+                                         "windows_restored": 0, "summary_errors": 0,
+                                         "rejected_reports": 0,
+                                         **dict.fromkeys(REJECTION_REASONS, 0)}
 
     # -- the agent's side: one usage record (the reports of many tenants) ---------------------
     async def on_report(self, raw: bytes | None, partition: int, offset: int = -1) -> None:
         try:
             record = self._usage.decode(raw)
             producer_id = record["producer_id"]
-            interval_end = int(record["interval_end"])
+            interval_start, interval_end = int(record["interval_start"]), int(record["interval_end"])
             usage = usage_of(record)
             if not isinstance(producer_id, str):
                 raise TypeError("producer_id is not a string")
@@ -89,6 +118,14 @@ class UsageWindows:
         self.counters["usage_records"] += 1
         self.counters["usage_reports"] += reports
         now = _now_ms()
+        problem = self.limits.interval_problem(interval_start, interval_end, now)
+        if problem is not None:
+            # Counted in no window and moving no stream time: a report stamped an hour ahead
+            # used to close every window up to then. The producer is alive all the same (its
+            # reports are the heartbeats drains wait on), so it counts as seen now.
+            self._refuse(partition, producer_id, problem[0], problem[1], reports)
+            self._saw(partition, producer_id, now)
+            return
         if interval_end < now - self._stale_after_ms:
             # A backlog (a new worker group, a long outage) says nothing about traffic now and
             # would make the planner replay history; it must not move stream time either.
@@ -105,14 +142,36 @@ class UsageWindows:
             # (here, or restored from the changelog) already hold this record.
             self.counters["duplicate_reports"] += reports
         else:
+            usage, refused = self.limits.bound(usage, interval_start, interval_end)
+            for reason, what in refused:
+                self._refuse(partition, producer_id, reason, what, 1)
             totals = self.windows.add_usage(partition, start, producer_id, usage, offset)
-            self.counters["reports_aggregated"] += reports
+            self.counters["reports_aggregated"] += len(usage)
             # One table write per record: this producer's totals in the window so far. It goes
             # to the changelog partition of the current event, the usage partition of every
             # tenant in it, where a new owner of the partition finds it (_restore).
             self._table[producer_key(partition, producer_id)][self._range(start)] = \
                 stored_totals(totals, offset)
         await self._close_due(partition, now)
+
+    def _refuse(self, partition: int, producer_id: str, reason: str, what: str,
+                reports: int) -> None:
+        self.counters[reason] += reports
+        self.counters["rejected_reports"] += reports
+        told = (producer_id, reason)
+        if told in self._told or len(self._told) >= _MAX_TOLD:
+            return
+        self._told.add(told)
+        log.warning("usage partition %d: usage of producer %r refused (%s; counted in %s, "
+                    "further ones from it are only counted): %s", partition, producer_id[:200],
+                    reason, f"routing_usage_{reason}_total", what)
+
+    def _saw(self, partition: int, producer_id: str, now: int) -> None:
+        """The producer is alive: its id goes into the summary of the window open now."""
+        start = window_start_of(now, self.size_ms)
+        if not self.closer.is_closed(partition, start):
+            self.closer.reopen(partition, start)
+            self.windows.saw_producer(partition, start, producer_id)
 
     def _range(self, start: int) -> Any:
         """The table's window range holding the window that starts at ``start`` (ms)."""
@@ -194,8 +253,16 @@ class UsageWindows:
             summary = self.windows.close(partition, start, self.size_ms,
                                          self._settings.usage_partitions, closed_by,
                                          self.worker_id)
-            await self._control.send(value=self._summaries.encode(summary.to_record()),
-                                     headers=[SUMMARY_HEADER])
+            try:
+                value = self._summaries.encode(summary.to_record())
+            except (ValueError, OverflowError) as exc:
+                # Never the agent's end: this window's summary is lost, the planner plans it
+                # without this partition (planner_max_wait_ms), and the next ones go on.
+                self.counters["summary_errors"] += 1
+                log.error("usage partition %d: summary of window %d not sent: %s", partition,
+                          start, exc)
+                continue
+            await self._control.send(value=value, headers=[SUMMARY_HEADER])
             self.counters["windows_closed"] += 1
             log.debug("closed window %d of usage partition %d by %s (%d tenants)", start,
                       partition, closed_by, len(summary.tenants))

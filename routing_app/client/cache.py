@@ -22,7 +22,8 @@ from confluent_kafka import (
 
 from routing_app.codec import DecodeError, RegistryUnavailable
 from routing_app.routes import Route, RouteCodec
-from routing_app.routes.model import RouteStatus
+from routing_app.routes.codec import InvalidRoute
+from routing_app.routes.model import RouteError, RouteStatus, parse_route_key, route_key
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,15 @@ _SHARED_PREFIXES = (
 )
 
 RouteListener = Callable[[str, str, Route | None], None]
+# (topic, tenant, the route kept, why the newest record under its key is poison)
+PoisonListener = Callable[[str, str, Route, str], None]
+
+# Partition counts are asked of the broker when a route names a partition beyond what the cache
+# knows, at most this often; a route deferred meanwhile is checked again on the next refresh.
+METADATA_MIN_INTERVAL_S = 1.0
+METADATA_TIMEOUT_S = 5.0
+METADATA_MAX_RETRY_S = 60.0
+_ABSENT = -1  # partition count of a topic the broker did not list
 
 
 def consumer_settings_from(producer_conf: dict[str, Any]) -> dict[str, Any]:
@@ -46,9 +56,11 @@ class CacheStats:
     position: int
     end_offset_at_start: int
     ready: bool
-    undecodable: int
+    undecodable: int  # records skipped: undecodable, or routes Route.validate refuses
     stale_ignored: int
     applied: int
+    # Routes held back because they name a partition the data topic does not have (yet).
+    out_of_range: int = 0
 
 
 class RouteCache:
@@ -97,6 +109,21 @@ class RouteCache:
         self._stale = 0
         self._applied = 0
         self._holding_gc = False
+        self._on_stop: list[Callable[[], None]] = []
+        self._consumer: Consumer | None = None  # the cache thread's, for metadata requests
+        # Data topic -> partition count (_ABSENT: not on the broker), as last asked.
+        self._counts: dict[str, int] = {}
+        self._counts_at = -float("inf")
+        # Routes that name partitions beyond the count: the tenant keeps the route it had
+        # until the partitions show up in the metadata, or a later record replaces them.
+        self._pending: dict[tuple[str, str], Route] = {}
+        self._out_of_range = 0
+        self._retry_delay = METADATA_MIN_INTERVAL_S
+        # Route key -> reason: keys of live routes whose newest record is poison, or a route
+        # held back for its partitions. Compaction keeps only that newest record, so a new
+        # reader would lose the route: the route writer re-asserts it (add_poison_listener).
+        self._poisoned: dict[str, str] = {}
+        self._poison_listeners: list[PoisonListener] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> RouteCache:
@@ -110,6 +137,20 @@ class RouteCache:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        callbacks, self._on_stop = self._on_stop, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("route cache: a stop callback failed")
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` when the cache stops (at once if it has): for resources that
+        serve the cache's owner and must not outlive it, such as a metrics client."""
+        if self._stop.is_set():
+            callback()
+        else:
+            self._on_stop.append(callback)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """True once every route that existed at start has been read (the end offsets seen then)."""
@@ -153,6 +194,18 @@ class RouteCache:
         """Called from the cache thread after each applied change (route None = tombstone)."""
         self._listeners.append(listener)
 
+    def add_poison_listener(self, listener: PoisonListener) -> None:
+        """Called from the cache thread with (topic, tenant, route kept, reason) when the newest
+        record under a live route's key is poison (undecodable, or a route Route.validate
+        refuses): at once while tailing, and after the first catch-up for the keys still in
+        that state. The cache keeps serving the route; the single writer should write it
+        again, so that compaction keeps a good record under the key."""
+        self._poison_listeners.append(listener)
+
+    def poisoned(self) -> dict[str, str]:
+        """Route key -> reason, for live routes whose newest record is poison."""
+        return dict(self._poisoned)
+
     def stats(self) -> CacheStats:
         return CacheStats(
             routes=len(self),
@@ -162,6 +215,7 @@ class RouteCache:
             undecodable=self._undecodable,
             stale_ignored=self._stale,
             applied=self._applied,
+            out_of_range=self._out_of_range,
         )
 
     # -- the thread ----------------------------------------------------------------------------
@@ -172,12 +226,14 @@ class RouteCache:
             self._failure = exc
             log.error("route cache: cannot create consumer: %s", exc)
             return
+        self._consumer = consumer
         try:
             self._consume(consumer)
         except BaseException as exc:  # the producer must learn why its routes stopped updating
             self._failure = exc
             log.exception("route cache on %s stopped", self._topic)
         finally:
+            self._consumer = None
             consumer.close()
 
     def _consume(self, consumer: Consumer) -> None:
@@ -217,6 +273,9 @@ class RouteCache:
             if self._position >= end:
                 self._ready.set()
             if self._ready.is_set():
+                # Poison met on the way that is still the newest record under a live key.
+                for key, reason in list(self._poisoned.items()):
+                    self._tell_poisoned(key, reason)
                 return
 
     def _tail(self, consumer: Consumer) -> None:
@@ -228,6 +287,8 @@ class RouteCache:
             if messages:
                 self._handle(messages)
                 self._handle(consume(num_messages=10_000, timeout=0))
+            if self._pending:
+                self._retry_pending()
 
     def _handle(self, messages: list[Message]) -> None:
         # _apply inlined for the common record (a route for a topic already held): a rebuild
@@ -257,6 +318,8 @@ class RouteCache:
                 except (DecodeError, RegistryUnavailable, KeyError):
                     self._apply(key, value, offset)
                     continue
+                if self._poisoned or self._pending:  # rare: skip two lookups otherwise
+                    self._superseded(topic, tenant)
                 if route is None:
                     self._store(topic, tenant, None)
                     continue
@@ -264,6 +327,8 @@ class RouteCache:
                 if current is not None and route.epoch <= current.epoch and not _ends_drain(
                         current, route):
                     stale += 1
+                    continue
+                if not self._fits(route):
                     continue
                 routes[tenant] = route
                 applied += 1
@@ -281,9 +346,14 @@ class RouteCache:
                 break
             except DecodeError as exc:
                 self._undecodable += 1
+                why = brief(exc)
+                kept = self._poison(key, f"offset {offset}: {why}")
                 log.warning(
-                    "route cache: skipped undecodable record at %s offset %d: %s",
-                    self._topic, offset, exc,
+                    "route cache: skipped %s record at %s offset %d%s: %s",
+                    "an invalid route" if isinstance(exc, InvalidRoute) else "an undecodable",
+                    self._topic, offset,
+                    "" if kept is None else f" (the route of {kept.key!r} stays "
+                    f"{list(kept.partitions)}, epoch {kept.epoch})", why,
                 )
                 return
             except RegistryUnavailable as exc:
@@ -293,6 +363,7 @@ class RouteCache:
                 log.warning("route cache: %s; retrying", exc)
                 if self._stop.wait(1.0):
                     return
+        self._superseded(topic, tenant)
         self._store(topic, tenant, route)
 
     def _store(self, topic: str, tenant: str, route: Route | None) -> None:
@@ -308,10 +379,118 @@ class RouteCache:
         if current is not None and route.epoch <= current.epoch and not _ends_drain(current, route):
             self._stale += 1
             return
+        if not self._fits(route):
+            return
         routes[tenant] = route
         self._applied += 1
         if self._listeners:
             self._notify(topic, tenant, route)
+
+    # -- poison under a live key ----------------------------------------------------------------
+    def _poison(self, key: bytes | None, reason: str) -> Route | None:
+        """Notes poison under ``key``; returns the route the key keeps, if it has one."""
+        try:
+            topic, tenant = parse_route_key(key or b"")
+        except (RouteError, UnicodeDecodeError):
+            return None
+        kept = self.get(topic, tenant)
+        if kept is None:
+            return None  # no route to lose: a reader without one hashes the tenant anyway
+        self._poisoned[kept.key] = reason
+        if self._ready.is_set():
+            self._tell_poisoned(kept.key, reason)
+        return kept
+
+    def _superseded(self, topic: str, tenant: str) -> None:
+        """A decodable record under the key: older poison and deferred routes are behind it."""
+        if self._poisoned:
+            self._poisoned.pop(route_key(topic, tenant), None)
+        if self._pending:
+            self._pending.pop((topic, tenant), None)
+
+    def _tell_poisoned(self, key: str, reason: str) -> None:
+        topic, tenant = parse_route_key(key)
+        kept = self.get(topic, tenant)
+        if kept is None:
+            return
+        for listener in self._poison_listeners:
+            try:
+                listener(topic, tenant, kept, reason)
+            except Exception:
+                log.exception("route poison listener failed")
+
+    # -- partitions the data topic does not have (yet) -------------------------------------------
+    def _fits(self, route: Route) -> bool:
+        """Whether the route's partitions exist; if not, defers it and the tenant keeps the route
+        it had (a move to partitions nobody can write would skip its drain, or hash it).
+
+        The broker is asked only when a route names a partition beyond the count known here,
+        at most every METADATA_MIN_INTERVAL_S: one request per such change, not per record."""
+        highest = max(route.partitions)
+        if route.previous_partitions:
+            highest = max(highest, max(route.previous_partitions))
+        count = self._counts.get(route.topic)
+        if count is not None and highest < count:
+            return True
+        count = self._refresh_counts(route.topic)
+        # A topic the broker does not list (or no answer): nothing to check against; producing
+        # to it fails on its own (UnknownTopicError).
+        if count is None or count == _ABSENT or highest < count:
+            return True
+        key = (route.topic, route.tenant)
+        if self._pending.get(key) is not route:  # not told yet (a retry is not news)
+            self._out_of_range += 1
+            self._retry_delay = METADATA_MIN_INTERVAL_S
+            kept = self.get(route.topic, route.tenant)
+            log.warning(
+                "route cache: route %r (epoch %d) names partitions %s but %r has %d partitions; "
+                "keeping %s until they exist", route.key, route.epoch,
+                sorted({*route.partitions, *route.previous_partitions}), route.topic, count,
+                "default hashing" if kept is None else
+                f"its route {list(kept.partitions)} (epoch {kept.epoch})")
+            self._pending[key] = route
+            # The newest record under the key is one nobody can follow: to a new reader after
+            # compaction, the route would be gone. (A route the writer really wrote for
+            # partitions just added is re-asserted as is: harmless.)
+            self._poison(route.key.encode("utf-8", "surrogateescape"),
+                         f"names partitions beyond the {count} of {route.topic!r}")
+        return False
+
+    def _refresh_counts(self, topic: str) -> int | None:
+        consumer = self._consumer
+        if consumer is not None and time.monotonic() - self._counts_at >= METADATA_MIN_INTERVAL_S:
+            self._counts_at = time.monotonic()
+            try:
+                # All topics: asking for one by name may create it on some brokers.
+                metadata = consumer.list_topics(timeout=METADATA_TIMEOUT_S)
+            except KafkaException as exc:
+                log.warning("route cache: cannot read partition counts: %s", exc)
+            else:
+                counts = {name: len(t.partitions) for name, t in metadata.topics.items()
+                          if t.error is None}
+                for known in self._counts:
+                    counts.setdefault(known, _ABSENT)
+                counts.setdefault(topic, _ABSENT)
+                self._counts = counts
+        return self._counts.get(topic)
+
+    def _retry_pending(self) -> None:
+        """Deferred routes, again: backing off while they stay beyond the partition count (a
+        route that names partitions nobody created costs a request a minute, not a second)."""
+        if time.monotonic() - self._counts_at < self._retry_delay:
+            return
+        self._retry_delay = min(self._retry_delay * 2, METADATA_MAX_RETRY_S)
+        for key, route in list(self._pending.items()):
+            if self._pending.get(key) is not route:
+                continue
+            applied, stale = self._applied, self._stale
+            self._store(route.topic, route.tenant, route)  # stays deferred if still beyond
+            if self._applied != applied or self._stale != stale:
+                self._pending.pop(key, None)
+                self._poisoned.pop(route.key, None)
+            if self._applied != applied:
+                log.info("route cache: route %r (epoch %d) applied: its partitions %s exist now",
+                         route.key, route.epoch, list(route.partitions))
 
     def _notify(self, topic: str, tenant: str, route: Route | None) -> None:
         for listener in self._listeners:
@@ -319,6 +498,13 @@ class RouteCache:
                 listener(topic, tenant, route)
             except Exception:
                 log.exception("route listener failed")
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """An error's text, cut: a decoder's message can carry both whole schemas (kilobytes of
+    JSON per poison record)."""
+    text = str(exc)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _ends_drain(current: Route, route: Route) -> bool:

@@ -87,11 +87,14 @@ class RoutesWatermark:
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._consumer: Consumer | None = None
+        self._closed = False
         self._value: int | None = None
         self._fetched_at = -float("inf")
 
     def get(self) -> int | None:
         with self._lock:
+            if self._closed:
+                return None  # its producer is gone: no client of ours outlives it
             if time.monotonic() - self._fetched_at < self._max_age_s:
                 return self._value
             self._fetched_at = time.monotonic()
@@ -108,6 +111,7 @@ class RoutesWatermark:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._consumer is not None:
                 self._consumer.close()
                 self._consumer = None
@@ -139,10 +143,20 @@ class ProducerMetrics:
         there is no lag, the broker's end of the routes topic being unknown. ``name``: the
         ``producer`` label, by default the producer's ``routing.producer.id``.
         """
-        if watermark is None and conf is not None and "bootstrap.servers" in conf:
+        cache = producer.cache
+        if (watermark is None and cache is not None and conf is not None
+                and "bootstrap.servers" in conf):  # without a cache there is no lag to show
             topic = str(conf.get("routing.routes.topic", DEFAULT_ROUTES_TOPIC))
             watermark = RoutesWatermark(conf, topic, max_age_s=self._max_age_s,
                                         timeout_s=self._timeout_s)
+        if watermark is not None:
+            # Its client lives as long as the producer: closed with the producer's route cache
+            # (RoutingProducer.close stops it), or when the producer is collected unclosed.
+            # Scrapes alone would close it only if one came after the producer was gone.
+            on_stop = getattr(cache, "on_stop", None)
+            if on_stop is not None:
+                on_stop(watermark.close)
+            weakref.finalize(producer, watermark.close)
         entry = _Entry(weakref.ref(producer), name or producer.producer_id, watermark)
         with self._lock:
             self._entries.append(entry)
@@ -217,16 +231,19 @@ class ProducerMetrics:
                          float(max(0, high - int(stats["position"]))))
 
 
-_defaults: dict[int, ProducerMetrics] = {}
+# Weakly: a registry dropped by its application takes its ProducerMetrics (and their clients)
+# with it, and a new registry never inherits a dead one's by reusing its id().
+_defaults: weakref.WeakKeyDictionary[CollectorRegistry, ProducerMetrics] = (
+    weakref.WeakKeyDictionary())
 _defaults_lock = threading.Lock()
 
 
 def producer_metrics(registry: CollectorRegistry = REGISTRY) -> ProducerMetrics:
     """The process's ProducerMetrics for ``registry``, registered on it the first time."""
     with _defaults_lock:
-        metrics = _defaults.get(id(registry))
+        metrics = _defaults.get(registry)
         if metrics is None:
-            metrics = _defaults[id(registry)] = ProducerMetrics()
+            metrics = _defaults[registry] = ProducerMetrics()
             registry.register(metrics)
         return metrics
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import murmur2
 
-from routing_app.routes.model import route_key
+from routing_app.routes.model import RouteError, route_key, validate_topic_name
 from routing_app.usage.report import UsageReport
 
 # A record must stay far below Kafka's default 1 MB message limit, whatever the tenant names.
@@ -135,3 +135,94 @@ def reports_of(record: Mapping[str, Any]) -> list[UsageReport]:
     return [UsageReport(producer_id, topic, tenant, records, nbytes, start, end, partition, top,
                         streams)
             for topic, tenant, partition, records, nbytes, top, streams in usage_of(record)]
+
+
+# -- what a usage report may claim -----------------------------------------------------------
+# Why a worker refused usage, as its counters name them. A whole record is refused for its
+# interval; single entries (one tenant or residual) for their figures.
+REJECTED_FUTURE = "rejected_future"  # its interval ends ahead of the worker's clock
+REJECTED_INTERVAL = "rejected_interval"  # ends before it starts, or absurdly long
+REJECTED_NEGATIVE = "rejected_negative"  # a negative count of records or bytes
+REJECTED_TOO_LARGE = "rejected_too_large"  # more than one producer can send in the interval
+REJECTED_MALFORMED = "rejected_malformed"  # not a topic name, or a partition below -1
+REJECTION_REASONS = (REJECTED_FUTURE, REJECTED_INTERVAL, REJECTED_NEGATIVE, REJECTED_TOO_LARGE,
+                     REJECTED_MALFORMED)
+
+
+@dataclass(frozen=True)
+class UsageLimits:
+    """What one usage report can claim: a report beyond them is forged or broken, and one such
+    report used to crash the worker's usage agent (a count overflowing Avro's long), shard a
+    tenant over every partition, or close hours of windows ahead of time.
+
+    The bounds are generous for real producers: one producer cannot send a million records a
+    second to one partition, nor a GiB. A report's records land in one window, and a producer
+    that could not send its reports for a while sends the counts it kept in a later, short
+    interval: the count bound is per second of the interval or of one window, whichever is
+    longer.
+    """
+
+    max_records_per_s: int = 1_000_000
+    max_bytes_per_s: int = 1 << 30
+    # An interval ending further ahead than this (the worker's clock) is refused: stream time
+    # may then close no window before its end plus grace has passed by the wall clock.
+    max_future_ms: int = 1_000
+    # Producers report every routing.usage.interval.ms (1 s by default).
+    max_interval_ms: int = 60_000
+    window_ms: int = 10_000
+
+    def interval_problem(self, start: int, end: int, now_ms: int) -> tuple[str, str] | None:
+        """(reason, what is wrong) when a record's interval is refused, else None."""
+        if end > now_ms + self.max_future_ms:
+            return REJECTED_FUTURE, (
+                f"its interval ends {(end - now_ms) / 1000:.1f} s ahead of this worker's clock "
+                f"(allowed: {self.max_future_ms} ms of clock skew); is the producer's clock "
+                f"right?")
+        if end < start:
+            return REJECTED_INTERVAL, f"its interval ends ({end}) before it starts ({start})"
+        if end - start > self.max_interval_ms:
+            return REJECTED_INTERVAL, (
+                f"its interval lasts {(end - start) / 1000:.1f} s (at most "
+                f"{self.max_interval_ms / 1000:g} s)")
+        return None
+
+    def bound(self, rows: list[TenantUsage], start: int, end: int
+              ) -> tuple[list[TenantUsage], list[tuple[str, str]]]:
+        """(the entries kept, (reason, what is wrong) per entry refused) of one record whose
+        interval passed ``interval_problem``."""
+        seconds = max(end - start, self.window_ms) / 1000.0
+        max_records = int(self.max_records_per_s * seconds)
+        max_bytes = int(self.max_bytes_per_s * seconds)
+        kept: list[TenantUsage] = []
+        refused: list[tuple[str, str]] = []
+        for row in rows:
+            topic, tenant, partition, records, nbytes = row[:5]
+            if records < 0 or nbytes < 0:
+                refused.append((REJECTED_NEGATIVE, f"{topic[:80]}/{tenant[:80]}: {records} "
+                                                   f"records, {nbytes} bytes"))
+            elif records > max_records or nbytes > max_bytes:
+                refused.append((REJECTED_TOO_LARGE, (
+                    f"{topic[:80]}/{tenant[:80]}: {records} records, {nbytes} bytes in an interval of "
+                    f"{(end - start) / 1000:g} s (at most {max_records} records and "
+                    f"{max_bytes} bytes)")))
+            elif partition < -1 or not _is_topic_name(topic):
+                refused.append((REJECTED_MALFORMED, f"topic {topic[:80]!r}, partition "
+                                                    f"{partition}"))
+            else:
+                kept.append(row)
+        return kept, refused
+
+
+_topic_names: set[str] = set()
+
+
+def _is_topic_name(topic: str) -> bool:
+    if topic in _topic_names:
+        return True
+    try:
+        validate_topic_name(topic)
+    except RouteError:
+        return False
+    if len(_topic_names) < 10_000:  # a handful of data topics; never grow without bound
+        _topic_names.add(topic)
+    return True

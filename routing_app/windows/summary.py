@@ -11,6 +11,9 @@ from routing_app.usage.batch import bounded_streams
 WINDOW_SUMMARY_SCHEMA = "window_summary"
 # A summary is one Kafka record; keep it well under the default 1 MB message limit.
 MAX_TENANTS_PER_SUMMARY = 20_000
+# Avro's long. Reports are bounded (usage.batch.UsageLimits), so totals never come near it; a
+# sum that did would make the summary unencodable and lose the window.
+MAX_COUNT = (1 << 63) - 1
 
 _TenantKey = tuple[str, str]
 _ResidualKey = tuple[str, int]
@@ -235,7 +238,9 @@ class WindowAccumulator:
                 counts[1] += nbytes
         return WindowSummary(
             usage_partition, usage_partitions, window_start, window_start + window_size_ms,
-            closed_by, {k: (v[0], v[1]) for k, v in tenants.items()},
-            {k: (v[0], v[1]) for k, v in residuals.items()}, worker_id, producers,
-            {k: (min(v[0], tenants[k][0]), v[1]) for k, v in streams.items()
+            closed_by, {k: (min(v[0], MAX_COUNT), min(v[1], MAX_COUNT))
+                        for k, v in tenants.items()},
+            {k: (min(v[0], MAX_COUNT), min(v[1], MAX_COUNT)) for k, v in residuals.items()},
+            worker_id, producers,
+            {k: (min(v[0], tenants[k][0], MAX_COUNT), v[1]) for k, v in streams.items()
              if k in tenants and v[0] < tenants[k][0]})

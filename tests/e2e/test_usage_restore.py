@@ -94,8 +94,10 @@ def _summaries(settings: Settings, window_start: int) -> list[WindowSummary]:
 
 def _close_window(settings: Settings, window_start: int) -> list[WindowSummary]:
     """A producer past the window's end + grace on every partition closes it by stream time;
-    returns its summaries, one per usage partition."""
+    returns its summaries, one per usage partition. Its report is sent once that moment has
+    come: workers refuse reports stamped ahead of their clock (by more than the grace)."""
     closing = window_start + SIZE + settings.window_grace_ms + 1
+    time.sleep(max(0.0, closing / 1000 - time.time()))
     _send(settings, [UsageReport("p-3", "orders", t, 1, 1, closing - 1000, closing)
                      for t in TENANTS])
     found: list[WindowSummary] = wait_for(

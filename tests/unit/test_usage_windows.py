@@ -23,6 +23,7 @@ from routing_app.client.partitioner import java_partition
 from routing_app.codec import AvroCodec
 from routing_app.config import Settings
 from routing_app.usage import USAGE_SCHEMA, UsageReport, batch_reports
+from routing_app.usage.batch import UsageLimits
 from routing_app.windows import WINDOW_SUMMARY_SCHEMA, WindowSummary
 
 PARTITIONS = 4
@@ -78,8 +79,13 @@ class Harness:
         self.summary_codec = AvroCodec(self.registry, WINDOW_SUMMARY_SCHEMA, "control")
         self.table = table or FakeWindowTable()
         self.control = FakeTopic()
+        # These tests move stream time on with reports stamped ahead of the wall clock (up to a
+        # window and its grace), instead of waiting for it: allow that much clock skew here.
+        # test_bad_input.py checks the default bounds.
+        limits = UsageLimits(max_future_ms=3 * SIZE, window_ms=SIZE)
         self.windows = UsageWindows(self.settings, self.usage, self.summary_codec, self.table,
-                                    self.control, "w-1", ready)  # type: ignore[arg-type]
+                                    self.control, "w-1", ready,  # type: ignore[arg-type]
+                                    limits=limits)
         self.delivered = list(delivered or [])
 
     def send(self, reports: list[UsageReport]) -> list[int]:
