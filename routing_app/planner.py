@@ -344,8 +344,11 @@ def _split_by_topic(inp: PlannerInput, budget: _Budget,
         # Inline _clean: this loop runs once per tenant per cycle.
         rates.setdefault(topic, {})[tenant] = rate = rate if 0 < rate < inf else 0.0
         top = tr.top_stream_per_s
-        if top is not None and top < rate:  # only what is known to split is kept
-            streams.setdefault(topic, {})[tenant] = (_clean(top), tr.streams)
+        # Only what is known to split is kept: a heaviest stream of none, or a negative or NaN
+        # one, is a broken report (unknown: one stream); no stream is below an even split.
+        if top is not None and 0 < top < rate:
+            even = rate / tr.streams if tr.streams > 0 else 0.0
+            streams.setdefault(topic, {})[tenant] = (max(top, even), tr.streams)
     routes: dict[str, dict[str, Route]] = {}
     for (topic, tenant), route in inp.routes.items():
         routes.setdefault(topic, {})[tenant] = route
@@ -751,9 +754,19 @@ class _Topic:
         if len(current) > 1:
             return  # already sharded (its streams each keep one shard): no more shards
         (p,) = current
-        if tenant in self.routed and self.members[p] == {tenant}:
-            return  # alone already: the best one partition can do
-        target = self._isolation_target(p, tenant, rate)
+        if self.members[p] == {tenant}:
+            return  # alone already (routed or hashed): the best one partition can do
+        # Worth a (draining) move only to a partition where it shares clearly less than here,
+        # by the tolerance once routed: it then never wanders between equals. Staying under
+        # the hot level is no reason to move: a partition of its own is the point.
+        margin = (self.policy.tolerance if tenant in self.routed
+                  else self.policy.settle_tolerance)
+        better = self.est[p] - margin * self.mean
+        dedicated = [q for q in self.active if self.heavy[q] == 0]
+        target = (self._best_fit((p,), rate, None, dedicated, cap=better)
+                  if dedicated else None)
+        if target is None:
+            target = self._best_fit((p,), rate, None, None, cap=better)
         if target is None:
             return
         top = self.heaviest_stream(tenant)

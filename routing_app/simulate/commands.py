@@ -52,15 +52,34 @@ LOAD_FRACTION = 0.5  # default total rate: mean partition load at half the capac
               help="Fraction of tenants replaced per hour (one leaves, a new one arrives).")
 @click.option("--noise", type=click.FloatRange(min=0.0), default=0.02, show_default=True,
               help="Relative burstiness per window, on top of Poisson counting noise.")
+@click.option("--keyless-fraction", type=click.FloatRange(min=0.0, max=1.0), default=0.3,
+              show_default=True,
+              help="Share of tenants that send key-only records (key=tenant): one ordered "
+                   "stream each, which a strict route never splits, so the planner isolates "
+                   "such a tenant instead of sharding it.")
+@click.option("--keys-max", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Every other tenant spreads its records over secondary keys (one ordered "
+                   "stream each): a key count drawn log-uniformly from 1 to this.")
+@click.option("--key-zipf", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="Skew over a tenant's keys: Zipf with an exponent drawn uniformly from 0 "
+                   "(even keys) to this. The heaviest key must fit in a shard for the planner "
+                   "to shard a strict tenant.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--policy", "policy_text", default="", metavar="NAME=VALUE,...",
               help="Planner policy overrides, as the workers' planner_policy setting.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line of figures only.")
 def simulate(zipf: float, tenants: int, partitions: int, hours: float, window_s: float,
              total_rate: float | None, capacity: float | None, flash: bool, diurnal: bool,
-             diurnal_period_h: float | None, churn: float, noise: float, seed: int,
+             diurnal_period_h: float | None, churn: float, noise: float,
+             keyless_fraction: float, keys_max: int, key_zipf: float, seed: int,
              policy_text: str, as_json: bool) -> None:
-    """Run the planner over synthetic Zipf traffic; compare with hashing and two-choices (PKG)."""
+    """Run the planner over synthetic Zipf traffic; compare with hashing and two-choices (PKG).
+
+    Every tenant has a key distribution: key-only records (one ordered stream) for
+    --keyless-fraction of them, else secondary keys (--keys-max, --key-zipf). A strict tenant
+    is sharded only while its heaviest stream fits in a shard; the figures count the elephants
+    that did not (unsplittable_*) and the max/mean their heaviest stream alone forces
+    (stream_floor_max_over_mean)."""
     policy = Policy()
     if policy_text:
         from routing_app.app.planning import policy_from_text
@@ -78,7 +97,8 @@ def simulate(zipf: float, tenants: int, partitions: int, hours: float, window_s:
         traffic=TrafficConfig(
             tenants=tenants, zipf=zipf, total_rate=rate, noise=noise, flash=flash,
             diurnal=diurnal, diurnal_period_s=(diurnal_period_h or hours) * 3600,
-            churn_per_hour=churn, seed=seed),
+            churn_per_hour=churn, keyless_fraction=keyless_fraction, keys_max=keys_max,
+            key_zipf=key_zipf, seed=seed),
         partitions=partitions, hours=hours, window_s=window_s, policy=policy)
     err = Console(stderr=True)
     if err.is_terminal:
@@ -128,6 +148,12 @@ def _print_tables(console: Console, result: SimResult, figures: dict[str, Any]) 
     table.add_row("sharded tenants (most shards)",
                   f"{figures['sharded_tenants']:,} ({figures['max_shard_count']:,})", "", "", "")
     table.add_row("routed tenants", f"{figures['routed_tenants']:,}", "0", "0", "")
+    table.add_row("elephants: unsplittable (isolated / times)",
+                  f"{figures['elephants']:,}: {figures['unsplittable_elephants']:,} "
+                  f"({figures['unsplittable_isolated_tenants']:,} / "
+                  f"{figures['unsplittable_isolations']:,})", "", "", "")
+    table.add_row("heaviest stream / mean (floor)",
+                  f"{figures['stream_floor_max_over_mean']:.3f}", "", "", "")
     table.add_row("changes by action", ", ".join(f"{k} {v:,}" for k, v in
                                                   figures["actions"].items()) or "none", "", "", "")
     table.add_row("plan() time mean / max", f"{figures['plan_ms_mean']:.1f} / "
@@ -145,6 +171,10 @@ def _print_tables(console: Console, result: SimResult, figures: dict[str, Any]) 
     console.print(timeline)
     console.print("Steady state = the second half of the run (after the start-up moves, still "
                   "with flashes, churn and the diurnal wave).")
+    console.print(f"Keys: {cfg.traffic.keyless_fraction:.0%} of tenants send key-only records; the "
+                  f"others 1-{cfg.traffic.keys_max:,} keys, Zipf 0-{cfg.traffic.key_zipf:g}. Elephants: "
+                  "above the shard level in some window; unsplittable: their heaviest stream "
+                  "exceeded a shard's unit (isolated, not sharded).")
 
 
 def _verdict(value: float, goal: float, percent: bool = False) -> str:

@@ -7,6 +7,11 @@ end, when the plan runs; the broker's write rates the planner also sees are thos
 window (the live loop reads them by timestamp at the window's edges), so they show where the
 window's records went, moves that had not yet taken effect included; a move takes effect
 ``drain_s`` after the plan (a strict move's stop-and-wait).
+
+The demo's producer sends key-only records (``key=tenant``): every tenant is one ordered stream,
+so the planner never shards one (a strict stream stays on one partition); it isolates it.
+``keys`` replays the same traffic as if each tenant spread its records evenly over that many
+secondary keys, which the planner may shard.
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ class Replay:
 
 def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
                 partitions: int = 12, window_s: float = 5.0, plan_delay_s: float = 2.0,
-                drain_s: float = 1.0, seed: int = 1) -> Replay:
-    """Every decision ``plan`` makes on ``traffic`` over ``duration_s`` seconds."""
+                drain_s: float = 1.0, seed: int = 1, keys: int = 0) -> Replay:
+    """Every decision ``plan`` makes on ``traffic`` over ``duration_s`` seconds. ``keys``:
+    secondary keys per tenant, records spread evenly (0: key-only records, as the demo)."""
     rng = random.Random(seed)
     topic, n = traffic.topic, partitions
     homes: dict[str, int] = {}
@@ -102,7 +108,7 @@ def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
         loads = {(topic, p): PartitionLoad(topic, p, in_window[p] / window_s) for p in range(n)}
         inp = PlannerInput(
             now_ms=_EPOCH_MS + round(end * 1000), partition_counts={topic: n}, routes=routes,
-            rates={(topic, tenant): TenantRate(topic, tenant, count / window_s)
+            rates={(topic, tenant): _rate(topic, tenant, count / window_s, keys)
                    for tenant, count in usage.items()},
             loads=loads, history=history, policy=policy)
         decided = plan(inp)
@@ -115,3 +121,11 @@ def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
         result.cycles += 1
         next_plan += window_s
     return result
+
+
+def _rate(topic: str, tenant: str, rate: float, keys: int) -> TenantRate:
+    """What the producers report: one stream carrying everything without keys, else the
+    heaviest of ``keys`` even ones."""
+    if keys <= 0:
+        return TenantRate(topic, tenant, rate, top_stream_per_s=rate, streams=1)
+    return TenantRate(topic, tenant, rate, top_stream_per_s=rate / keys, streams=keys)

@@ -7,6 +7,14 @@ hashing and partial key grouping (PKG): every tenant may use its two hash choice
 record goes to the less loaded one. PKG is modelled per window as water-filling, tenants
 largest first: a tenant fills the emptier of its two partitions up to the other's level, then
 splits the rest evenly -- the fixed point record-by-record greedy choice tends to.
+
+Every tenant rate carries its heaviest ordered stream and stream count (from the traffic's key
+distributions), as producers report them. The loop also counts the *elephants* (tenants above
+the level at which the shard rule shards a tenant on one partition: unit x (1 + hysteresis),
+the planner's own unit for the window's mean) and the *unsplittable* ones among them, whose
+heaviest stream exceeds the unit (strict order keeps a stream on one partition, so the planner
+isolates them instead of sharding them); and the heaviest stream of any tenant over the mean,
+the max/mean below which no order-keeping placement can go.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Any
 
 from routing_app.client.partitioner import java_partition
 from routing_app.planner import (
+    Action,
     PartitionLoad,
     Plan,
     PlannerInput,
@@ -29,11 +38,15 @@ from routing_app.planner import (
     TenantRate,
     apply_changes,
     plan,
+    shard_unit,
 )
 from routing_app.routes.model import Route
 from routing_app.simulate.traffic import Traffic, TrafficConfig
 
 TOPIC = "sim.events"
+# What the planner's reason says when it isolates a tenant it cannot shard (its reason kind is
+# "unsplittable", routing_app.metrics.reasons).
+UNSPLITTABLE_PHRASE = "not sharded"
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,11 @@ class WindowStats:
     routed: int
     max_lag: float
     plan_s: float
+    # Tenants above the shard level this window, those whose heaviest stream exceeds the unit,
+    # and the heaviest stream of any tenant over the mean partition load.
+    elephants: int = 0
+    unsplittable: int = 0
+    stream_floor: float = 0.0
 
 
 @dataclass
@@ -71,6 +89,12 @@ class SimResult:
     seconds: float
     arrivals: int
     flashes: int
+    # Distinct tenants that were elephants, and unsplittable elephants, in some window.
+    elephants: set[str] = field(default_factory=set)
+    unsplittable: set[str] = field(default_factory=set)
+    # Isolations because a tenant could not be sharded (reason "not sharded"), and whom.
+    unsplittable_isolations: int = 0
+    unsplittable_isolated: set[str] = field(default_factory=set)
 
     def settled(self) -> list[WindowStats]:
         """The second half of the run: after the start-up moves, still with flashes and churn."""
@@ -83,6 +107,7 @@ class SimResult:
         settled_moves = sum(w.moves for w in settled)
         shard_counts = [len(r.partitions) for r in self.routes.values() if len(r.partitions) > 1]
         plan_times = [w.plan_s for w in self.windows]
+        traffic = cfg.traffic
         return {
             "max_over_mean": _r(statistics.median(w.max_over_mean for w in settled)),
             "max_over_mean_p95": _r(_quantile([w.max_over_mean for w in settled], 0.95)),
@@ -99,6 +124,17 @@ class SimResult:
             "plan_ms_mean": _r(1000 * statistics.fmean(plan_times)),
             "plan_ms_max": _r(1000 * max(plan_times)),
             "actions": dict(sorted(self.actions.items())),
+            # Key distributions: who the planner may shard (see the module docstring).
+            "elephants": len(self.elephants),
+            "unsplittable_elephants": len(self.unsplittable),
+            "unsplittable_isolations": self.unsplittable_isolations,
+            "unsplittable_isolated_tenants": len(self.unsplittable_isolated),
+            "elephants_per_window": _r(statistics.median(w.elephants for w in settled)),
+            "unsplittable_per_window": _r(statistics.median(w.unsplittable for w in settled)),
+            "stream_floor_max_over_mean": _r(statistics.median(w.stream_floor for w in settled)),
+            "keyless_fraction": traffic.keyless_fraction,
+            "keys_max": traffic.keys_max,
+            "key_zipf": traffic.key_zipf,
             "arrivals": self.arrivals,
             "flashes": self.flashes,
             "tenants": cfg.traffic.tenants,
@@ -125,6 +161,7 @@ class SimResult:
                 "moves": sum(w.moves for w in chunk),
                 "sharded": chunk[-1].sharded,
                 "routed": chunk[-1].routed,
+                "unsplittable": chunk[-1].unsplittable,
             })
         return rows
 
@@ -166,7 +203,8 @@ def run_simulation(config: SimConfig,
     if n < 1:
         raise ValueError("at least one partition")
     traffic = Traffic(config.traffic)
-    capacity = config.policy.partition_capacity
+    policy = config.policy
+    capacity = policy.partition_capacity
     routes: dict[TenantKey, Route] = {}
     placement: dict[str, tuple[int, ...]] = {}
     history: dict[TenantKey, TenantHistory] = {}
@@ -176,6 +214,10 @@ def run_simulation(config: SimConfig,
     lag = [0.0] * n
     stats: list[WindowStats] = []
     actions: Counter[str] = Counter()
+    elephants: set[str] = set()
+    unsplittable: set[str] = set()
+    isolated: set[str] = set()
+    isolations = 0
     started = time.perf_counter()
 
     for index in range(config.windows):
@@ -203,11 +245,29 @@ def run_simulation(config: SimConfig,
             lag[p] = max(0.0, lag[p] + (loads[p] - capacity) * config.window_s)
         pkg = pkg_loads(rates, first, second, n)
 
+        tenant_rates = tenant_rates_of(traffic, rates)
+        # What the shard rule sees (the planner's unit for this window's mean): no residual,
+        # no drained partition here, so the mean is the tenants' total over the partitions.
+        mean = sum(rates.values()) / n
+        unit = shard_unit(policy, mean)
+        grow_above = unit * (1 + policy.hysteresis)
+        heaviest = 0.0
+        window_elephants = window_unsplittable = 0
+        for key, tr in tenant_rates.items():
+            top = tr.records_per_s if tr.top_stream_per_s is None else tr.top_stream_per_s
+            heaviest = max(heaviest, top)
+            if tr.records_per_s > grow_above:
+                window_elephants += 1
+                elephants.add(key[1])
+                if top > unit:
+                    window_unsplittable += 1
+                    unsplittable.add(key[1])
+
         inp = PlannerInput(
             now_ms=now_ms,
             partition_counts={TOPIC: n},
             routes=routes,
-            rates={(TOPIC, tenant): TenantRate(TOPIC, tenant, rate) for tenant, rate in rates.items()},
+            rates=tenant_rates,
             loads={(TOPIC, p): PartitionLoad(TOPIC, p, loads[p], round(lag[p])) for p in range(n)},
             history=history,
             policy=config.policy,
@@ -219,6 +279,9 @@ def run_simulation(config: SimConfig,
         history = dict(result.history)
         for change in result.changes:
             actions[change.action.value] += 1
+            if change.action is Action.ISOLATE and UNSPLITTABLE_PHRASE in change.reason:
+                isolations += 1
+                isolated.add(change.tenant)
             if change.partitions is None:
                 placement.pop(change.tenant, None)
             else:
@@ -230,10 +293,26 @@ def run_simulation(config: SimConfig,
             moves=len(result.changes),
             sharded=sum(1 for parts in placement.values() if len(parts) > 1),
             routed=len(placement), max_lag=max(lag), plan_s=plan_s,
+            elephants=window_elephants, unsplittable=window_unsplittable,
+            stream_floor=heaviest / mean if mean > 0 else 0.0,
         ))
         if progress is not None:
             progress(index + 1, config.windows)
 
     return SimResult(config=config, windows=stats, actions=actions, routes=routes,
                      seconds=time.perf_counter() - started, arrivals=traffic.arrivals,
-                     flashes=len(traffic.flashes))
+                     flashes=len(traffic.flashes), elephants=elephants, unsplittable=unsplittable,
+                     unsplittable_isolations=isolations, unsplittable_isolated=isolated)
+
+
+def tenant_rates_of(traffic: Traffic, rates: dict[str, float],
+                    topic: str = TOPIC) -> dict[TenantKey, TenantRate]:
+    """The planner's rates for one window: every tenant's heaviest ordered stream and stream
+    count from its key distribution, as a producer reports them."""
+    out: dict[TenantKey, TenantRate] = {}
+    for tenant, rate in rates.items():
+        profile = traffic.profile(tenant)
+        out[(topic, tenant)] = TenantRate(topic, tenant, rate,
+                                          top_stream_per_s=profile.top_stream(rate),
+                                          streams=profile.keys)
+    return out

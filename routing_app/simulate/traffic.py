@@ -3,6 +3,14 @@
 Deterministic for a seed. A tenant is a *slot* with a Zipf weight (slot 0 is the largest) and a
 name; churn gives a slot a new name (one tenant leaves, a new one of the same size arrives
 elsewhere in the hash space), so the size distribution stays Zipf while placements change.
+
+Every tenant also has a key distribution (``KeyProfile``): the planner keeps each ordered
+stream of a strict tenant (one per secondary key; all of a tenant's records when it sends them
+without one, ``key=tenant``) on one partition, so it shards a tenant only while its heaviest
+stream fits in a shard. A share of tenants send key-only records (one stream); the others
+spread theirs over a number of secondary keys, Zipf-skewed. Profiles come from a random stream
+of their own, so they change no rate: the same seed gives the same rates whatever the key
+settings (runs with and without keys compare the same traffic).
 """
 
 from __future__ import annotations
@@ -33,7 +41,60 @@ class TrafficConfig:
     diurnal_amplitude: float = 0.3  # total rate x (1 + amplitude x sin(2 pi t / period))
     diurnal_period_s: float = 7_200.0
     churn_per_hour: float = 0.02  # fraction of tenants replaced (one leaves, one arrives) per hour
+    # Key distributions (see KeyProfile): this share of tenants send key-only records, one
+    # ordered stream; every other tenant has a key count drawn log-uniformly from 1..keys_max
+    # and a Zipf skew over its keys with an exponent drawn uniformly from 0..key_zipf (0: even).
+    keyless_fraction: float = 0.3
+    keys_max: int = 10_000
+    key_zipf: float = 1.0
     seed: int = 1
+
+
+@dataclass(frozen=True)
+class KeyProfile:
+    """How a tenant's records spread over its ordered streams."""
+
+    keys: int  # distinct ordered streams: secondary keys (1 for key-only records)
+    zipf: float  # skew over the keys: the k-th heaviest key carries a share ~ k ** -zipf
+    top_share: float  # share of the tenant's records in its heaviest stream
+    keyless: bool = False  # every record is sent without a secondary key (key=tenant)
+
+    def top_stream(self, rate: float) -> float:
+        """The rate of the heaviest ordered stream of a tenant sending ``rate``."""
+        return rate * self.top_share
+
+
+KEYLESS = KeyProfile(keys=1, zipf=0.0, top_share=1.0, keyless=True)
+
+
+def zipf_top_share(keys: int, exponent: float) -> float:
+    """The heaviest key's share when ``keys`` keys follow Zipf(``exponent``): 1 / H(keys, s).
+    Exact over the first keys, Euler-Maclaurin for the tail (relative error below 1e-6)."""
+    if keys <= 1:
+        return 1.0
+    exact = min(keys, 256)
+    total = math.fsum(k ** -exponent for k in range(1, exact + 1))
+    if keys > exact:
+        a, b = float(exact), float(keys)
+        if abs(exponent - 1.0) < 1e-12:
+            integral = math.log(b / a)
+        else:
+            integral = (b ** (1 - exponent) - a ** (1 - exponent)) / (1 - exponent)
+        # sum_{a < k <= b} f(k) = integral + (f(b) - f(a)) / 2 + (f'(b) - f'(a)) / 12 + ...
+        total += integral + (b ** -exponent - a ** -exponent) / 2 \
+            - exponent * (b ** (-exponent - 1) - a ** (-exponent - 1)) / 12
+    return 1.0 / total
+
+
+def draw_profile(rng: random.Random, config: TrafficConfig) -> KeyProfile:
+    """One tenant's key distribution (see TrafficConfig's keyless_fraction, keys_max,
+    key_zipf). Always draws three numbers, so profiles stay aligned across settings."""
+    keyless, spread, skew = rng.random(), rng.random(), rng.random()
+    if keyless < config.keyless_fraction:
+        return KEYLESS
+    keys = max(1, min(config.keys_max, int(math.exp(spread * math.log(config.keys_max + 1)))))
+    exponent = skew * max(0.0, config.key_zipf)
+    return KeyProfile(keys=keys, zipf=exponent, top_share=zipf_top_share(keys, exponent))
 
 
 @dataclass(frozen=True)
@@ -56,6 +117,9 @@ class Traffic:
         total = math.fsum(weights)
         self.base = [config.total_rate * w / total for w in weights]
         self.names = [f"tenant-{i:06d}" for i in range(config.tenants)]
+        # Key distributions by tenant name, from their own random stream (see the docstring).
+        self._key_rng = random.Random(f"keys-{config.seed}")
+        self.profiles = {name: draw_profile(self._key_rng, config) for name in self.names}
         self._next_id = config.tenants
         self.arrivals = 0
         self.flashes: list[Flash] = []
@@ -66,6 +130,10 @@ class Traffic:
         if not cfg.diurnal or cfg.diurnal_period_s <= 0:
             return 1.0
         return 1.0 + cfg.diurnal_amplitude * math.sin(2 * math.pi * t_s / cfg.diurnal_period_s)
+
+    def profile(self, tenant: str) -> KeyProfile:
+        """The tenant's key distribution (a tenant that left keeps none: key-only)."""
+        return self.profiles.get(tenant, KEYLESS)
 
     def active_flashes(self, t_s: float) -> list[Flash]:
         return [f for f in self.flashes if f.start_s <= t_s < f.end_s]
@@ -100,7 +168,9 @@ class Traffic:
         count = int(expected) + (1 if self._rng.random() < expected - int(expected) else 0)
         for _ in range(count):
             slot = self._rng.randrange(len(self.names))
-            self.names[slot] = f"tenant-{self._next_id:06d}"
+            del self.profiles[self.names[slot]]
+            self.names[slot] = name = f"tenant-{self._next_id:06d}"
+            self.profiles[name] = draw_profile(self._key_rng, self.config)
             self._next_id += 1
             self.arrivals += 1
 

@@ -74,6 +74,13 @@ def event(tenant: str, action: str, reason: str, *, command: bool = False,
      "drain_timeout_forced"),
     ("drain-abort", "pin aborted after 30000 ms waiting for p1: back to [2]", False,
      "drain_timeout_aborted"),
+    ("isolate", "t sends 1,400/s, more than a shard's 521/s, but it is one ordered stream (records "
+                "without a secondary key) carries 1,400/s: not sharded (strict order keeps each "
+                "stream on one partition); isolated on partition 8 (100/s) instead", False,
+     "unsplittable"),
+    ("isolate", "t sends 9,000/s, more than a shard's 2,000/s, but its heaviest of 12 ordered "
+                "streams carries 3,000/s: not sharded (strict order keeps each stream on one "
+                "partition); isolated on partition 2 (10/s) instead", False, "unsplittable"),
     ("isolate", "a future wording", False, "hot_partition"),
     ("shard", "a future wording", False, "other"),
 ])
@@ -89,7 +96,9 @@ def test_labels_are_bounded_whatever_the_event_says() -> None:
 
 
 def test_every_reason_the_real_planner_writes_has_a_kind(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs the planner over simulated traffic: no reason it writes falls into "other"."""
+    """Runs the planner over simulated traffic: no reason it writes falls into "other". The
+    simulated tenants carry key distributions (30% send key-only records): elephants whose
+    heaviest stream fits a shard are sharded, the others isolated instead ("unsplittable")."""
     seen: dict[tuple[str, str], int] = {}
     unknown: list[str] = []
     def spy(inp: PlannerInput) -> Plan:
@@ -105,7 +114,7 @@ def test_every_reason_the_real_planner_writes_has_a_kind(monkeypatch: pytest.Mon
     traffic = TrafficConfig(tenants=2000, flash_every_s=600, flash_duration_s=200)
     simulate_run.run_simulation(simulate_run.SimConfig(traffic=traffic, partitions=20, hours=0.5))
     assert not unknown, unknown[:5]
-    assert {"shard_grow", "over_mean"} <= {kind for _, kind in seen}, seen
+    assert {"shard_grow", "over_mean", "unsplittable"} <= {kind for _, kind in seen}, seen
 
 
 # -- the worker collector ------------------------------------------------------------------------

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from routing_app.client.partitioner import java_partition
+from routing_app.metrics.reasons import reason_kind
 from routing_app.planner import (
     Action,
     PartitionLoad,
@@ -28,7 +29,7 @@ from routing_app.planner import (
     plan,
     shard_unit,
 )
-from routing_app.routes.model import Route, RouteStatus
+from routing_app.routes.model import Route, RouteMode, RouteStatus
 
 FAST = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -55,22 +56,39 @@ def names_on(partition: int, n: int, count: int, prefix: str) -> list[str]:
     return found
 
 
-def rates(values: Mapping[str, float], topic: str = T) -> dict[TenantKey, TenantRate]:
-    return {(topic, t): TenantRate(topic, t, r) for t, r in values.items()}
+# Secondary keys of a "keyed" tenant: records spread evenly, so its heaviest ordered stream is
+# 1/64 of it and the planner may shard it even in strict mode. Every other tenant is reported as
+# producers that say nothing about streams are: one stream, never sharded while strict.
+KEYS = 64
+
+
+def keyed_rate(topic: str, tenant: str, rate: float, keys: int = KEYS) -> TenantRate:
+    """A tenant whose records spread evenly over ``keys`` secondary keys (splittable)."""
+    return TenantRate(topic, tenant, rate, top_stream_per_s=rate / keys, streams=keys)
+
+
+def rates(values: Mapping[str, float], topic: str = T,
+          keyed: Collection[str] = ()) -> dict[TenantKey, TenantRate]:
+    return {(topic, t): keyed_rate(topic, t, r) if t in keyed else TenantRate(topic, t, r)
+            for t, r in values.items()}
 
 
 def route(tenant: str, parts: Iterable[int], *, pinned: bool = False, updated: int = 0,
-          status: RouteStatus = RouteStatus.ACTIVE, topic: str = T) -> Route:
+          status: RouteStatus = RouteStatus.ACTIVE, topic: str = T,
+          mode: RouteMode = RouteMode.STRICT) -> Route:
     return Route(topic=topic, tenant=tenant, partitions=tuple(parts), epoch=3, status=status,
-                 updated_at_ms=updated, attributes={"pinned": "true"} if pinned else {})
+                 updated_at_ms=updated, attributes={"pinned": "true"} if pinned else {},
+                 mode=mode)
 
 
 def planner_input(n: int, tenant_rates: Mapping[str, float],
-                  routes: Iterable[Route] = (), **changes: Any) -> PlannerInput:
+                  routes: Iterable[Route] = (), keyed: Collection[str] = (),
+                  **changes: Any) -> PlannerInput:
+    """``keyed``: tenants sending 64 even secondary keys (see KEYS); the others one stream."""
     base: dict[str, Any] = {
         "now_ms": NOW, "partition_counts": {T: n},
         "routes": {(r.topic, r.tenant): r for r in routes},
-        "rates": rates(tenant_rates), "loads": {},
+        "rates": rates(tenant_rates, keyed=keyed), "loads": {},
     }
     base.update(changes)
     return PlannerInput(**base)
@@ -133,7 +151,7 @@ def test_shard_spreads_a_tenant_above_capacity_and_says_why() -> None:
     n = 12
     big = names_on(5, n, 1, "big")[0]
     tenant_rates = {**uniform_background(n, 1_000), big: 40_000.0}
-    result = plan(planner_input(n, tenant_rates))
+    result = plan(planner_input(n, tenant_rates, keyed={big}))
 
     (change,) = only(result, big)
     assert change.action is Action.SHARD
@@ -143,7 +161,7 @@ def test_shard_spreads_a_tenant_above_capacity_and_says_why() -> None:
     assert f"{big} sends 40,000/s" in change.reason
     assert f"sharded over {len(change.partitions)} partitions (was 1)" in change.reason
     assert change.observed["shards"] == len(change.partitions)
-    after = loads_after(planner_input(n, tenant_rates), result)
+    after = loads_after(planner_input(n, tenant_rates, keyed={big}), result)
     assert max(after.values()) < 40_000 / 2 + 2_000
 
 
@@ -202,7 +220,7 @@ def test_an_incomplete_window_neither_rebalances_nor_merges_but_moves_a_tenant_s
     assert plan(replace(merging, complete=False)).changes == ()
 
     hot = names_on(1, 6, 1, "hot")[0]
-    moving = planner_input(6, {**uniform_background(6, 1_000), hot: 2_500.0})
+    moving = planner_input(6, {**uniform_background(6, 1_000), hot: 2_500.0}, keyed={hot})
     moved = plan(moving).changes
     assert [c.tenant for c in moved] == [hot]
     assert plan(replace(moving, complete=False)).changes == moved
@@ -403,7 +421,138 @@ def test_no_rates_no_routes_no_changes() -> None:
     assert result == Plan((), {})
 
 
+# -- strict order: a tenant is sharded only while its heaviest ordered stream fits a shard -------
+
+
+def _elephant_on_a_shared_partition(n: int = 12) -> tuple[str, dict[str, float]]:
+    """A 1,400/s tenant hashed onto partition 5 among 1,000/s of small ones; partition 8 has
+    room (100/s). The mean is 1,042/s: a shard carries at most 521/s."""
+    big = names_on(5, n, 1, "big")[0]
+    loads = {p: 1_000.0 for p in range(n)} | {8: 100.0}
+    return big, {**background(n, loads), big: 1_400.0}
+
+
+def test_a_key_only_strict_elephant_is_isolated_not_sharded() -> None:
+    n = 12
+    big, tenant_rates = _elephant_on_a_shared_partition(n)
+    inp = planner_input(n, tenant_rates)  # top stream unknown: the whole tenant is one stream
+    result = plan(inp)
+
+    (change,) = only(result, big)
+    assert change.action is Action.ISOLATE and change.partitions == (8,)
+    assert change.reason == (
+        f"{big} sends 1,400/s, more than a shard's 521/s, but it is one ordered stream (records "
+        "without a secondary key) carries 1,400/s: not sharded (strict order keeps each stream on "
+        "one partition); isolated on partition 8 (100/s) instead")
+    assert reason_kind(change.action.value, change.reason) == "unsplittable"
+    assert change.observed["top_stream_rate"] == 1_400.0
+    assert not [c for c in result.changes if c.action is Action.SHARD]
+    after = loads_after(inp, result)
+    assert after[8] == 1_500.0 and after[5] == 1_000.0
+    # Known streams, one of which is too heavy: the reason names them.
+    nine = TenantRate(T, big, 1_400.0, top_stream_per_s=700.0, streams=9)
+    heavy = replace(inp, rates={**inp.rates, (T, big): nine})
+    (change,) = only(plan(heavy), big)
+    assert change.action is Action.ISOLATE
+    assert "but its heaviest of 9 ordered streams carries 700/s: not sharded" in change.reason
+
+
+def test_a_key_only_strict_elephant_already_alone_stays() -> None:
+    n = 12
+    big = names_on(5, n, 1, "big")[0]
+    alone = background(n, {p: 1_000.0 for p in range(n) if p != 8})  # nobody else on 8
+    inp = planner_input(n, {**alone, big: 1_400.0}, [route(big, (8,), updated=LONG_AGO)])
+    assert only(plan(inp), big) == []
+    # Sharded, by contrast, once its records spread over 64 keys.
+    (change,) = only(plan(replace(inp, rates=rates({**alone, big: 1_400.0}, keyed={big}))), big)
+    assert change.action is Action.SHARD and change.partitions is not None
+    assert change.partitions[0] == 8 and len(change.partitions) > 1
+
+
+def test_the_same_elephant_with_64_even_keys_is_sharded() -> None:
+    n = 12
+    big, tenant_rates = _elephant_on_a_shared_partition(n)
+    result = plan(planner_input(n, tenant_rates, keyed={big}))
+    (change,) = only(result, big)
+    assert change.action is Action.SHARD and change.partitions is not None
+    assert change.partitions[0] == 5 and len(change.partitions) >= math.ceil(1_400 / 521)
+    assert f"sharded over {len(change.partitions)} partitions (was 1)" in change.reason
+    assert reason_kind(change.action.value, change.reason) == "shard_grow"
+
+
+def test_a_relaxed_elephant_is_sharded_whatever_its_streams() -> None:
+    n = 12
+    big, tenant_rates = _elephant_on_a_shared_partition(n)
+    relaxed = route(big, (5,), updated=LONG_AGO, mode=RouteMode.RELAXED)
+    (change,) = only(plan(planner_input(n, tenant_rates, [relaxed])), big)  # top stream None
+    assert change.action is Action.SHARD and change.partitions is not None
+    assert change.partitions[0] == 5 and len(change.partitions) > 1
+    # The same route in strict mode: never sharded (isolated, if anything).
+    strict = replace(relaxed, mode=RouteMode.STRICT)
+    for change in only(plan(planner_input(n, tenant_rates, [strict])), big):
+        assert change.action is Action.ISOLATE and "not sharded" in change.reason
+
+
+def test_a_strict_shard_list_is_not_grown_once_its_heaviest_stream_passes_the_unit() -> None:
+    n = 12
+    big = names_on(5, n, 1, "big")[0]
+    shards = route(big, (5, 6), updated=LONG_AGO)
+    inp = planner_input(n, {**uniform_background(n, 1_000), big: 40_000.0}, [shards])
+    # The mean is 4,333/s, a shard carries at most 2,167/s: 40,000/s wants 19 shards.
+    grown = plan(replace(inp, rates={**inp.rates, (T, big): keyed_rate(T, big, 40_000.0)}))
+    (change,) = only(grown, big)
+    assert change.action is Action.SHARD and change.partitions is not None
+    assert change.partitions[:2] == (5, 6) and len(change.partitions) > 2
+    # Its heaviest stream (5,000/s) no longer fits one shard: the list is kept as it is.
+    heavy = TenantRate(T, big, 40_000.0, top_stream_per_s=5_000.0, streams=8)
+    assert only(plan(replace(inp, rates={**inp.rates, (T, big): heavy})), big) == []
+    # Unknown streams: the same.
+    assert only(plan(inp), big) == []
+
+
+def test_an_unsplittable_elephant_moves_only_where_it_shares_less() -> None:
+    """Isolating a tenant that cannot be sharded is worth a (strict, draining) move only where
+    it ends up sharing less than where it is; else later cycles would move it on and on."""
+    n = 4
+    alone = names_on(1, n, 1, "alone")[0]  # the only tenant hashed onto partition 1
+    inp = planner_input(n, {**background(n, {0: 500.0, 2: 500.0}), alone: 1_000.0})
+    assert only(plan(inp), alone) == []
+
+    n = 8
+    big = names_on(3, n, 1, "big")[0]
+    inp = planner_input(n, {**uniform_background(n, 300), big: 600.0},
+                        policy=Policy(max_moves_per_cycle=20))
+    before = loads_after(inp, Plan((), {}))
+    result = plan(inp)
+    after = loads_after(inp, result)
+    for change in only(result, big):
+        assert change.partitions is not None
+        assert after[change.partitions[0]] < before[3], (change.reason, before, after)
+    # An hour later, on the same traffic, it stays where it is.
+    routes = apply_changes(inp.routes, result.changes, NOW)
+    est = estimate_loads(inp.partition_counts, routes, inp.rates, inp.residual)
+    loads = {key: PartitionLoad(key[0], key[1], value) for key, value in est.items()}
+    later = plan(replace(inp, routes=routes, history=result.history, loads=loads,
+                         now_ms=NOW + 3_600_000))
+    assert only(later, big) == [], [c.reason for c in only(later, big)]
+
+
 # -- properties over random inputs ---------------------------------------------------------------
+
+
+def drawn_rates(draw: st.DrawFn, values: Mapping[str, float], topic: str = T,
+                weird: bool = False) -> dict[TenantKey, TenantRate]:
+    """Rates whose heaviest ordered stream is unknown (one stream) or a random share of them."""
+    share = st.one_of(st.none(), st.sampled_from([1 / KEYS, 0.5, 1.0]), st.floats(0.0, 1.0))
+    out: dict[TenantKey, TenantRate] = {}
+    for t, r in values.items():
+        part = draw(share)
+        top = None if part is None else r * part
+        if weird and draw(st.integers(0, 9)) == 0:  # a broken report: plan must not raise
+            top = draw(st.sampled_from([-1.0, math.nan, math.inf, 1e300]))
+        out[(topic, t)] = TenantRate(topic, t, r, top_stream_per_s=top,
+                                     streams=draw(st.sampled_from([0, 1, KEYS])))
+    return out
 
 
 @st.composite
@@ -422,7 +571,8 @@ def inputs(draw: st.DrawFn, budget: int | None = None, dwell: bool = False,
         routes.append(route(
             t, parts, pinned=draw(st.integers(0, 5)) == 0,
             updated=draw(st.sampled_from([0, LONG_AGO, NOW - 30_000])),
-            status=RouteStatus.DRAINING if draw(st.integers(0, 8)) == 0 else RouteStatus.ACTIVE))
+            status=RouteStatus.DRAINING if draw(st.integers(0, 8)) == 0 else RouteStatus.ACTIVE,
+            mode=RouteMode.RELAXED if draw(st.integers(0, 2)) == 0 else RouteMode.STRICT))
     history = {}
     for t in names:
         if draw(st.booleans()):
@@ -434,7 +584,7 @@ def inputs(draw: st.DrawFn, budget: int | None = None, dwell: bool = False,
     residual = {(T, p): draw(st.floats(0.0, 2_000.0)) for p in range(n) if draw(st.booleans())}
     inp = PlannerInput(
         now_ms=NOW, partition_counts={T: n, "other": 3},
-        routes={(r.topic, r.tenant): r for r in routes}, rates=rates(tenant_rates),
+        routes={(r.topic, r.tenant): r for r in routes}, rates=drawn_rates(draw, tenant_rates, weird=True),
         loads={}, history=history, frozen=frozen, drained=drained, residual=residual,
         policy=Policy(
             partition_capacity=draw(st.sampled_from([1_000.0, 5_000.0, 20_000.0])),
@@ -445,8 +595,7 @@ def inputs(draw: st.DrawFn, budget: int | None = None, dwell: bool = False,
             hysteresis=draw(st.sampled_from([0.1, 0.25]))))
     if draw(st.booleans()):
         # A second topic, and rates for one the planner knows no partition count of.
-        extra = {("other", t): TenantRate("other", t, draw(st.floats(0.0, 9_000.0)))
-                 for t in names[:4]}
+        extra = drawn_rates(draw, {t: draw(st.floats(0.0, 9_000.0)) for t in names[:4]}, "other")
         extra[("unknown", "x")] = TenantRate("unknown", "x", 10.0)
         inp = replace(inp, rates={**inp.rates, **extra})
     est = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual)
@@ -624,7 +773,8 @@ def test_shard_count_grows_and_shrinks_with_the_rate(n: int, base_load: float, s
         return fill * units * base_load / (1 - fill * units / n)
 
     def shards(rate: float, routes: list[Route], now: int) -> tuple[int, list[Route]]:
-        inp = planner_input(n, {big: rate}, routes, residual=residual, policy=policy, now_ms=now)
+        inp = planner_input(n, {big: rate}, routes, keyed={big}, residual=residual,
+                            policy=policy, now_ms=now)
         table = apply_changes(inp.routes, plan(inp).changes, now)
         current = table.get((T, big))
         return (len(current.partitions) if current else 1), list(table.values())
@@ -686,6 +836,95 @@ def test_merge_back_after_the_cooldown(n: int, quiet_rate: float, cooldown: int,
         assert result.history[(T, quiet)].cool_since_ms == NOW - cool_for * 1000
 
 
+# -- strict order over random inputs -------------------------------------------------------------
+
+
+@st.composite
+def stream_inputs(draw: st.DrawFn) -> PlannerInput:
+    """Elephants and small tenants, strict or relaxed, routed (sharded too) or hashed; heaviest
+    streams unknown or a share of the rate; measured loads; a few drained partitions."""
+    n = draw(st.integers(2, 24))
+    capacity = draw(st.sampled_from([1_000.0, 5_000.0, 20_000.0]))
+    rate = st.one_of(st.floats(0.0, 300.0), st.floats(0.0, capacity),
+                     st.floats(capacity, 8 * capacity))
+    names = [f"t{i}" for i in range(draw(st.integers(1, 24)))]
+    tenant_rates = {t: draw(rate) for t in names}
+    routes = []
+    for t in names:
+        if draw(st.integers(0, 2)) == 0:
+            continue
+        parts = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=min(n, 6), unique=True))
+        routes.append(route(
+            t, parts, updated=draw(st.sampled_from([0, LONG_AGO, NOW - 30_000])),
+            mode=draw(st.sampled_from([RouteMode.STRICT, RouteMode.RELAXED]))))
+    drained = frozenset((T, p) for p in range(n) if draw(st.integers(0, 9)) == 0)
+    residual = {(T, p): draw(st.floats(0.0, capacity)) for p in range(n) if draw(st.booleans())}
+    policy = Policy(partition_capacity=capacity,
+                    max_moves_per_cycle=draw(st.sampled_from([1, 5, 1_000])),
+                    min_dwell_s=draw(st.sampled_from([0.0, 300.0])),
+                    max_shards=draw(st.sampled_from([None, 2, 8])),
+                    shard_fill=draw(st.sampled_from([0.25, 0.5, 1.0])),
+                    hysteresis=draw(st.sampled_from([0.1, 0.25])))
+    inp = PlannerInput(now_ms=NOW, partition_counts={T: n},
+                       routes={(r.topic, r.tenant): r for r in routes},
+                       rates=drawn_rates(draw, tenant_rates), loads={}, drained=drained,
+                       residual=residual, policy=policy)
+    if draw(st.booleans()):
+        est = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual)
+        inp = replace(inp, loads={
+            key: PartitionLoad(key[0], key[1], value * draw(st.floats(0.5, 2.0)),
+                               lag=draw(st.sampled_from([0, 10_000])))
+            for key, value in est.items()})
+    return inp
+
+
+def planner_mean(inp: PlannerInput, topic: str = T) -> float:
+    """The planner's mean partition load: tenant rates plus residual over active partitions."""
+    n = inp.partition_counts[topic]
+    total = math.fsum(tr.records_per_s for (t, _), tr in inp.rates.items() if t == topic) + \
+        math.fsum(v for (t, p), v in inp.residual.items() if t == topic and 0 <= p < n)
+    active = n - sum(1 for t, p in inp.drained if t == topic and 0 <= p < n)
+    return total / active if active else 0.0
+
+
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(stream_inputs())
+def test_only_tenants_whose_heaviest_stream_fits_a_shard_get_more_partitions(
+        inp: PlannerInput) -> None:
+    """Any change giving a tenant more partitions than its route had (1 when hashed) is for a
+    relaxed route, or for a tenant whose heaviest stream (all of it when unknown) fits in one
+    shard's unit at the planner's mean load."""
+    result = plan(inp)  # never raises
+    unit = shard_unit(inp.policy, planner_mean(inp))
+    if any(c.action is Action.ISOLATE and "not sharded" in c.reason for c in result.changes):
+        event("isolated, not sharded")
+    for change in result.changes:
+        current = inp.routes.get((change.topic, change.tenant))
+        had = len(set(current.partitions)) if current is not None else 1
+        if change.partitions is None or len(change.partitions) <= had:
+            continue
+        if current is not None and current.mode is RouteMode.RELAXED:
+            event("relaxed tenant given more partitions")
+            continue
+        event("strict tenant given more partitions")
+        tr = inp.rates[(change.topic, change.tenant)]
+        heaviest = tr.records_per_s if tr.top_stream_per_s is None else tr.top_stream_per_s
+        assert heaviest <= unit * (1 + 1e-9), (change, unit)
+
+
+@pytest.mark.parametrize("top", [-1.0, 0.0])
+def test_a_broken_top_stream_reads_as_one_stream(top: float) -> None:
+    """Only what is known to split is sharded: a heaviest stream no real tenant can have (none,
+    or a negative rate) is read as unknown, the whole tenant one stream."""
+    n = 12
+    big, tenant_rates = _elephant_on_a_shared_partition(n)
+    inp = planner_input(n, tenant_rates)
+    broken = TenantRate(T, big, 1_400.0, top_stream_per_s=top, streams=9)
+    (change,) = only(plan(replace(inp, rates={**inp.rates, (T, big): broken})), big)
+    assert change.action is Action.ISOLATE and "not sharded" in change.reason
+
+
 # -- performance -------------------------------------------------------------------------------
 
 
@@ -695,7 +934,9 @@ def test_plan_handles_100k_tenants_on_1000_partitions() -> None:
     weights = [rank ** -1.4 for rank in range(1, 100_001)]
     total = sum(weights)
     tenant_rates = {f"tenant-{i}": 2_500.0 * n * w / total for i, w in enumerate(weights)}
-    inp = planner_input(n, tenant_rates, policy=Policy(max_moves_per_cycle=50))
+    # Keyed: the big ones are sharded, as producers with secondary keys would have them.
+    inp = planner_input(n, tenant_rates, keyed=set(tenant_rates),
+                        policy=Policy(max_moves_per_cycle=50))
     result = plan(inp)
     routes = apply_changes(inp.routes, result.changes, NOW)
     again = plan(replace(inp, routes=routes, history=result.history, now_ms=NOW + 10_000))

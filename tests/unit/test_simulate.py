@@ -14,10 +14,12 @@ from click.testing import CliRunner
 from routing_app.cli import main
 from routing_app.demo.run import DEMO_POLICY
 from routing_app.demo.traffic import TrafficPlan
+from routing_app.metrics.reasons import reason_kind
 from routing_app.planner import Action, Policy
 from routing_app.simulate import SimConfig, Traffic, TrafficConfig, run_simulation
 from routing_app.simulate.replay import replay_demo
-from routing_app.simulate.run import pkg_loads
+from routing_app.simulate.run import TOPIC, pkg_loads, tenant_rates_of
+from routing_app.simulate.traffic import KEYLESS, zipf_top_share
 
 SMALL = SimConfig(traffic=TrafficConfig(tenants=2_000, total_rate=0.5 * 5_000 * 20,
                                         diurnal_period_s=1_800.0),
@@ -96,6 +98,78 @@ def test_flash_crowds_diurnal_wave_and_churn() -> None:
     assert rates  # the last window still has traffic
 
 
+def test_key_profiles_are_drawn_per_tenant_and_leave_the_rates_alone() -> None:
+    config = TrafficConfig(tenants=2_000, total_rate=20_000.0, churn_per_hour=2.0, seed=5)
+    traffic = Traffic(config)
+    profiles = [traffic.profile(name) for name in traffic.names]
+    again = Traffic(config)
+    assert profiles == [again.profile(name) for name in again.names]  # the seed's
+    other = Traffic(replace(config, seed=6))
+    assert profiles != [other.profile(name) for name in other.names]
+    keyless = sum(1 for p in profiles if p.keyless)
+    assert 0.25 * 2_000 < keyless < 0.35 * 2_000  # keyless_fraction 0.3
+    for profile in profiles:
+        if profile.keyless:
+            assert profile == KEYLESS and profile.top_stream(300.0) == 300.0
+        else:
+            assert 1 <= profile.keys <= config.keys_max and 0.0 <= profile.zipf <= config.key_zipf
+            assert profile.top_share == zipf_top_share(profile.keys, profile.zipf)
+            assert 1 / profile.keys <= profile.top_share <= 1.0
+    assert max(p.keys for p in profiles) > 1_000 and min(p.keys for p in profiles) < 10
+    # Key settings change no rate (their own random stream); churned tenants get a profile.
+    flat = Traffic(replace(config, keyless_fraction=1.0))
+    for window in range(30):
+        rates = traffic.step(window * 10.0, 10.0)
+        assert flat.step(window * 10.0, 10.0) == rates
+        assert set(rates) <= set(traffic.profiles)
+    assert traffic.arrivals > 0 and set(traffic.profiles) == set(traffic.names)
+    assert all(flat.profile(name) is KEYLESS for name in flat.names)
+
+
+def test_the_heaviest_key_of_a_zipf_distribution() -> None:
+    assert zipf_top_share(1, 1.3) == 1.0
+    assert zipf_top_share(64, 0.0) == pytest.approx(1 / 64)
+    for keys in (2, 300, 5_000):
+        for exponent in (0.3, 1.0, 1.7):
+            exact = 1 / math.fsum(k ** -exponent for k in range(1, keys + 1))
+            assert zipf_top_share(keys, exponent) == pytest.approx(exact, rel=1e-6)
+
+
+def test_the_planner_sees_every_tenants_heaviest_stream() -> None:
+    traffic = Traffic(TrafficConfig(tenants=300, total_rate=3_000.0, keyless_fraction=0.5))
+    rates = traffic.step(0.0, 10.0)
+    seen = tenant_rates_of(traffic, rates)
+    assert set(seen) == {(TOPIC, t) for t in rates}
+    for (_, tenant), tr in seen.items():
+        profile = traffic.profile(tenant)
+        assert tr.records_per_s == rates[tenant] and tr.streams == profile.keys
+        assert tr.top_stream_per_s == pytest.approx(rates[tenant] * profile.top_share)
+        if profile.keyless:
+            assert tr.top_stream_per_s == tr.records_per_s and tr.streams == 1
+
+
+def test_key_only_tenants_are_never_sharded_many_even_keys_are() -> None:
+    config = replace(SMALL, hours=0.25)
+    keyless = run_simulation(replace(config, traffic=replace(config.traffic, keyless_fraction=1.0)))
+    summary = keyless.summary()
+    assert "shard" not in keyless.actions
+    assert summary["sharded_tenants"] == 0
+    assert not [r for r in keyless.routes.values() if len(r.partitions) > 1]
+    assert summary["elephants"] >= 1 and summary["unsplittable_elephants"] == summary["elephants"]
+    assert 1 <= summary["unsplittable_isolations"] <= keyless.actions["isolate"]
+    assert 1 <= summary["unsplittable_isolated_tenants"] <= summary["unsplittable_elephants"]
+    # The biggest tenant's one stream alone makes its partition that much above the mean.
+    assert summary["max_over_mean"] >= summary["stream_floor_max_over_mean"] > 1.10
+
+    keyed = run_simulation(replace(config, traffic=replace(
+        config.traffic, keyless_fraction=0.0, keys_max=100_000, key_zipf=0.0)))
+    summary = keyed.summary()
+    assert keyed.actions["shard"] >= 1 and summary["sharded_tenants"] >= 1
+    assert summary["unsplittable_elephants"] == summary["unsplittable_isolations"] == 0
+    assert summary["elephants"] >= summary["sharded_tenants"]
+    assert summary["max_over_mean"] <= 1.10 and summary["stream_floor_max_over_mean"] < 1.0
+
+
 def test_pkg_splits_a_tenant_between_its_two_choices() -> None:
     # a splits 5/5 over 0 and 1; b fills 2 up to 5, then splits the rest over 0 and 2.
     loads = pkg_loads({"a": 10.0, "b": 8.0}, {"a": 0, "b": 0}, {"a": 1, "b": 2}, 3)
@@ -117,8 +191,12 @@ def test_simulate_json_ends_with_one_json_line() -> None:
     assert len(lines) == 1
     figures = json.loads(lines[0])
     for key in ("max_over_mean", "hash_max_over_mean", "pkg_max_over_mean",
-                "moved_fraction_per_hour", "sharded_tenants", "windows", "seconds"):
+                "moved_fraction_per_hour", "sharded_tenants", "windows", "seconds",
+                "elephants", "unsplittable_elephants", "unsplittable_isolations",
+                "unsplittable_isolated_tenants", "stream_floor_max_over_mean"):
         assert key in figures, key
+    assert (figures["keyless_fraction"], figures["keys_max"], figures["key_zipf"]) == (
+        0.3, 10_000, 1.0)
     assert figures["windows"] == 36
     assert isinstance(figures["sharded_tenants"], int)
     assert figures["targets"] == {"max_over_mean": 1.10, "moved_fraction_per_hour": 0.01}
@@ -127,12 +205,29 @@ def test_simulate_json_ends_with_one_json_line() -> None:
     assert figures["policy"]["max_shards"] is None
 
 
+def test_simulate_takes_the_key_distribution() -> None:
+    args = ["simulate", "--tenants", "300", "--partitions", "6", "--hours", "0.05", "--json"]
+    result = CliRunner().invoke(main, [*args, "--keyless-fraction", "1", "--keys-max", "50",
+                                       "--key-zipf", "0.5"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert (figures["keyless_fraction"], figures["keys_max"], figures["key_zipf"]) == (1, 50, 0.5)
+    assert figures["sharded_tenants"] == 0 and "shard" not in figures["actions"]
+    assert figures["unsplittable_elephants"] == figures["elephants"]
+    for bad in (["--keyless-fraction", "1.5"], ["--keys-max", "0"], ["--key-zipf", "-1"]):
+        assert CliRunner().invoke(main, [*args, *bad]).exit_code == 2, bad
+    help_text = CliRunner().invoke(main, ["simulate", "--help"]).stdout
+    assert "--keyless-fraction" in help_text and "--keys-max" in help_text
+    assert "--key-zipf" in help_text
+
+
 def test_simulate_prints_a_table_without_json() -> None:
     result = CliRunner().invoke(main, ["simulate", "--tenants", "500", "--partitions", "8",
                                        "--hours", "0.05", "--no-flash", "--no-diurnal",
                                        "--churn", "0"])
     assert result.exit_code == 0, result.output
     assert "max / mean" in result.stdout and "PKG" in result.stdout
+    assert "unsplittable" in result.stdout
     assert not result.stdout.lstrip().startswith("{")
 
 
@@ -163,9 +258,19 @@ def test_the_demo_isolates_the_hot_tenant_and_merges_it_back_without_churn() -> 
         (isolated_at, _), (merged_at, _) = replay.decisions
         assert 15 < isolated_at <= 15 + 2 * 5 + 2  # within two windows of turning hot
         assert 60 + 20 < merged_at <= 60 + 20 + 3 * 5 + 2  # cool-down, then a window or so
-    # Beyond what one partition should carry (0.7 x 1,000/s), it is sharded instead.
-    big = replay_demo(TrafficPlan(records_per_s=6_000, hot_start_s=15, hot_end_s=60), policy, 120)
-    assert [c.action for _, c in big.decisions] == [Action.SHARD, Action.MERGE]
+    # Beyond what one partition should carry (0.7 x 1,000/s): the demo's producer sends
+    # key-only records, one ordered stream, so it is isolated, never sharded...
+    plan_big = TrafficPlan(records_per_s=6_000, hot_start_s=15, hot_end_s=60)
+    big = replay_demo(plan_big, policy, 120)
+    assert [c.action for _, c in big.decisions] == [Action.ISOLATE, Action.MERGE]
+    (_, isolated), _ = big.decisions
+    assert "it is one ordered stream (records without a secondary key)" in isolated.reason
+    assert reason_kind(isolated.action.value, isolated.reason) == "unsplittable"
+    # ... while the same traffic spread over 64 keys is sharded.
+    keyed = replay_demo(plan_big, policy, 120, keys=64)
+    assert [c.action for _, c in keyed.decisions] == [Action.SHARD, Action.MERGE]
+    (_, sharded), _ = keyed.decisions
+    assert sharded.partitions is not None and len(sharded.partitions) > 1
 
 
 def test_demo_offline_prints_the_decisions() -> None:
