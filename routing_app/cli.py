@@ -23,7 +23,11 @@ class _Cli(click.Group):
             return super().invoke(ctx)
         except (KafkaUnreachable, RegistryUnavailable, RoutingProducerError, ConfigError,
                 KafkaException, TimeoutError) as exc:
-            click.echo(f"error: {exc or type(exc).__name__}", err=True)
+            message = str(exc) or type(exc).__name__
+            if isinstance(exc, KafkaException) and isinstance(ctx.obj, Settings):
+                # librdkafka's errors do not say where: the address is what to check first.
+                message = f"Kafka at {ctx.obj.bootstrap}: {message}"
+            click.echo(f"error: {message}", err=True)
             ctx.exit(2)
 
 
@@ -40,7 +44,9 @@ def main(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | 
         ctx.obj = load_settings(config_file, bootstrap_servers=bootstrap_servers,
                                 schema_registry_url=schema_registry_url)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+        # One line that names the variable or key to fix; click's usage text would bury it.
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
 
 
 pass_settings = click.make_pass_decorator(Settings)

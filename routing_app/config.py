@@ -20,7 +20,12 @@ DEFAULT_CONFIG_FILE = "routing-app.toml"
 
 
 class ConfigError(ValueError):
-    """A setting has a value that cannot be used; the message names the setting."""
+    """A setting has a value that cannot be used; the message names the setting, and where its
+    value came from (the ``ROUTING_*`` variable or the config file's key) when it was given."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def _default_cache_dir() -> Path:
@@ -49,7 +54,10 @@ class Settings:
     usage_topic: str = "routing.usage"
     control_topic: str = "routing.control"
     usage_partitions: int = 6
-    replication_factor: int = 1
+    # 0: the cluster's default (default.replication.factor: 1 on the local stack, 3 with
+    # `stack up --brokers 3`); with 3 or more, routes, events and control get
+    # min.insync.replicas=2.
+    replication_factor: int = 0
     # Keeps recent route history replayable (audit) before compaction may drop it.
     min_compaction_lag_ms: int = 3_600_000
     events_retention_ms: int = -1
@@ -57,8 +65,19 @@ class Settings:
     # Worker.
     app_id: str = "routing-app"
     web_port: int = 6066
+    # The interface the worker's web server listens on. Its views (routes, stats, metrics,
+    # Faust's table and router views) have no authentication: loopback only unless an
+    # operator opens them on purpose (a container publishing the port sets 0.0.0.0).
+    web_bind: str = "127.0.0.1"
     # Producers flush usage reports this often.
     usage_interval_s: float = 1.0
+    # Bounds of one usage report (0: the default): records and bytes per second over its
+    # interval, the longest interval, and how far past the worker's clock it may end (default
+    # window_grace_ms). A report outside them is refused and counted (rejected_* counters).
+    usage_max_records_per_s: int = 0
+    usage_max_bytes_per_s: int = 0
+    usage_max_interval_ms: int = 0
+    usage_max_clock_skew_ms: int = 0
 
     # Control plane.
     window_s: float = 10.0
@@ -130,7 +149,8 @@ def _coerce(name: str, declared: Any, raw: Any) -> Any:
             return None if "None" in kind else ""
         return str(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name!r}: cannot use {raw!r} ({kind} expected): {exc}") from exc
+        raise ConfigError(f"setting {name!r}: cannot use {raw!r} ({kind} expected): {exc}",
+                          name) from exc
 
 
 def _config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
@@ -151,6 +171,8 @@ def load_settings(
     env = os.environ if environ is None else environ
     known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
+    # Where each value came from, so an error names what the user has to change.
+    sources: dict[str, str] = {}
 
     path = _config_file(config_file, env)
     if path is not None:
@@ -167,41 +189,79 @@ def load_settings(
                 raise ConfigError(
                     f"config file {path}: unknown setting {key!r}; known: {', '.join(sorted(known))}"
                 )
-            values[name] = _coerce(name, known[name].type, raw)
+            sources[name] = f"config file {path}, key {key!r}"
+            values[name] = _coerce_from(sources[name], name, known[name].type, raw)
 
     for name, f in known.items():
-        raw_env = env.get(ENV_PREFIX + name.upper())
+        variable = ENV_PREFIX + name.upper()
+        raw_env = env.get(variable)
         if raw_env is not None and raw_env != "":
-            values[name] = _coerce(name, f.type, raw_env)
+            sources[name] = f"environment variable {variable}={raw_env!r}"
+            values[name] = _coerce_from(sources[name], name, f.type, raw_env)
 
     for name, raw in overrides.items():
         if raw is None:
             continue
         if name not in known:
             raise ConfigError(f"unknown setting {name!r}")
-        values[name] = _coerce(name, known[name].type, raw)
+        sources[name] = f"option {name.replace('_', '-')}={raw!r}"
+        values[name] = _coerce_from(sources[name], name, known[name].type, raw)
 
     settings = Settings(**values)
-    _validate(settings)
+    try:
+        _validate(settings)
+    except ConfigError as exc:
+        if exc.setting in sources:
+            raise ConfigError(f"{sources[exc.setting]}: {exc}", exc.setting) from None
+        raise
     return settings
+
+
+def _coerce_from(source: str, name: str, declared: Any, raw: Any) -> Any:
+    try:
+        return _coerce(name, declared, raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}", name) from None
 
 
 def _validate(s: Settings) -> None:
     for name in ("kafka_port", "controller_port", "registry_port", "web_port"):
         port = getattr(s, name)
         if not 0 < port < 65536:
-            raise ConfigError(f"setting {name!r}: {port} is not a TCP port (1-65535)")
+            raise ConfigError(f"setting {name!r}: {port} is not a TCP port (1-65535)", name)
     if s.usage_partitions < 1:
-        raise ConfigError("setting 'usage_partitions' must be at least 1")
+        raise ConfigError("setting 'usage_partitions' must be at least 1", "usage_partitions")
+    if s.replication_factor < 0:
+        raise ConfigError("setting 'replication_factor' must not be negative (0: the cluster's "
+                          "default)", "replication_factor")
     for name in ("routes_topic", "events_topic", "usage_topic", "control_topic"):
         topic = getattr(s, name)
         if not topic or "/" in topic:
-            raise ConfigError(f"setting {name!r}: {topic!r} is not a valid topic name")
-    if s.usage_interval_s <= 0:
-        raise ConfigError("setting 'usage_interval_s' must be positive")
+            raise ConfigError(f"setting {name!r}: {topic!r} is not a valid topic name", name)
+    if not s.web_bind or any(c.isspace() for c in s.web_bind):
+        raise ConfigError(f"setting 'web_bind': {s.web_bind!r} is not an address to listen on "
+                          "(e.g. 127.0.0.1, or 0.0.0.0 for every interface)", "web_bind")
+    for name in ("usage_max_records_per_s", "usage_max_bytes_per_s", "usage_max_interval_ms",
+                 "usage_max_clock_skew_ms"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"setting {name!r} must not be negative (0: the default)", name)
+    for name in ("usage_interval_s", "worker_session_timeout_s"):
+        if getattr(s, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be positive", name)
     if s.window_s <= 0 or s.window_s * 1000 != int(s.window_s * 1000):
-        raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds")
+        raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds",
+                          "window_s")
+    for name in ("window_grace_ms", "planner_max_wait_ms", "drain_ack_grace_ms",
+                 "producer_expiry_ms", "min_compaction_lag_ms"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"setting {name!r} must not be negative", name)
+    if s.window_idle_ms <= 0:
+        raise ConfigError("setting 'window_idle_ms' must be positive", "window_idle_ms")
+    if s.events_retention_ms < -1:
+        raise ConfigError("setting 'events_retention_ms' must be -1 (forever) or a duration",
+                          "events_retention_ms")
     if s.drain_on_timeout not in ("abort", "force"):
-        raise ConfigError(f"setting 'drain_on_timeout': {s.drain_on_timeout!r} is not abort or force")
+        raise ConfigError(f"setting 'drain_on_timeout': {s.drain_on_timeout!r} is not abort or "
+                          "force", "drain_on_timeout")
     if s.drain_timeout_ms <= 0:
-        raise ConfigError("setting 'drain_timeout_ms' must be positive")
+        raise ConfigError("setting 'drain_timeout_ms' must be positive", "drain_timeout_ms")

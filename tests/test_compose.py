@@ -135,6 +135,17 @@ def _port_numbers(spec: Any) -> list[int]:
     return [int(p) for p in parts if p.isdigit()]
 
 
+def _host_ip(spec: Any) -> str | None:
+    """The host address a port is published on; None means every interface."""
+    if isinstance(spec, dict):
+        return str(spec["host_ip"]) if spec.get("host_ip") else None
+    text = str(spec).split("/")[0]
+    if text.startswith("["):  # "[::1]:8080:80"
+        return text[1:text.index("]")]
+    parts = text.split(":")
+    return parts[0] if len(parts) == 3 else None
+
+
 def test_ports_valid(services: dict[str, dict[str, Any]]) -> None:
     published: list[int] = []
     for name, service in services.items():
@@ -151,3 +162,20 @@ def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     for name in ("kafka", "registry", *WORKERS):
         check = services[name].get("healthcheck")
         assert check and check.get("test"), f"{name} has no healthcheck"
+
+
+def test_ports_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    """Kafka, the registry and the workers' web views have no authentication: no port may be
+    reachable from other hosts."""
+    for name, service in services.items():
+        for spec in service.get("ports", []):
+            assert _host_ip(spec) in ("127.0.0.1", "::1"), (
+                f"{name} publishes {spec!r} on every interface; publish it on 127.0.0.1")
+
+
+def test_workers_listen_where_their_published_port_reaches_them(
+        services: dict[str, dict[str, Any]]) -> None:
+    # Inside its container a worker bound to 127.0.0.1 (the default) is out of reach of port
+    # publishing, and its healthcheck alone would still pass.
+    for name in WORKERS:
+        assert _env(services[name]).get("ROUTING_WEB_BIND") == "0.0.0.0", name

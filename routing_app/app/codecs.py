@@ -14,6 +14,7 @@ one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from faust.serializers import codecs
 
 from routing_app.client.cache import brief
-from routing_app.codec import DecodeError
+from routing_app.codec import DecodeError, RegistryUnavailable
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.codec import check_route
 
@@ -71,6 +72,21 @@ class RouteValueCodec(codecs.Codec):
         # Key -> why its newest record read so far is poison; a good record under it clears it.
         self.poisoned: dict[str, str] = {}
 
+    def _decode_waiting(self, key: str | None, s: bytes) -> dict[str, Any]:
+        """The route's record; waits out a registry outage (a schema id the worker has not
+        resolved yet): skipping the record would lose the route or roll it back. It blocks
+        the table's recovery, which cannot go on without the route anyway."""
+        warned = 0.0
+        while True:
+            try:
+                return self.routes.values.decode(s)
+            except RegistryUnavailable as exc:
+                if time.monotonic() - warned > 30:
+                    log.warning("routes table: waiting for the schema registry to read the "
+                                "route under %r: %s", key, exc)
+                    warned = time.monotonic()
+                time.sleep(1.0)
+
     def _dumps(self, obj: Any) -> bytes:
         if isinstance(obj, UndecodableRoute):
             return obj.raw
@@ -83,7 +99,7 @@ class RouteValueCodec(codecs.Codec):
         if self.keys is not None:
             key, self.keys.last = self.keys.last, None
         try:
-            route = check_route(Route.from_record(self.routes.values.decode(s)))
+            route = check_route(Route.from_record(self._decode_waiting(key, s)))
             if key is not None and route.key != key:
                 raise DecodeError(f"its value is the route of {route.key!r}")
         except (DecodeError, KeyError, ValueError, TypeError) as exc:

@@ -40,13 +40,15 @@ class WorkerProcess:
     process: subprocess.Popen[bytes]
     web_port: int
     log_path: Path
+    web_host: str = "127.0.0.1"  # where its web server listens (settings.web_bind)
 
     @property
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as r:
+        with urllib.request.urlopen(f"http://{self.web_host}:{self.web_port}{path}",
+                                    timeout=5) as r:
             return json.loads(r.read())
 
     def log(self) -> str:
@@ -91,12 +93,14 @@ def launch_worker(settings: Settings, workdir: Path, web_port: int | None = None
                   **env: str) -> WorkerProcess:
     """Starts a worker in ``workdir`` (its data folder and log live there); does not wait."""
     port = web_port or free_port()
+    # Every interface includes loopback; a single address is the only one that answers.
+    host = "127.0.0.1" if settings.web_bind in ("0.0.0.0", "::") else settings.web_bind
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(_BIN / "faust"), "-A", "routing_app.app", "worker", "-l", "info",
-             "--web-port", str(port), "--web-host", "127.0.0.1"],
+             "--web-port", str(port), "--web-host", host],
             cwd=workdir, env=settings_env(settings, ROUTING_WEB_PORT=str(port), **env),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    return WorkerProcess(process, port, log_path)
+    return WorkerProcess(process, port, log_path, host)

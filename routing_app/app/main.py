@@ -1,4 +1,8 @@
-"""Builds the Faust app: the routes Table, the single-writer control agent and the web views."""
+"""Builds the Faust app: the routes Table, the single-writer control agent and the web views.
+
+Nothing here runs at import: ``routing_app.app.app`` (what ``faust -A routing_app.app`` reads)
+builds the app on first use, through :func:`default_app`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import asyncio
 import logging
 import os
 import socket
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -17,23 +23,36 @@ from routing_app.app.usage import UsageWindows
 from routing_app.app.web import install_views
 from routing_app.app.writer import RouteWriter, WriterTables
 from routing_app.client.cache import RouteCache
-from routing_app.codec import AvroCodec, registry_client
-from routing_app.config import Settings, load_settings
-from routing_app.routes import RouteCodec
+from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
+from routing_app.config import ConfigError, Settings, load_settings
+from routing_app.connection import aiokafka_noise, polled_client_settings
+from routing_app.routes import Route, RouteCodec
+from routing_app.routes.model import route_key
 from routing_app.topics import TopicSettingsError, ensure_topics, routing_topics
+from routing_app.topics.admin import TopicReplicationError, ensure_compatibility, replication_factor
+from routing_app.topics.specs import SUBJECT_COMPATIBILITY
 from routing_app.usage import USAGE_SCHEMA
 from routing_app.windows import WINDOW_SUMMARY_SCHEMA
 
 TICK_HEADER = ("routing.type", b"tick")
+REASSERT_HEADER = ("routing.type", b"route-reassert")
 
 log = logging.getLogger(__name__)
 
 
+# While the registry is down at start, a reminder this often that the worker still waits.
+REGISTRY_REMINDER_S = 30.0
+REGISTRY_RETRY_S = 2.0
+
+
 class RoutingApp(faust.App):
-    """A Faust app that refuses to start on topics it cannot work with."""
+    """A Faust app that refuses to start on topics it cannot work with, and waits for the
+    schema registry before it reads any."""
 
     routing_settings: Settings
     route_cache: RouteCache
+    # Every schema the worker reads or writes: resolved before recovery reads the routes.
+    schema_codecs: Sequence[AvroCodec] = ()
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -41,8 +60,12 @@ class RoutingApp(faust.App):
         try:
             created, tolerated = await asyncio.to_thread(
                 ensure_topics, s.bootstrap, routing_topics(s), s.replication_factor)
-        except TopicSettingsError as exc:
-            for problem in exc.problems:
+            # Faust declares its changelogs with this: the cluster's default when the setting
+            # says 0 (3 replicas on a three-broker stack).
+            self.conf.topic_replication_factor = await asyncio.to_thread(
+                replication_factor, s.bootstrap, s.replication_factor)
+        except (TopicSettingsError, TopicReplicationError) as exc:
+            for problem in getattr(exc, "problems", [str(exc)]):
                 log.critical("refusing to start: %s", problem)
             # Faust would restart a crashed service forever; a wrong topic needs an operator.
             raise SystemExit(f"routing-app worker refuses to start: {exc}") from exc
@@ -50,14 +73,79 @@ class RoutingApp(faust.App):
             log.info("created topic %s", name)
         for problem in tolerated:
             log.warning("%s", problem)
+        await self._wait_for_registry()
+        try:  # once the registry answers (it waited above)
+            for subject, before in await asyncio.to_thread(ensure_compatibility,
+                                                           s.registry_url, routing_topics(s)):
+                log.info("schema compatibility of %s: %s (was %s)", subject,
+                         SUBJECT_COMPATIBILITY, before or "the registry's default")
+        except Exception as exc:  # advice to the registry: the worker runs without it
+            log.warning("could not set the schema compatibility of the routing subjects: %s",
+                        exc)
         self.route_cache.start()
+
+    async def _wait_for_registry(self) -> None:
+        """Registers the worker's schemas, waiting for the registry as long as it takes.
+
+        The routes table is restored from its changelog as soon as this returns, and a route
+        that cannot be decoded there cannot be skipped (that would lose it): with the registry
+        down the restore used to fail once and never resume, so the worker never became ready,
+        even after the registry came back. With every schema id of ours known first, records
+        written with them decode without the registry."""
+        url = self.routing_settings.registry_url
+        started = time.monotonic()
+        waiting = False
+        reminded_at = started
+        while True:
+            try:
+                await asyncio.to_thread(_register_all, self.schema_codecs)
+            except RegistryUnavailable as exc:
+                if _refused(exc):
+                    log.critical("refusing to start: %s", exc)
+                    raise SystemExit(f"routing-app worker refuses to start: {exc}") from exc
+                now = time.monotonic()
+                if not waiting:
+                    waiting = True
+                    log.warning("waiting for the schema registry at %s before reading the routes "
+                                "(%s); retrying every %.0f s", url, exc, REGISTRY_RETRY_S)
+                elif now - reminded_at >= REGISTRY_REMINDER_S:
+                    reminded_at = now
+                    log.warning("still waiting for the schema registry at %s after %.0f s: %s",
+                                url, now - started, exc)
+                await asyncio.sleep(REGISTRY_RETRY_S)
+                continue
+            if waiting:
+                log.warning("schema registry at %s answered after %.1f s; starting", url,
+                            time.monotonic() - started)
+            return
 
 
 USAGE_FETCH_BYTES = 8 * 1024 * 1024  # per partition and fetch
 
 
+def _register_all(codecs: Sequence[AvroCodec]) -> None:
+    for codec in codecs:
+        codec.schema_id  # noqa: B018 (registers it, or raises RegistryUnavailable)
+
+
+def _refused(exc: RegistryUnavailable) -> bool:
+    """The registry answered and said no (an incompatible schema): waiting will not help."""
+    status = getattr(exc.__cause__, "http_status_code", None)
+    return status is not None and 400 <= int(status) < 500 and int(status) != 408
+
+
+def default_app() -> RoutingApp:
+    """The worker's app from the environment's settings; a bad one ends it with one line."""
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise SystemExit(f"routing-app worker: {exc}") from None
+
+
 def create_app(settings: Settings | None = None) -> RoutingApp:
     s = settings or load_settings()
+    # aiokafka logs every failed attempt at ERROR: one line per kind and broker, then counts.
+    aiokafka_noise.install()
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     registry = registry_client(s.registry_url)
     route_codec = RouteCodec(registry, s.routes_topic)
@@ -68,8 +156,11 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         broker=f"kafka://{s.bootstrap}",
         store="memory://",
         web_port=s.web_port,
-        web_host="127.0.0.1",
-        topic_replication_factor=s.replication_factor,
+        # web_host only names the server in URLs; web_bind is what it listens on (Faust's
+        # default is every interface, and these views have no authentication).
+        web_bind=s.web_bind,
+        web_host="127.0.0.1" if s.web_bind in ("0.0.0.0", "::") else s.web_bind,
+        topic_replication_factor=max(1, s.replication_factor),  # resolved at first start
         producer_acks=-1,
         broker_session_timeout=s.worker_session_timeout_s,
         # faust-streaming 0.15.3 can hang recovering a standby partition promoted to active
@@ -85,8 +176,8 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         consumer_max_fetch_size=USAGE_FETCH_BYTES,
     )
     app.routing_settings = s
-    app.route_cache = RouteCache({"bootstrap.servers": s.bootstrap}, route_codec, s.routes_topic,
-                                 name="worker-routes")
+    app.route_cache = RouteCache(polled_client_settings(s.bootstrap), route_codec,
+                                 s.routes_topic, name="worker-routes")
 
     routes_changelog = app.topic(
         s.routes_topic, partitions=1, internal=False, key_type=str, value_type=None,
@@ -103,6 +194,8 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         frozen=app.Table("frozen_tenants", partitions=1),
         drained=app.Table("drained_partitions", partitions=1),
         drains=app.Table("route_drains", partitions=1),
+        releases=app.Table("drain_releases", partitions=1),
+        closed=app.Table("closed_producers", partitions=1),
     )
     control_topic = app.topic(s.control_topic, partitions=1, internal=False,
                               key_serializer="raw", value_serializer="raw")
@@ -119,9 +212,21 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     usage_window = app.Table("usage_window", default=_zero_counts,
                              partitions=s.usage_partitions).tumbling(
         s.window_s, expires=3 * s.window_s)
-    usage = UsageWindows(s, AvroCodec(registry, USAGE_SCHEMA, s.usage_topic), summary_codec,
+    usage_codec = AvroCodec(registry, USAGE_SCHEMA, s.usage_topic)
+    usage = UsageWindows(s, usage_codec, summary_codec,
                          usage_window, control_topic, worker_id,
                          ready=lambda: not app.rebalancing)
+    app.schema_codecs = (route_codec.values, summary_codec, usage_codec, *writer.codecs())
+
+    def reassert_route(topic: str, tenant: str, kept: Route, reason: str) -> None:
+        """Poison under a live route's key, seen by this worker's route cache (its thread):
+        the writer writes the route again, so that compaction, which keeps only the newest
+        record of a key, keeps a good one (see RouteCache.add_poison_listener)."""
+        key = route_key(topic, tenant).encode("utf-8", "surrogateescape")
+        asyncio.run_coroutine_threadsafe(
+            control_topic.send(key=key, value=b"", headers=[REASSERT_HEADER]), app.loop)
+
+    app.route_cache.add_poison_listener(reassert_route)
     app.route_writer, app.planning, app.usage_windows = writer, planning, usage  # type: ignore[attr-defined]
 
     @app.agent(control_topic, name="control")
@@ -142,11 +247,18 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
                 await writer.check_drains()
             elif kind == b"drain-ack":
                 await writer.handle_drain_ack(event.value, offset)
+            elif kind == b"drain-released":
+                await writer.handle_release(event.value, offset)
             elif kind == b"drain-check":
                 await writer.check_drains()
             elif kind == b"producer-closed":
                 writer.producer_closed(event.value)
                 await writer.check_drains()
+            elif kind == b"route-reassert":
+                key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
+                # Every worker's cache asks; the writer's own cache says whether it still must.
+                if key in app.route_cache.poisoned():
+                    await writer.reassert(key)
             else:
                 await writer.handle_command_bytes(event.value, offset)
 
@@ -158,6 +270,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         """Closes quiet usage windows here, and lets the planner meet its deadlines."""
+        aiokafka_noise.flush()
         try:
             assigned = {tp.partition for tp in app.consumer.assignment()
                         if tp.topic == s.usage_topic}
@@ -183,6 +296,3 @@ def _message_type(headers: Any) -> bytes | None:
         if name == "routing.type":
             return bytes(value) if value is not None else None
     return None
-
-
-app = create_app()

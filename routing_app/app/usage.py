@@ -38,21 +38,19 @@ _MAX_TOLD = 1_000
 
 
 def usage_limits(settings: Settings) -> UsageLimits:
-    """The bounds of a usage report for these settings. ``usage_max_records_per_s``,
-    ``usage_max_bytes_per_s``, ``usage_max_interval_ms`` and ``usage_max_clock_skew_ms`` are
-    read when Settings has them; the clock skew allowed defaults to ``window_grace_ms``, which
-    is what grace is for (a report within it cannot close a window before its end)."""
+    """The bounds of a usage report for these settings (``usage_max_*``, 0 for the default);
+    the clock skew allowed defaults to ``window_grace_ms``, which is what grace is for (a
+    report within it cannot close a window before its end)."""
     default = UsageLimits()
 
-    def setting(name: str, fallback: float) -> int:
-        value = getattr(settings, name, None)
-        return int(fallback if value is None or value <= 0 else value)  # 0: the default
+    def setting(value: int, fallback: float) -> int:
+        return int(fallback if value <= 0 else value)
 
     return UsageLimits(
-        max_records_per_s=setting("usage_max_records_per_s", default.max_records_per_s),
-        max_bytes_per_s=setting("usage_max_bytes_per_s", default.max_bytes_per_s),
-        max_future_ms=setting("usage_max_clock_skew_ms", settings.window_grace_ms),
-        max_interval_ms=setting("usage_max_interval_ms", default.max_interval_ms),
+        max_records_per_s=setting(settings.usage_max_records_per_s, default.max_records_per_s),
+        max_bytes_per_s=setting(settings.usage_max_bytes_per_s, default.max_bytes_per_s),
+        max_future_ms=setting(settings.usage_max_clock_skew_ms, settings.window_grace_ms),
+        max_interval_ms=setting(settings.usage_max_interval_ms, default.max_interval_ms),
         window_ms=int(settings.window_s * 1000))
 
 

@@ -87,6 +87,8 @@ def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
             stats["usage"] = dict(usage.counters)
             stats["worker_id"] = worker_id
             stats["planning"] = is_planner()
+            # Producers strict moves wait for (usage reports within producer_expiry_ms).
+            stats["live_producers"] = sorted(writer.live_producers())
             stats["time_ms"] = int(time.time() * 1000)
             return self.json(stats)
 

@@ -11,15 +11,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from routing_app.client.partitioner import java_partition
-from routing_app.codec import AvroCodec, DecodeError
+from routing_app.codec import AvroCodec, DecodeError, RegistryUnavailable
 from routing_app.config import Settings
 from routing_app.connection import admin_client
 from routing_app.control import (
@@ -60,6 +60,13 @@ class WriterTables:
     frozen: Any  # route key -> True
     drained: Any  # data topic -> sorted partition list
     drains: Any  # route key -> Drain.to_record(): strict moves in progress
+    # route key -> a finished move's closing event, waiting for the producers' release reports
+    # (see control.drain: held records); {"event", "epoch", "waiting", "reports", "until_ms"}
+    releases: Any = field(default_factory=dict)
+    # producer id -> when it said goodbye. In a table, not in memory: the worker that takes
+    # the writer over must not bring a closed producer back to life from the summaries of its
+    # last reports, and make every strict move wait for it until it expires.
+    closed: Any = field(default_factory=dict)
 
 
 class RouteWriter:
@@ -78,12 +85,13 @@ class RouteWriter:
                                          "control_undecodable": 0, "decisions": 0,
                                          "drains_started": 0, "drains_completed": 0,
                                          "drains_aborted": 0, "drains_forced": 0,
-                                         "drain_acks": 0, "drain_acks_stale": 0}
+                                         "drain_acks": 0, "drain_acks_stale": 0,
+                                         "routes_reasserted": 0,
+                                         "release_reports": 0, "release_reports_late": 0}
         # Producer id -> the end of the last window its usage reports fell in (heartbeats).
         self.producers: dict[str, int] = {}
-        # Producer id -> when it said goodbye: later summaries of its last reports don't
-        # bring it back to life (a producer with the same id in a later window does).
-        self._closed_producers: dict[str, int] = {}
+        # Producers that said goodbye (tables.closed): later summaries of their last reports
+        # don't bring them back to life (a producer with the same id in a later window does).
         self._window_ms = int(settings.window_s * 1000)
         self._lag_groups = [g.strip() for g in settings.lag_groups.split(",") if g.strip()]
         self._on_timeout = OnTimeout(settings.drain_on_timeout)
@@ -97,6 +105,10 @@ class RouteWriter:
         self.recent: deque[ReassignmentEvent] = deque(maxlen=RECENT_EVENTS)
         # Called with each event once the events topic took it (metrics count them).
         self.listeners: list[Callable[[ReassignmentEvent], None]] = []
+
+    def codecs(self) -> tuple[AvroCodec, ...]:
+        """The schemas this writer reads and writes (the worker resolves them at start)."""
+        return self._commands, self._events, self._acks
 
     # -- reading the writer's view -------------------------------------------------------------
     def current(self, topic: str, tenant: str) -> Route | None:
@@ -151,9 +163,28 @@ class RouteWriter:
         return counts
 
     # -- writing -------------------------------------------------------------------------------
+    async def _decode(self, codec: AvroCodec, raw: bytes | None, offset: int) -> dict[str, Any]:
+        """The record; DecodeError for poison. A schema id we have not seen needs the registry:
+        asked off the event loop, and while it is down the control stream waits for it rather
+        than skip (and lose) a command or a drain's answer."""
+        if not codec.needs_registry(raw):
+            return codec.decode(raw)
+        warned_at: float | None = None
+        while True:
+            try:
+                return await asyncio.to_thread(codec.decode, raw)
+            except RegistryUnavailable as exc:
+                now = time.monotonic()
+                if warned_at is None or now - warned_at >= 30.0:
+                    log.warning("control offset %d: waiting for the schema registry to read a %s "
+                                "record (%s); retrying every second", offset, codec.schema_name,
+                                exc)
+                    warned_at = now
+                await asyncio.sleep(1.0)
+
     async def handle_command_bytes(self, raw: bytes | None, offset: int) -> None:
         try:
-            command = ControlCommand.from_record(self._commands.decode(raw))
+            command = ControlCommand.from_record(await self._decode(self._commands, raw, offset))
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
             self.counters["control_undecodable"] += 1
             log.error("control offset %d: undecodable command skipped: %s", offset, exc)
@@ -207,10 +238,14 @@ class RouteWriter:
                     return
         await self._write(decision)
 
-    async def _write(self, decision: Decision) -> None:
-        """Writes the route change (if any) and appends its event."""
+    async def _write(self, decision: Decision, *, release_from: Sequence[str] = ()) -> None:
+        """Writes the route change (if any) and appends its event; with ``release_from`` (the
+        end of a move) the event waits for those producers' release reports (see
+        control.drain: held records)."""
         event = decision.event
         key = route_key(event.topic, event.tenant)
+        # The previous move's closing event first: per key, events stay in decision order.
+        await self._flush_release(key)
         if decision.route is not None:
             self.tables.epochs[key] = decision.route.epoch
             self.tables.routes[key] = decision.route
@@ -219,6 +254,16 @@ class RouteWriter:
                 self.tables.epochs[key] = event.to_epoch
             if key in self.tables.routes:
                 del self.tables.routes[key]
+        if release_from:
+            self.tables.releases[key] = {
+                "event": event.to_record(), "epoch": event.to_epoch,
+                "waiting": sorted(release_from), "reports": {},
+                "until_ms": _now_ms() + max(self._settings.drain_ack_grace_ms, 1000)}
+            return
+        await self._append(event)
+
+    async def _append(self, event: ReassignmentEvent) -> None:
+        key = route_key(event.topic, event.tenant)
         await self._events_topic.send(key=key.encode("utf-8"),
                                       value=self._events.encode(event.to_record()))
         self.recent.append(event)
@@ -236,11 +281,63 @@ class RouteWriter:
         log.log(log_at, "%s %s -> %s (epoch %s): %s", event.action, key,
                 list(event.to_partitions), event.to_epoch, event.reason)
 
+    async def handle_release(self, raw: bytes | None, offset: int) -> None:
+        """A producer released a moved tenant: how many records it held during the move."""
+        try:
+            report = DrainAck.from_record(await self._decode(self._acks, raw, offset))
+        except (DecodeError, KeyError, ValueError, TypeError) as exc:
+            self.counters["control_undecodable"] += 1
+            log.error("control offset %d: undecodable release report skipped: %s", offset, exc)
+            return
+        key = route_key(report.topic, report.tenant)
+        pending = self.tables.releases.get(key)
+        if (pending is None or pending["epoch"] != report.epoch
+                or report.producer_id in pending["reports"]):
+            # After the bound, or for a move this writer did not finish.
+            self.counters["release_reports_late"] += 1
+            return
+        self.counters["release_reports"] += 1
+        reports = {**pending["reports"], report.producer_id: report.held}
+        self.tables.releases[key] = {**pending, "reports": reports}
+        if set(pending["waiting"]) <= set(reports):
+            await self._flush_release(key)
+
+    async def _flush_release(self, key: str) -> None:
+        pending = self.tables.releases.get(key)
+        if pending is None:
+            return
+        del self.tables.releases[key]
+        event = ReassignmentEvent.from_record(pending["event"])
+        reports: dict[str, int] = pending["reports"]
+        observed = {**event.observed, "held_records": float(sum(reports.values())),
+                    "held_reports": float(len(reports)),
+                    "held_unreported": float(len(set(pending["waiting"]) - set(reports)))}
+        await self._append(replace(event, observed=observed))
+
+    async def flush_releases(self, now_ms: int | None = None) -> None:
+        """Appends the closing events whose producers did not all report in time."""
+        now = now_ms or _now_ms()
+        for key in [k for k, v in self.tables.releases.items() if v["until_ms"] <= now]:
+            await self._flush_release(key)
+
+    async def reassert(self, key: str) -> None:
+        """Writes the key's route again, unchanged (same epoch): a record under its key that
+        nobody can read came after it, and compaction keeps only a key's newest record, so a
+        new reader (a producer starting, a worker restoring its table) would have lost the
+        route. Readers take the same epoch as nothing new."""
+        current = self.tables.routes.get(key)
+        if not isinstance(current, Route):
+            log.warning("poison under %s, and no route of the writer's to write again", key)
+            return
+        self.tables.routes[key] = current
+        self.counters["routes_reasserted"] += 1
+        log.warning("route %s written again (%s, epoch %d) over poison under its key", key,
+                    list(current.partitions), current.epoch)
 
     # -- drains --------------------------------------------------------------------------------
     def saw_producers(self, producer_ids: Iterable[str], seen_ms: int) -> None:
         for pid in producer_ids:
-            closed = self._closed_producers.get(pid)
+            closed = self.tables.closed.get(pid)
             if closed is not None and seen_ms <= closed + self._window_ms:
                 # Its last reports, summarised after its goodbye: it is still gone.
                 continue
@@ -250,10 +347,10 @@ class RouteWriter:
     def producer_closed(self, raw: bytes | None) -> None:
         pid = (raw or b"").decode("utf-8", "replace")
         now = _now_ms()
-        self._closed_producers[pid] = now
-        for gone in [p for p, at in self._closed_producers.items()
+        self.tables.closed[pid] = now
+        for gone in [p for p, at in self.tables.closed.items()
                      if at < now - self._settings.producer_expiry]:
-            del self._closed_producers[gone]
+            del self.tables.closed[gone]
         if self.producers.pop(pid, None) is not None:
             log.info("producer %s closed; drains no longer wait for it", pid)
 
@@ -268,7 +365,7 @@ class RouteWriter:
 
     async def handle_drain_ack(self, raw: bytes | None, offset: int) -> None:
         try:
-            ack = DrainAck.from_record(self._acks.decode(raw))
+            ack = DrainAck.from_record(await self._decode(self._acks, raw, offset))
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
             self.counters["control_undecodable"] += 1
             log.error("control offset %d: undecodable drain ack skipped: %s", offset, exc)
@@ -292,6 +389,8 @@ class RouteWriter:
         now = _now_ms()
         live = self.live_producers(now)
         grace = self._settings.drain_ack_grace_ms
+        if keys is None:
+            await self.flush_releases(now)
         for key in (pending if keys is None else [k for k in keys if k in pending]):
             drain = pending[key]
             step = drains.progress(drain, now, live, ack_grace_ms=grace)
@@ -301,7 +400,9 @@ class RouteWriter:
             if step.phase is Phase.CONSUMERS:
                 self._wake_when_consumed(key, drain)
             if step.phase in (Phase.DONE, Phase.TIMED_OUT):
-                await self._finish(key, drain, step.phase, step.waiting_for)
+                waited_for = (drains.describe_wait(drain, step, self._lag_groups)
+                              if step.phase is Phase.TIMED_OUT else ())
+                await self._finish(key, drain, step.phase, waited_for)
 
     def _consumer_progress(self, drain: Drain, now: int, live: set[str]) -> drains.Progress:
         if self._admin is None:
@@ -356,7 +457,9 @@ class RouteWriter:
         self._silent_targets.pop(key, None)
         self.counters[{"drain-complete": "drains_completed", "drain-forced": "drains_forced",
                        "drain-abort": "drains_aborted"}[decision.event.action]] += 1
-        await self._write(decision)
+        # Whoever holds the tenant releases it on this write, and reports what it held.
+        holders = set(drain.acks) | (set(drain.expected) & self.live_producers())
+        await self._write(decision, release_from=sorted(holders))
 
 
 DRAIN_CHECK_HEADER = ("routing.type", b"drain-check")

@@ -19,7 +19,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from routing_app.client.cache import RouteCache, consumer_settings_from
 from routing_app.client.holds import TenantHold
 from routing_app.client.partitioner import RoutingPath, choose_partition, java_partition
-from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
+from routing_app.codec import AvroCodec, RegistryUnavailable, probe_registry, registry_client
+from routing_app.connection import with_client_log
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, DrainAck, drain_ack_subject
 from routing_app.routes.model import RouteMode, RouteStatus, route_key
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _DRAINING = RouteStatus.DRAINING
 _DRAIN_ACK_HEADER = ("routing.type", b"drain-ack")
+_RELEASED_HEADER = ("routing.type", b"drain-released")
 _GOODBYE_HEADER = ("routing.type", b"producer-closed")
 
 Serializer = Callable[[Any, SerializationContext], bytes | None]
@@ -57,6 +59,11 @@ class ProduceTimeout(RoutingProducerError, TimeoutError):
 
 class HoldTimeout(ProduceTimeout):
     """A draining tenant's held records reached routing.hold.max.records for max.block.ms."""
+
+
+class RoutesNotReady(ProduceTimeout):
+    """The route cache had not read the routes topic within routing.max.block.ms: a keyed
+    record would have been placed without knowing its tenant's route."""
 
 
 class ProduceOptions(TypedDict, total=False):
@@ -199,12 +206,14 @@ class RoutingProducer:
         try:
             # Failures are counted by a producer-wide delivery callback: passing one with every
             # record takes a keyword argument, which doubles the cost of librdkafka's produce().
-            self._producer = Producer({**rdkafka, "error_cb": self._on_client_error,
-                                       "on_delivery": self._on_delivery_report})
+            # Connection trouble goes to logging, once per broker (routing_app.connection).
+            self._producer = Producer(with_client_log(
+                {**rdkafka, "on_delivery": self._on_delivery_report}))
         except KafkaException as exc:
             raise ConfigurationError(f"librdkafka refused the configuration: {exc}") from exc
         self._produce = self._producer.produce
         self._bootstrap = rdkafka["bootstrap.servers"]
+        self._registry_url = registry_url
         self._max_block_s = self._options.max_block_ms / 1000.0
         self._partition_counts: dict[str, int] = {}
         self._counts_loaded_at = 0.0
@@ -243,14 +252,22 @@ class RoutingProducer:
 
         registry = registry_client(registry_url) if registry_url else None
         self._cache: RouteCache | None = None
+        self._route_codec: RouteCodec | None = None
         self._routes_by_topic: dict[str, dict[str, Route]] = {}
+        # Keyed records wait for the routes (up to routing.max.block.ms) until this holds.
+        self._routes_ready = True
         if self._options.cache_enabled and registry is not None:
+            self._route_codec = RouteCodec(registry, self._options.routes_topic)
+            cache_conf = consumer_settings_from(rdkafka)
+            if "logger" in rdkafka:
+                cache_conf["logger"] = rdkafka["logger"]
             self._cache = RouteCache(
-                consumer_settings_from(rdkafka),
-                RouteCodec(registry, self._options.routes_topic),
+                with_client_log(cache_conf),
+                self._route_codec,
                 self._options.routes_topic,
                 name=f"{self.producer_id}-routes",
             )
+            self._routes_ready = False
             self._routes_by_topic = self._cache.routes_by_topic
             self._cache.add_listener(self._route_changed)
             self._cache.start()
@@ -269,6 +286,13 @@ class RoutingProducer:
         self._poller = threading.Thread(target=self._poll_loop, name=f"{self.producer_id}-poll",
                                         daemon=True)
         self._poller.start()
+        # The schemas the poll thread encodes with, resolved here and not there: a registry
+        # call blocks for seconds when it is down (~7 s with the client's retries), and the
+        # poll thread serves delivery reports and drain acks. Until they are resolved, drain
+        # acks and usage reports wait; nothing else does.
+        self._schemas = threading.Thread(target=self._resolve_schemas,
+                                         name=f"{self.producer_id}-schemas", daemon=True)
+        self._schemas.start()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def wait_ready(self, timeout: float | None = None) -> None:
@@ -276,11 +300,28 @@ class RoutingProducer:
         if self._cache is None:
             return
         if not self._cache.wait_ready(timeout):
-            stats = self._cache.stats()
-            raise TimeoutError(
-                f"route cache not ready after {timeout}s: at offset {stats.position} of "
-                f"{stats.end_offset_at_start} on {self._options.routes_topic!r} ({self._bootstrap})"
-            )
+            raise TimeoutError(f"route cache not ready after {timeout}s: {self._routes_problem()}")
+        self._routes_ready = True
+
+    def _routes_problem(self) -> str:
+        """Why the route cache is not ready: where it stands, on which topic and broker, and the
+        registry when that is what it waits for."""
+        assert self._cache is not None
+        stats = self._cache.stats()
+        topic = self._options.routes_topic
+        if stats.end_offset_at_start < 0:
+            where = (f"it could not read the end of {topic!r} from Kafka at {self._bootstrap} "
+                     f"(is the broker reachable, does the topic exist?)")
+        else:
+            where = (f"it read {stats.position} of {stats.end_offset_at_start} records of "
+                     f"{topic!r} from Kafka at {self._bootstrap}")
+        failure = self._route_codec.values.last_failure if self._route_codec else None
+        problem = str(failure) if failure is not None else (
+            probe_registry(self._registry_url) if self._registry_url else None)
+        if problem is not None:
+            where += (f"; the schema registry at {self._registry_url}, which it needs to read "
+                      f"routes, does not answer ({problem})")
+        return where
 
     def flush(self, timeout: float | None = None) -> int:
         """Waits for every record sent so far to be acknowledged; returns how many are left."""
@@ -308,8 +349,14 @@ class RoutingProducer:
         if self._cache is not None:
             self._cache.stop()
         # librdkafka holds our bound-method callbacks and we hold it: without breaking the cycle
-        # its threads would live on until a full garbage collection.
+        # its threads would live on until a full garbage collection. ``_produce`` is its bound
+        # method, so it must go too; a send racing this close gets a clear error instead.
         del self._producer
+
+        def closed(*_args: Any, **_kwargs: Any) -> None:
+            raise RoutingProducerError("producer is closed")
+
+        self._produce = closed
         if remaining:
             log.error("%s closed with %d records not acknowledged (held records of tenants still "
                       "moving are among them)", self.producer_id, remaining)
@@ -456,7 +503,7 @@ class RoutingProducer:
         partition count yet, a sharded route, a route ahead of our metadata, a str key."""
         epoch = self._cell_epoch  # before reading anything the choice depends on
         count = self._partition_counts.get(topic)
-        if count is None:
+        if count is None or (key is not None and not self._routes_ready):
             return False
         if key is None:
             chosen, path = -1, RoutingPath.UNKEYED.value  # -1: librdkafka's sticky partitioner
@@ -532,6 +579,8 @@ class RoutingProducer:
         if timestamp is not None:
             kwargs["timestamp"] = timestamp
         deadline = time.monotonic() + self._max_block_s
+        if not self._routes_ready and name is not None and partition is None:
+            self._wait_for_routes(deadline)
         while True:
             epoch = self._cell_epoch
             chosen, path = self.partition_for(topic, key, tenant, partition)
@@ -603,6 +652,23 @@ class RoutingProducer:
         if self._usage is not None:
             self._usage.add(topic, name or "", len(value) if value is not None else 0,
                             -1 if chosen is None else chosen, stream)
+
+    def _wait_for_routes(self, deadline: float) -> None:
+        """A keyed record before the route cache is ready: placed by hash, it would go where
+        its tenant's route (a pin, a move in progress) says it must not. Waits up to
+        routing.max.block.ms for the routes, then says what the cache is stuck on."""
+        cache = self._cache
+        if cache is not None and not cache.ready:
+            try:
+                ready = cache.wait_ready(max(deadline - time.monotonic(), 0.0))
+            except RuntimeError as exc:
+                raise RoutingProducerError(str(exc)) from exc
+            if not ready:
+                raise RoutesNotReady(
+                    f"routes not read within {self._options.max_block_ms} ms "
+                    f"(routing.max.block.ms), so the record was not sent: "
+                    f"{self._routes_problem()}")
+        self._routes_ready = True
 
     def _wait_for_room(self, hold: TenantHold | None, deadline: float, topic: str,
                        name: str | None) -> None:
@@ -758,6 +824,15 @@ class RoutingProducer:
                            int(time.time() * 1000), held=len(hold.records))
             if self._acks_codec is None:
                 return
+            if not self._acks_codec.registered:
+                # The schema thread is still at it (the registry is down): never ask the
+                # registry from here, it would stop delivery reports for seconds per try.
+                if not hold.ack_error_logged:
+                    hold.ack_error_logged = True
+                    log.warning("%s: drain ack for %s/%s waits for the schema registry at %s "
+                                "(the drain-ack schema is not resolved yet)", self.producer_id,
+                                hold.topic, hold.tenant, self._registry_url)
+                continue
             try:
                 self._producer.produce(self._options.control_topic,
                                        self._acks_codec.encode(ack.to_record()),
@@ -806,6 +881,25 @@ class RoutingProducer:
         self._held_total += released
         log.info("%s: released %d held records of %s/%s", self.producer_id, released, topic,
                  tenant)
+        self._report_release(hold, released)
+
+    def _report_release(self, hold: TenantHold, released: int) -> None:
+        """Tells the writer how many records this move really held here: the ack said only how
+        many were held when it went out, early in the hold. A rebuild replaying drains long
+        over (cache not ready yet) reports nothing."""
+        codec = self._acks_codec
+        if (codec is None or not codec.registered or self._cache is None
+                or not self._cache.ready or not hasattr(self, "_producer")):
+            return
+        report = DrainAck(self.producer_id, hold.topic, hold.tenant, hold.epoch, {},
+                          int(time.time() * 1000), held=released)
+        try:
+            self._producer.produce(self._options.control_topic, codec.encode(report.to_record()),
+                                   route_key(hold.topic, hold.tenant).encode("utf-8"),
+                                   headers=[_RELEASED_HEADER])
+        except (BufferError, RegistryUnavailable, KafkaException) as exc:
+            log.warning("%s: release report for %s/%s not sent (the drain event will lack "
+                        "its held count): %s", self.producer_id, hold.topic, hold.tenant, exc)
 
     def _send_released(self, topic: str, value: Any, key: Any, options: dict[str, Any]) -> None:
         on_delivery = options["on_delivery"]
@@ -888,6 +982,11 @@ class RoutingProducer:
         batches = []
         sent = 0  # batches sent
         try:
+            if not self._usage_codec.registered:
+                # Resolved by the schema thread; asking the registry here would block.
+                raise RegistryUnavailable(
+                    f"the usage schema is not resolved yet (schema registry at "
+                    f"{self._registry_url})")
             count = self.partition_count(topic)
             # One record per usage partition (split if large): every report in it has a key
             # that hashes there, and so does the record's key (its first report's).
@@ -909,8 +1008,35 @@ class RoutingProducer:
         # Counted in tenant reports, however many records carried them.
         self._usage_reports += sum(len(b.reports) for b in batches[:sent])
 
-    def _on_client_error(self, err: KafkaError) -> None:
-        log.warning("kafka client: %s", err)
+    def _resolve_schemas(self) -> None:
+        """Schema thread: registers the drain-ack and usage schemas and looks the route schema
+        up, retrying while the registry is down; logs the outage once and its end."""
+        pending: list[tuple[AvroCodec, bool]] = [
+            (codec, register) for codec, register in (
+                (self._acks_codec, True), (self._usage_codec, True),
+                (self._route_codec.values if self._route_codec else None, False))
+            if codec is not None]
+        delay, failed_at = 0.5, None
+        while pending and not self._stop.is_set():
+            codec, register = pending[0]
+            try:
+                if register:
+                    codec.schema_id  # noqa: B018 (registers it)
+                else:
+                    codec.prefetch()
+            except RegistryUnavailable as exc:
+                if failed_at is None:
+                    failed_at = time.monotonic()
+                    log.warning("%s: schema registry at %s unreachable (%s); drain acks and "
+                                "usage reports wait for it, records do not", self.producer_id,
+                                self._registry_url, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            pending.pop(0)
+        if failed_at is not None and not pending:
+            log.warning("%s: schema registry at %s reachable again after %.1f s",
+                        self.producer_id, self._registry_url, time.monotonic() - failed_at)
 
 
 def _tenant_name(tenant: str | bytes | None, key: Any) -> str | None:

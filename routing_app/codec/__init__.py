@@ -1,6 +1,13 @@
 """Confluent-framed Avro: the wire format of every record this project writes."""
 
-from routing_app.codec.avro import AvroCodec, DecodeError, RegistryUnavailable, registry_client
+from routing_app.codec.avro import (
+    AvroCodec,
+    DecodeError,
+    RegistryUnavailable,
+    probe_registry,
+    registry_client,
+)
 from routing_app.codec.schemas import load_schema
 
-__all__ = ["AvroCodec", "DecodeError", "RegistryUnavailable", "load_schema", "registry_client"]
+__all__ = ["AvroCodec", "DecodeError", "RegistryUnavailable", "load_schema", "probe_registry",
+           "registry_client"]

@@ -43,6 +43,21 @@ def registry_client(url: str) -> SchemaRegistryClient:
     return SchemaRegistryClient.new_client({"url": url})
 
 
+def probe_registry(url: str, timeout_s: float = 2.0) -> str | None:
+    """None when the registry at ``url`` answers; otherwise why not, for an error message. One
+    request, no retries: a reader stuck on a record may be inside a slow retry loop of its own
+    and not have failed yet."""
+    client = SchemaRegistryClient.new_client({"url": url, "timeout": timeout_s,
+                                              "max.retries": 0})
+    try:
+        client.get_subjects()
+    except SchemaRegistryError as exc:
+        return f"it answered HTTP {exc.http_status_code}: {exc}"
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def _without_logical_types(schema: Any) -> Any:
     if isinstance(schema, dict):
         return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
@@ -71,6 +86,9 @@ class AvroCodec:
         # schema id -> (parsed writer schema, needs resolution against our reader schema)
         self._readers: dict[int, tuple[Any, bool]] = {}
         self._unknown_ids: dict[int, float] = {}
+        # The registry's last failure, until it answers again: lets a reader stuck on a record
+        # say it is the registry it waits for.
+        self.last_failure: RegistryUnavailable | None = None
 
     @property
     def schema_id(self) -> int:
@@ -80,16 +98,51 @@ class AvroCodec:
             try:
                 self._schema_id = self._registry.register_schema(self.subject, Schema(text, "AVRO"))
             except SchemaRegistryError as exc:
-                raise RegistryUnavailable(
+                raise self._failed(RegistryUnavailable(
                     f"schema registry refused schema {self.schema_name!r} for subject "
                     f"{self.subject!r}: {exc}"
-                ) from exc
+                )) from exc
             except Exception as exc:
-                raise RegistryUnavailable(
+                raise self._failed(RegistryUnavailable(
                     f"schema registry unreachable while registering {self.subject!r}: {exc}"
-                ) from exc
+                )) from exc
+            self.last_failure = None
             self._readers[self._schema_id] = (self._reader, False)
         return self._schema_id
+
+    def _failed(self, exc: RegistryUnavailable) -> RegistryUnavailable:
+        self.last_failure = exc
+        return exc
+
+    @property
+    def registered(self) -> bool:
+        """True once the schema id is known: encode() no longer asks the registry."""
+        return self._schema_id is not None
+
+    def prefetch(self) -> bool:
+        """Looks our schema's id up without registering it, so records written with it decode
+        without asking the registry later (while it may be down). False when the subject does
+        not have it yet; RegistryUnavailable when the registry cannot be asked."""
+        if self._schema_id is not None:
+            return True
+        text = json.dumps(self._schema_json, separators=(",", ":"))
+        try:
+            found = self._registry.lookup_schema(self.subject, Schema(text, "AVRO"))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                self.last_failure = None
+                return False
+            raise self._failed(RegistryUnavailable(
+                f"schema registry error looking up {self.subject!r}: {exc}")) from exc
+        except Exception as exc:
+            raise self._failed(RegistryUnavailable(
+                f"schema registry unreachable while looking up {self.subject!r}: {exc}"
+            )) from exc
+        self.last_failure = None
+        if found.schema_id is None:
+            return False
+        self._readers[found.schema_id] = (self._reader, False)
+        return True
 
     def encode(self, record: dict[str, Any]) -> bytes:
         out = io.BytesIO()
@@ -99,6 +152,13 @@ class AvroCodec:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"cannot encode {self.schema_name} record: {exc}") from exc
         return out.getvalue()
+
+    def needs_registry(self, data: bytes | None) -> bool:
+        """True when decoding ``data`` would ask the registry (a schema id not seen yet)."""
+        if data is None or len(data) < _HEADER.size:
+            return False
+        magic, schema_id = _HEADER.unpack_from(data)
+        return magic == MAGIC_BYTE and schema_id not in self._readers
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None:
@@ -132,13 +192,16 @@ class AvroCodec:
             schema = self._registry.get_schema(schema_id)
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
+                self.last_failure = None
                 self._unknown_ids[schema_id] = time.monotonic() + _UNKNOWN_ID_RETRY_S
                 raise DecodeError(f"unknown schema id {schema_id} (not in the registry)") from exc
-            raise RegistryUnavailable(f"schema registry error for id {schema_id}: {exc}") from exc
+            raise self._failed(RegistryUnavailable(
+                f"schema registry error for id {schema_id}: {exc}")) from exc
         except Exception as exc:
-            raise RegistryUnavailable(
+            raise self._failed(RegistryUnavailable(
                 f"schema registry unreachable while looking up id {schema_id}: {exc}"
-            ) from exc
+            )) from exc
+        self.last_failure = None
         if schema.schema_type not in (None, "AVRO"):
             raise DecodeError(f"schema id {schema_id} is {schema.schema_type}, not AVRO")
         try:

@@ -1,11 +1,12 @@
 """Operator commands to the single route writer, and the pure rules that apply them."""
 
-from routing_app.control.client import ControlClient
+from routing_app.control.client import CommandOutcome, ControlClient
 from routing_app.control.commands import CONTROL_SCHEMA, ControlAction, ControlCommand
 from routing_app.control.decide import Decision, apply_command, decide_planned
 
 __all__ = [
     "CONTROL_SCHEMA",
+    "CommandOutcome",
     "ControlAction",
     "ControlClient",
     "ControlCommand",

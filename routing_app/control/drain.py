@@ -6,11 +6,20 @@ every producer holds the tenant's new records and answers with a DrainAck once a
 before is acknowledged; the writer waits for the acks of the live producers, then for the
 configured consumer groups to commit past the offsets those producers wrote to the old
 partitions. Only then may a record reach a new partition, so none can overtake an older one.
+
+Held records: a producer's DrainAck says how many records it held when it answered
+(``held``), which is early in the hold: records keep queueing until the move ends. Each producer
+therefore reports again when it releases the tenant (a DrainAck under the ``drain-released``
+header, ``held`` = every record it held during the move), and the writer appends the closing
+event once those reports are in (or after a short bound): its ``observed`` has
+``held_records``, the records really held during the move by the producers that reported,
+``held_reports`` / ``held_unreported`` (how many producers did / did not report; a producer
+that died does not), and ``held_at_ack``, the sum of what the acks said.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -21,7 +30,7 @@ from routing_app.routes.events import ReassignmentEvent
 from routing_app.routes.model import Route, RouteMode, RouteStatus
 
 __all__ = ["DRAIN_ACK_SCHEMA", "Drain", "DrainAck", "OnTimeout", "Phase", "Progress",
-           "drain_ack_subject", "finish", "needs_drain", "progress", "start"]
+           "describe_wait", "drain_ack_subject", "finish", "needs_drain", "progress", "start"]
 
 # A draining route that ends in a tombstone (merge back, unpin) says so, for every reader...
 THEN_TOMBSTONE = "drain.then"
@@ -50,7 +59,7 @@ class Drain:
     expected: frozenset[str]  # producers live when it started
     action: str  # the move's own action (isolate, pin, merge...), for the closing event
     acks: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
-    held: int = 0
+    held: int = 0  # what the acks said was held when each answered (not the final figure)
 
     def with_ack(self, ack: DrainAck) -> Drain:
         acks = {**self.acks, ack.producer_id: dict(ack.offsets)}
@@ -89,6 +98,7 @@ class Progress:
     waiting_for: tuple[str, ...] = ()  # producers not yet answered
     targets: Mapping[int, int] = field(default_factory=dict)  # partition -> next offset to pass
     needs_end_offsets: bool = False  # a producer went silent unanswered: use end offsets
+    stuck_in: Phase | None = None  # TIMED_OUT: what the drain was still waiting for
 
 
 def needs_drain(decision: Decision, current: Route | None) -> bool:
@@ -138,11 +148,13 @@ def progress(drain: Drain, now_ms: int, live_producers: Set[str], *, ack_grace_m
              end_offsets: Mapping[int, int] | None = None) -> Progress:
     """Where the drain stands. ``committed``: the lowest offset the consumer groups committed on
     each old partition (None: no group is configured or consumes the topic); ``end_offsets``:
-    the old partitions' end offsets, used only when a producer went silent without answering."""
-    if now_ms >= drain.deadline_ms:
-        return Progress(Phase.TIMED_OUT)
+    the old partitions' end offsets, used only when a producer went silent without answering.
+    Past the deadline a drain that is not done is TIMED_OUT, with what it was waiting for."""
+    timed_out = now_ms >= drain.deadline_ms
     waiting = tuple(sorted(p for p in drain.expected - set(drain.acks) if p in live_producers))
     if waiting or now_ms < drain.started_ms + ack_grace_ms:
+        if timed_out:
+            return Progress(Phase.TIMED_OUT, waiting_for=waiting, stuck_in=Phase.PRODUCERS)
         return Progress(Phase.PRODUCERS, waiting_for=waiting)
     silent = bool(drain.expected - set(drain.acks) - set(live_producers))
     targets = {p: 0 for p in drain.from_partitions}
@@ -152,20 +164,41 @@ def progress(drain: Drain, now_ms: int, live_producers: Set[str], *, ack_grace_m
                 targets[partition] = max(targets[partition], last + 1)
     if silent:
         if end_offsets is None:
+            if timed_out:
+                return Progress(Phase.TIMED_OUT, targets=targets, stuck_in=Phase.CONSUMERS)
             return Progress(Phase.CONSUMERS, targets=targets, needs_end_offsets=True)
         for partition in targets:
             targets[partition] = max(targets[partition], end_offsets.get(partition, 0))
     if committed is not None and any(committed.get(p, -1) < t for p, t in targets.items() if t > 0):
+        if timed_out:
+            return Progress(Phase.TIMED_OUT, targets=targets, stuck_in=Phase.CONSUMERS)
         return Progress(Phase.CONSUMERS, targets=targets, needs_end_offsets=silent)
     return Progress(Phase.DONE, targets=targets)
+
+
+def describe_wait(drain: Drain, step: Progress, groups: Sequence[str]) -> tuple[str, ...]:
+    """What a timed-out drain was waiting for, in words for its closing event."""
+    if step.stuck_in is Phase.PRODUCERS:
+        if step.waiting_for:
+            return (f"{'producer' if len(step.waiting_for) == 1 else 'producers'} "
+                    f"{', '.join(step.waiting_for)} (no drain ack)",)
+        return ("producers unknown to the writer (drain_ack_grace_ms)",)
+    behind = {p: t for p, t in sorted(step.targets.items()) if t > 0}
+    where = ", ".join(f"partition {p} up to offset {t}" for p, t in behind.items())
+    if groups:
+        return (f"{'consumer group' if len(groups) == 1 else 'consumer groups'} "
+                f"{', '.join(groups)} to read {drain.topic} {where or 'to its end'}",)
+    return (f"the end offsets of {drain.topic} {list(drain.from_partitions)} (a producer went "
+            "silent without answering)",)
 
 
 def finish(drain: Drain, draining: Route | None, outcome: Phase, on_timeout: OnTimeout, *,
            now_ms: int, worker_id: str, waiting_for: tuple[str, ...] = ()) -> Decision:
     """The second write: the new placement (done, forced) or the old one (aborted)."""
     pause_ms = float(now_ms - drain.started_ms)
+    # held_records comes from the producers' release reports (see the module's docstring).
     observed = {"pause_ms": pause_ms, "producers_acked": float(len(drain.acks)),
-                "producers_expected": float(len(drain.expected)), "held_records": float(drain.held)}
+                "producers_expected": float(len(drain.expected)), "held_at_ack": float(drain.held)}
     if outcome is Phase.DONE:
         # The route keeps the move's own reason; the drain's figures follow it.
         why = draining.reason if draining is not None and draining.reason else drain.action
@@ -173,12 +206,12 @@ def finish(drain: Drain, draining: Route | None, outcome: Phase, on_timeout: OnT
         forward = True
     elif on_timeout is OnTimeout.FORCE:
         action, forward = "drain-forced", True
-        reason = (f"{drain.action} forced after {pause_ms:.0f} ms without "
-                  f"{', '.join(waiting_for) or 'the consumer groups'}: order may break")
+        reason = (f"{drain.action} forced after {pause_ms:.0f} ms waiting for "
+                  f"{', '.join(waiting_for) or _UNNAMED}: order may break")
     else:
         action, forward = "drain-abort", False
         reason = (f"{drain.action} aborted after {pause_ms:.0f} ms waiting for "
-                  f"{', '.join(waiting_for) or 'the consumer groups'}: back to "
+                  f"{', '.join(waiting_for) or _UNNAMED}: back to "
                   f"{list(drain.from_partitions)}")
     partitions = drain.to_partitions if forward else drain.from_partitions
     tombstone = drain.then_tombstone if forward else draining is None or _was_hashed(draining)
@@ -195,6 +228,9 @@ def finish(drain: Drain, draining: Route | None, outcome: Phase, on_timeout: OnT
                     status=RouteStatus.ACTIVE, reason=reason, updated_at_ms=now_ms,
                     attributes=attributes)
     return Decision(base, route=route)
+
+
+_UNNAMED = "its producers' acknowledgements and the consumer groups"
 
 
 def _was_hashed(draining: Route) -> bool:

@@ -11,27 +11,37 @@ from rich.console import Console
 from rich.table import Table
 
 from routing_app.client.cache import RouteCache
-from routing_app.codec import registry_client
+from routing_app.codec import probe_registry, registry_client
 from routing_app.config import Settings
+from routing_app.connection import polled_client_settings
 from routing_app.control import ControlAction, ControlClient, ControlCommand
 from routing_app.control.client import now_ms
 from routing_app.routes.codec import RouteCodec
 from routing_app.routes.model import Route, RouteMode
 
 pass_settings = click.make_pass_decorator(Settings)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
 
 
 @click.group()
 def routes() -> None:
-    """Read and change the routing table (changes go through the single writer)."""
+    """Read and change the routing table (changes go through the single writer).
+
+    Commands that change it exit 0 once the change is done (a strict move: once its drain
+    completed), 1 when the writer rejected it or the move was aborted (the reason is printed),
+    and 2 when no final answer came within --wait (or Kafka or the registry could not be
+    reached).
+    """
 
 
 def _send(settings: Settings, command: ControlCommand, wait: float) -> None:
-    event = ControlClient(settings).send(command, wait_s=wait)
+    with ControlClient(settings) as client:
+        outcome = client.submit(command, wait_s=wait)
     if wait <= 0:
         err.print(f"sent command {command.command_id}")
         return
+    event, end = outcome.answer, outcome.end
+    who = f"{command.topic}/{command.tenant}"
     if event is None:
         err.print(f"[red]no answer from a worker within {wait}s[/] (command {command.command_id}"
                   f" is queued on {settings.control_topic!r}; is a worker running?)")
@@ -39,24 +49,44 @@ def _send(settings: Settings, command: ControlCommand, wait: float) -> None:
     if not event.applied:
         err.print(f"[red]rejected[/]: {event.reason}")
         sys.exit(1)
-    if command.action in (ControlAction.PIN, ControlAction.UNPIN):
-        err.print(f"[green]{event.action}[/] {command.topic}/{command.tenant}: "
+    if outcome.aborted and end is not None:
+        err.print(f"[red]aborted[/]: {command.action.value} {who} did not happen: {end.reason}")
+        sys.exit(1)
+    if outcome.moving:
+        err.print(f"[yellow]still moving[/] after {wait}s: {who} "
                   f"{list(event.from_partitions) or 'hashed'} -> "
-                  f"{list(event.to_partitions) or 'hashed'} (epoch {event.to_epoch})")
+                  f"{list(event.to_partitions) or 'hashed'} is draining (epoch {event.to_epoch})"
+                  f"; it ends with drain-complete or drain-abort on {settings.events_topic!r} "
+                  f"(`routing-app routes show {command.topic} {command.tenant}`)")
+        sys.exit(2)
+    if outcome.forced and end is not None:
+        err.print(f"[yellow]forced[/]: {end.reason}")
+    if command.action in (ControlAction.PIN, ControlAction.UNPIN):
+        err.print(f"[green]{event.action}[/] {who}: "
+                  f"{list(event.from_partitions) or 'hashed'} -> "
+                  f"{list(event.to_partitions) or 'hashed'} (epoch {event.to_epoch})"
+                  + (f", {end.reason}" if end is not None and not outcome.forced else ""))
     else:
-        err.print(f"[green]{event.action}[/] {command.topic}/{command.tenant}: {event.reason}")
+        err.print(f"[green]{event.action}[/] {who}: {event.reason}")
 
 
-_wait = click.option("--wait", type=float, default=15.0, show_default=True,
+# A day: anything longer is a typo, and a negative wait used to be taken as "don't wait".
+_MAX_WAIT_S = 86_400.0
+_wait = click.option("--wait", type=click.FloatRange(0, _MAX_WAIT_S), default=15.0,
+                     show_default=True,
                      help="Seconds to wait for the writer's answer (0: don't wait).")
+_timeout = click.option("--timeout", type=click.FloatRange(0, _MAX_WAIT_S, min_open=True),
+                        default=30.0, show_default=True,
+                        help="Seconds to wait for the routes topic to be read.")
+_partitions_help = "Target partition; repeat to shard the tenant across several."
 _reason = click.option("--reason", default="", help="Why; recorded with the route and event.")
 
 
 @routes.command()
 @click.argument("topic")
 @click.argument("tenant")
-@click.option("--partition", "-p", "partitions", type=int, multiple=True, required=True,
-              help="Target partition; repeat to shard the tenant across several.")
+@click.option("--partition", "-p", "partitions", type=click.IntRange(min=0), multiple=True,
+              required=True, help=_partitions_help)
 @click.option("--mode", type=click.Choice([m.value for m in RouteMode]), default=None,
               help="strict keeps order on moves; relaxed switches at once.")
 @_reason
@@ -91,7 +121,7 @@ _tenant_command(ControlAction.UNFREEZE, "Let the planner move TENANT again.")
 
 @routes.command()
 @click.argument("topic")
-@click.option("--partition", "-p", "partitions", type=int, multiple=True,
+@click.option("--partition", "-p", "partitions", type=click.IntRange(min=0), multiple=True,
               help="Partition to drain; repeat for several. None: stop draining TOPIC.")
 @_reason
 @_wait
@@ -104,11 +134,23 @@ def drain(settings: Settings, topic: str, partitions: tuple[int, ...], reason: s
 
 
 def _load(settings: Settings, timeout: float) -> RouteCache:
-    cache = RouteCache({"bootstrap.servers": settings.bootstrap},
-                       RouteCodec(registry_client(settings.registry_url), settings.routes_topic),
+    codec = RouteCodec(registry_client(settings.registry_url), settings.routes_topic)
+    cache = RouteCache(polled_client_settings(settings.bootstrap), codec,
                        settings.routes_topic).start()
     if not cache.wait_ready(timeout):
-        err.print(f"[red]routes topic {settings.routes_topic!r} not read within {timeout}s[/]")
+        cache.stop()
+        stats = cache.stats()
+        if stats.end_offset_at_start < 0:
+            why = f"Kafka at {settings.bootstrap} did not answer"
+        else:
+            why = (f"read {stats.position} of {stats.end_offset_at_start} records from Kafka "
+                   f"at {settings.bootstrap}")
+        failure = codec.values.last_failure
+        problem = str(failure) if failure is not None else probe_registry(settings.registry_url)
+        if problem is not None:
+            why += f"; the schema registry at {settings.registry_url} does not answer ({problem})"
+        err.print(f"[red]routes topic {settings.routes_topic!r} not read within {timeout}s[/]: "
+                  f"{why}")
         sys.exit(2)
     return cache
 
@@ -116,7 +158,7 @@ def _load(settings: Settings, timeout: float) -> RouteCache:
 @routes.command("list")
 @click.option("--topic", default=None, help="Only this data topic.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.option("--timeout", type=float, default=30.0, show_default=True)
+@_timeout
 @pass_settings
 def list_routes(settings: Settings, topic: str | None, as_json: bool, timeout: float) -> None:
     """Every route on the routes topic (tenants not listed use default hashing)."""
@@ -141,7 +183,7 @@ def list_routes(settings: Settings, topic: str | None, as_json: bool, timeout: f
 @routes.command()
 @click.argument("topic")
 @click.argument("tenant")
-@click.option("--timeout", type=float, default=30.0, show_default=True)
+@_timeout
 @pass_settings
 def show(settings: Settings, topic: str, tenant: str, timeout: float) -> None:
     """One tenant's route as JSON (exit 1 when it uses default hashing)."""

@@ -1,4 +1,5 @@
-"""A producer's answer to a draining route (see routing_app.control.drain). Plain data."""
+"""A producer's answer to a draining route, and its report once the move is over (see
+routing_app.control.drain). Plain data."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class DrainAck:
     epoch: int
     offsets: Mapping[int, int]  # old partition -> last offset this producer wrote (-1: none)
     acked_at_ms: int
+    # A drain ack (header routing.type=drain-ack): records held when it went out, early in
+    # the hold. A release report (header drain-released, no offsets): every record the
+    # producer held during the move, sent when it let them go.
     held: int = 0
 
     def to_record(self) -> dict[str, Any]:
