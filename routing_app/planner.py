@@ -758,15 +758,18 @@ class _Topic:
             return  # alone already (routed or hashed): the best one partition can do
         # Worth a (draining) move only to a partition where it shares clearly less than here,
         # by the tolerance once routed: it then never wanders between equals. Staying under
-        # the hot level is no reason to move: a partition of its own is the point.
+        # the hot level is no reason to move: a partition of its own is the point. First where
+        # the load no rebalance moves away (residual, tenants below min_move) is least, as
+        # rebalancing then clears the rest; else where the whole load is clearly less.
         margin = (self.policy.tolerance if tenant in self.routed
-                  else self.policy.settle_tolerance)
-        better = self.est[p] - margin * self.mean
-        dedicated = [q for q in self.active if self.heavy[q] == 0]
-        target = (self._best_fit((p,), rate, None, dedicated, cap=better)
-                  if dedicated else None)
+                  else self.policy.settle_tolerance) * self.mean
+        here = self._unmovable(p, tenant)
+        # Not onto another tenant bigger than a shard: rebalancing could not clear it away.
+        ranked = sorted((self._unmovable(q, tenant), self.score(q), q) for q in self.active
+                        if q != p and all(self.piece(t) < self.unit for t in self.members[q]))
+        target = next((q for fixed, _, q in ranked if fixed < here - margin), None)
         if target is None:
-            target = self._best_fit((p,), rate, None, None, cap=better)
+            target = self._best_fit((p,), rate, None, None, cap=self.est[p] - margin)
         if target is None:
             return
         top = self.heaviest_stream(tenant)
@@ -781,6 +784,12 @@ class _Topic:
         observed = self._observed(tenant, (p,), (target,))
         observed["top_stream_rate"] = top
         self._move(tenant, (target,), Action.ISOLATE, reason, observed)
+
+    def _unmovable(self, p: int, tenant: str) -> float:
+        """The load on p that rebalancing would leave there: residual and tenants too small
+        to move (below min_move), the tenant itself aside."""
+        return self.residual[p] + math.fsum(self.piece(t) for t in self.members[p]
+                                            if t != tenant and self.piece(t) < self.min_move)
 
     def _shard_placement(self, tenant: str, count: int) -> tuple[int, ...]:
         """Where the tenant's shards go; ``count`` is what the hysteresis rule asks for."""
