@@ -8,9 +8,12 @@ share, and the number of streams for the reasons it writes.
 Counting is bounded per tenant and interval: past ``capacity`` distinct keys the counter works
 as a Misra-Gries summary (every tracked count is lowered by the same amount to make room), so
 the heaviest count it reports plus ``lowered`` is an upper bound of the true heaviest stream,
-off by at most records / (capacity + 1). A sketch library (Apache DataSketches frequent_items
-and HLL) does the same job but cost about 0.6 us a record from Python against 0.06 us for the
-dict update here, on a path that costs a few microseconds in all.
+off by at most records / (capacity + 1). Apache DataSketches (frequent_items for the heaviest
+stream, HLL for the count) gives the same kind of bound: measured here at about 0.32 us a
+record for both updates (frequent_strings takes str, so keys are decoded first) against about
+0.2 us for ``StreamCounts.add``, and each tenant's sketches take fixed memory every interval
+(an HLL of lg_k 12 is 4 KB: 40 MB a second for 10,000 tenants), where this dict holds only the
+keys seen, most tenants a handful.
 """
 
 from __future__ import annotations
