@@ -18,11 +18,12 @@ class _Cli(click.Group):
         from routing_app.client.producer import RoutingProducerError
         from routing_app.codec import RegistryUnavailable
         from routing_app.connection import KafkaUnreachable
+        from routing_app.control.client import CommandRefused
 
         try:
             return super().invoke(ctx)
         except (KafkaUnreachable, RegistryUnavailable, RoutingProducerError, ConfigError,
-                KafkaException, TimeoutError) as exc:
+                KafkaException, TimeoutError, CommandRefused) as exc:
             message = str(exc) or type(exc).__name__
             if isinstance(exc, KafkaException) and isinstance(ctx.obj, Settings):
                 # librdkafka's errors do not say where: the address is what to check first.

@@ -34,10 +34,47 @@ def _default_cache_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class KafkaAccess:
+    """A Kafka cluster's address and the security settings to reach it (librdkafka names)."""
+
+    bootstrap: str
+    security: tuple[tuple[str, str], ...] = ()
+
+    def client_config(self, **extra: Any) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap, **dict(self.security), **extra}
+
+    def __str__(self) -> str:  # in messages: where, never the password
+        return self.bootstrap
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# The ones the worker's client (aiokafka, through Faust) can use too.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
 class Settings:
     # Where Kafka and the registry are. Unset means "the local stack on the ports below".
     bootstrap_servers: str | None = None
     schema_registry_url: str | None = None
+
+    # How every client of ours (producers, route caches, the worker, the CLI, admin clients)
+    # authenticates to Kafka: confluent-kafka's settings of the same names (security.protocol,
+    # sasl.mechanism, ...). Empty: not set. Each process runs as one principal: the worker's, an
+    # operator's or a producer's (README, "Security").
+    security_protocol: str = ""
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_ca_location: str = ""
+    ssl_certificate_location: str = ""
+    ssl_key_location: str = ""
+    ssl_key_password: str = field(default="", repr=False)
+    # The registry's HTTP basic auth, "user:password" (confluent-kafka's basic.auth.user.info).
+    registry_basic_auth: str = field(default="", repr=False)
+    # Principals whose commands the writer applies ("User:alice,User:ops"): the issued_by of a
+    # command must be one of them. Empty: any (a cluster without authentication cannot tell).
+    operator_principals: str = ""
 
     # The local stack (`routing-app stack up`).
     state_dir: Path = Path(".routing-stack")
@@ -53,6 +90,9 @@ class Settings:
     events_topic: str = "routing.events"
     usage_topic: str = "routing.usage"
     control_topic: str = "routing.control"
+    # Producers' answers to the writer (drain acks, releases, goodbyes): a topic of their own, so
+    # that producers need no write access to the operators' control topic.
+    answers_topic: str = "routing.answers"
     usage_partitions: int = 6
     # 0: the cluster's default (default.replication.factor: 1 on the local stack, 3 with
     # `stack up --brokers 3`); with 3 or more, routes, events and control get
@@ -123,11 +163,49 @@ class Settings:
     def registry_url(self) -> str:
         return self.schema_registry_url or f"http://127.0.0.1:{self.registry_port}/apis/ccompat/v7"
 
+    def kafka_security(self) -> dict[str, str]:
+        """The librdkafka security settings given (security.protocol, sasl.*, ssl.*)."""
+        return {name: value for name, value in (
+            ("security.protocol", self.security_protocol),
+            ("sasl.mechanism", self.sasl_mechanism),
+            ("sasl.username", self.sasl_username),
+            ("sasl.password", self.sasl_password),
+            ("ssl.ca.location", self.ssl_ca_location),
+            ("ssl.certificate.location", self.ssl_certificate_location),
+            ("ssl.key.location", self.ssl_key_location),
+            ("ssl.key.password", self.ssl_key_password),
+        ) if value}
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        """Where Kafka is and how to log in: what every client of ours is built from."""
+        return KafkaAccess(self.bootstrap, tuple(sorted(self.kafka_security().items())))
+
+    def registry_config(self) -> dict[str, str]:
+        """confluent-kafka's SchemaRegistryClient settings for this deployment."""
+        conf = {"url": self.registry_url}
+        if self.registry_basic_auth:
+            conf["basic.auth.credentials.source"] = "USER_INFO"
+            conf["basic.auth.user.info"] = self.registry_basic_auth
+        return conf
+
+    @property
+    def principal(self) -> str:
+        """Who this process is to Kafka ("User:<sasl_username>"), or "" without SASL."""
+        return f"User:{self.sasl_username}" if self.sasl_username else ""
+
+    def operators(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.operator_principals.split(",") if p.strip())
+
     def producer_config(self, **extra: Any) -> dict[str, Any]:
         """A RoutingProducer's configuration for this deployment (plus any librdkafka setting)."""
-        return {"bootstrap.servers": self.bootstrap, "schema.registry.url": self.registry_url,
-                "routing.routes.topic": self.routes_topic, "routing.usage.topic": self.usage_topic,
-                "routing.control.topic": self.control_topic, **extra}
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap, "schema.registry.url": self.registry_url,
+            "routing.routes.topic": self.routes_topic, "routing.usage.topic": self.usage_topic,
+            "routing.answers.topic": self.answers_topic, **self.kafka_security()}
+        if self.registry_basic_auth:
+            conf["schema.registry.basic.auth.user.info"] = self.registry_basic_auth
+        return {**conf, **extra}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -234,7 +312,8 @@ def _validate(s: Settings) -> None:
     if s.replication_factor < 0:
         raise ConfigError("setting 'replication_factor' must not be negative (0: the cluster's "
                           "default)", "replication_factor")
-    for name in ("routes_topic", "events_topic", "usage_topic", "control_topic"):
+    _validate_security(s)
+    for name in ("routes_topic", "events_topic", "usage_topic", "control_topic", "answers_topic"):
         topic = getattr(s, name)
         if not topic or "/" in topic:
             raise ConfigError(f"setting {name!r}: {topic!r} is not a valid topic name", name)
@@ -265,3 +344,28 @@ def _validate(s: Settings) -> None:
                           "force", "drain_on_timeout")
     if s.drain_timeout_ms <= 0:
         raise ConfigError("setting 'drain_timeout_ms' must be positive", "drain_timeout_ms")
+
+
+def _validate_security(s: Settings) -> None:
+    protocol = s.security_protocol.upper()
+    if protocol and protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(f"setting 'security_protocol': {s.security_protocol!r} is not one of "
+                          f"{', '.join(SECURITY_PROTOCOLS)}", "security_protocol")
+    sasl = protocol.startswith("SASL_")
+    if s.sasl_mechanism and s.sasl_mechanism.upper() not in SASL_MECHANISMS:
+        raise ConfigError(f"setting 'sasl_mechanism': {s.sasl_mechanism!r} is not one of "
+                          f"{', '.join(SASL_MECHANISMS)}", "sasl_mechanism")
+    if sasl and not (s.sasl_username and s.sasl_password):
+        raise ConfigError(f"setting 'sasl_username': security_protocol {protocol} needs "
+                          "sasl_username and sasl_password", "sasl_username")
+    if not sasl and (s.sasl_username or s.sasl_mechanism):
+        raise ConfigError("setting 'security_protocol': sasl_username/sasl_mechanism are set but "
+                          f"security_protocol is {protocol or 'unset (PLAINTEXT)'}; use "
+                          "SASL_PLAINTEXT or SASL_SSL", "security_protocol")
+    if s.registry_basic_auth and ":" not in s.registry_basic_auth:
+        raise ConfigError("setting 'registry_basic_auth' must be \"user:password\"",
+                          "registry_basic_auth")
+    for principal in s.operators():
+        if ":" not in principal:
+            raise ConfigError(f"setting 'operator_principals': {principal!r} is not a principal "
+                              "(e.g. User:alice)", "operator_principals")

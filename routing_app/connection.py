@@ -31,6 +31,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
 
+from routing_app.config import KafkaAccess
+
 librdkafka_log = logging.getLogger("routing_app.librdkafka")
 
 # How often polled clients report broker states: how soon a recovery is noticed.
@@ -53,6 +55,7 @@ _BROKER_LINE = re.compile(
 # librdkafka starts its log lines with the thread: "[thrd:127.0.0.1:19092/bootstrap]: ".
 _THREAD = re.compile(r"^\[thrd:[^\]]*\]: ")
 _CONNECTION_CODES = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+                               KafkaError._AUTHENTICATION,
                                KafkaError._RESOLVE})
 
 
@@ -67,6 +70,7 @@ class _Outage:
     last_logged: float
     attempts: int = 0
     up_since: float | None = None  # a client saw it up, and no failure came since
+    message: str = ""  # the newest failure's
 
 
 @dataclass
@@ -93,6 +97,13 @@ class BrokerHealth:
         with self._lock:
             return sorted(self._outages)
 
+    def last_failure(self, addresses: str) -> str | None:
+        """The newest failure reaching any of ``addresses`` (a bootstrap list), while it lasts."""
+        with self._lock:
+            found = [(o.last_failure, f"{a}: {o.message}") for a, o in self._outages.items()
+                     if a in addresses.split(",")]
+        return max(found)[1] if found else None
+
     def failed(self, address: str, message: str, *, counted: bool = True) -> None:
         """A connection to ``address`` failed (``counted``: one attempt; error events repeat
         what the log already counted)."""
@@ -101,13 +112,14 @@ class BrokerHealth:
             self._forget_quiet(now)
             outage = self._outages.get(address)
             if outage is None:
-                self._outages[address] = _Outage(now, now, now, int(counted))
+                self._outages[address] = _Outage(now, now, now, int(counted), message=message)
                 self.log.warning(
                     "cannot reach Kafka broker %s: %s; retrying (further connection errors to "
                     "it are counted, not logged, until it is back)", address, message)
                 return
             outage.attempts += int(counted)
             outage.last_failure = now
+            outage.message = message
             outage.up_since = None
             if now - outage.last_logged >= REMINDER_S:
                 outage.last_logged = now
@@ -214,19 +226,29 @@ class ClientLog:
             self._user_stats_cb(stats)
 
 
-def client_settings(bootstrap: str, **extra: Any) -> dict[str, Any]:
-    """Settings for a librdkafka client of ours: its logs and errors go to Python logging.
+# Where a client connects: a Settings' ``kafka`` (address and credentials), or a bare address
+# for a cluster without authentication.
+Kafka = KafkaAccess | str
+
+
+def access(kafka: Kafka) -> KafkaAccess:
+    return kafka if isinstance(kafka, KafkaAccess) else KafkaAccess(kafka)
+
+
+def client_settings(kafka: Kafka, **extra: Any) -> dict[str, Any]:
+    """Settings for a librdkafka client of ours: its credentials, and its logs and errors go to
+    Python logging.
 
     For clients polled only while they wait for something (admin clients): they get no
     statistics, which would queue up unread. See :func:`polled_client_settings`.
     """
-    return with_client_log({"bootstrap.servers": bootstrap, **extra}, polled=False)
+    return with_client_log(access(kafka).client_config(**extra), polled=False)
 
 
-def polled_client_settings(bootstrap: str, **extra: Any) -> dict[str, Any]:
+def polled_client_settings(kafka: Kafka, **extra: Any) -> dict[str, Any]:
     """client_settings for a client whose poll() or consume() runs regularly (producers,
     consumers): it also reports broker states, which is how a recovery is noticed."""
-    return with_client_log({"bootstrap.servers": bootstrap, **extra}, polled=True)
+    return with_client_log(access(kafka).client_config(**extra), polled=True)
 
 
 def with_client_log(conf: dict[str, Any], *, polled: bool = True) -> dict[str, Any]:
@@ -245,22 +267,39 @@ def with_client_log(conf: dict[str, Any], *, polled: bool = True) -> dict[str, A
     return out
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient(client_settings(bootstrap))
+def admin_client(kafka: Kafka) -> AdminClient:
+    return AdminClient(client_settings(kafka))
 
 
-def cluster_metadata(admin: AdminClient, bootstrap: str, timeout: float = 10.0) -> ClusterMetadata:
+def cluster_metadata(admin: AdminClient, kafka: Kafka, timeout: float = 10.0) -> ClusterMetadata:
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnreachable(unreachable_message(bootstrap, timeout, exc)) from exc
+        admin.poll(0)  # its logs and errors: what the failure was (refused, bad password)
+        raise KafkaUnreachable(unreachable_message(kafka, timeout, exc)) from exc
 
 
-def unreachable_message(bootstrap: str, timeout: float, exc: BaseException) -> str:
-    """What to say when Kafka at ``bootstrap`` did not answer: the address first."""
+def unreachable_message(kafka: Kafka, timeout: float, exc: BaseException) -> str:
+    """What to say when Kafka at ``kafka`` did not answer: the address first."""
     detail = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
-    return (f"cannot reach Kafka at {bootstrap} within {timeout:g}s ({detail}); start the local "
+    # librdkafka's error says "transport failure"; its log said why (refused, bad password).
+    last = broker_health.last_failure(access(kafka).bootstrap)
+    if last:
+        detail = f"{detail}; {last}"
+    if _AUTH_WORDS.search(detail):
+        return (f"Kafka at {kafka} refused our credentials ({detail}); check "
+                "ROUTING_SECURITY_PROTOCOL, ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME and "
+                "ROUTING_SASL_PASSWORD")
+    if "closed by peer" in detail and not access(kafka).security:
+        # It answered, then hung up on a client that did not log in.
+        return (f"Kafka at {kafka} closed the connection at once ({detail}): if its listener "
+                "needs a login (SASL) or TLS, set ROUTING_SECURITY_PROTOCOL and the credentials "
+                "(ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME, ROUTING_SASL_PASSWORD)")
+    return (f"cannot reach Kafka at {kafka} within {timeout:g}s ({detail}); start the local "
             f"stack with `routing-app stack up`, or set ROUTING_BOOTSTRAP_SERVERS")
+
+
+_AUTH_WORDS = re.compile(r"SASL|[Aa]uthenticat|credential|SSL handshake|security\.protocol")
 
 
 class AiokafkaNoiseFilter(logging.Filter):

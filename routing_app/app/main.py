@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.config import ConfigError, Settings, load_settings
 from routing_app.connection import aiokafka_noise, polled_client_settings
 from routing_app.routes import Route, RouteCodec
-from routing_app.routes.model import route_key
+from routing_app.routes.model import RouteError, parse_route_key, route_key
 from routing_app.topics import TopicSettingsError, ensure_topics, routing_topics
 from routing_app.topics.admin import TopicReplicationError, ensure_compatibility, replication_factor
 from routing_app.topics.specs import SUBJECT_COMPATIBILITY
@@ -36,6 +37,9 @@ from routing_app.windows import WINDOW_SUMMARY_SCHEMA
 
 TICK_HEADER = ("routing.type", b"tick")
 REASSERT_HEADER = ("routing.type", b"route-reassert")
+ROUTE_CHECK_HEADER = ("routing.type", b"route-check")
+# What producers send, on the answers topic (see RoutingProducer): nothing else is read there.
+PRODUCER_ANSWERS = frozenset({b"drain-ack", b"drain-released", b"producer-closed"})
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +58,21 @@ class RoutingApp(faust.App):
     # Every schema the worker reads or writes: resolved before recovery reads the routes.
     schema_codecs: Sequence[AvroCodec] = ()
 
+    def is_writer(self) -> bool:
+        """Owning the control partition makes this worker the route writer and the planner."""
+        control = self.routing_settings.control_topic
+        return any(tp.topic == control for tp in self.consumer.assignment())
+
     async def on_first_start(self) -> None:
         await super().on_first_start()
         s = self.routing_settings
         try:
             created, tolerated = await asyncio.to_thread(
-                ensure_topics, s.bootstrap, routing_topics(s), s.replication_factor)
+                ensure_topics, s.kafka, routing_topics(s), s.replication_factor)
             # Faust declares its changelogs with this: the cluster's default when the setting
             # says 0 (3 replicas on a three-broker stack).
             self.conf.topic_replication_factor = await asyncio.to_thread(
-                replication_factor, s.bootstrap, s.replication_factor)
+                replication_factor, s.kafka, s.replication_factor)
         except (TopicSettingsError, TopicReplicationError) as exc:
             for problem in getattr(exc, "problems", [str(exc)]):
                 log.critical("refusing to start: %s", problem)
@@ -134,6 +143,24 @@ def _refused(exc: RegistryUnavailable) -> bool:
     return status is not None and 400 <= int(status) < 500 and int(status) != 408
 
 
+def broker_credentials(s: Settings) -> faust.types.auth.CredentialsT | None:
+    """The worker's Kafka credentials, from the same settings librdkafka clients use."""
+    protocol = s.security_protocol.upper()
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=s.ssl_ca_location or None)
+        if s.ssl_certificate_location:
+            context.load_cert_chain(s.ssl_certificate_location, s.ssl_key_location or None,
+                                    s.ssl_key_password or None)
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
+                                     mechanism=(s.sasl_mechanism or "PLAIN").upper(),
+                                     ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def default_app() -> RoutingApp:
     """The worker's app from the environment's settings; a bad one ends it with one line."""
     try:
@@ -147,13 +174,14 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     # aiokafka logs every failed attempt at ERROR: one line per kind and broker, then counts.
     aiokafka_noise.install()
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
-    registry = registry_client(s.registry_url)
+    registry = registry_client(s.registry_config())
     route_codec = RouteCodec(registry, s.routes_topic)
     route_values = register(route_codec)
 
     app = RoutingApp(
         s.app_id,
         broker=f"kafka://{s.bootstrap}",
+        broker_credentials=broker_credentials(s),
         store="memory://",
         web_port=s.web_port,
         # web_host only names the server in URLs; web_bind is what it listens on (Faust's
@@ -176,7 +204,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         consumer_max_fetch_size=USAGE_FETCH_BYTES,
     )
     app.routing_settings = s
-    app.route_cache = RouteCache(polled_client_settings(s.bootstrap), route_codec,
+    app.route_cache = RouteCache(polled_client_settings(s.kafka), route_codec,
                                  s.routes_topic, name="worker-routes")
 
     routes_changelog = app.topic(
@@ -199,11 +227,17 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     )
     control_topic = app.topic(s.control_topic, partitions=1, internal=False,
                               key_serializer="raw", value_serializer="raw")
+    # The writer's input: the control topic (operators' commands, the workers' summaries and
+    # ticks) and the producers' answers, in one stream. Both have one partition, so Faust's
+    # assignor gives them to the same worker (topics of one partition count are co-partitioned),
+    # with the writer's tables.
+    writer_input = app.topic(s.control_topic, s.answers_topic, partitions=1, internal=False,
+                             key_serializer="raw", value_serializer="raw")
     events_topic = app.topic(s.events_topic, partitions=1, internal=False,
                              key_serializer="raw", value_serializer="raw")
     usage_topic = app.topic(s.usage_topic, partitions=s.usage_partitions, internal=False,
                             key_serializer="raw", value_serializer="raw")
-    hold_flow_until_seek(app, [s.usage_topic, s.control_topic])
+    hold_flow_until_seek(app, [s.usage_topic, s.control_topic, s.answers_topic])
     writer = RouteWriter(s, registry, tables, events_topic, worker_id)
     writer.control_topic = control_topic
     summary_codec = AvroCodec(registry, WINDOW_SUMMARY_SCHEMA, s.control_topic,
@@ -227,19 +261,49 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
             control_topic.send(key=key, value=b"", headers=[REASSERT_HEADER]), app.loop)
 
     app.route_cache.add_poison_listener(reassert_route)
+
+    def check_route(topic: str, tenant: str, route: Route | None) -> None:
+        """A route change the writer's cache applied (its thread): one the writer could not
+        have made (an epoch it never issued, a tombstone over its live route) is repaired on
+        the agent, which alone may write the table."""
+        if not app.route_cache.ready or not app.is_writer():
+            return
+        key = route_key(topic, tenant)
+        if writer.foreign_epoch(key, route) or (route is None
+                                                and writer.current(topic, tenant) is not None):
+            asyncio.run_coroutine_threadsafe(control_topic.send(
+                key=key.encode("utf-8", "surrogateescape"), value=b"",
+                headers=[ROUTE_CHECK_HEADER]), app.loop)
+
+    app.route_cache.add_listener(check_route)
+    # Rebalances seen, and the one after which the restored table was last checked.
+    takeovers = [0, -1]
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def _count_takeover(sender: faust.App, **_: Any) -> None:
+        takeovers[0] += 1
     app.route_writer, app.planning, app.usage_windows = writer, planning, usage  # type: ignore[attr-defined]
 
-    @app.agent(control_topic, name="control")
+    @app.agent(writer_input, name="control")
     async def control(stream: faust.StreamT[bytes]) -> None:
-        """The single writer: control has one partition, so one worker runs this at a time.
+        """The single writer: control and answers have one partition each, so one worker runs
+        this at a time.
 
-        Operator commands, window summaries, producers' drain acks and ticks share the topic so
-        that planning, operator changes and the ends of drains are applied in one order by one
-        writer.
+        Operator commands, window summaries, ticks and producers' answers come through one
+        agent so that planning, operator changes and the ends of drains are applied one at a
+        time by one writer. Producers may write only answers: the kinds they send are taken
+        from the answers topic alone, and nothing else from it.
         """
         async for event in stream.events():
+            if takeovers[1] != takeovers[0]:
+                takeovers[1] = takeovers[0]
+                await writer.repair_table()
             kind = _message_type(event.message.headers)
             offset = event.message.offset
+            from_producers = event.message.topic == s.answers_topic
+            if from_producers != (kind in PRODUCER_ANSWERS):
+                writer.misplaced(event.message.topic, kind, offset)
+                continue
             if kind == b"window-summary":
                 await planning.on_summary(event.value, offset)
             elif kind == b"tick":
@@ -254,6 +318,13 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
             elif kind == b"producer-closed":
                 writer.producer_closed(event.value)
                 await writer.check_drains()
+            elif kind == b"route-check":
+                key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
+                try:
+                    topic, tenant = parse_route_key(key)
+                except (RouteError, ValueError):
+                    continue
+                await writer.repair(key, app.route_cache.get(topic, tenant))
             elif kind == b"route-reassert":
                 key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
                 # Every worker's cache asks; the writer's own cache says whether it still must.
@@ -282,7 +353,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
 
     install_views(app, writer, planning, usage, route_values, worker_id)
 
-    del control, usage_agent, tick
+    del control, usage_agent, tick, _count_takeover
     return app
 
 

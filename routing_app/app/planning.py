@@ -179,10 +179,10 @@ class PlanningLoop:
                 sampler = self._samplers.get(topic)
                 if sampler is None:
                     sampler = self._samplers[topic] = PartitionLoadSampler(
-                        self._settings.bootstrap, topic)
+                        self._settings.kafka, topic)
                 # Over the planned window, like the tenants' rates, not since the last cycle.
                 rates = sampler.rates_for_window(window.window_start, window.window_end)
-                lag = consumer_lag(self._settings.bootstrap, self._lag_groups, topic,
+                lag = consumer_lag(self._settings.kafka, self._lag_groups, topic,
                                    sampler.last_end_offsets())
             except Exception as exc:  # load is advice: plan on rates alone rather than stop
                 log.warning("cannot sample load of %s: %s", topic, exc)

@@ -36,12 +36,10 @@ RECENT_DECISIONS = 100
 def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
                   usage: UsageWindows, route_values: Any, worker_id: str) -> CollectorRegistry:
     """Adds the web views and the metrics to ``app``; returns the metrics registry."""
-    s = app.routing_settings  # type: ignore[attr-defined]
     cache: RouteCache = app.route_cache  # type: ignore[attr-defined]
 
     def is_planner() -> bool:
-        # Owning the control partition makes this worker the writer and the planner.
-        return any(tp.topic == s.control_topic for tp in app.consumer.assignment())
+        return bool(app.is_writer())  # type: ignore[attr-defined]
 
     tally = DecisionTally()
     tally.observe_all(writer.recent)

@@ -78,11 +78,13 @@ class RouteWriter:
         self.worker_id = worker_id
         self._commands = AvroCodec(registry, CONTROL_SCHEMA, settings.control_topic)
         self._events = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
-        self._acks = AvroCodec(registry, DRAIN_ACK_SCHEMA, settings.control_topic,
-                               subject=drain_ack_subject(settings.control_topic))
+        self._acks = AvroCodec(registry, DRAIN_ACK_SCHEMA, settings.answers_topic,
+                               subject=drain_ack_subject(settings.answers_topic))
         self._partition_counts: dict[str, tuple[float, int | None]] = {}
         self.counters: dict[str, int] = {"commands_applied": 0, "commands_rejected": 0,
                                          "control_undecodable": 0, "decisions": 0,
+                                         "commands_unauthorized": 0, "messages_misplaced": 0,
+                                         "foreign_routes": 0,
                                          "drains_started": 0, "drains_completed": 0,
                                          "drains_aborted": 0, "drains_forced": 0,
                                          "drain_acks": 0, "drain_acks_stale": 0,
@@ -150,7 +152,7 @@ class RouteWriter:
         cached = self._partition_counts.get(topic)
         if cached is not None and time.monotonic() - cached[0] < _PARTITION_COUNT_TTL_S:
             return cached[1]
-        count = await asyncio.to_thread(partition_count, self._settings.bootstrap, topic)
+        count = await asyncio.to_thread(partition_count, self._settings.kafka, topic)
         self._partition_counts[topic] = (time.monotonic(), count)
         return count
 
@@ -182,12 +184,32 @@ class RouteWriter:
                     warned_at = now
                 await asyncio.sleep(1.0)
 
+    def misplaced(self, topic: str, kind: bytes | None, offset: int) -> None:
+        """A record of a kind its topic must not carry (a producer's answer on the control topic,
+        or anything but an answer on the answers topic): skipped, counted, logged."""
+        self.counters["messages_misplaced"] += 1
+        log.error("%s offset %d: skipped a %r record: the %s topic does not carry that kind",
+                  topic, offset, (kind or b"command").decode("utf-8", "replace"),
+                  "answers" if topic == self._settings.answers_topic else "control")
+
     async def handle_command_bytes(self, raw: bytes | None, offset: int) -> None:
         try:
             command = ControlCommand.from_record(await self._decode(self._commands, raw, offset))
         except (DecodeError, KeyError, ValueError, TypeError) as exc:
             self.counters["control_undecodable"] += 1
             log.error("control offset %d: undecodable command skipped: %s", offset, exc)
+            return
+        operators = self._settings.operators()
+        if operators and command.issued_by not in operators:
+            # The control topic's ACL is what keeps others out; this catches an operator tool
+            # of another principal, or anyone where the ACLs are missing.
+            self.counters["commands_unauthorized"] += 1
+            log.error("control offset %d: %s command for %s/%s refused: issued_by %r is not one "
+                      "of operator_principals (%s)", offset, command.action.value, command.topic,
+                      command.tenant, command.issued_by, ", ".join(sorted(operators)))
+            await self._write(rejected(
+                command, f"issued_by {command.issued_by!r} is not an operator principal",
+                self.worker_id, _now_ms()))
             return
         count = await self.partition_count(command.topic)
         key = route_key(command.topic, command.tenant)
@@ -334,6 +356,52 @@ class RouteWriter:
         log.warning("route %s written again (%s, epoch %d) over poison under its key", key,
                     list(current.partitions), current.epoch)
 
+    # -- routes the writer did not write ---------------------------------------------------------
+    def foreign_epoch(self, key: str, seen: Route | None) -> bool:
+        """A route on the topic with an epoch this writer never issued for its key: somebody
+        else wrote it (the routes topic's ACL is what keeps others out)."""
+        return seen is not None and seen.epoch > self.last_epoch(key)
+
+    async def repair(self, key: str, seen: Route | None) -> None:
+        """Puts the writer's route back over a record it did not write, as readers see it.
+
+        A foreign route with an epoch above any the writer issued would outrank every later
+        decision (readers drop lower epochs as stale): a tombstone first makes readers forget
+        it, whatever its epoch, then the writer's own route (if the tenant has one) follows. A
+        foreign tombstone over a live route: the route is written again."""
+        current = self.tables.routes.get(key)
+        mine = current if isinstance(current, Route) else None
+        if self.foreign_epoch(key, seen):
+            assert seen is not None
+            self.counters["foreign_routes"] += 1
+            log.error("routes topic: a route the writer did not write under %s (%s, epoch %d; "
+                      "the writer's last epoch is %d): removed%s. Only the worker's principal "
+                      "should be allowed to write the routes topic (README, Security)", key,
+                      list(seen.partitions), seen.epoch, self.last_epoch(key),
+                      f", and its route {list(mine.partitions)} (epoch {mine.epoch}) written "
+                      "again" if mine else "")
+            if key in self.tables.routes:
+                del self.tables.routes[key]
+            else:  # nothing to delete in the table; the topic still needs the tombstone
+                self.tables.routes[key] = None
+                del self.tables.routes[key]
+            if mine is not None:
+                self.tables.routes[key] = mine
+        elif seen is None and mine is not None:
+            self.counters["foreign_routes"] += 1
+            log.error("routes topic: a tombstone the writer did not write under %s: its route "
+                      "%s (epoch %d) written again", key, list(mine.partitions), mine.epoch)
+            self.tables.routes[key] = mine
+
+    async def repair_table(self) -> None:
+        """At takeover: routes in the restored table (the routes topic) with epochs the writer
+        never issued (the epochs table, its own changelog) were written by somebody else while
+        no writer watched. The writer's own route under such a key is gone with compaction:
+        the tenant goes back to default hashing, said loudly; `audit verify` shows the record."""
+        for key, route in list(self.tables.routes.items()):
+            if isinstance(route, Route) and self.foreign_epoch(key, route):
+                await self.repair(key, route)
+
     # -- drains --------------------------------------------------------------------------------
     def saw_producers(self, producer_ids: Iterable[str], seen_ms: int) -> None:
         for pid in producer_ids:
@@ -406,7 +474,7 @@ class RouteWriter:
 
     def _consumer_progress(self, drain: Drain, now: int, live: set[str]) -> drains.Progress:
         if self._admin is None:
-            self._admin = admin_client(self._settings.bootstrap)
+            self._admin = admin_client(self._settings.kafka)
         partitions = list(drain.from_partitions)
         committed = committed_offsets(self._admin, self._lag_groups, drain.topic, partitions)
         first = drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,

@@ -308,7 +308,7 @@ _DISCREPANCY_COLUMNS: list[Column] = [
 
 
 @audit.command("verify")
-@click.option("--settle", type=float, default=2.0, show_default=True,
+@click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="On discrepancies, read again after this many seconds and report what is left "
                    "(a change in flight shows on one topic before the other). 0: read once.")
 @_formats

@@ -70,10 +70,10 @@ def read_history(settings: Settings, *, console: Console | None = None, progress
     when a topic is missing or stops delivering for ``stall_timeout_s`` before its end.
     """
     err = console or Console(stderr=True)
-    registry = registry_client(settings.registry_url)
+    registry = registry_client(settings.registry_config())
     route_codec = RouteCodec(registry, settings.routes_topic)
     event_codec = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
-    consumer = Consumer(client_settings(settings.bootstrap, **{
+    consumer = Consumer(client_settings(settings.kafka, **{
         "group.id": f"routing-app-audit-{uuid.uuid4()}",
         "enable.auto.commit": False,
         "enable.partition.eof": True,

@@ -118,7 +118,7 @@ def producer(settings: Settings, records: int, rounds: int, tenants: int, partit
 @click.option("--rounds", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--profile", is_flag=True,
               help="Also profile the rebuild: cProfile of the cache thread, per-stage costs.")
-@click.option("--timeout", type=float, default=600.0, show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True)
 @click.option("--consumer-config", "consumer_config", multiple=True, metavar="KEY=VALUE",
               help="What-if librdkafka setting for the cache's consumer (and the baseline's); "
                    "repeatable. Default: exactly what RouteCache uses.")
@@ -179,7 +179,7 @@ def propagation(settings: Settings, producers: int, changes: int, tenants: int,
 
 
 @bench.command()
-@click.option("--window-s", type=float, default=None,
+@click.option("--window-s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Window size for the benchmark's worker (default: the configured one).")
 @click.option("--rounds", type=click.IntRange(1), default=1, show_default=True)
 @_as_json

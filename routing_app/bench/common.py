@@ -61,7 +61,7 @@ class Scratch:
 
     def topic(self, kind: str, partitions: int, config: dict[str, str] | None = None) -> str:
         name = f"bench.{kind}.{self.suffix}"
-        create_topic(self.settings.bootstrap, name, partitions, config,
+        create_topic(self.settings.kafka, name, partitions, config,
                      self.settings.replication_factor)
         self._topics.append(name)
         self._reporter.note(f"created topic {name} ({partitions} partition(s))")
@@ -85,7 +85,7 @@ class Scratch:
         topics, self._topics = self._topics, []
         if not topics:
             return
-        admin = admin_client(self.settings.bootstrap)
+        admin = admin_client(self.settings.kafka)
         futures = admin.delete_topics(topics, operation_timeout=30, request_timeout=30)
         for name, future in futures.items():
             try:
@@ -96,7 +96,7 @@ class Scratch:
         self._reporter.note(f"deleted {len(topics)} benchmark topic(s)")
         subjects = {f"{name}-value" for name in topics}
         try:
-            registry = registry_client(self.settings.registry_url)
+            registry = registry_client(self.settings.registry_config())
             for subject in sorted(subjects & set(registry.get_subjects())):
                 registry.delete_subject(subject)
                 registry.delete_subject(subject, permanent=True)
@@ -178,7 +178,7 @@ def produce_all(settings: Settings, topic: str, records: Iterable[tuple[bytes, b
         if err is not None:
             failures.append(err)
 
-    producer = Producer(client_settings(settings.bootstrap, **{
+    producer = Producer(client_settings(settings.kafka, **{
         "acks": "all", "linger.ms": 50, "batch.size": 1_000_000,
         "queue.buffering.max.messages": 500_000}))
     step = max(1, min(10_000, total // 100))
@@ -204,7 +204,7 @@ def produce_all(settings: Settings, topic: str, records: Iterable[tuple[bytes, b
 
 def write_routes(settings: Settings, routes_topic: str, routes: Iterable[Route], total: int,
                  reporter: Reporter, description: str = "writing routes") -> None:
-    values = RouteValues(RouteCodec(registry_client(settings.registry_url), routes_topic))
+    values = RouteValues(RouteCodec(registry_client(settings.registry_config()), routes_topic))
     produce_all(settings, routes_topic, (values.record(r) for r in routes), total, reporter,
                 description)
 

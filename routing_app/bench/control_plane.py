@@ -33,6 +33,7 @@ def _scratch_settings(settings: Settings, scratch: Scratch, kind: str, **changes
         routes_topic=scratch.topic(f"{kind}-routes", 1, {"cleanup.policy": "compact"}),
         events_topic=scratch.topic(f"{kind}-events", 1, {"cleanup.policy": "delete"}),
         control_topic=scratch.topic(f"{kind}-control", 1, {"cleanup.policy": "delete"}),
+        answers_topic=scratch.topic(f"{kind}-answers", 1, {"cleanup.policy": "delete"}),
         usage_topic=scratch.topic(f"{kind}-usage", settings.usage_partitions,
                                   {"cleanup.policy": "delete"}),
         app_id=f"bench-{kind}-{scratch.suffix}", **changes)
@@ -203,7 +204,7 @@ def _aggregate_once(settings: Settings, count: int, reports: int, tenants: int, 
 def _delete_worker_topics(s: Settings, reporter: Reporter) -> None:
     """The topics the workers created for themselves (``<app id>-...``: table changelogs, the
     assignor's), which the scratch topics do not cover."""
-    admin = admin_client(s.bootstrap)
+    admin = admin_client(s.kafka)
     try:
         names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"{s.app_id}-")]
         if names:
@@ -220,7 +221,7 @@ def _wait_group_settled(s: Settings, members: int, reporter: Reporter,
     then ``settle_s`` more for the members to finish their recovery."""
     from confluent_kafka import ConsumerGroupState
 
-    admin = admin_client(s.bootstrap)
+    admin = admin_client(s.kafka)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -257,7 +258,7 @@ class _AggregateRun:
 def _usage_records(s: Settings, reports: int, tenants: int, top_k: int, now: int
                    ) -> list[tuple[bytes, bytes, int, int]]:
     """(key, value, partition, reports in it) of usage records holding ``reports`` reports."""
-    codec = AvroCodec(registry_client(s.registry_url), USAGE_SCHEMA, s.usage_topic)
+    codec = AvroCodec(registry_client(s.registry_config()), USAGE_SCHEMA, s.usage_topic)
     named = max(1, min(top_k, tenants))
     producers = -(-tenants // named)
     data_partitions = 12
@@ -291,7 +292,7 @@ def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tena
                    top_k: int, reporter: Reporter) -> _AggregateRun:
     now = int(time.time() * 1000)
     records = _usage_records(s, reports, tenants, top_k, now)
-    producer = Producer(client_settings(s.bootstrap, **{"linger.ms": 20}))
+    producer = Producer(client_settings(s.kafka, **{"linger.ms": 20}))
     cpu_before = [_cpu_seconds(w.process.pid) for w in workers]
     idle_before = _host_cpu()
     started = time.monotonic()

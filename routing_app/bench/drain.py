@@ -142,7 +142,7 @@ def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporte
     errors: list[BaseException] = []
 
     def consume() -> None:
-        consumer = Consumer(client_settings(s.bootstrap, **{
+        consumer = Consumer(client_settings(s.kafka, **{
             "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": True,
             "auto.commit.interval.ms": 100, "isolation.level": "read_committed"}))
         consumer.subscribe([data])
@@ -346,8 +346,8 @@ def _lost(sent: dict[tuple[str, str], int], checker: Checker) -> dict[str, int]:
 def _pauses(s: Settings, tenants: set[str], timeouts: list[str] | None = None) -> list[float]:
     """pause_ms of every drain's end on the events topic; the reasons of those that timed out
     go to ``timeouts``."""
-    codec = AvroCodec(registry_client(s.registry_url), EVENT_SCHEMA, s.events_topic)
-    consumer = Consumer(client_settings(s.bootstrap, **{
+    codec = AvroCodec(registry_client(s.registry_config()), EVENT_SCHEMA, s.events_topic)
+    consumer = Consumer(client_settings(s.kafka, **{
         "group.id": f"bench-drain-{uuid.uuid4()}", "enable.auto.commit": False}))
     pauses: list[float] = []
     try:

@@ -58,7 +58,7 @@ def _round_raw(settings: Settings, topic: str, keys: list[bytes], value: bytes,
         if err is not None:
             failures.append(err)
 
-    producer = Producer(client_settings(settings.bootstrap, partitioner="murmur2_random",
+    producer = Producer(client_settings(settings.kafka, partitioner="murmur2_random",
                                         **_librdkafka_settings(batch_bytes, linger_ms)))
     produce = producer.produce
 

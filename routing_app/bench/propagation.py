@@ -131,11 +131,11 @@ def run_propagation(
             Route(data_topic, name, (i % 12,), 1, updated_at_ms=now_ms, decided_by="bench")
             for i, name in enumerate(names)), tenants, say, f"writing {tenants:,} routes")
 
-        codec = RouteCodec(registry_client(settings.registry_url), routes_topic)
+        codec = RouteCodec(registry_client(settings.registry_config()), routes_topic)
         arrivals = _Arrivals(producers + 1)
         clients: list[RoutingProducer] = []
         tail: _TailingConsumer | None = None
-        writer = Producer(client_settings(settings.bootstrap, acks="all", **{"linger.ms": 0}))
+        writer = Producer(client_settings(settings.kafka, acks="all", **{"linger.ms": 0}))
         try:
             for index in range(producers):
                 client = RoutingProducer({

@@ -61,6 +61,8 @@ class CacheStats:
     applied: int
     # Routes held back because they name a partition the data topic does not have (yet).
     out_of_range: int = 0
+    # Older routes found after newer ones (skipped, and the worker writes the route again).
+    out_of_order: int = 0
 
 
 class RouteCache:
@@ -106,6 +108,7 @@ class RouteCache:
         self._position = 0
         self._end_at_start = -1
         self._undecodable = 0
+        self._out_of_order_count = 0
         self._stale = 0
         self._applied = 0
         self._holding_gc = False
@@ -216,6 +219,7 @@ class RouteCache:
             stale_ignored=self._stale,
             applied=self._applied,
             out_of_range=self._out_of_range,
+            out_of_order=self._out_of_order_count,
         )
 
     # -- the thread ----------------------------------------------------------------------------
@@ -327,6 +331,8 @@ class RouteCache:
                 if current is not None and route.epoch <= current.epoch and not _ends_drain(
                         current, route):
                     stale += 1
+                    if route != current:
+                        self._out_of_order(key, route, current, offset)
                     continue
                 if not self._fits(route):
                     continue
@@ -364,9 +370,9 @@ class RouteCache:
                 if self._stop.wait(1.0):
                     return
         self._superseded(topic, tenant)
-        self._store(topic, tenant, route)
+        self._store(topic, tenant, route, offset)
 
-    def _store(self, topic: str, tenant: str, route: Route | None) -> None:
+    def _store(self, topic: str, tenant: str, route: Route | None, offset: int = -1) -> None:
         routes = self._routes.get(topic)
         if route is None:
             if routes is not None and routes.pop(tenant, None) is not None:
@@ -378,6 +384,9 @@ class RouteCache:
         current = routes.get(tenant)
         if current is not None and route.epoch <= current.epoch and not _ends_drain(current, route):
             self._stale += 1
+            if route != current:
+                self._out_of_order(route.key.encode("utf-8", "surrogateescape"), route, current,
+                                   offset)
             return
         if not self._fits(route):
             return
@@ -385,6 +394,18 @@ class RouteCache:
         self._applied += 1
         if self._listeners:
             self._notify(topic, tenant, route)
+
+    def _out_of_order(self, key: bytes | None, route: Route, current: Route, offset: int) -> None:
+        """A route older than the one already read, after it: readers that follow the topic skip
+        it, but compaction keeps only a key's newest record, so a reader starting later would
+        take it. Only a writer that is not ours (or a retry without idempotence) puts one there:
+        treated as poison, so the worker writes the route again."""
+        self._out_of_order_count += 1
+        log.warning("route cache: %s offset %d: route %r %s (epoch %d) is older than the route "
+                    "already read (%s, epoch %d); skipped", self._topic, offset, route.key,
+                    list(route.partitions), route.epoch, list(current.partitions), current.epoch)
+        self._poison(key, f"offset {offset}: an older route (epoch {route.epoch}) after epoch "
+                          f"{current.epoch}")
 
     # -- poison under a live key ----------------------------------------------------------------
     def _poison(self, key: bytes | None, reason: str) -> Route | None:

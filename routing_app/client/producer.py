@@ -103,7 +103,7 @@ class _Options:
     max_block_ms: int = 60_000
     producer_id: str = ""
     cache_enabled: bool = True
-    control_topic: str = "routing.control"
+    answers_topic: str = "routing.answers"
     hold_max_records: int = 100_000
 
 
@@ -117,7 +117,7 @@ _OPTION_KEYS = {
     "routing.max.block.ms": ("max_block_ms", int),
     "routing.producer.id": ("producer_id", str),
     "routing.cache.enabled": ("cache_enabled", bool),
-    "routing.control.topic": ("control_topic", str),
+    "routing.answers.topic": ("answers_topic", str),
     "routing.hold.max.records": ("hold_max_records", int),
 }
 
@@ -133,14 +133,19 @@ def _as_bool(name: str, value: Any) -> bool:
     raise ConfigurationError(f"{name}: {value!r} is not a boolean (true/false)")
 
 
-def _split_config(conf: dict[str, Any]) -> tuple[dict[str, Any], _Options, str | None, Any, Any]:
+# The registry client's settings, given with this prefix (confluent-kafka's names after it).
+_REGISTRY_PREFIX = "schema.registry."
+
+
+def _split_config(conf: dict[str, Any]
+                  ) -> tuple[dict[str, Any], _Options, dict[str, str] | None, Any, Any]:
     rdkafka: dict[str, Any] = {}
     options: dict[str, Any] = {}
-    registry_url = None
+    registry: dict[str, str] = {}
     key_serializer = value_serializer = None
     for name, value in conf.items():
-        if name == "schema.registry.url":
-            registry_url = str(value)
+        if name.startswith(_REGISTRY_PREFIX):
+            registry[name.removeprefix(_REGISTRY_PREFIX)] = str(value)
         elif name == "key.serializer":
             key_serializer = value
         elif name == "value.serializer":
@@ -163,7 +168,12 @@ def _split_config(conf: dict[str, Any]) -> tuple[dict[str, Any], _Options, str |
     opts = _Options(**options)
     if not opts.producer_id:
         opts = _Options(**{**options, "producer_id": f"producer-{uuid.uuid4().hex[:12]}"})
-    return rdkafka, opts, registry_url, key_serializer, value_serializer
+    if registry and "url" not in registry:
+        raise ConfigurationError(f"{', '.join(_REGISTRY_PREFIX + k for k in sorted(registry))} "
+                                 "given without 'schema.registry.url'")
+    if "basic.auth.user.info" in registry:
+        registry.setdefault("basic.auth.credentials.source", "USER_INFO")
+    return rdkafka, opts, registry or None, key_serializer, value_serializer
 
 
 def _default_idempotence(rdkafka: dict[str, Any]) -> None:
@@ -194,7 +204,8 @@ class RoutingProducer:
         key_serializer: Serializer | None = None,
         value_serializer: Serializer | None = None,
     ) -> None:
-        rdkafka, self._options, registry_url, conf_key_ser, conf_value_ser = _split_config(conf)
+        rdkafka, self._options, registry_conf, conf_key_ser, conf_value_ser = _split_config(conf)
+        registry_url = registry_conf["url"] if registry_conf else None
         self._key_serializer = key_serializer or conf_key_ser
         self._value_serializer = value_serializer or conf_value_ser
         self.producer_id = self._options.producer_id
@@ -250,7 +261,7 @@ class RoutingProducer:
         self._holds: dict[tuple[str, str], TenantHold] = {}
         self._drain_acks = self._holds_released = self._held_total = 0
 
-        registry = registry_client(registry_url) if registry_url else None
+        registry = registry_client(registry_conf) if registry_conf else None
         self._cache: RouteCache | None = None
         self._route_codec: RouteCodec | None = None
         self._routes_by_topic: dict[str, dict[str, Route]] = {}
@@ -271,8 +282,8 @@ class RoutingProducer:
             self._routes_by_topic = self._cache.routes_by_topic
             self._cache.add_listener(self._route_changed)
             self._cache.start()
-        self._acks_codec = (AvroCodec(registry, DRAIN_ACK_SCHEMA, self._options.control_topic,
-                                      subject=drain_ack_subject(self._options.control_topic))
+        self._acks_codec = (AvroCodec(registry, DRAIN_ACK_SCHEMA, self._options.answers_topic,
+                                      subject=drain_ack_subject(self._options.answers_topic))
                             if registry is not None else None)
         self._usage: UsageAccumulator | None = None
         self._usage_codec: AvroCodec | None = None
@@ -834,7 +845,7 @@ class RoutingProducer:
                                 hold.topic, hold.tenant, self._registry_url)
                 continue
             try:
-                self._producer.produce(self._options.control_topic,
+                self._producer.produce(self._options.answers_topic,
                                        self._acks_codec.encode(ack.to_record()),
                                        route_key(hold.topic, hold.tenant).encode("utf-8"),
                                        headers=[_DRAIN_ACK_HEADER])
@@ -853,7 +864,7 @@ class RoutingProducer:
         if self._acks_codec is None:
             return
         try:
-            self._producer.produce(self._options.control_topic, self.producer_id.encode("utf-8"),
+            self._producer.produce(self._options.answers_topic, self.producer_id.encode("utf-8"),
                                    self.producer_id.encode("utf-8"), headers=[_GOODBYE_HEADER])
             self._producer.flush(2.0)
         except (BufferError, KafkaException) as exc:
@@ -894,7 +905,7 @@ class RoutingProducer:
         report = DrainAck(self.producer_id, hold.topic, hold.tenant, hold.epoch, {},
                           int(time.time() * 1000), held=released)
         try:
-            self._producer.produce(self._options.control_topic, codec.encode(report.to_record()),
+            self._producer.produce(self._options.answers_topic, codec.encode(report.to_record()),
                                    route_key(hold.topic, hold.tenant).encode("utf-8"),
                                    headers=[_RELEASED_HEADER])
         except (BufferError, RegistryUnavailable, KafkaException) as exc:

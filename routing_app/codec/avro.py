@@ -15,6 +15,7 @@ import io
 import json
 import struct
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import fastavro
@@ -38,9 +39,12 @@ class RegistryUnavailable(RuntimeError):
     """The schema registry could not be asked: transient, retry rather than skip."""
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
+def registry_client(target: str | Mapping[str, str]) -> SchemaRegistryClient:
+    """A registry client for a URL, or for SchemaRegistryClient settings (``url`` and, say,
+    ``basic.auth.user.info``: Settings.registry_config())."""
     # new_client, unlike the constructor, also understands mock:// URLs (unit tests).
-    return SchemaRegistryClient.new_client({"url": url})
+    return SchemaRegistryClient.new_client(
+        {"url": target} if isinstance(target, str) else dict(target))
 
 
 def probe_registry(url: str, timeout_s: float = 2.0) -> str | None:

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from routing_app.codec import AvroCodec, DecodeError, RegistryUnavailable, registry_client
 from routing_app.config import Settings
@@ -22,6 +22,10 @@ from routing_app.routes.model import route_key
 
 _WATERMARK_TIMEOUT_S = 10.0
 _FLUSH_TIMEOUT_S = 10.0
+
+
+class CommandRefused(RuntimeError):
+    """Kafka did not take the command (not allowed to write the control topic, say)."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,10 @@ class CommandOutcome:
 class ControlClient:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        registry = registry_client(settings.registry_url)
+        registry = registry_client(settings.registry_config())
         self._commands = AvroCodec(registry, CONTROL_SCHEMA, settings.control_topic)
         self._events = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
-        self._producer = Producer(polled_client_settings(settings.bootstrap, acks="all",
+        self._producer = Producer(polled_client_settings(settings.kafka, acks="all",
                                                   **{"enable.idempotence": True}))
 
     def send(self, command: ControlCommand, wait_s: float = 15.0) -> ReassignmentEvent | None:
@@ -74,7 +78,7 @@ class ControlClient:
         """Sends the command and waits up to ``wait_s`` for the writer's answers."""
         if "_producer" not in self.__dict__:
             raise RuntimeError("this ControlClient is closed")
-        bootstrap = self._settings.bootstrap
+        bootstrap = self._settings.kafka
         consumer = Consumer(polled_client_settings(bootstrap, **{
             "group.id": f"routing-app-cli-{uuid.uuid4()}", "enable.auto.commit": False}))
         try:
@@ -90,12 +94,27 @@ class ControlClient:
             except RegistryUnavailable as exc:
                 raise RegistryUnavailable(
                     f"{exc} (schema registry at {self._settings.registry_url})") from exc
+            refused: list[KafkaError] = []
+
+            def delivered(error: KafkaError | None, _: object) -> None:
+                if error is not None:
+                    refused.append(error)
+
             self._producer.produce(self._settings.control_topic, value,
-                                   route_key(command.topic, command.tenant).encode("utf-8"))
+                                   route_key(command.topic, command.tenant).encode("utf-8"),
+                                   on_delivery=delivered)
             if self._producer.flush(_FLUSH_TIMEOUT_S):
                 raise KafkaUnreachable(
                     f"command not acknowledged by Kafka at {bootstrap} within "
                     f"{_FLUSH_TIMEOUT_S:g}s; is the broker reachable?")
+            if refused:
+                error = refused[0]
+                who = self._settings.principal or "an unauthenticated client"
+                hint = (f"; {who} may not write it: commands are for operator principals "
+                        "(README, Security)"
+                        if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED else "")
+                raise CommandRefused(f"Kafka at {bootstrap} refused the command on "
+                                     f"{self._settings.control_topic!r}: {error.str()}{hint}")
             if wait_s <= 0:
                 return CommandOutcome(None)
             return self._await_answers(consumer, command, wait_s)

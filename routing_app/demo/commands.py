@@ -16,9 +16,10 @@ from routing_app.topics import create_topic
 
 pass_settings = click.make_pass_decorator(Settings)
 
-_duration = click.option("--duration", type=float, default=120.0, show_default=True,
+_duration = click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+                         default=120.0, show_default=True,
                          help="Seconds of traffic.")
-_rate = click.option("--rate", type=float, default=2000.0, show_default=True,
+_rate = click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=2000.0, show_default=True,
                      help="Records per second, all tenants together.")
 
 
@@ -70,7 +71,7 @@ def replay(settings: Settings, duration: float, plan: TrafficPlan, console: Cons
 @pass_settings
 def traffic(settings: Settings, duration: float, rate: float, topic: str) -> None:
     """Only the traffic generator, against the configured cluster (used by docker-compose)."""
-    create_topic(settings.bootstrap, topic, DATA_PARTITIONS)
+    create_topic(settings.kafka, topic, DATA_PARTITIONS)
     conf = settings.producer_config(**{"linger.ms": 5})
     with RoutingProducer(conf) as producer:
         producer.wait_ready(60)

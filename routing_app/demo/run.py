@@ -50,9 +50,9 @@ class EventTail:
     """Reads the events topic from where it ends now."""
 
     def __init__(self, settings: Settings) -> None:
-        self._codec = AvroCodec(registry_client(settings.registry_url), EVENT_SCHEMA,
+        self._codec = AvroCodec(registry_client(settings.registry_config()), EVENT_SCHEMA,
                                 settings.events_topic)
-        self._consumer = Consumer(client_settings(settings.bootstrap, **{
+        self._consumer = Consumer(client_settings(settings.kafka, **{
             "group.id": "routing-app-demo", "enable.auto.commit": False}))
         tp = TopicPartition(settings.events_topic, 0)
         _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
@@ -105,8 +105,8 @@ def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: 
     info = LocalStack(settings, progress=lambda m: console.print(f"    {m}")).up()
     console.print(f"    Kafka {info.bootstrap}, registry {info.registry_url}")
     console.print("[bold]2/4[/] topics")
-    ensure_topics(settings.bootstrap, routing_topics(settings), settings.replication_factor)
-    create_topic(settings.bootstrap, plan.topic, DATA_PARTITIONS)
+    ensure_topics(settings.kafka, routing_topics(settings), settings.replication_factor)
+    create_topic(settings.kafka, plan.topic, DATA_PARTITIONS)
     console.print("[bold]3/4[/] two workers (faust -A routing_app.app worker)")
     logs = settings.state_dir / "logs"
     workers: list[WorkerProcess] = [
@@ -134,7 +134,7 @@ def _run_traffic(settings: Settings, duration_s: float, plan: TrafficPlan,
                  console: Console) -> int:
     state = DemoState()
     hot_partition = java_partition(plan.hot_tenant.encode(), DATA_PARTITIONS)
-    sampler = PartitionLoadSampler(settings.bootstrap, plan.topic)
+    sampler = PartitionLoadSampler(settings.kafka, plan.topic)
     events = EventTail(settings)
     conf = settings.producer_config(**{"linger.ms": 5})
     all_events: list[ReassignmentEvent] = []

@@ -11,14 +11,14 @@ from concurrent.futures import Future
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ListOffsetsResultInfo, OffsetSpec
 
-from routing_app.connection import admin_client, cluster_metadata
+from routing_app.connection import Kafka, admin_client, cluster_metadata
 from routing_app.load.window import WindowRates, rates_from_edge_offsets
 
 log = logging.getLogger(__name__)
 
 
 class PartitionLoadSampler:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: Kafka, topic: str) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
         self._admin = admin_client(bootstrap)
@@ -110,7 +110,7 @@ def _answers(futures: Mapping[TopicPartition, Future[ListOffsetsResultInfo]], ti
     return found, errors
 
 
-def consumer_lag(bootstrap: str, groups: list[str], topic: str, end_offsets: dict[int, int],
+def consumer_lag(bootstrap: Kafka, groups: list[str], topic: str, end_offsets: dict[int, int],
                  timeout: float = 10.0) -> dict[int, int]:
     """The largest lag of any of ``groups`` on each partition of ``topic`` (0 if none commits)."""
     if not groups:

@@ -34,6 +34,12 @@ def routes() -> None:
     """
 
 
+def _issuer(settings: Settings) -> str:
+    """Who issues a command: the Kafka principal where there is one (the writer may check it
+    against operator_principals), else the local user name, for the audit trail."""
+    return settings.principal or getpass.getuser()
+
+
 def _send(settings: Settings, command: ControlCommand, wait: float) -> None:
     with ControlClient(settings) as client:
         outcome = client.submit(command, wait_s=wait)
@@ -96,7 +102,7 @@ def pin(settings: Settings, topic: str, tenant: str, partitions: tuple[int, ...]
         mode: str | None, reason: str, wait: float) -> None:
     """Pin TENANT of TOPIC to the given partition(s)."""
     _send(settings, ControlCommand(ControlAction.PIN, topic, tenant, now_ms(), partitions,
-                                   RouteMode(mode) if mode else None, reason, getpass.getuser()),
+                                   RouteMode(mode) if mode else None, reason, _issuer(settings)),
           wait)
 
 
@@ -111,7 +117,7 @@ def _tenant_command(action: ControlAction, doc: str) -> None:
     @pass_settings
     def command(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
         _send(settings, ControlCommand(action, topic, tenant, now_ms(), reason=reason,
-                                       issued_by=getpass.getuser()), wait)
+                                       issued_by=_issuer(settings)), wait)
 
 
 _tenant_command(ControlAction.UNPIN, "Send TENANT of TOPIC back to default hashing.")
@@ -130,12 +136,12 @@ def drain(settings: Settings, topic: str, partitions: tuple[int, ...], reason: s
           wait: float) -> None:
     """Move tenants off partitions of TOPIC (planner moves them, bounded per cycle)."""
     _send(settings, ControlCommand(ControlAction.DRAIN, topic, "", now_ms(), partitions,
-                                   reason=reason, issued_by=getpass.getuser()), wait)
+                                   reason=reason, issued_by=_issuer(settings)), wait)
 
 
 def _load(settings: Settings, timeout: float) -> RouteCache:
-    codec = RouteCodec(registry_client(settings.registry_url), settings.routes_topic)
-    cache = RouteCache(polled_client_settings(settings.bootstrap), codec,
+    codec = RouteCodec(registry_client(settings.registry_config()), settings.routes_topic)
+    cache = RouteCache(polled_client_settings(settings.kafka), codec,
                        settings.routes_topic).start()
     if not cache.wait_ready(timeout):
         cache.stop()

@@ -10,9 +10,9 @@ from typing import Any
 DRAIN_ACK_SCHEMA = "drain_ack"
 
 
-def drain_ack_subject(control_topic: str) -> str:
-    # The control topic carries several record types: one registry subject each.
-    return f"{control_topic}-{DRAIN_ACK_SCHEMA}"
+def drain_ack_subject(answers_topic: str) -> str:
+    # Named for the record type, not "<topic>-value": drain acks and release reports share it.
+    return f"{answers_topic}-{DRAIN_ACK_SCHEMA}"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, 
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from routing_app.codec import registry_client
-from routing_app.connection import admin_client, cluster_metadata
+from routing_app.connection import Kafka, admin_client, cluster_metadata
 from routing_app.topics.specs import (
     AUTO_REPLICATION,
     BOTH_WAYS_COMPATIBILITY,
@@ -70,7 +70,7 @@ def _replicas(admin: AdminClient, metadata: ClusterMetadata, requested: int, tim
     return _default_replication(admin, metadata, timeout)
 
 
-def replication_factor(bootstrap: str, requested: int = AUTO_REPLICATION, timeout: float = 10.0
+def replication_factor(bootstrap: Kafka, requested: int = AUTO_REPLICATION, timeout: float = 10.0
                        ) -> int:
     """The replicas topics get on this cluster for the ``replication_factor`` setting.
 
@@ -82,7 +82,7 @@ def replication_factor(bootstrap: str, requested: int = AUTO_REPLICATION, timeou
     return _replicas(admin, metadata, requested, timeout) or 1
 
 
-def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int | None:
+def partition_count(bootstrap: Kafka, topic: str, timeout: float = 10.0) -> int | None:
     """The topic's partition count, None when it does not exist."""
     metadata = cluster_metadata(admin_client(bootstrap), bootstrap, timeout)
     found = metadata.topics.get(topic)
@@ -91,7 +91,7 @@ def partition_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int | 
     return len(found.partitions)
 
 
-def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, str] | None = None,
+def create_topic(bootstrap: Kafka, name: str, partitions: int, config: dict[str, str] | None = None,
                  replication_factor: int = AUTO_REPLICATION, timeout: float = 30.0) -> bool:
     """Creates the topic; False when it already existed.
 
@@ -105,7 +105,7 @@ def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, s
                    {**min_insync_config(replicas), **(config or {})}, replicas, timeout)
 
 
-def _create(admin: AdminClient, bootstrap: str, name: str, partitions: int,
+def _create(admin: AdminClient, bootstrap: Kafka, name: str, partitions: int,
             config: dict[str, str], replicas: int | None, timeout: float) -> bool:
     # -1: the broker's default.replication.factor (KIP-464), when it could not be read.
     futures = admin.create_topics(
@@ -127,7 +127,7 @@ def _create(admin: AdminClient, bootstrap: str, name: str, partitions: int,
     return True
 
 
-def check_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0,
+def check_topics(bootstrap: Kafka, specs: list[TopicSpec], timeout: float = 15.0,
                  replication_factor: int = AUTO_REPLICATION
                  ) -> tuple[list[str], list[TopicProblem]]:
     """(missing topic names, problems with the ones that exist)."""
@@ -138,7 +138,7 @@ def check_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 15.0,
                   timeout)
 
 
-def _check(admin: AdminClient, metadata: ClusterMetadata, bootstrap: str, specs: list[TopicSpec],
+def _check(admin: AdminClient, metadata: ClusterMetadata, bootstrap: Kafka, specs: list[TopicSpec],
            replicas: int | None, timeout: float) -> tuple[list[str], list[TopicProblem]]:
     missing: list[str] = []
     problems: list[TopicProblem] = []
@@ -184,7 +184,7 @@ def _check(admin: AdminClient, metadata: ClusterMetadata, bootstrap: str, specs:
     return missing, problems
 
 
-def ensure_topics(bootstrap: str, specs: list[TopicSpec],
+def ensure_topics(bootstrap: Kafka, specs: list[TopicSpec],
                   replication_factor: int = AUTO_REPLICATION, timeout: float = 30.0
                   ) -> tuple[list[str], list[TopicProblem]]:
     """Creates missing topics; returns (created, tolerated problems).

@@ -38,7 +38,7 @@ def ensure(settings: Settings) -> None:
     (FULL_TRANSITIVE), so no worker or producer can register one the others cannot read."""
     specs = routing_topics(settings)
     try:
-        created, tolerated = ensure_topics(settings.bootstrap, specs,
+        created, tolerated = ensure_topics(settings.kafka, specs,
                                            settings.replication_factor)
     except TopicSettingsError as exc:
         for problem in exc.problems:
@@ -67,7 +67,7 @@ def ensure(settings: Settings) -> None:
 def check(settings: Settings) -> None:
     """Report each topic's state; exit 1 when one is missing or wrong."""
     specs = routing_topics(settings)
-    missing, problems = check_topics(settings.bootstrap, specs,
+    missing, problems = check_topics(settings.kafka, specs,
                                      replication_factor=settings.replication_factor)
     table = Table("topic", "partitions", "state")
     for spec in specs:
@@ -93,7 +93,7 @@ def check(settings: Settings) -> None:
 def create(settings: Settings, name: str, partitions: int) -> None:
     """Create a data topic (producers never create topics implicitly)."""
     try:
-        created = create_topic(settings.bootstrap, name, partitions,
+        created = create_topic(settings.kafka, name, partitions,
                                replication_factor=settings.replication_factor)
     except TopicReplicationError as exc:
         raise click.ClickException(str(exc)) from exc

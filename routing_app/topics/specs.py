@@ -90,8 +90,15 @@ def routing_topics(s: Settings) -> list[TopicSpec]:
             config={"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3_600_000)},
             required={"cleanup.policy": "delete"},
             durable=True,
-            # Several record types: commands (<topic>-value), drain answers, window summaries.
-            subjects=(f"{s.control_topic}-value", drain_ack_subject(s.control_topic),
-                      f"{s.control_topic}-{WINDOW_SUMMARY_SCHEMA}"),
+            # Two record types: operators' commands (<topic>-value), workers' window summaries.
+            subjects=(f"{s.control_topic}-value", f"{s.control_topic}-{WINDOW_SUMMARY_SCHEMA}"),
+        ),
+        TopicSpec(
+            s.answers_topic, 1,
+            "producers' answers to the route writer (drain acks, release reports, goodbyes)",
+            config={"cleanup.policy": "delete", "retention.ms": str(24 * 3_600_000)},
+            required={"cleanup.policy": "delete"},
+            durable=True,
+            subjects=(drain_ack_subject(s.answers_topic),),
         ),
     ]

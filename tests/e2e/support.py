@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from routing_app.app.launcher import WorkerProcess, launch_worker, settings_env
 from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
-from routing_app.connection import client_settings
+from routing_app.connection import Kafka, client_settings
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 from routing_app.topics import ensure_topics, routing_topics
 
@@ -31,8 +31,9 @@ def fresh_routing_settings(stack: Settings, prefix: str, **changes: Any) -> Sett
     settings = stack.replace(
         routes_topic=f"{prefix}.routes.{suffix}", events_topic=f"{prefix}.events.{suffix}",
         usage_topic=f"{prefix}.usage.{suffix}", control_topic=f"{prefix}.control.{suffix}",
+        answers_topic=f"{prefix}.answers.{suffix}",
         app_id=f"{prefix.replace('.', '-')}-{suffix}", **changes)
-    ensure_topics(settings.bootstrap, routing_topics(settings))
+    ensure_topics(settings.kafka, routing_topics(settings))
     return settings
 
 
@@ -75,7 +76,7 @@ def cli(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.Com
                           capture_output=True, text=True, timeout=timeout)
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0
+def consume_all(bootstrap: Kafka, topic: str, expected: int, timeout: float = 30.0
                 ) -> list[tuple[int, bytes | None, bytes | None]]:
     """(partition, key, value) of the first ``expected`` records of every partition of topic."""
     consumer = Consumer(client_settings(bootstrap, **{
@@ -114,7 +115,7 @@ def leader(workers: list[Worker]) -> Worker | None:
 
 def events(settings: Settings) -> list[ReassignmentEvent]:
     codec = AvroCodec(registry_client(settings.registry_url), EVENT_SCHEMA, settings.events_topic)
-    consumer = Consumer(client_settings(settings.bootstrap, **{
+    consumer = Consumer(client_settings(settings.kafka, **{
         "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
     consumer.assign([TopicPartition(settings.events_topic, 0, 0)])
     found = []

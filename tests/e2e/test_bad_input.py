@@ -277,7 +277,7 @@ def test_forged_usage_reports_are_refused_and_honest_ones_still_count(
     log_text = worker.log()
     assert f"usage of producer '{forger}' refused" in log_text
     # The forger "closes", as a RoutingProducer does: drains no longer wait for it.
-    forge(s, s.control_topic, [(forger.encode(), forger.encode())],
+    forge(s, s.answers_topic, [(forger.encode(), forger.encode())],
           headers=[("routing.type", b"producer-closed")])
 
 
@@ -315,6 +315,7 @@ def test_poison_under_a_live_route_survives_compaction_neither_for_producers_nor
     s = stack_settings.replace(
         routes_topic=f"bi.routes.{suffix}", events_topic=f"bi.events.{suffix}",
         usage_topic=f"bi.usage.{suffix}", control_topic=f"bi.control.{suffix}",
+        answers_topic=f"bi.answers.{suffix}",
         app_id=f"bi-{suffix}", min_compaction_lag_ms=0)
     create_topic(s.bootstrap, s.routes_topic, 1, FAST_COMPACTION)
     ensure_topics(s.bootstrap, routing_topics(s))

@@ -36,6 +36,7 @@ def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
     settings = stack_settings.replace(
         routes_topic=f"cp.routes.{suffix}", events_topic=f"cp.events.{suffix}",
         usage_topic=f"cp.usage.{suffix}", control_topic=f"cp.control.{suffix}",
+        answers_topic=f"cp.answers.{suffix}",
         app_id=f"cp-{suffix}", usage_partitions=4, min_compaction_lag_ms=0,
         window_s=WINDOW_S, window_grace_ms=800, window_idle_ms=1000, planner_max_wait_ms=2000,
         worker_session_timeout_s=6.0,

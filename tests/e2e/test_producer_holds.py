@@ -46,10 +46,10 @@ def _read(bootstrap: str, topic: str, partition: int) -> list[tuple[int, bytes |
 def test_hold_ack_bound_and_ordered_release(stack_settings: Settings) -> None:
     suffix = uuid.uuid4().hex[:8]
     s = stack_settings.replace(routes_topic=f"holds.routes.{suffix}",
-                               control_topic=f"holds.control.{suffix}",
+                               answers_topic=f"holds.answers.{suffix}",
                                usage_topic=f"holds.usage.{suffix}")
     create_topic(s.bootstrap, s.routes_topic, 1, {"cleanup.policy": "compact"})
-    create_topic(s.bootstrap, s.control_topic, 1)
+    create_topic(s.bootstrap, s.answers_topic, 1)
     create_topic(s.bootstrap, s.usage_topic, 1)
     data = f"holds-data-{suffix}"
     create_topic(s.bootstrap, data, 6)
@@ -88,10 +88,10 @@ def test_hold_ack_bound_and_ordered_release(stack_settings: Settings) -> None:
             late.produce(data, b"late", b"acme")
             assert late.counters["held"] == 1
 
-            acks = AvroCodec(registry, DRAIN_ACK_SCHEMA, s.control_topic,
-                             subject=drain_ack_subject(s.control_topic))
+            acks = AvroCodec(registry, DRAIN_ACK_SCHEMA, s.answers_topic,
+                             subject=drain_ack_subject(s.answers_topic))
             answers = {}
-            for _, _key, value in consume_all(s.bootstrap, s.control_topic, expected=2):
+            for _, _key, value in consume_all(s.bootstrap, s.answers_topic, expected=2):
                 answer = DrainAck.from_record(acks.decode(value))
                 answers[answer.producer_id] = answer
             assert set(answers) == {"holder", "latecomer"}

@@ -120,6 +120,7 @@ def _scratch_settings(stack_settings: Settings) -> Settings:
     settings = stack_settings.replace(
         routes_topic=f"ur.routes.{suffix}", events_topic=f"ur.events.{suffix}",
         usage_topic=f"ur.usage.{suffix}", control_topic=f"ur.control.{suffix}",
+        answers_topic=f"ur.answers.{suffix}",
         app_id=f"ur-{suffix}", usage_partitions=PARTITIONS, window_s=WINDOW_S,
         window_grace_ms=500, window_idle_ms=1000, worker_session_timeout_s=6.0)
     ensure_topics(settings.bootstrap, routing_topics(settings))

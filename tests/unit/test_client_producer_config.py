@@ -36,7 +36,7 @@ def test_split_config_parses_routing_options() -> None:
     })
     assert rdkafka == {"bootstrap.servers": "127.0.0.1:1", "linger.ms": 5,
                        "enable.idempotence": True}
-    assert registry_url == "http://reg:8081"
+    assert registry_url == {"url": "http://reg:8081"}
     assert ks is key_ser and vs is value_ser
     assert opts.routes_topic == "my.routes" and opts.usage_topic == "my.usage"
     assert opts.usage_interval_ms == 250 and opts.metadata_refresh_ms == 1000
@@ -142,3 +142,14 @@ def test_producer_without_cache_and_usage_needs_no_registry() -> None:
     finally:
         producer.close(timeout=1.0)
     producer.close()  # idempotent
+
+
+def test_registry_credentials_pass_through_to_the_registry_client() -> None:
+    _, _, registry, _, _ = _split_config({
+        "bootstrap.servers": "127.0.0.1:1", "schema.registry.url": "http://reg:8081",
+        "schema.registry.basic.auth.user.info": "u:p"})
+    assert registry == {"url": "http://reg:8081", "basic.auth.user.info": "u:p",
+                        "basic.auth.credentials.source": "USER_INFO"}
+    with pytest.raises(ConfigurationError, match=r"without 'schema\.registry\.url'"):
+        _split_config({"bootstrap.servers": "127.0.0.1:1",
+                       "schema.registry.basic.auth.user.info": "u:p"})

@@ -128,6 +128,14 @@ def test_replace() -> None:
     ({"ROUTING_USAGE_PARTITIONS": "0"}, "usage_partitions"),
     ({"ROUTING_ROUTES_TOPIC": "a/b"}, "routes_topic"),
     ({"ROUTING_CONTROL_TOPIC": "x/y"}, "control_topic"),
+    ({"ROUTING_ANSWERS_TOPIC": "a/b"}, "answers_topic"),
+    ({"ROUTING_SECURITY_PROTOCOL": "SASL"}, "security_protocol"),
+    ({"ROUTING_SECURITY_PROTOCOL": "SASL_SSL"}, "sasl_username"),
+    ({"ROUTING_SASL_USERNAME": "alice", "ROUTING_SASL_PASSWORD": "pw"}, "security_protocol"),
+    ({"ROUTING_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ROUTING_SASL_MECHANISM": "GSSAPI",
+      "ROUTING_SASL_USERNAME": "a", "ROUTING_SASL_PASSWORD": "b"}, "sasl_mechanism"),
+    ({"ROUTING_REGISTRY_BASIC_AUTH": "no-colon"}, "registry_basic_auth"),
+    ({"ROUTING_OPERATOR_PRINCIPALS": "User:alice,bob"}, "operator_principals"),
 ])
 def test_bad_env_values_name_the_setting(env: dict[str, str], setting: str) -> None:
     with pytest.raises(ConfigError, match=f"'{setting}'"):
@@ -169,3 +177,22 @@ def test_bad_override_names_the_setting() -> None:
         load_settings(environ={}, kafka_port="many")
     with pytest.raises(ConfigError, match="unknown setting 'kafka_prot'"):
         load_settings(environ={}, kafka_prot=1)
+
+
+def test_security_settings_reach_every_client_and_hide_secrets() -> None:
+    s = load_settings(environ={
+        "ROUTING_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ROUTING_SASL_MECHANISM": "SCRAM-SHA-512",
+        "ROUTING_SASL_USERNAME": "routing-producer", "ROUTING_SASL_PASSWORD": "s3cret",
+        "ROUTING_REGISTRY_BASIC_AUTH": "reg:pw",
+        "ROUTING_OPERATOR_PRINCIPALS": "User:ops, User:alice"})
+    security = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "routing-producer", "sasl.password": "s3cret"}
+    assert s.kafka.client_config(acks="all") == {"bootstrap.servers": s.bootstrap, **security,
+                                                 "acks": "all"}
+    assert s.producer_config().items() >= {**security,
+                                           "schema.registry.basic.auth.user.info": "reg:pw",
+                                           "routing.answers.topic": "routing.answers"}.items()
+    assert s.registry_config()["basic.auth.user.info"] == "reg:pw"
+    assert s.principal == "User:routing-producer"
+    assert s.operators() == {"User:ops", "User:alice"}
+    assert "s3cret" not in repr(s) and "reg:pw" not in repr(s) and "s3cret" not in str(s.kafka)
