@@ -185,7 +185,6 @@ class Settings:
         """confluent-kafka's SchemaRegistryClient settings for this deployment."""
         conf = {"url": self.registry_url}
         if self.registry_basic_auth:
-            conf["basic.auth.credentials.source"] = "USER_INFO"
             conf["basic.auth.user.info"] = self.registry_basic_auth
         return conf
 

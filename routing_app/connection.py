@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,19 @@ _THREAD = re.compile(r"^\[thrd:[^\]]*\]: ")
 _CONNECTION_CODES = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
                                KafkaError._AUTHENTICATION,
                                KafkaError._RESOLVE})
+
+
+# The group ids of our readers that assign() partitions (no membership, no commits): librdkafka
+# still looks up their coordinator, which an authorizer allows per group id (see topics.acls).
+CACHE_GROUP_PREFIX = "routing-app-cache-"  # every route cache
+CLI_GROUP_PREFIX = "routing-app-cli-"  # the CLI waiting for the writer's events
+AUDIT_GROUP_PREFIX = "routing-app-audit-"
+METRICS_GROUP_PREFIX = "routing-app-metrics-"  # a producer's routes-topic watermark
+
+
+def reader_group(prefix: str) -> str:
+    """A group id of its own for one assign()-only reader."""
+    return f"{prefix}{uuid.uuid4()}"
 
 
 class KafkaUnreachable(ConnectionError):

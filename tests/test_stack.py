@@ -20,6 +20,7 @@ from routing_app.stack.process import ManagedProcess, port_in_use, read_cmdline
 # -- integration: the fixture's Kafka and registry --------------------------------------------
 
 
+@pytest.mark.integration
 def test_kafka_answers(stack_settings: Settings) -> None:
     from confluent_kafka import Consumer, Producer
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -52,6 +53,7 @@ def test_kafka_answers(stack_settings: Settings) -> None:
         admin.delete_topics([topic])
 
 
+@pytest.mark.integration
 def test_auto_topic_creation_is_disabled(stack_settings: Settings) -> None:
     from confluent_kafka import KafkaException, Producer
 
@@ -69,6 +71,7 @@ def test_auto_topic_creation_is_disabled(stack_settings: Settings) -> None:
     assert errors and errors[0] is not None
 
 
+@pytest.mark.integration
 def test_registry_answers(stack_settings: Settings) -> None:
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
@@ -88,6 +91,7 @@ def test_registry_answers(stack_settings: Settings) -> None:
         assert client.get_compatibility() == "BACKWARD"
 
 
+@pytest.mark.integration
 def test_stack_status_reports_running(stack_settings: Settings) -> None:
     report = LocalStack(stack_settings).status()
     assert report["running"] is True

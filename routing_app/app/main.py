@@ -28,18 +28,13 @@ from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.config import ConfigError, Settings, load_settings
 from routing_app.connection import aiokafka_noise, polled_client_settings
 from routing_app.routes import Route, RouteCodec
+from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteError, parse_route_key, route_key
 from routing_app.topics import TopicSettingsError, ensure_topics, routing_topics
 from routing_app.topics.admin import TopicReplicationError, ensure_compatibility, replication_factor
 from routing_app.topics.specs import SUBJECT_COMPATIBILITY
 from routing_app.usage import USAGE_SCHEMA
 from routing_app.windows import WINDOW_SUMMARY_SCHEMA
-
-TICK_HEADER = ("routing.type", b"tick")
-REASSERT_HEADER = ("routing.type", b"route-reassert")
-ROUTE_CHECK_HEADER = ("routing.type", b"route-check")
-# What producers send, on the answers topic (see RoutingProducer): nothing else is read there.
-PRODUCER_ANSWERS = frozenset({b"drain-ack", b"drain-released", b"producer-closed"})
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +253,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         record of a key, keeps a good one (see RouteCache.add_poison_listener)."""
         key = route_key(topic, tenant).encode("utf-8", "surrogateescape")
         asyncio.run_coroutine_threadsafe(
-            control_topic.send(key=key, value=b"", headers=[REASSERT_HEADER]), app.loop)
+            control_topic.send(key=key, value=b"", headers=[MessageKind.ROUTE_REASSERT.header]), app.loop)
 
     app.route_cache.add_poison_listener(reassert_route)
 
@@ -273,7 +268,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
                                                 and writer.current(topic, tenant) is not None):
             asyncio.run_coroutine_threadsafe(control_topic.send(
                 key=key.encode("utf-8", "surrogateescape"), value=b"",
-                headers=[ROUTE_CHECK_HEADER]), app.loop)
+                headers=[MessageKind.ROUTE_CHECK.header]), app.loop)
 
     app.route_cache.add_listener(check_route)
     # Rebalances seen, and the one after which the restored table was last checked.
@@ -298,40 +293,40 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
             if takeovers[1] != takeovers[0]:
                 takeovers[1] = takeovers[0]
                 await writer.repair_table()
-            kind = _message_type(event.message.headers)
+            kind = MessageKind.of(event.message.headers)
             offset = event.message.offset
             from_producers = event.message.topic == s.answers_topic
-            if from_producers != (kind in PRODUCER_ANSWERS):
+            if kind is None or kind.from_producers != from_producers:
                 writer.misplaced(event.message.topic, kind, offset)
                 continue
-            if kind == b"window-summary":
-                await planning.on_summary(event.value, offset)
-            elif kind == b"tick":
-                await planning.on_tick()
-                await writer.check_drains()
-            elif kind == b"drain-ack":
-                await writer.handle_drain_ack(event.value, offset)
-            elif kind == b"drain-released":
-                await writer.handle_release(event.value, offset)
-            elif kind == b"drain-check":
-                await writer.check_drains()
-            elif kind == b"producer-closed":
-                writer.producer_closed(event.value)
-                await writer.check_drains()
-            elif kind == b"route-check":
-                key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
-                try:
-                    topic, tenant = parse_route_key(key)
-                except (RouteError, ValueError):
-                    continue
-                await writer.repair(key, app.route_cache.get(topic, tenant))
-            elif kind == b"route-reassert":
-                key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
-                # Every worker's cache asks; the writer's own cache says whether it still must.
-                if key in app.route_cache.poisoned():
-                    await writer.reassert(key)
-            else:
-                await writer.handle_command_bytes(event.value, offset)
+            key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
+            match kind:
+                case MessageKind.COMMAND:
+                    await writer.handle_command_bytes(event.value, offset)
+                case MessageKind.WINDOW_SUMMARY:
+                    await planning.on_summary(event.value, offset)
+                case MessageKind.TICK:
+                    await planning.on_tick()
+                    await writer.check_drains()
+                case MessageKind.DRAIN_CHECK:
+                    await writer.check_drains()
+                case MessageKind.ROUTE_CHECK:
+                    try:
+                        topic, tenant = parse_route_key(key)
+                    except (RouteError, ValueError):
+                        continue
+                    await writer.repair(key, app.route_cache.get(topic, tenant))
+                case MessageKind.ROUTE_REASSERT:
+                    # Every worker's cache asks; the writer's own cache says whether it must.
+                    if key in app.route_cache.poisoned():
+                        await writer.reassert(key)
+                case MessageKind.DRAIN_ACK:
+                    await writer.handle_drain_ack(event.value, offset)
+                case MessageKind.DRAIN_RELEASED:
+                    await writer.handle_release(event.value, offset)
+                case MessageKind.PRODUCER_CLOSED:
+                    writer.producer_closed(event.value)
+                    await writer.check_drains()
 
     @app.agent(usage_topic, name="usage")
     async def usage_agent(stream: faust.StreamT[bytes]) -> None:
@@ -346,7 +341,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
             assigned = {tp.partition for tp in app.consumer.assignment()
                         if tp.topic == s.usage_topic}
             await usage.on_tick(assigned)
-            await control_topic.send(value=b"", headers=[TICK_HEADER])
+            await control_topic.send(value=b"", headers=[MessageKind.TICK.header])
         except Exception:
             # An exception escaping a Faust timer crashes the whole worker.
             log.exception("usage window tick failed; retrying next second")
@@ -360,10 +355,3 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
 def _zero_counts() -> list[int]:
     return [0, 0]
 
-
-def _message_type(headers: Any) -> bytes | None:
-    items = headers.items() if isinstance(headers, dict) else (headers or ())
-    for name, value in items:
-        if name == "routing.type":
-            return bytes(value) if value is not None else None
-    return None

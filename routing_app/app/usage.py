@@ -19,6 +19,7 @@ import faust
 from routing_app.client.partitioner import java_partition
 from routing_app.codec import AvroCodec, DecodeError
 from routing_app.config import Settings
+from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteError, parse_route_key, route_key
 from routing_app.usage import usage_of
 from routing_app.usage.batch import REJECTION_REASONS, UsageLimits
@@ -26,7 +27,6 @@ from routing_app.windows import WindowAccumulator, WindowCloser, stored_totals, 
 
 log = logging.getLogger(__name__)
 
-SUMMARY_HEADER = ("routing.type", b"window-summary")
 # Windowed-table keys: "P<usage partition>/<producer id>" holds what one producer reported to
 # one usage partition in the window so far (WindowAccumulator.add_usage). Written before usage
 # records carried many tenants, and still read back: "T<topic>/<tenant>" for a tenant,
@@ -260,7 +260,7 @@ class UsageWindows:
                 log.error("usage partition %d: summary of window %d not sent: %s", partition,
                           start, exc)
                 continue
-            await self._control.send(value=value, headers=[SUMMARY_HEADER])
+            await self._control.send(value=value, headers=[MessageKind.WINDOW_SUMMARY.header])
             self.counters["windows_closed"] += 1
             log.debug("closed window %d of usage partition %d by %s (%d tenants)", start,
                       partition, closed_by, len(summary.tenants))

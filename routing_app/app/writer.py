@@ -43,6 +43,7 @@ from routing_app.load import committed_offsets, end_offsets
 from routing_app.planner import PartitionKey, TenantHistory, TenantKey
 from routing_app.routes import Route
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
+from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteStatus, route_key
 from routing_app.topics import partition_count
 
@@ -184,12 +185,12 @@ class RouteWriter:
                     warned_at = now
                 await asyncio.sleep(1.0)
 
-    def misplaced(self, topic: str, kind: bytes | None, offset: int) -> None:
+    def misplaced(self, topic: str, kind: MessageKind | None, offset: int) -> None:
         """A record of a kind its topic must not carry (a producer's answer on the control topic,
         or anything but an answer on the answers topic): skipped, counted, logged."""
         self.counters["messages_misplaced"] += 1
         log.error("%s offset %d: skipped a %r record: the %s topic does not carry that kind",
-                  topic, offset, (kind or b"command").decode("utf-8", "replace"),
+                  topic, offset, kind.name.lower() if kind else "unknown",
                   "answers" if topic == self._settings.answers_topic else "control")
 
     async def handle_command_bytes(self, raw: bytes | None, offset: int) -> None:
@@ -505,7 +506,7 @@ class RouteWriter:
                                                    self.live_producers(now))
                     if step.phase is not Phase.CONSUMERS:
                         await topic.send(key=key.encode("utf-8"), value=b"",
-                                         headers=[DRAIN_CHECK_HEADER])
+                                         headers=[MessageKind.DRAIN_CHECK.header])
                         return
                     await asyncio.sleep(0.1)
             except Exception:
@@ -530,7 +531,6 @@ class RouteWriter:
         await self._write(decision, release_from=sorted(holders))
 
 
-DRAIN_CHECK_HEADER = ("routing.type", b"drain-check")
 
 
 def _now_ms() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -19,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from routing_app.audit.history import EVENTS, ROUTES, EventRecord, RouteRecord, RoutesLog, Undecodable
 from routing_app.codec import AvroCodec, DecodeError, registry_client
 from routing_app.config import Settings
-from routing_app.connection import KafkaUnreachable, client_settings
+from routing_app.connection import AUDIT_GROUP_PREFIX, KafkaUnreachable, client_settings, reader_group
 from routing_app.routes.codec import RouteCodec
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 
@@ -74,7 +73,7 @@ def read_history(settings: Settings, *, console: Console | None = None, progress
     route_codec = RouteCodec(registry, settings.routes_topic)
     event_codec = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
     consumer = Consumer(client_settings(settings.kafka, **{
-        "group.id": f"routing-app-audit-{uuid.uuid4()}",
+        "group.id": reader_group(AUDIT_GROUP_PREFIX),
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",

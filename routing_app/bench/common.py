@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -221,22 +220,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def proc_status_kb(field: str, pid: int | str = "self") -> int:
-    """A ``/proc/<pid>/status`` memory line (VmRSS, VmHWM...) in kB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def rounded(value: float, digits: int = 3) -> float:
     return float(round(value, digits))
 
-
-class Stopwatch:
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.started

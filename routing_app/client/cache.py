@@ -6,7 +6,6 @@ import gc
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from confluent_kafka import (
 )
 
 from routing_app.codec import DecodeError, RegistryUnavailable
+from routing_app.connection import CACHE_GROUP_PREFIX, reader_group
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.codec import InvalidRoute
 from routing_app.routes.model import RouteError, RouteStatus, parse_route_key, route_key
@@ -82,7 +82,7 @@ class RouteCache:
         self._conf = {
             **consumer_conf,
             # Never committed: every cache starts from the beginning of the routes topic.
-            "group.id": f"routing-app-cache-{uuid.uuid4()}",
+            "group.id": reader_group(CACHE_GROUP_PREFIX),
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",

@@ -171,8 +171,6 @@ def _split_config(conf: dict[str, Any]
     if registry and "url" not in registry:
         raise ConfigurationError(f"{', '.join(_REGISTRY_PREFIX + k for k in sorted(registry))} "
                                  "given without 'schema.registry.url'")
-    if "basic.auth.user.info" in registry:
-        registry.setdefault("basic.auth.credentials.source", "USER_INFO")
     return rdkafka, opts, registry or None, key_serializer, value_serializer
 
 

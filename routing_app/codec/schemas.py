@@ -25,6 +25,3 @@ def load_schema(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads(path.read_text())
     return schema
 
-
-def schema_text(name: str) -> str:
-    return json.dumps(load_schema(name), separators=(",", ":"), sort_keys=True)

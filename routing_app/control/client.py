@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +11,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from routing_app.codec import AvroCodec, DecodeError, RegistryUnavailable, registry_client
 from routing_app.config import Settings
 from routing_app.connection import (
+    CLI_GROUP_PREFIX,
     KafkaUnreachable,
     polled_client_settings,
+    reader_group,
     unreachable_message,
 )
 from routing_app.control.commands import CONTROL_SCHEMA, ControlCommand
@@ -80,7 +81,7 @@ class ControlClient:
             raise RuntimeError("this ControlClient is closed")
         bootstrap = self._settings.kafka
         consumer = Consumer(polled_client_settings(bootstrap, **{
-            "group.id": f"routing-app-cli-{uuid.uuid4()}", "enable.auto.commit": False}))
+            "group.id": reader_group(CLI_GROUP_PREFIX), "enable.auto.commit": False}))
         try:
             events = TopicPartition(self._settings.events_topic, 0)
             try:

@@ -22,7 +22,7 @@ from routing_app.connection import client_settings
 from routing_app.demo.traffic import TrafficGenerator, TrafficPlan
 from routing_app.load import PartitionLoadSampler
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
-from routing_app.stack import LocalStack
+from routing_app.stack import LocalStack, security
 from routing_app.topics import create_topic, ensure_topics, routing_topics
 
 DATA_PARTITIONS = 12
@@ -104,13 +104,21 @@ def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: 
     console.print("[bold]1/4[/] local stack")
     info = LocalStack(settings, progress=lambda m: console.print(f"    {m}")).up()
     console.print(f"    Kafka {info.bootstrap}, registry {info.registry_url}")
+    # A secure stack (`stack up --secure`): each part runs as its own principal.
+    worker_settings = producer_settings = settings
+    if info.secure:
+        worker_settings = info.settings_for(settings, security.WORKER)
+        producer_settings = info.settings_for(settings, security.PRODUCER)
+        settings = info.settings_for(settings, security.ADMIN)
+        console.print("    secure: workers, producer and this console log in as "
+                      f"{security.WORKER}, {security.PRODUCER} and {security.ADMIN}")
     console.print("[bold]2/4[/] topics")
     ensure_topics(settings.kafka, routing_topics(settings), settings.replication_factor)
     create_topic(settings.kafka, plan.topic, DATA_PARTITIONS)
     console.print("[bold]3/4[/] two workers (faust -A routing_app.app worker)")
     logs = settings.state_dir / "logs"
     workers: list[WorkerProcess] = [
-        launch_worker(settings, Path(logs / f"worker-{i}").absolute(),
+        launch_worker(worker_settings, Path(logs / f"worker-{i}").absolute(),
                       web_port=settings.web_port + i)
         for i in range(2)
     ]
@@ -124,19 +132,19 @@ def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: 
             base = f"http://127.0.0.1:{w.web_port}"
             console.print(f"    ready; live page {base}/ui/?topic={plan.topic}  routes {base}/routes/")
         console.print("[bold]4/4[/] traffic")
-        return _run_traffic(settings, duration_s, plan, console)
+        return _run_traffic(settings, producer_settings, duration_s, plan, console)
     finally:
         for w in workers:
             w.stop()
 
 
-def _run_traffic(settings: Settings, duration_s: float, plan: TrafficPlan,
-                 console: Console) -> int:
+def _run_traffic(settings: Settings, producer_settings: Settings, duration_s: float,
+                 plan: TrafficPlan, console: Console) -> int:
     state = DemoState()
     hot_partition = java_partition(plan.hot_tenant.encode(), DATA_PARTITIONS)
     sampler = PartitionLoadSampler(settings.kafka, plan.topic)
     events = EventTail(settings)
-    conf = settings.producer_config(**{"linger.ms": 5})
+    conf = producer_settings.producer_config(**{"linger.ms": 5})
     all_events: list[ReassignmentEvent] = []
     with RoutingProducer(conf) as producer:
         producer.wait_ready(30)

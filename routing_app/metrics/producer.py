@@ -25,7 +25,6 @@ import dataclasses
 import logging
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from prometheus_client.core import Metric
 
 from routing_app.client.cache import consumer_settings_from
 from routing_app.client.partitioner import RoutingPath
+from routing_app.connection import METRICS_GROUP_PREFIX, reader_group
 from routing_app.metrics.families import Families, metric_name
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class RoutesWatermark:
     def __init__(self, conf: Mapping[str, Any], routes_topic: str, *, max_age_s: float = 5.0,
                  timeout_s: float = 2.0) -> None:
         self._conf = {**consumer_settings_from(dict(conf)),
-                      "group.id": f"routing-app-metrics-{uuid.uuid4()}",
+                      "group.id": reader_group(METRICS_GROUP_PREFIX),
                       "enable.auto.commit": False}
         self.topic = routes_topic
         self._max_age_s = max_age_s

@@ -48,9 +48,6 @@ class Replay:
     def counts(self) -> Counter[str]:
         return Counter(change.action.value for _, change in self.decisions)
 
-    def for_tenant(self, tenant: str) -> list[PlannedChange]:
-        return [change for _, change in self.decisions if change.tenant == tenant]
-
 
 def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
                 partitions: int = 12, window_s: float = 5.0, plan_delay_s: float = 2.0,

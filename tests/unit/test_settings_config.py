@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from routing_app.codec import registry_client
 from routing_app.config import ConfigError, Settings, load_settings
 
 
@@ -193,6 +194,7 @@ def test_security_settings_reach_every_client_and_hide_secrets() -> None:
                                            "schema.registry.basic.auth.user.info": "reg:pw",
                                            "routing.answers.topic": "routing.answers"}.items()
     assert s.registry_config()["basic.auth.user.info"] == "reg:pw"
+    registry_client(s.registry_config())  # confluent-kafka refuses settings it does not know
     assert s.principal == "User:routing-producer"
     assert s.operators() == {"User:ops", "User:alice"}
     assert "s3cret" not in repr(s) and "reg:pw" not in repr(s) and "s3cret" not in str(s.kafka)
