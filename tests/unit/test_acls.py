@@ -17,8 +17,8 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from routing_app.cli.stack import stack
 from routing_app.config import Settings
-from routing_app.stack.commands import stack
 from routing_app.topics.acls import (
     CLUSTER,
     AclSetError,

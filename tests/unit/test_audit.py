@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from routing_app.audit import commands
 from routing_app.audit.history import (
     EPOCH_CHAIN,
     EPOCH_REGRESSION,
@@ -34,6 +33,7 @@ from routing_app.audit.history import (
 )
 from routing_app.audit.reader import AuditInput
 from routing_app.audit.times import parse_time
+from routing_app.cli import audit as commands
 from routing_app.config import Settings
 from routing_app.control.commands import ControlAction, ControlCommand
 from routing_app.control.decide import Decision, apply_command

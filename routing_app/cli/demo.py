@@ -8,13 +8,12 @@ import time
 import click
 from rich.console import Console
 
+from routing_app.cli.context import pass_settings
 from routing_app.client import RoutingProducer
 from routing_app.config import Settings
 from routing_app.demo.run import DATA_PARTITIONS, DEMO_POLICY, DEMO_WINDOW_S, run_demo
 from routing_app.demo.traffic import TrafficGenerator, TrafficPlan
 from routing_app.topics import create_topic
-
-pass_settings = click.make_pass_decorator(Settings)
 
 _duration = click.option("--duration", type=click.FloatRange(min=0, min_open=True),
                          default=120.0, show_default=True,

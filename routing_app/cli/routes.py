@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from routing_app.cli.context import pass_settings
 from routing_app.client.cache import RouteCache
 from routing_app.codec import probe_registry, registry_client
 from routing_app.config import Settings
@@ -19,7 +20,6 @@ from routing_app.control.client import now_ms
 from routing_app.routes.codec import RouteCodec
 from routing_app.routes.model import Route, RouteMode
 
-pass_settings = click.make_pass_decorator(Settings)
 err = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
 
 

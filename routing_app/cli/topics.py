@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from routing_app.cli.context import pass_settings
 from routing_app.config import Settings
 from routing_app.topics.admin import (
     SubjectCompatibilityError,
@@ -20,7 +21,6 @@ from routing_app.topics.admin import (
 )
 from routing_app.topics.specs import SUBJECT_COMPATIBILITY, routing_topics
 
-pass_settings = click.make_pass_decorator(Settings)
 console = Console(stderr=True)
 
 

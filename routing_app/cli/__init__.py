@@ -1,4 +1,6 @@
-"""The ``routing-app`` command line: one group per concept, each defined in its own package."""
+"""The ``routing-app`` command line: one group per concept, one module each in this package.
+
+The domain packages hold no CLI code; these modules are the top layer and import down."""
 
 from __future__ import annotations
 
@@ -50,18 +52,15 @@ def main(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | 
         ctx.exit(2)
 
 
-pass_settings = click.make_pass_decorator(Settings)
-
-
 def _register() -> None:
-    # Imported here: each group's module imports `pass_settings` from this one.
-    from routing_app.audit.commands import audit
-    from routing_app.bench.commands import bench
-    from routing_app.demo.commands import demo
-    from routing_app.routes.commands import routes
+    # Imported on first use of the group's module, after `main` exists.
+    from routing_app.cli.audit import audit
+    from routing_app.cli.bench import bench
+    from routing_app.cli.demo import demo
+    from routing_app.cli.routes import routes
+    from routing_app.cli.stack import stack
+    from routing_app.cli.topics import topics
     from routing_app.simulate.commands import simulate
-    from routing_app.stack.commands import stack
-    from routing_app.topics.commands import topics
 
     for group in (stack, topics, routes, demo, bench, simulate, audit):
         main.add_command(group)

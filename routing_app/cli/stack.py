@@ -7,12 +7,9 @@ from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.table import Table
 
+from routing_app.cli.context import pass_settings
 from routing_app.config import Settings
 from routing_app.stack import LocalStack, StackError, StackInfo, security
-
-# Same object lookup as routing_app.cli.pass_settings; defined here so that importing this
-# module first (before routing_app.cli) cannot hit the cli <-> commands import cycle.
-pass_settings = click.make_pass_decorator(Settings)
 
 console = Console()
 

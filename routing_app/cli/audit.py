@@ -30,9 +30,9 @@ from routing_app.audit.times import (
     iso_time,
     parse_time,
 )
+from routing_app.cli.context import pass_settings
 from routing_app.config import Settings
 
-pass_settings = click.make_pass_decorator(Settings)
 err = Console(stderr=True, soft_wrap=True)
 
 

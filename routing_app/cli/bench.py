@@ -23,9 +23,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from routing_app.cli.context import pass_settings
 from routing_app.config import Settings
 
-pass_settings = click.make_pass_decorator(Settings)
 err = Console(stderr=True)
 
 # (figure, comparison, target, applies) -> shown in the summary
