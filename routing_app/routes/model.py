@@ -81,6 +81,15 @@ class Route:
     def sharded(self) -> bool:
         return len(self.partitions) > 1
 
+    def usable_for(self, partition_count: int) -> bool:
+        """Whether a producer follows this route on a topic of ``partition_count`` partitions
+        (else it keeps the tenant where it was): the one rule the producer and the planner's
+        view of the producers share. Routes read from the topic are validated already; the
+        count is what may lag behind a route written for partitions just added."""
+        parts = self.partitions
+        return (bool(parts) and min(parts) >= 0 and max(parts) < partition_count
+                and len(set(parts)) == len(parts))
+
     def validate(self, partition_count: int | None = None) -> Route:
         """Raises RouteError naming the first problem; returns self so calls chain."""
         validate_topic_name(self.topic)

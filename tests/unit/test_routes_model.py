@@ -260,3 +260,11 @@ def test_codec_roundtrip_property(route: Route) -> None:
     assert decoded is not None
     assert dict(decoded.attributes) == dict(route.attributes)
     assert Route.from_record(route.to_record()) == route
+
+
+@pytest.mark.parametrize(("partitions", "count", "usable"), [
+    ((0,), 1, True), ((3, 1), 4, True), ((4,), 4, False), ((), 4, False), ((-1,), 4, False),
+    ((2, 2), 4, False),
+])
+def test_usable_for_is_one_rule(partitions: tuple[int, ...], count: int, usable: bool) -> None:
+    assert _route(partitions=partitions).usable_for(count) is usable
