@@ -23,13 +23,13 @@ from routing_app.app.rebalance import hold_flow_until_seek
 from routing_app.app.usage import UsageWindows
 from routing_app.app.web import install_views
 from routing_app.app.writer import RouteWriter, WriterTables
+from routing_app.app.writer_input import WriterInput
 from routing_app.client.cache import RouteCache
 from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.config import ConfigError, Settings, load_settings
 from routing_app.connection import aiokafka_noise, polled_client_settings
-from routing_app.routes import Route, RouteCodec
+from routing_app.routes import RouteCodec
 from routing_app.routes.messages import MessageKind
-from routing_app.routes.model import RouteError, parse_route_key, route_key
 from routing_app.topics import TopicSettingsError, ensure_topics, routing_topics
 from routing_app.topics.admin import TopicReplicationError, ensure_compatibility, replication_factor
 from routing_app.topics.specs import SUBJECT_COMPATIBILITY
@@ -226,8 +226,8 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
     # ticks) and the producers' answers, in one stream. Both have one partition, so Faust's
     # assignor gives them to the same worker (topics of one partition count are co-partitioned),
     # with the writer's tables.
-    writer_input = app.topic(s.control_topic, s.answers_topic, partitions=1, internal=False,
-                             key_serializer="raw", value_serializer="raw")
+    writer_records = app.topic(s.control_topic, s.answers_topic, partitions=1, internal=False,
+                               key_serializer="raw", value_serializer="raw")
     events_topic = app.topic(s.events_topic, partitions=1, internal=False,
                              key_serializer="raw", value_serializer="raw")
     usage_topic = app.topic(s.usage_topic, partitions=s.usage_partitions, internal=False,
@@ -247,86 +247,20 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
                          ready=lambda: not app.rebalancing)
     app.schema_codecs = (route_codec.values, summary_codec, usage_codec, *writer.codecs())
 
-    def reassert_route(topic: str, tenant: str, kept: Route, reason: str) -> None:
-        """Poison under a live route's key, seen by this worker's route cache (its thread):
-        the writer writes the route again, so that compaction, which keeps only the newest
-        record of a key, keeps a good one (see RouteCache.add_poison_listener)."""
-        key = route_key(topic, tenant).encode("utf-8", "surrogateescape")
-        asyncio.run_coroutine_threadsafe(
-            control_topic.send(key=key, value=b"", headers=[MessageKind.ROUTE_REASSERT.header]), app.loop)
-
-    app.route_cache.add_poison_listener(reassert_route)
-
-    def check_route(topic: str, tenant: str, route: Route | None) -> None:
-        """A route change the writer's cache applied (its thread): one the writer could not
-        have made (an epoch it never issued, a tombstone over its live route) is repaired on
-        the agent, which alone may write the table."""
-        if not app.route_cache.ready or not app.is_writer():
-            return
-        key = route_key(topic, tenant)
-        if writer.foreign_epoch(key, route) or (route is None
-                                                and writer.current(topic, tenant) is not None):
-            asyncio.run_coroutine_threadsafe(control_topic.send(
-                key=key.encode("utf-8", "surrogateescape"), value=b"",
-                headers=[MessageKind.ROUTE_CHECK.header]), app.loop)
-
-    app.route_cache.add_listener(check_route)
-    # Rebalances seen, and the one after which the restored table was last checked.
-    takeovers = [0, -1]
-
-    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
-    async def _count_takeover(sender: faust.App, **_: Any) -> None:
-        takeovers[0] += 1
+    writer_input = WriterInput(app, writer, planning, app.route_cache, control_topic,
+                               s.answers_topic)
     app.route_writer, app.planning, app.usage_windows = writer, planning, usage  # type: ignore[attr-defined]
 
-    @app.agent(writer_input, name="control")
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def _took_over(sender: faust.App, **_: Any) -> None:
+        writer_input.took_over()
+
+    @app.agent(writer_records, name="control")
     async def control(stream: faust.StreamT[bytes]) -> None:
         """The single writer: control and answers have one partition each, so one worker runs
-        this at a time.
-
-        Operator commands, window summaries, ticks and producers' answers come through one
-        agent so that planning, operator changes and the ends of drains are applied one at a
-        time by one writer. Producers may write only answers: the kinds they send are taken
-        from the answers topic alone, and nothing else from it.
-        """
+        this at a time (see WriterInput)."""
         async for event in stream.events():
-            if takeovers[1] != takeovers[0]:
-                takeovers[1] = takeovers[0]
-                await writer.repair_table()
-            kind = MessageKind.of(event.message.headers)
-            offset = event.message.offset
-            from_producers = event.message.topic == s.answers_topic
-            if kind is None or kind.from_producers != from_producers:
-                writer.misplaced(event.message.topic, kind, offset)
-                continue
-            key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
-            match kind:
-                case MessageKind.COMMAND:
-                    await writer.handle_command_bytes(event.value, offset)
-                case MessageKind.WINDOW_SUMMARY:
-                    await planning.on_summary(event.value, offset)
-                case MessageKind.TICK:
-                    await planning.on_tick()
-                    await writer.check_drains()
-                case MessageKind.DRAIN_CHECK:
-                    await writer.check_drains()
-                case MessageKind.ROUTE_CHECK:
-                    try:
-                        topic, tenant = parse_route_key(key)
-                    except (RouteError, ValueError):
-                        continue
-                    await writer.repair(key, app.route_cache.get(topic, tenant))
-                case MessageKind.ROUTE_REASSERT:
-                    # Every worker's cache asks; the writer's own cache says whether it must.
-                    if key in app.route_cache.poisoned():
-                        await writer.reassert(key)
-                case MessageKind.DRAIN_ACK:
-                    await writer.handle_drain_ack(event.value, offset)
-                case MessageKind.DRAIN_RELEASED:
-                    await writer.handle_release(event.value, offset)
-                case MessageKind.PRODUCER_CLOSED:
-                    writer.producer_closed(event.value)
-                    await writer.check_drains()
+            await writer_input.handle(event)
 
     @app.agent(usage_topic, name="usage")
     async def usage_agent(stream: faust.StreamT[bytes]) -> None:
@@ -348,7 +282,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
 
     install_views(app, writer, planning, usage, route_values, worker_id)
 
-    del control, usage_agent, tick, _count_takeover
+    del control, usage_agent, tick, _took_over
     return app
 
 
