@@ -253,21 +253,7 @@ def load_settings(
 
     path = _config_file(config_file, env)
     if path is not None:
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-        section = data.get("routing", data)
-        for key, raw in section.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                raise ConfigError(
-                    f"config file {path}: unknown setting {key!r}; known: {', '.join(sorted(known))}"
-                )
-            sources[name] = f"config file {path}, key {key!r}"
-            values[name] = _coerce_from(sources[name], name, known[name].type, raw)
+        _read_file(path, known, values, sources)
 
     for name, f in known.items():
         variable = ENV_PREFIX + name.upper()
@@ -294,6 +280,25 @@ def load_settings(
     return settings
 
 
+def _read_file(path: Path, known: Mapping[str, Any], values: dict[str, Any],
+               sources: dict[str, str]) -> None:
+    """The settings of a TOML file (top level or a [routing] table) into ``values``."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    for key, raw in data.get("routing", data).items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ConfigError(
+                f"config file {path}: unknown setting {key!r}; known: {', '.join(sorted(known))}"
+            )
+        sources[name] = f"config file {path}, key {key!r}"
+        values[name] = _coerce_from(sources[name], name, known[name].type, raw)
+
+
 def _coerce_from(source: str, name: str, declared: Any, raw: Any) -> Any:
     try:
         return _coerce(name, declared, raw)
@@ -302,16 +307,17 @@ def _coerce_from(source: str, name: str, declared: Any, raw: Any) -> Any:
 
 
 def _validate(s: Settings) -> None:
+    _validate_places(s)
+    _validate_security(s)
+    _validate_bounds(s)
+
+
+def _validate_places(s: Settings) -> None:
+    """Ports, topic names, the web server's address."""
     for name in ("kafka_port", "controller_port", "registry_port", "web_port"):
         port = getattr(s, name)
         if not 0 < port < 65536:
             raise ConfigError(f"setting {name!r}: {port} is not a TCP port (1-65535)", name)
-    if s.usage_partitions < 1:
-        raise ConfigError("setting 'usage_partitions' must be at least 1", "usage_partitions")
-    if s.replication_factor < 0:
-        raise ConfigError("setting 'replication_factor' must not be negative (0: the cluster's "
-                          "default)", "replication_factor")
-    _validate_security(s)
     for name in ("routes_topic", "events_topic", "usage_topic", "control_topic", "answers_topic"):
         topic = getattr(s, name)
         if not topic or "/" in topic:
@@ -319,30 +325,38 @@ def _validate(s: Settings) -> None:
     if not s.web_bind or any(c.isspace() for c in s.web_bind):
         raise ConfigError(f"setting 'web_bind': {s.web_bind!r} is not an address to listen on "
                           "(e.g. 127.0.0.1, or 0.0.0.0 for every interface)", "web_bind")
-    for name in ("usage_max_records_per_s", "usage_max_bytes_per_s", "usage_max_interval_ms",
-                 "usage_max_clock_skew_ms"):
+
+
+# Settings that must not be negative, with what their 0 means where it means something.
+_NOT_NEGATIVE = {
+    "replication_factor": " (0: the cluster's default)",
+    "usage_max_records_per_s": " (0: the default)", "usage_max_bytes_per_s": " (0: the default)",
+    "usage_max_interval_ms": " (0: the default)", "usage_max_clock_skew_ms": " (0: the default)",
+    "window_grace_ms": "", "planner_max_wait_ms": "", "drain_ack_grace_ms": "",
+    "producer_expiry_ms": "", "min_compaction_lag_ms": "",
+}
+_POSITIVE = ("usage_interval_s", "worker_session_timeout_s", "window_idle_ms", "drain_timeout_ms")
+
+
+def _validate_bounds(s: Settings) -> None:
+    """Counts, durations and choices."""
+    if s.usage_partitions < 1:
+        raise ConfigError("setting 'usage_partitions' must be at least 1", "usage_partitions")
+    for name, zero in _NOT_NEGATIVE.items():
         if getattr(s, name) < 0:
-            raise ConfigError(f"setting {name!r} must not be negative (0: the default)", name)
-    for name in ("usage_interval_s", "worker_session_timeout_s"):
+            raise ConfigError(f"setting {name!r} must not be negative{zero}", name)
+    for name in _POSITIVE:
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive", name)
     if s.window_s <= 0 or s.window_s * 1000 != int(s.window_s * 1000):
         raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds",
                           "window_s")
-    for name in ("window_grace_ms", "planner_max_wait_ms", "drain_ack_grace_ms",
-                 "producer_expiry_ms", "min_compaction_lag_ms"):
-        if getattr(s, name) < 0:
-            raise ConfigError(f"setting {name!r} must not be negative", name)
-    if s.window_idle_ms <= 0:
-        raise ConfigError("setting 'window_idle_ms' must be positive", "window_idle_ms")
     if s.events_retention_ms < -1:
         raise ConfigError("setting 'events_retention_ms' must be -1 (forever) or a duration",
                           "events_retention_ms")
     if s.drain_on_timeout not in ("abort", "force"):
         raise ConfigError(f"setting 'drain_on_timeout': {s.drain_on_timeout!r} is not abort or "
                           "force", "drain_on_timeout")
-    if s.drain_timeout_ms <= 0:
-        raise ConfigError("setting 'drain_timeout_ms' must be positive", "drain_timeout_ms")
 
 
 def _validate_security(s: Settings) -> None:
