@@ -42,7 +42,7 @@ from routing_app.control.drain import (
 from routing_app.load import committed_offsets, end_offsets
 from routing_app.planner import PartitionKey, TenantHistory, TenantKey
 from routing_app.routes import Route
-from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
+from routing_app.routes.events import EVENT_SCHEMA, REPAIR, ReassignmentEvent
 from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteStatus, route_key
 from routing_app.topics import partition_count
@@ -85,7 +85,7 @@ class RouteWriter:
         self.counters: dict[str, int] = {"commands_applied": 0, "commands_rejected": 0,
                                          "control_undecodable": 0, "decisions": 0,
                                          "commands_unauthorized": 0, "messages_misplaced": 0,
-                                         "foreign_routes": 0,
+                                         "foreign_routes": 0, "handler_errors": 0,
                                          "drains_started": 0, "drains_completed": 0,
                                          "drains_aborted": 0, "drains_forced": 0,
                                          "drain_acks": 0, "drain_acks_stale": 0,
@@ -381,18 +381,20 @@ class RouteWriter:
                       list(seen.partitions), seen.epoch, self.last_epoch(key),
                       f", and its route {list(mine.partitions)} (epoch {mine.epoch}) written "
                       "again" if mine else "")
-            if key in self.tables.routes:
-                del self.tables.routes[key]
-            else:  # nothing to delete in the table; the topic still needs the tombstone
-                self.tables.routes[key] = None
-                del self.tables.routes[key]
+            if key not in self.tables.routes:
+                # The table writes a tombstone only for a key it holds: hold the record as
+                # readers hold it (same epoch: nothing new to them) for the length of a delete.
+                self.tables.routes[key] = seen
+            del self.tables.routes[key]
             if mine is not None:
                 self.tables.routes[key] = mine
+            await self._append(repair_event(seen, mine, seen, self.worker_id, _now_ms()))
         elif seen is None and mine is not None:
             self.counters["foreign_routes"] += 1
             log.error("routes topic: a tombstone the writer did not write under %s: its route "
                       "%s (epoch %d) written again", key, list(mine.partitions), mine.epoch)
             self.tables.routes[key] = mine
+            await self._append(repair_event(None, mine, mine, self.worker_id, _now_ms()))
 
     async def repair_table(self) -> None:
         """At takeover: routes in the restored table (the routes topic) with epochs the writer
@@ -531,6 +533,25 @@ class RouteWriter:
         await self._write(decision, release_from=sorted(holders))
 
 
+
+
+def repair_event(removed: Route | None, restored: Route | None, subject: Route, worker_id: str,
+                 now_ms: int) -> ReassignmentEvent:
+    """The event of a repair, so the audit can tell the writer's repair records from the
+    foreign record they answer: ``from_epoch`` is the removed foreign route's (a tombstone was
+    written), None for a foreign tombstone; ``to_*`` is the writer's route written again."""
+    what = (f"a route the writer did not write ({list(removed.partitions)}, epoch "
+            f"{removed.epoch}) removed" if removed else "a tombstone the writer did not write")
+    return ReassignmentEvent(
+        topic=subject.topic, tenant=subject.tenant, action=REPAIR, decided_at_ms=now_ms,
+        reason=what + (f"; route {list(restored.partitions)} (epoch {restored.epoch}) written "
+                       "again" if restored else "; default hashing"),
+        worker_id=worker_id, from_partitions=removed.partitions if removed else (),
+        from_epoch=removed.epoch if removed else None,
+        to_partitions=restored.partitions if restored else (),
+        to_epoch=restored.epoch if restored else None,
+        mode=(restored or subject).mode.value,
+        status=restored.status.value if restored else "")
 
 
 def _now_ms() -> int:

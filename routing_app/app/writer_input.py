@@ -10,6 +10,7 @@ the answers topic and nothing else, so nothing they write there can be a command
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ from routing_app.client.cache import RouteCache
 from routing_app.routes import Route
 from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteError, parse_route_key, route_key
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes | None, int], Awaitable[None]]
 
@@ -76,7 +79,14 @@ class WriterInput:
             self._writer.misplaced(message.topic, kind, message.offset)
             return
         key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
-        await self._handlers[kind](key, event.value, message.offset)
+        try:
+            await self._handlers[kind](key, event.value, message.offset)
+        except Exception:
+            # An exception escaping an agent stops it for good: the writer would be gone until
+            # a restart. One record that breaks a handler is logged, counted and passed.
+            self._writer.counters["handler_errors"] += 1
+            log.exception("%s offset %d: handling a %s record failed; skipped", message.topic,
+                          message.offset, kind.name.lower())
 
     # -- handlers -------------------------------------------------------------------------------
     async def _on_tick(self, *_: object) -> None:

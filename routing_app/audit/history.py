@@ -21,11 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from routing_app.routes.events import ReassignmentEvent
+from routing_app.routes.events import REPAIR, ReassignmentEvent
 from routing_app.routes.model import Route, RouteStatus, route_key
 
 # Events that record a decision but write no route record.
-NO_ROUTE_CHANGE = frozenset({"rejected", "freeze", "unfreeze"})
+NO_ROUTE_CHANGE = frozenset({"rejected", "freeze", "unfreeze", REPAIR})
 DRAINING = RouteStatus.DRAINING.value
 ACTIVE = RouteStatus.ACTIVE.value
 PAUSE_KEY = "pause_ms"
@@ -77,6 +77,10 @@ class EventRecord:
     @property
     def draining(self) -> bool:
         return self.changes_route and not self.tombstone and self.event.status == DRAINING
+
+    @property
+    def repair(self) -> bool:
+        return self.event.action == REPAIR and bool(self.event.tenant)
 
 
 @dataclass(frozen=True)
@@ -326,19 +330,27 @@ class _Alignment:
     linked: dict[tuple[int, int], RouteRecord] = field(default_factory=dict)
     discrepancies: list[Discrepancy] = field(default_factory=list)
     duplicate_records: int = 0
+    # (partition, offset) of the records no event wrote: somebody else's, kept out of the
+    # epoch checks (each is reported once, as such).
+    foreign: set[tuple[int, int]] = field(default_factory=set)
 
 
 def _align_key(key: str, records: Sequence[RouteRecord], events: Sequence[EventRecord],
-               log: RoutesLog, out: _Alignment) -> None:
+               log: RoutesLog, out: _Alignment, repairs: Sequence[EventRecord] = ()) -> None:
     """Pairs each route record of ``key`` with the event that wrote it, in order.
 
     An event whose record is absent is fine only where the routes topic has a hole (compaction
     removed it) and a later record of the key exists (compaction keeps each key's latest).
+    The writer's repair of a foreign record (``repairs``, in order) writes a tombstone, after
+    repeating the foreign record when its table did not hold the key, and its own route again:
+    the repeats count as repeats, the tombstone is linked to the repair's event.
     """
     partitions = {r.partition for r in records} or set(log.bounds) or {0}
     next_event = 0
     prev_offset: int | None = None  # offset of the last record matched (or skipped as a repeat)
     prev_record: RouteRecord | None = None
+    last_seen: RouteRecord | None = None  # the record before, linked or not
+    removals = [e for e in repairs if e.event.from_epoch is not None]
 
     def check_skipped(skipped: Sequence[EventRecord], before: int | None, is_tail: bool) -> None:
         for i, e in enumerate(skipped):
@@ -352,16 +364,25 @@ def _align_key(key: str, records: Sequence[RouteRecord], events: Sequence[EventR
                     "no such record on the routes topic", event_offset=e.offset))
 
     for r in records:
-        if (prev_record is not None and r.route is not None and r.route == prev_record.route):
-            out.duplicate_records += 1  # the same value written twice (a producer retry)
+        before, last_seen = last_seen, r
+        if r.route is not None and any(p is not None and r.route == p.route
+                                       for p in (prev_record, before)):
+            # The same value written twice: a producer retry, a reassertion, a repair.
+            out.duplicate_records += 1
             prev_offset = r.offset
             continue
         match = next((j for j in range(next_event, len(events)) if _same_change(r, events[j])),
                      None)
+        if match is None and r.route is None and removals:
+            out.linked[(removals[0].partition, removals[0].offset)] = r
+            removals.pop(0)
+            continue
         if match is None:
+            out.foreign.add((r.partition, r.offset))
             out.discrepancies.append(Discrepancy(
                 key, ROUTE_WITHOUT_EVENT, "an event for every route record",
-                f"{describe_route(r.route)} with no event", route_offset=r.offset))
+                f"{describe_route(r.route)} with no event{_repaired_by(r, repairs)}",
+                route_offset=r.offset))
             continue
         check_skipped(events[next_event:match], r.offset, is_tail=False)
         e = events[match]
@@ -376,12 +397,22 @@ def _align_key(key: str, records: Sequence[RouteRecord], events: Sequence[EventR
     check_skipped(events[next_event:], None, is_tail=True)
 
 
+def _repaired_by(r: RouteRecord, repairs: Sequence[EventRecord]) -> str:
+    epoch = None if r.route is None else r.route.epoch
+    repair = next((e for e in repairs if e.event.from_epoch == epoch), None)
+    return "" if repair is None else f" (the writer repaired it: event offset {repair.offset})"
+
+
 def _align(log: RoutesLog, events: Sequence[EventRecord]) -> _Alignment:
     out = _Alignment()
     records = _by_key_records(log.records)
     changes = _by_key_events(events)
+    repairs: dict[str, list[EventRecord]] = defaultdict(list)
+    for e in events:
+        if e.repair:
+            repairs[e.key].append(e)
     for key in sorted(set(records) | set(changes)):
-        _align_key(key, records.get(key, []), changes.get(key, []), log, out)
+        _align_key(key, records.get(key, []), changes.get(key, []), log, out, repairs.get(key, ()))
     return out
 
 
@@ -478,7 +509,8 @@ def verify(log: RoutesLog, events: Sequence[EventRecord],
     for key, key_events in changes.items():
         found.extend(_event_epochs(key, key_events))
     for key, key_records in records.items():
-        found.extend(_record_epochs(key, key_records))
+        found.extend(_record_epochs(
+            key, [r for r in key_records if (r.partition, r.offset) not in alignment.foreign]))
 
     for key in sorted(set(changes) | set(records)):
         expected = changes[key][-1] if key in changes else None

@@ -133,69 +133,102 @@ def run_drain(settings: Settings, *, rate: float = 1500.0, reporter: Reporter | 
                 w.stop()
 
 
-def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporter,
-              restart_producer: bool) -> dict[str, Any]:
-    checker = Checker()
-    stop = threading.Event()
-    sent: dict[tuple[str, str], int] = {}
-    produced = [0]
-    errors: list[BaseException] = []
+class _Traffic:
+    """Every tenant's numbered records, sent without pause, and the consumer group checking
+    them: each on a thread of its own, until :meth:`finish`."""
 
-    def consume() -> None:
-        consumer = Consumer(client_settings(s.kafka, **{
-            "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": True,
-            "auto.commit.interval.ms": 100, "isolation.level": "read_committed"}))
-        consumer.subscribe([data])
-        try:
-            while not stop.is_set() or checker.received < produced[0]:
-                for message in consumer.consume(500, 0.1):
-                    value = message.value()
-                    if message.error() is None and value:
-                        checker.check(value)
-                if stop.is_set() and time.monotonic() > stop_deadline[0]:
-                    return
-        except BaseException as exc:  # reported by the caller
-            errors.append(exc)
-        finally:
-            consumer.close()
+    def __init__(self, s: Settings, data: str, group: str, rate: float) -> None:
+        self._s, self._data, self._group, self._rate = s, data, group, rate
+        self.checker = Checker()
+        self.sent: dict[tuple[str, str], int] = {}
+        self.produced = 0
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._stop_deadline = float("inf")
+        self.holder: list[RoutingProducer] = [self.new_producer(0)]
+        # Held by the traffic loop for each round: a producer swap happens between rounds.
+        self.lock = threading.Lock()
+        self.streams: list[tuple[str, str | None]] = [(t, None) for t in STRICT + RELAXED]
+        # The sharded tenant also sends key-only records: its keyless stream must keep its order
+        # through shard, grow, shrink and merge back too.
+        self.streams += [(SHARDED, u) for u in USERS] + [(SHARDED, None)]
+        self._consumer_thread = threading.Thread(target=self._consume, name="drain-checker",
+                                                 daemon=True)
+        self._producer_thread = threading.Thread(target=self._produce, name="drain-producer",
+                                                 daemon=True)
 
-    stop_deadline = [float("inf")]
-
-    def new_producer(index: int) -> RoutingProducer:
-        producer = RoutingProducer(s.producer_config(**{
+    def new_producer(self, index: int) -> RoutingProducer:
+        producer = RoutingProducer(self._s.producer_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5,
             "routing.usage.interval.ms": 500, "routing.producer.id": f"drain-bench-{index}"}))
         producer.wait_ready(30)
         return producer
 
-    holder: list[RoutingProducer] = [new_producer(0)]
-    # Held by the traffic loop for each round: a producer swap happens between rounds.
-    traffic_lock = threading.Lock()
-    streams: list[tuple[str, str | None]] = [(t, None) for t in STRICT + RELAXED]
-    # The sharded tenant also sends key-only records: its keyless stream must keep its order
-    # through shard, grow, shrink and merge back too.
-    streams += [(SHARDED, u) for u in USERS] + [(SHARDED, None)]
+    def start(self) -> None:
+        self._consumer_thread.start()
+        self._producer_thread.start()
 
-    def produce() -> None:
+    def raise_if_failed(self) -> None:
+        if self.errors:
+            raise RuntimeError(f"traffic failed: {self.errors[0]!r}") from self.errors[0]
+
+    def finish(self) -> int:
+        """Stops sending, closes the producer in use and lets the checker catch up: the records
+        still unsent when the producer closed."""
+        self._stop.set()
+        self._producer_thread.join(10)
+        left = self.holder[0].flush(30)
+        self.holder[0].close()
+        self._stop_deadline = time.monotonic() + 30
+        self._consumer_thread.join(40)
+        return left
+
+    def _consume(self) -> None:
+        consumer = Consumer(client_settings(self._s.kafka, **{
+            "group.id": self._group, "auto.offset.reset": "earliest", "enable.auto.commit": True,
+            "auto.commit.interval.ms": 100, "isolation.level": "read_committed"}))
+        consumer.subscribe([self._data])
         try:
-            while not stop.is_set():
-                started = time.monotonic()
-                with traffic_lock:
-                    producer = holder[0]
-                    for tenant, user in list(streams):
-                        stream = (tenant, user or "")
-                        seq = sent.get(stream, 0)
-                        value = f"{tenant}|{user or ''}|{seq}".encode()
-                        if user is None or tenant == CRASHY:
-                            producer.produce(data, value, tenant.encode())
-                        else:
-                            producer.produce(data, value, user.encode(), tenant=tenant)
-                        sent[stream] = seq + 1
-                        produced[0] += 1
-                time.sleep(max(0.0, len(streams) / rate - (time.monotonic() - started)))
-        except BaseException as exc:
-            errors.append(exc)
+            while not self._stop.is_set() or self.checker.received < self.produced:
+                for message in consumer.consume(500, 0.1):
+                    value = message.value()
+                    if message.error() is None and value:
+                        self.checker.check(value)
+                if self._stop.is_set() and time.monotonic() > self._stop_deadline:
+                    return
+        except BaseException as exc:  # reported by the caller
+            self.errors.append(exc)
+        finally:
+            consumer.close()
 
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                with self.lock:
+                    self._send_round(self.holder[0])
+                time.sleep(max(0.0, len(self.streams) / self._rate
+                               - (time.monotonic() - started)))
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def _send_round(self, producer: RoutingProducer) -> None:
+        """The next record of every stream."""
+        for tenant, user in list(self.streams):
+            stream = (tenant, user or "")
+            seq = self.sent.get(stream, 0)
+            value = f"{tenant}|{user or ''}|{seq}".encode()
+            if user is None or tenant == CRASHY:
+                producer.produce(self._data, value, tenant.encode())
+            else:
+                producer.produce(self._data, value, user.encode(), tenant=tenant)
+            self.sent[stream] = seq + 1
+            self.produced += 1
+
+
+def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporter,
+              restart_producer: bool) -> dict[str, Any]:
+    traffic = _Traffic(s, data, group, rate)
     crashy = subprocess.Popen(
         [sys.executable, "-c", _CRASHY_PRODUCER, json.dumps(s.producer_config(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5,
@@ -204,66 +237,68 @@ def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporte
     try:
         if crashy.stdout is None or crashy.stdout.readline().strip() != "ready":
             raise RuntimeError("the crashing producer did not start")
-        consumer_thread = threading.Thread(target=consume, name="drain-checker", daemon=True)
-        producer_thread = threading.Thread(target=produce, name="drain-producer", daemon=True)
-        consumer_thread.start()
-        producer_thread.start()
+        traffic.start()
         control = ControlClient(s)
-        applied: list[tuple[str, ReassignmentEvent]] = []
         moves = _moves(data)
         restart_at = len(moves) // 2 if restart_producer else -1
         crash_at = restart_at + 3 if restart_producer else len(moves) // 2
         reporter.note(f"{len(moves)} moves under {rate:.0f} records/s")
         time.sleep(3.0)  # usage reports make the producers known, live ones
         try:
-            for index, (kind, command) in enumerate(moves):
-                if errors:
-                    raise RuntimeError(f"traffic failed: {errors[0]!r}") from errors[0]
-                if index == crash_at:
-                    crashy.kill()  # -9: no goodbye, records in its queue are lost
-                    crashy.wait(10)
-                    applied.append(("crash", _move(control, holder, data, ControlCommand(
-                        ControlAction.PIN, data, CRASHY, now_ms(), (6,), reason="bench drain"),
-                        on_start=lambda: streams.append((CRASHY, "after")))))
-                if index == restart_at:
-                    # A producer restart in the middle of a drain: the new one rebuilds its
-                    # routes, finds the tenant draining and holds; the old one releases what
-                    # it held when the move ends, then closes.
-                    applied.append((kind, _move(control, holder, data, command,
-                                                on_start=lambda: _swap(holder, traffic_lock,
-                                                                       new_producer))))
-                else:
-                    applied.append((kind, _move(control, holder, data, command)))
-                time.sleep(0.3)
+            applied = _make_moves(control, traffic, crashy, data, moves, restart_at, crash_at)
         finally:
-            stop.set()
-            producer_thread.join(10)
-            left = holder[0].flush(30)
-            holder[0].close()
-            stop_deadline[0] = time.monotonic() + 30
-            consumer_thread.join(40)
+            left = traffic.finish()
     finally:
         crashy.kill()
-    if errors:
-        raise RuntimeError(f"traffic failed: {errors[0]!r}") from errors[0]
+    traffic.raise_if_failed()
+    return _figures(s, traffic, applied, left, restart_producer)
+
+
+def _make_moves(control: ControlClient, traffic: _Traffic, crashy: subprocess.Popen[str],
+                data: str, moves: list[tuple[str, ControlCommand]], restart_at: int,
+                crash_at: int) -> list[tuple[str, ReassignmentEvent]]:
+    """Every move, one after another, each waited for; the crashing producer is killed and its
+    tenant moved before move ``crash_at``, the producer in use is replaced during move
+    ``restart_at``."""
+    applied: list[tuple[str, ReassignmentEvent]] = []
+    for index, (kind, command) in enumerate(moves):
+        traffic.raise_if_failed()
+        if index == crash_at:
+            crashy.kill()  # -9: no goodbye, records in its queue are lost
+            crashy.wait(10)
+            applied.append(("crash", _move(control, traffic.holder, data, ControlCommand(
+                ControlAction.PIN, data, CRASHY, now_ms(), (6,), reason="bench drain"),
+                on_start=lambda: traffic.streams.append((CRASHY, "after")))))
+        if index == restart_at:
+            # A producer restart in the middle of a drain: the new one rebuilds its
+            # routes, finds the tenant draining and holds; the old one releases what
+            # it held when the move ends, then closes.
+            applied.append((kind, _move(control, traffic.holder, data, command,
+                                        on_start=lambda: _swap(traffic.holder, traffic.lock,
+                                                               traffic.new_producer))))
+        else:
+            applied.append((kind, _move(control, traffic.holder, data, command)))
+        time.sleep(0.3)
+    return applied
+
+
+def _figures(s: Settings, traffic: _Traffic, applied: list[tuple[str, ReassignmentEvent]],
+             left: int, restart_producer: bool) -> dict[str, Any]:
+    checker = traffic.checker
     timeouts: list[str] = []
     pauses = _pauses(s, {e.tenant for _, e in applied}, timeouts)
     # Without the move that waited for the killed producer to expire (producer_expiry_ms).
     live_pauses = _pauses(s, {e.tenant for _, e in applied} - {CRASHY})
     strict_tenants = set(STRICT) | {SHARDED, CRASHY}
-    lost = {t: n for t, n in _lost(sent, checker).items() if n}
+    lost = {t: n for t, n in _lost(traffic.sent, checker).items() if n}
     crashed = checker.span.get((CRASHY, "crashed"))
     after = checker.span.get((CRASHY, "after"))
     return {
         "moves": len(applied),
         "strict_moves": sum(1 for _, e in applied if e.status == RouteStatus.DRAINING.value),
         "kinds": sorted({k for k, _ in applied}),
-        "pause_p50_ms": round(statistics.median(pauses), 1) if pauses else None,
-        "pause_p99_ms": round(_percentile(pauses, 0.99), 1) if pauses else None,
-        "pause_max_ms": round(max(pauses), 1) if pauses else None,
-        "pause_p99_ms_live_producers": round(_percentile(live_pauses, 0.99), 1)
-        if live_pauses else None,
-        "records": produced[0], "received": checker.received, "unsent_at_close": left,
+        **_pause_figures(pauses, live_pauses),
+        "records": traffic.produced, "received": checker.received, "unsent_at_close": left,
         "lost_strict": sum(n for t, n in lost.items() if t in strict_tenants),
         "duplicated_strict": sum(n for t, n in checker.duplicated.items() if t in strict_tenants),
         "reordered_strict": sum(n for t, n in checker.reordered.items() if t in strict_tenants),
@@ -277,6 +312,16 @@ def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporte
         "crashed_before_moved": bool(crashed and after and crashed[1] < after[0]),
         "drains_timed_out": len(timeouts),
         "timeouts": timeouts,
+    }
+
+
+def _pause_figures(pauses: list[float], live_pauses: list[float]) -> dict[str, Any]:
+    return {
+        "pause_p50_ms": round(statistics.median(pauses), 1) if pauses else None,
+        "pause_p99_ms": round(_percentile(pauses, 0.99), 1) if pauses else None,
+        "pause_max_ms": round(max(pauses), 1) if pauses else None,
+        "pause_p99_ms_live_producers": round(_percentile(live_pauses, 0.99), 1)
+        if live_pauses else None,
     }
 
 

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
@@ -104,6 +105,84 @@ class _TailingConsumer(threading.Thread):
         self.join(10.0)
 
 
+@dataclass
+class _Latencies:
+    """Seconds from a change's produce() to its arrival, per observer kind."""
+
+    producers: int
+    last_cache: list[float] = field(default_factory=list)  # the last cache, per change
+    per_cache: list[float] = field(default_factory=list)  # every cache, every change
+    baseline: list[float] = field(default_factory=list)
+
+    def add(self, route: Route, written: float, seen: dict[str, float],
+            change_timeout_s: float) -> None:
+        """``seen``: when each observer saw the change; every cache must have."""
+        producers = self.producers
+        caches = [seen[f"cache-{i}"] - written for i in range(producers) if f"cache-{i}" in seen]
+        if len(caches) < producers:
+            raise RuntimeError(
+                f"change {route.tenant} epoch {route.epoch}: {producers - len(caches)} of "
+                f"{producers} caches did not see it within {change_timeout_s} s")
+        self.last_cache.append(max(caches))
+        self.per_cache.extend(caches)
+        if "baseline" in seen:
+            self.baseline.append(seen["baseline"] - written)
+
+    def figures(self, changes: int) -> dict[str, Any]:
+        def ms(values: list[float], pct: float) -> float:
+            return rounded(percentile(values, pct) * 1000.0)
+
+        result: dict[str, Any] = {
+            "p50_ms": ms(self.last_cache, 50),
+            "p99_ms": ms(self.last_cache, 99),
+            "max_ms": rounded(max(self.last_cache) * 1000.0),
+            "changes": changes,
+            "producers": self.producers,
+            "per_cache_p50_ms": ms(self.per_cache, 50),
+            "per_cache_p99_ms": ms(self.per_cache, 99),
+        }
+        if self.baseline:
+            result.update(
+                baseline_p50_ms=ms(self.baseline, 50),
+                baseline_p99_ms=ms(self.baseline, 99),
+                baseline_max_ms=rounded(max(self.baseline) * 1000.0),
+                baseline_changes=len(self.baseline),
+            )
+        return result
+
+
+def _route_producer(settings: Settings, routes_topic: str, index: int) -> RoutingProducer:
+    return RoutingProducer({
+        "bootstrap.servers": settings.bootstrap,
+        "schema.registry.url": settings.registry_url,
+        "routing.routes.topic": routes_topic,
+        "routing.usage.enabled": False,  # nothing is produced: nothing to report
+        "routing.producer.id": f"bench-propagation-{index}",
+    })
+
+
+def _report_arrivals(client: RoutingProducer, observer: str, arrivals: _Arrivals) -> None:
+    """Each route the client's cache receives counts as seen by ``observer``."""
+    assert client.cache is not None
+
+    def listener(_topic: str, tenant: str, route: Route | None) -> None:
+        if route is not None:
+            arrivals.saw(observer, tenant, route.epoch)
+
+    client.cache.add_listener(listener)
+
+
+def _time_change(writer: Producer, codec: RouteCodec, routes_topic: str, route: Route,
+                 arrivals: _Arrivals, change_timeout_s: float) -> tuple[float, dict[str, float]]:
+    """Writes one route change: (when its produce() was called, when each observer saw it)."""
+    key, value = RouteCodec.encode_key(route.topic, route.tenant), codec.encode(route)
+    arrivals.expect(route.tenant, route.epoch)
+    written = time.perf_counter()
+    writer.produce(routes_topic, value, key, partition=0)
+    writer.flush(30)
+    return written, arrivals.wait(change_timeout_s)
+
+
 def run_propagation(
     settings: Settings,
     *,
@@ -119,9 +198,7 @@ def run_propagation(
         raise ValueError("producers, changes and tenants must be positive")
     say = reporter or SilentReporter()
     rng = random.Random(seed)
-    latencies: list[float] = []  # the last cache, per change
-    per_cache: list[float] = []  # every cache, every change
-    baseline: list[float] = []
+    latencies = _Latencies(producers)
     with Scratch(settings, say) as scratch:
         routes_topic = scratch.routes_topic()
         data_topic = f"bench.data.{scratch.suffix}"  # named by the routes; never written
@@ -138,23 +215,8 @@ def run_propagation(
         writer = Producer(client_settings(settings.kafka, acks="all", **{"linger.ms": 0}))
         try:
             for index in range(producers):
-                client = RoutingProducer({
-                    "bootstrap.servers": settings.bootstrap,
-                    "schema.registry.url": settings.registry_url,
-                    "routing.routes.topic": routes_topic,
-                    "routing.usage.enabled": False,  # nothing is produced: nothing to report
-                    "routing.producer.id": f"bench-propagation-{index}",
-                })
-                clients.append(client)
-                observer = f"cache-{index}"
-                assert client.cache is not None
-
-                def listener(_topic: str, tenant: str, route: Route | None,
-                             observer: str = observer) -> None:
-                    if route is not None:
-                        arrivals.saw(observer, tenant, route.epoch)
-
-                client.cache.add_listener(listener)
+                clients.append(_route_producer(settings, routes_topic, index))
+                _report_arrivals(clients[-1], f"cache-{index}", arrivals)
             for client in clients:
                 client.wait_ready(120)
             tail = _TailingConsumer(settings, routes_topic, arrivals, codec)
@@ -168,25 +230,11 @@ def run_propagation(
                 for _ in range(changes):
                     tenant = rng.choice(names)
                     epochs[tenant] += 1
-                    epoch = epochs[tenant]
-                    route = Route(data_topic, tenant, (rng.randrange(12),), epoch,
+                    route = Route(data_topic, tenant, (rng.randrange(12),), epochs[tenant],
                                   updated_at_ms=int(time.time() * 1000), decided_by="bench")
-                    key, value = RouteCodec.encode_key(data_topic, tenant), codec.encode(route)
-                    arrivals.expect(tenant, epoch)
-                    written = time.perf_counter()
-                    writer.produce(routes_topic, value, key, partition=0)
-                    writer.flush(30)
-                    seen = arrivals.wait(change_timeout_s)
-                    caches = [seen[f"cache-{i}"] - written for i in range(producers)
-                              if f"cache-{i}" in seen]
-                    if len(caches) < producers:
-                        raise RuntimeError(
-                            f"change {tenant} epoch {epoch}: {producers - len(caches)} of "
-                            f"{producers} caches did not see it within {change_timeout_s} s")
-                    latencies.append(max(caches))
-                    per_cache.extend(caches)
-                    if "baseline" in seen:
-                        baseline.append(seen["baseline"] - written)
+                    written, seen = _time_change(writer, codec, routes_topic, route, arrivals,
+                                                 change_timeout_s)
+                    latencies.add(route, written, seen, change_timeout_s)
                     advance(1)
                     time.sleep(rng.uniform(0, max_gap_ms / 1000.0))
             if tail.failure is not None:
@@ -197,25 +245,4 @@ def run_propagation(
             for client in clients:
                 client.close()
             writer.flush(10)
-
-    def ms(values: list[float], pct: float) -> float:
-        return rounded(percentile(values, pct) * 1000.0)
-
-    result: dict[str, Any] = {
-        "p50_ms": ms(latencies, 50),
-        "p99_ms": ms(latencies, 99),
-        "max_ms": rounded(max(latencies) * 1000.0),
-        "changes": changes,
-        "producers": producers,
-        "per_cache_p50_ms": ms(per_cache, 50),
-        "per_cache_p99_ms": ms(per_cache, 99),
-    }
-    if baseline:
-        result.update(
-            baseline_p50_ms=ms(baseline, 50),
-            baseline_p99_ms=ms(baseline, 99),
-            baseline_max_ms=rounded(max(baseline) * 1000.0),
-            baseline_changes=len(baseline),
-        )
-    return result
-
+    return latencies.figures(changes)

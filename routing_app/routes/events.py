@@ -11,6 +11,10 @@ from routing_app.routes.model import Route
 
 EVENT_SCHEMA = "reassignment_event"
 
+# The writer put its own route back over a record somebody else wrote on the routes topic: the
+# event explains the writer's repair records to the audit; it changes no decision.
+REPAIR = "repair"
+
 
 @dataclass(frozen=True)
 class ReassignmentEvent:

@@ -104,6 +104,49 @@ class StackInfo:
         return self.settings_for(Settings(), user).kafka
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one ``up`` is to start, and what already runs."""
+
+    nodes: list[KafkaNode]
+    brokers: int
+    secure: bool
+    # False: ROUTING_SCHEMA_REGISTRY_URL names someone else's registry.
+    local_registry: bool
+    running: dict[str, int]  # Kafka node name -> pid
+    registry_pid: int | None
+    credentials: Credentials | None  # the secure stack's
+
+
+@dataclass(frozen=True)
+class _Tools:
+    """The downloads and Java runtimes the stack runs on."""
+
+    kafka_java: str
+    classpath: str
+    registry_home: Path | None  # None: no local registry
+    registry_java: str
+
+
+@dataclass
+class _Launch:
+    """What one ``up`` started, and how long each took to answer: for its report, and to stop
+    on failure."""
+
+    pids: dict[str, int | None]  # every Kafka node, started or already running
+    registry_pid: int | None
+    started: list[str] = field(default_factory=list)
+    launched_at: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def launching(self, name: str) -> None:
+        self.launched_at[name] = time.monotonic()
+
+    def answered(self, name: str) -> None:
+        if name in self.launched_at:
+            self.timings[name] = time.monotonic() - self.launched_at[name]
+
+
 class LocalStack:
     """The stack in ``settings.state_dir``.
 
@@ -235,15 +278,43 @@ class LocalStack:
 
     def up(self) -> StackInfo:
         if self.settings.uses_external_cluster:
-            if self._secure:
-                raise StackError(
-                    f"--secure makes the local stack's Kafka require logins; "
-                    f"ROUTING_BOOTSTRAP_SERVERS names an external cluster "
-                    f"({self.settings.bootstrap}), whose security is its own. Log in to it with "
-                    "ROUTING_SECURITY_PROTOCOL, ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME "
-                    "and ROUTING_SASL_PASSWORD; `routing-app stack acls` lists the ACLs the "
-                    "project needs there.")
-            return self._check_external()
+            return self._up_external()
+        plan = self._plan()
+        tools = self._tools(plan)
+        launch = _Launch(pids={node.name: plan.running.get(node.name) for node in plan.nodes},
+                         registry_pid=plan.registry_pid)
+        try:
+            self._start_kafka(plan, tools, launch)
+            if tools.registry_home is not None and launch.registry_pid is None:
+                self._start_registry(tools.registry_home, tools.registry_java, launch)
+            self._write_stack_file(plan.nodes, plan.secure)
+            self._wait_for_kafka(plan, launch)
+            acls_applied = 0
+            if plan.credentials is not None:
+                acls_applied = self._secure_setup(plan.nodes, plan.credentials)
+            self._wait_for_registry(plan, launch)
+        except BaseException:
+            # Leave nothing half-up behind; what was already running before stays.
+            if "registry" in launch.started:
+                self._registry.stop()
+            stop_all([kafka.process(self.settings, node) for node in plan.nodes
+                      if node.name in launch.started])
+            raise
+        return self._info(plan, launch, acls_applied)
+
+    def _up_external(self) -> StackInfo:
+        if self._secure:
+            raise StackError(
+                f"--secure makes the local stack's Kafka require logins; "
+                f"ROUTING_BOOTSTRAP_SERVERS names an external cluster "
+                f"({self.settings.bootstrap}), whose security is its own. Log in to it with "
+                "ROUTING_SECURITY_PROTOCOL, ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME "
+                "and ROUTING_SASL_PASSWORD; `routing-app stack acls` lists the ACLs the "
+                "project needs there.")
+        return self._check_external()
+
+    def _plan(self) -> _Plan:
+        """What ``up`` starts, checked against what runs and the ports, before any download."""
         s = self.settings
         # ROUTING_SCHEMA_REGISTRY_URL alone: local Kafka, but that registry instead of ours.
         local_registry = s.schema_registry_url is None
@@ -266,84 +337,89 @@ class LocalStack:
                           local_registry=local_registry)
         # Also before any download: made (or refused) without a JVM.
         credentials = self._credentials(nodes) if secure else None
+        return _Plan(nodes, brokers, secure, local_registry, running, registry_pid, credentials)
+
+    def _tools(self, plan: _Plan) -> _Tools:
+        s = self.settings
         kafka_home = artifacts.ensure_kafka(s, self.progress)
-        registry_home = artifacts.ensure_registry(s, self.progress) if local_registry else None
+        registry_home = artifacts.ensure_registry(s, self.progress) if plan.local_registry else None
         # Resolve both runtimes before starting anything, so a missing Java fails cleanly.
         kafka_java = java_for_kafka()
-        registry_java = (self._registry_java or java_for_registry()) if local_registry else ""
-        classpath = str(kafka_home / "libs" / "*")
+        registry_java = ((self._registry_java or java_for_registry()) if plan.local_registry
+                         else "")
+        return _Tools(kafka_java, str(kafka_home / "libs" / "*"), registry_home, registry_java)
 
-        pids: dict[str, int | None] = {node.name: running.get(node.name) for node in nodes}
-        to_start = [node for node in nodes if pids[node.name] is None]
-        started: list[str] = []
-        launched_at: dict[str, float] = {}
-        timings: dict[str, float] = {}
-        try:
-            if to_start:
-                if brokers > 1 or secure or self._layout_file.exists():
-                    self._save_layout(brokers, [(n.port, n.controller_port) for n in nodes[1:]],
-                                      secure)
-                self.progress("Preparing Kafka storage")
-                # All nodes of one cluster share its id; a node formatted before keeps it.
-                cluster_id = next((cid for n in nodes if (cid := kafka.formatted_cluster_id(n))),
-                                  None) or kafka.new_cluster_id()
-                # One formatting JVM per node, in parallel: a few seconds each.
-                with ThreadPoolExecutor(len(to_start)) as pool:
-                    list(pool.map(lambda n: kafka.prepare(s, kafka_java, classpath, n, nodes,
-                                                          cluster_id, credentials), to_start))
-            for node in to_start:
-                self.progress(f"Starting {_label(node)} on {node.address}")
-                launched_at[node.name] = time.monotonic()
-                pids[node.name] = kafka.process(s, node).start(
-                    kafka.argv(s, kafka_java, classpath, node), cwd=s.state_dir)
-                started.append(node.name)
-            if registry_home is not None and registry_pid is None:
-                self.progress(f"Starting Apicurio Registry on {registry.local_url(s)}")
-                (s.state_dir / "registry").mkdir(parents=True, exist_ok=True)
-                launched_at["registry"] = time.monotonic()
-                registry_pid = self._registry.start(
-                    registry.argv(s, registry_java, free_port()), cwd=registry_home
-                )
-                started.append("registry")
-            self._write_stack_file(nodes, secure)
-            # Everything was started before waiting on any of it: they boot in parallel.
-            for node in nodes:
-                self.progress(f"Waiting for {_label(node)} on {node.address}")
-                kafka.wait_ready(s, pids[node.name], node=node, brokers=len(nodes),
-                                 credentials=credentials)
-                if node.name in launched_at:
-                    timings[node.name] = time.monotonic() - launched_at[node.name]
-            acls_applied = 0
-            if credentials is not None:
-                acls_applied = self._secure_setup(nodes, credentials)
-            if local_registry:
-                self.progress(f"Waiting for Apicurio Registry on {s.registry_url}")
-                registry.wait_ready(s, registry_pid)
-                if "registry" in launched_at:
-                    timings["registry"] = time.monotonic() - launched_at["registry"]
-                registry.set_global_compatibility(s.registry_url)
-            else:
-                # Someone else's registry: checked, never reconfigured.
-                self._check_external_registry()
-        except BaseException:
-            # Leave nothing half-up behind; what was already running before stays.
-            if "registry" in started:
-                self._registry.stop()
-            stop_all([kafka.process(s, node) for node in nodes if node.name in started])
-            raise
+    def _start_kafka(self, plan: _Plan, tools: _Tools, launch: _Launch) -> None:
+        s = self.settings
+        to_start = [node for node in plan.nodes if launch.pids[node.name] is None]
+        if to_start:
+            self._prepare_storage(plan, tools, to_start)
+        for node in to_start:
+            self.progress(f"Starting {_label(node)} on {node.address}")
+            launch.launching(node.name)
+            launch.pids[node.name] = kafka.process(s, node).start(
+                kafka.argv(s, tools.kafka_java, tools.classpath, node), cwd=s.state_dir)
+            launch.started.append(node.name)
+
+    def _prepare_storage(self, plan: _Plan, tools: _Tools, to_start: list[KafkaNode]) -> None:
+        nodes = plan.nodes
+        if plan.brokers > 1 or plan.secure or self._layout_file.exists():
+            self._save_layout(plan.brokers, [(n.port, n.controller_port) for n in nodes[1:]],
+                              plan.secure)
+        self.progress("Preparing Kafka storage")
+        # All nodes of one cluster share its id; a node formatted before keeps it.
+        cluster_id = next((cid for n in nodes if (cid := kafka.formatted_cluster_id(n))),
+                          None) or kafka.new_cluster_id()
+        # One formatting JVM per node, in parallel: a few seconds each.
+        with ThreadPoolExecutor(len(to_start)) as pool:
+            list(pool.map(lambda n: kafka.prepare(self.settings, tools.kafka_java,
+                                                  tools.classpath, n, nodes, cluster_id,
+                                                  plan.credentials), to_start))
+
+    def _start_registry(self, home: Path, java: str, launch: _Launch) -> None:
+        s = self.settings
+        self.progress(f"Starting Apicurio Registry on {registry.local_url(s)}")
+        (s.state_dir / "registry").mkdir(parents=True, exist_ok=True)
+        launch.launching("registry")
+        launch.registry_pid = self._registry.start(
+            registry.argv(s, java, free_port()), cwd=home
+        )
+        launch.started.append("registry")
+
+    def _wait_for_kafka(self, plan: _Plan, launch: _Launch) -> None:
+        # Everything was started before waiting on any of it: they boot in parallel.
+        for node in plan.nodes:
+            self.progress(f"Waiting for {_label(node)} on {node.address}")
+            kafka.wait_ready(self.settings, launch.pids[node.name], node=node,
+                             brokers=len(plan.nodes), credentials=plan.credentials)
+            launch.answered(node.name)
+
+    def _wait_for_registry(self, plan: _Plan, launch: _Launch) -> None:
+        s = self.settings
+        if plan.local_registry:
+            self.progress(f"Waiting for Apicurio Registry on {s.registry_url}")
+            registry.wait_ready(s, launch.registry_pid)
+            launch.answered("registry")
+            registry.set_global_compatibility(s.registry_url)
+        else:
+            # Someone else's registry: checked, never reconfigured.
+            self._check_external_registry()
+
+    def _info(self, plan: _Plan, launch: _Launch, acls_applied: int) -> StackInfo:
+        s, nodes, credentials = self.settings, plan.nodes, plan.credentials
         return StackInfo(
             bootstrap=kafka.bootstrap_of(nodes),
             registry_url=s.registry_url,
-            kafka_pid=pids[nodes[0].name],
-            registry_pid=registry_pid,
+            kafka_pid=launch.pids[nodes[0].name],
+            registry_pid=launch.registry_pid,
             kafka_log=kafka.process(s, nodes[0]).log_file,
             registry_log=self._registry.log_file,
-            registry_storage=registry.storage_description(s) if local_registry else None,
-            started=tuple(started),
-            startup_s=timings,
-            brokers=tuple(BrokerInfo(node.node_id, node.address, pids[node.name],
+            registry_storage=registry.storage_description(s) if plan.local_registry else None,
+            started=tuple(launch.started),
+            startup_s=launch.timings,
+            brokers=tuple(BrokerInfo(node.node_id, node.address, launch.pids[node.name],
                                      kafka.process(s, node).log_file) for node in nodes),
-            secure=secure,
+            secure=plan.secure,
             credentials=credentials.by_principal() if credentials else {},
             env_files={user: security.env_file(s.state_dir, user)
                        for user in (credentials.users if credentials else ())},

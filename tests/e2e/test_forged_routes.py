@@ -84,7 +84,15 @@ def test_a_route_the_writer_did_not_write_is_undone_and_later_decisions_still_co
         assert producer.route_for(topic, tenant) == moved
         assert producer.cache is not None and producer.cache.stats().out_of_order >= 1
 
-    assert worker.get("/writer/stats")["foreign_routes"] >= foreign_before + 2
+        # 4. A route for a tenant the writer never routed: removed (a tombstone after it).
+        ghost_key = codec.encode_key(topic, "ghost")
+        ghost = dataclasses.replace(pinned, tenant="ghost", partitions=(elsewhere,), epoch=1)
+        forge(s, s.routes_topic, [(ghost_key, codec.encode(ghost))])
+        wait_for(lambda: [v for _, k, v in routes_records(s) if k == ghost_key][-1:] == [None],
+                 timeout=30, what="the writer to remove a route for a tenant it never routed")
+        wait_for(lambda: producer.route_for(topic, "ghost") is None, what="the producer")
+
+    assert worker.get("/writer/stats")["foreign_routes"] >= foreign_before + 3
     assert "a route the writer did not write" in worker.log()
 
 

@@ -12,8 +12,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from routing_app.client import RoutingProducer
-from routing_app.client.producer import HoldTimeout
+from routing_app.client import HoldTimeout, RoutingProducer
 from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings

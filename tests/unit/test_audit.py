@@ -279,6 +279,39 @@ def test_a_tombstone_on_the_topic_that_no_event_wrote() -> None:
     assert kinds(report) == [("orders/acme", ROUTE_WITHOUT_EVENT), ("orders/acme", FINAL_STATE)]
 
 
+def test_the_writers_repair_of_a_forged_route_leaves_only_the_forgery_reported() -> None:
+    w = FakeWriter()
+    w.pin("acme", 3)
+    mine = _route(w.records[0])
+    forged = replace(mine, partitions=(6,), epoch=9)
+    # What RouteWriter.repair writes: a tombstone over the forgery, then its route again.
+    records = [*w.records, RouteRecord(1, w.now, TOPIC, "acme", forged),
+               RouteRecord(2, w.now, TOPIC, "acme", None), RouteRecord(3, w.now, TOPIC, "acme", mine)]
+    without_event = verify(RoutesLog.of(records), w.events)
+    # Unexplained, the tombstone is a second foreign record; the epochs never go down for the
+    # forgery alone (it is reported once, as a record without event).
+    assert kinds(without_event) == [("orders/acme", ROUTE_WITHOUT_EVENT)] * 2
+
+    repair = ReassignmentEvent(TOPIC, "acme", "repair", "removed", w.now, from_partitions=(6,),
+                               to_partitions=(3,), from_epoch=9, to_epoch=1)
+    events = [*w.events, EventRecord(len(w.events), w.now, repair)]
+    report = verify(RoutesLog.of(records), events)
+    assert kinds(report) == [("orders/acme", ROUTE_WITHOUT_EVENT)]
+    assert report.discrepancies[0].route_offset == 1
+    assert "the writer repaired it: event offset 1" in report.discrepancies[0].found
+    assert report.duplicate_records == 1  # the route written again
+
+    # A tenant the writer never routed: the forgery repeated (held for the delete), then gone.
+    ghost = Route(TOPIC, "ghost", (5,), 1, reason="hand-written")
+    ghost_records = [RouteRecord(i, w.now, TOPIC, "ghost", r) for i, r in
+                     enumerate((ghost, ghost, None))]
+    ghost_repair = ReassignmentEvent(TOPIC, "ghost", "repair", "removed", w.now,
+                                     from_partitions=(5,), from_epoch=1)
+    report = verify(RoutesLog.of(ghost_records), [EventRecord(0, w.now, ghost_repair)])
+    assert kinds(report) == [("orders/ghost", ROUTE_WITHOUT_EVENT)]
+    assert timeline([EventRecord(0, w.now, ghost_repair)])[0].changes_route is False
+
+
 def test_undecodable_records_and_duplicates() -> None:
     w = healthy()
     poison = [Undecodable(ROUTES, "routing.routes", 0, 99, "orders/x", "DecodeError: bad magic"),

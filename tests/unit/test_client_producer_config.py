@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from routing_app.client.producer import ConfigurationError, RoutingProducer, _split_config
+from routing_app.client import ConfigurationError, RoutingProducer
+from routing_app.client.options import split_config
 from routing_app.codec import registry_client
 
 BOOT = {"bootstrap.servers": "127.0.0.1:1"}
@@ -20,7 +21,7 @@ QUIET = {**BOOT, "log_level": 0}
 def test_split_config_parses_routing_options() -> None:
     key_ser = object()
     value_ser = object()
-    rdkafka, opts, registry_url, ks, vs = _split_config({
+    rdkafka, opts, registry_url, ks, vs = split_config({
         **BOOT,
         "linger.ms": 5,
         "schema.registry.url": "http://reg:8081",
@@ -47,13 +48,13 @@ def test_split_config_parses_routing_options() -> None:
 
 
 def test_split_config_defaults_and_generated_producer_id() -> None:
-    rdkafka, opts, registry_url, ks, vs = _split_config(dict(BOOT))
+    rdkafka, opts, registry_url, ks, vs = split_config(dict(BOOT))
     assert rdkafka == {**BOOT, "enable.idempotence": True}
     assert registry_url is None and ks is None and vs is None
     assert opts.routes_topic == "routing.routes" and opts.usage_topic == "routing.usage"
     assert opts.cache_enabled and opts.usage_enabled
     assert opts.producer_id.startswith("producer-") and len(opts.producer_id) > len("producer-")
-    assert _split_config(dict(BOOT))[1].producer_id != opts.producer_id
+    assert split_config(dict(BOOT))[1].producer_id != opts.producer_id
 
 
 @pytest.mark.parametrize(("given", "idempotent", "warned"), [
@@ -68,8 +69,8 @@ def test_split_config_defaults_and_generated_producer_id() -> None:
 def test_idempotence_is_on_unless_the_configuration_says_otherwise(
         given: dict[str, Any], idempotent: Any, warned: bool,
         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="routing_app.client.producer"):
-        rdkafka = _split_config({**BOOT, **given})[0]
+    with caplog.at_level("WARNING", logger="routing_app.client.options"):
+        rdkafka = split_config({**BOOT, **given})[0]
     assert rdkafka.get("enable.idempotence") == idempotent
     assert any("out of order" in r.getMessage() for r in caplog.records) is warned
 
@@ -84,12 +85,12 @@ def test_default_idempotent_configuration_is_accepted_by_librdkafka() -> None:
     (1, True), (0, False),
 ])
 def test_boolean_spellings(value: Any, expected: bool) -> None:
-    assert _split_config({**BOOT, "routing.usage.enabled": value})[1].usage_enabled is expected
+    assert split_config({**BOOT, "routing.usage.enabled": value})[1].usage_enabled is expected
 
 
 def test_unknown_routing_key_is_named() -> None:
     with pytest.raises(ConfigurationError, match=r"unknown setting 'routing\.cache\.enable'"):
-        _split_config({**BOOT, "routing.cache.enable": False})
+        split_config({**BOOT, "routing.cache.enable": False})
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -99,12 +100,12 @@ def test_unknown_routing_key_is_named() -> None:
 ])
 def test_bad_routing_values_are_named(name: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=name.replace(".", r"\.")):
-        _split_config({**BOOT, name: value})
+        split_config({**BOOT, name: value})
 
 
 def test_missing_bootstrap_servers() -> None:
     with pytest.raises(ConfigurationError, match=r"'bootstrap\.servers' is required"):
-        _split_config({"routing.cache.enabled": False})
+        split_config({"routing.cache.enabled": False})
 
 
 def test_librdkafka_rejects_unknown_property() -> None:
@@ -146,11 +147,11 @@ def test_producer_without_cache_and_usage_needs_no_registry() -> None:
 
 
 def test_registry_credentials_pass_through_to_the_registry_client() -> None:
-    _, _, registry, _, _ = _split_config({
+    _, _, registry, _, _ = split_config({
         "bootstrap.servers": "127.0.0.1:1", "schema.registry.url": "http://reg:8081",
         "schema.registry.basic.auth.user.info": "u:p"})
     assert registry == {"url": "http://reg:8081", "basic.auth.user.info": "u:p"}
     registry_client(registry)  # confluent-kafka takes these settings (it refuses unknown ones)
     with pytest.raises(ConfigurationError, match=r"without 'schema\.registry\.url'"):
-        _split_config({"bootstrap.servers": "127.0.0.1:1",
+        split_config({"bootstrap.servers": "127.0.0.1:1",
                        "schema.registry.basic.auth.user.info": "u:p"})

@@ -20,6 +20,7 @@ from routing_app.planner import (
     Plan,
     PlannerInput,
     Policy,
+    ReasonKind,
     TenantHistory,
     TenantKey,
     TenantRate,
@@ -444,7 +445,7 @@ def test_a_key_only_strict_elephant_is_isolated_not_sharded() -> None:
         f"{big} sends 1,400/s, more than a shard's 521/s, but it is one ordered stream (records "
         "without a secondary key) carries 1,400/s: not sharded (strict order keeps each stream on "
         "one partition); isolated on partition 8 (100/s) instead")
-    assert reason_kind(change.action.value, change.reason) == "unsplittable"
+    assert change.kind is ReasonKind.UNSPLITTABLE
     assert change.observed["top_stream_rate"] == 1_400.0
     assert not [c for c in result.changes if c.action is Action.SHARD]
     after = loads_after(inp, result)
@@ -477,7 +478,7 @@ def test_the_same_elephant_with_64_even_keys_is_sharded() -> None:
     assert change.action is Action.SHARD and change.partitions is not None
     assert change.partitions[0] == 5 and len(change.partitions) >= math.ceil(1_400 / 521)
     assert f"sharded over {len(change.partitions)} partitions (was 1)" in change.reason
-    assert reason_kind(change.action.value, change.reason) == "shard_grow"
+    assert change.kind is ReasonKind.SHARD_GROW
 
 
 def test_a_relaxed_elephant_is_sharded_whatever_its_streams() -> None:
@@ -535,6 +536,137 @@ def test_an_unsplittable_elephant_moves_only_where_it_shares_less() -> None:
     later = plan(replace(inp, routes=routes, history=result.history, loads=loads,
                          now_ms=NOW + 3_600_000))
     assert only(later, big) == [], [c.reason for c in only(later, big)]
+
+
+# -- reason kinds: set by the step that decides, whatever its sentence says ----------------------
+
+
+def _hot_tenant() -> tuple[PlannerInput, str]:
+    n = 8
+    hot = names_on(3, n, 1, "hot")[0]
+    neighbours = {t: 100.0 for t in names_on(3, n, 20, "neighbour")}
+    tenant_rates = {**uniform_background(n, 400), **neighbours, hot: 9_800.0}
+    return planner_input(n, tenant_rates, policy=Policy(max_shards=1)), hot
+
+
+def _unsplittable() -> tuple[PlannerInput, str]:
+    big, tenant_rates = _elephant_on_a_shared_partition()
+    return planner_input(12, tenant_rates), big
+
+
+def _grows() -> tuple[PlannerInput, str]:
+    big, tenant_rates = _elephant_on_a_shared_partition()
+    return planner_input(12, tenant_rates, keyed={big}), big
+
+
+def _shrinks() -> tuple[PlannerInput, str]:
+    n = 12
+    big = names_on(5, n, 1, "big")[0]
+    return planner_input(n, {**uniform_background(n, 1_000), big: 1_500.0},
+                         [route(big, range(n), updated=LONG_AGO)]), big
+
+
+def _split() -> tuple[PlannerInput, str]:
+    # Partition 0 is above the rebalance trigger (1,300/s against a mean of 1,000/s); its only
+    # tenant worth moving (600/s, below the 625/s at which shards grow) fits nowhere whole, the
+    # tiny ones are too small to move aside: the last resort gives it shards of 150/s.
+    n = 4
+    big = names_on(0, n, 1, "big")[0]
+    tiny = background(n, {0: 700.0, 1: 900.0, 2: 900.0, 3: 900.0}, per_tenant=5.0)
+    return planner_input(n, {**tiny, big: 600.0}, keyed={big}), big
+
+
+def _cooled_kept_one_shard() -> tuple[PlannerInput, str]:
+    # Cool for an hour on two shards, but its hash partition is above the rebalance trigger
+    # with tenants too small to move: it keeps one shard instead of merging back.
+    n = 6
+    quiet = "quiet"
+    loads = dict.fromkeys(range(n), 1_000.0) | {home(quiet, n): 1_200.0}
+    history = {(T, quiet): TenantHistory(last_moved_ms=LONG_AGO, cool_since_ms=LONG_AGO)}
+    shards = [p for p in range(n) if p != home(quiet, n)][:2]
+    return planner_input(n, {**background(n, loads, per_tenant=5.0), quiet: 20.0},
+                         [route(quiet, shards, updated=LONG_AGO)], history=history), quiet
+
+
+def _over_mean() -> tuple[PlannerInput, str]:
+    n = 4
+    medium = names_on(2, n, 1, "medium")[0]
+    tenant_rates = {**background(n, {0: 950, 1: 950, 2: 800, 3: 500}), medium: 300.0}
+    return planner_input(n, tenant_rates), medium
+
+
+def _making_room() -> tuple[PlannerInput, str]:
+    n = 8
+    big = names_on(0, n, 1, "big")[0]
+    tiny = {t: 5.0 for t in names_on(0, n, 180, "tiny")}
+    others = {t: 75.0 for p in range(1, n) for t in names_on(p, n, 12, f"fill{p}")}
+    rest = {names_on(p, n, 1, f"rest{p}")[0]: 50.0 for p in range(1, n)}
+    inp = planner_input(n, {big: 280.0, **tiny, **others, **rest},
+                        policy=Policy(max_moves_per_cycle=20))
+    # The tenants moved aside; `big` itself then moves as an ordinary rebalance.
+    (first, *_) = plan(inp).changes
+    return inp, first.tenant
+
+
+def _cooled() -> tuple[PlannerInput, str]:
+    n = 6
+    quiet = names_on(1, n, 1, "quiet")[0]
+    history = {(T, quiet): TenantHistory(last_moved_ms=NOW - 3_600_000,
+                                         cool_since_ms=NOW - 600_000)}
+    return planner_input(n, {**uniform_background(n, 1_000), quiet: 20.0}, [route(quiet, (4,))],
+                         history=history), quiet
+
+
+def _missing() -> tuple[PlannerInput, str]:
+    return planner_input(4, {**uniform_background(4, 400), "broken": 200.0},
+                         [route("broken", (1, 9))]), "broken"
+
+
+def _drained() -> tuple[PlannerInput, str]:
+    n = 4
+    routed = names_on(0, n, 1, "routed")[0]
+    return planner_input(n, {**uniform_background(n, 400), routed: 300.0}, [route(routed, (2,))],
+                         drained=frozenset({(T, 2)})), routed
+
+
+def _duplicate() -> tuple[PlannerInput, str]:
+    return planner_input(4, {**uniform_background(4, 400), "twice": 200.0},
+                         [route("twice", (2, 2))]), "twice"
+
+
+@pytest.mark.parametrize(("scenario", "kind"), [
+    (_hot_tenant, ReasonKind.HOT_PARTITION),
+    (_unsplittable, ReasonKind.UNSPLITTABLE),
+    (_grows, ReasonKind.SHARD_GROW),
+    (_shrinks, ReasonKind.SHARD_SHRINK),
+    (_split, ReasonKind.SHARD_SPLIT),
+    (_cooled_kept_one_shard, ReasonKind.COOLED_KEPT_ONE_SHARD),
+    (_over_mean, ReasonKind.OVER_MEAN),
+    (_making_room, ReasonKind.MAKING_ROOM),
+    (_cooled, ReasonKind.COOLED),
+    (_missing, ReasonKind.PARTITION_MISSING),
+    (_drained, ReasonKind.PARTITION_DRAINED),
+    (_duplicate, ReasonKind.DUPLICATE_PARTITION),
+], ids=lambda v: v.value if isinstance(v, ReasonKind) else v.__name__.strip("_"))
+def test_the_step_that_decides_sets_the_reason_kind(
+        scenario: Any, kind: ReasonKind) -> None:
+    inp, tenant = scenario()
+    (change,) = only(plan(inp), tenant)
+    assert change.kind is kind
+    assert change.action is kind.action
+
+
+def test_every_reason_kind_has_a_scenario() -> None:
+    marks = test_the_step_that_decides_sets_the_reason_kind.pytestmark  # type: ignore[attr-defined]
+    (parametrize,) = [m for m in marks if m.name == "parametrize"]
+    assert {kind for _, kind in parametrize.args[1]} == set(ReasonKind)
+
+
+def test_a_kind_belongs_to_its_action() -> None:
+    inp, tenant = _hot_tenant()
+    (change,) = only(plan(inp), tenant)
+    with pytest.raises(ValueError, match="reason kind hot_partition belongs to action isolate"):
+        replace(change, action=Action.MERGE)
 
 
 # -- properties over random inputs ---------------------------------------------------------------
@@ -692,6 +824,16 @@ def test_history_records_every_move(inp: PlannerInput) -> None:
     result = plan(inp)
     for change in result.changes:
         assert result.history[(change.topic, change.tenant)].last_moved_ms == inp.now_ms
+
+
+@FAST
+@given(inputs(budget=10_000))
+def test_each_kind_is_what_its_sentence_has_always_been_read_as(inp: PlannerInput) -> None:
+    """Events read back from the topic carry no kind and are read by their words
+    (routing_app.metrics.reasons): a planner change's kind and its words give one label."""
+    for change in plan(inp).changes:
+        event(change.kind.value)
+        assert reason_kind(change.action.value, change.reason) == change.kind.value, change
 
 
 def _replan(inp: PlannerInput, first: Plan) -> Plan:

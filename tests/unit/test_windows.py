@@ -344,27 +344,45 @@ class _Model:
         return by_stream, by_timer
 
 
-_op = st.one_of(
-    st.tuples(st.just("obs"), st.integers(0, 3), st.integers(-3 * SIZE, SIZE // 2)),
-    st.tuples(st.just("tick"), st.integers(0, 3), st.integers(0, 2 * SIZE)),
-)
+class _Replay:
+    """A WindowCloser driven by a list of operations next to the model, checking every window
+    due() closes against what the model says may close by then."""
 
+    def __init__(self, grace: int, idle: int, tracked: set[int]) -> None:
+        self.closer = WindowCloser(SIZE, grace, idle)
+        self.m = _Model(SIZE, grace, idle)
+        self.now = BASE
+        self.tracked = tracked
+        for p in tracked:
+            self.closer.track(p)
 
-@settings(max_examples=150, deadline=None)
-@given(ops=st.lists(_op, max_size=60), grace=st.integers(0, SIZE), idle=st.integers(1, 2 * SIZE),
-       tracked=st.sets(st.integers(0, 3)))
-def test_every_window_with_data_closes_exactly_once_in_order_never_early(
-        ops: list[tuple[str, int, int]], grace: int, idle: int, tracked: set[int]) -> None:
-    closer = WindowCloser(SIZE, grace, idle)
-    m = _Model(SIZE, grace, idle)
-    now = BASE
-    for p in tracked:
-        closer.track(p)
+    def observe(self, p: int, value: int) -> None:
+        m = self.m
+        # Event times trail the wall clock by up to 3 windows (slow producers) or lead a bit.
+        event = self.now + value
+        start = self.closer.observe(p, event)
+        assert start == window_start_of(event, SIZE)
+        m.stream[p] = max(m.stream.get(p, -1), event)
+        closed = self.closer.is_closed(p, start)
+        # Closed exactly when some earlier due() call reached past its end + grace.
+        assert closed == (start + SIZE <= m.horizon.get(p, -1))
+        if closed:
+            assert start not in m.data.get(p, set()) or start in m.emitted.get(p, [])
+        else:
+            m.data.setdefault(p, set()).add(start)
+        m.last_wall[p] = self.now
+        self.close_due(p)
 
-    def close_due(p: int) -> None:
-        by_stream, by_timer = m.horizons(p, now)
+    def tick(self, ms: int) -> None:
+        self.now += ms
+        for q in sorted(set(self.m.stream) | self.tracked):
+            self.close_due(q)
+
+    def close_due(self, p: int) -> None:
+        m = self.m
+        by_stream, by_timer = m.horizons(p, self.now)
         horizon = max(by_stream, by_timer)
-        due = closer.due(p, now, m.last_wall.get(p))
+        due = self.closer.due(p, self.now, m.last_wall.get(p))
         old = m.horizon.get(p)
         if horizon > (old if old is not None else -1):
             m.horizon[p] = horizon
@@ -386,31 +404,28 @@ def test_every_window_with_data_closes_exactly_once_in_order_never_early(
         # Exactly the windows that just became closable (none held back).
         assert all(s in emitted for s in m.data.get(p, ()) if s + SIZE <= m.horizon.get(p, -1))
 
+
+_op = st.one_of(
+    st.tuples(st.just("obs"), st.integers(0, 3), st.integers(-3 * SIZE, SIZE // 2)),
+    st.tuples(st.just("tick"), st.integers(0, 3), st.integers(0, 2 * SIZE)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(_op, max_size=60), grace=st.integers(0, SIZE), idle=st.integers(1, 2 * SIZE),
+       tracked=st.sets(st.integers(0, 3)))
+def test_every_window_with_data_closes_exactly_once_in_order_never_early(
+        ops: list[tuple[str, int, int]], grace: int, idle: int, tracked: set[int]) -> None:
+    replay = _Replay(grace, idle, tracked)
     for kind, p, value in ops:
         if kind == "obs":
-            # Event times trail the wall clock by up to 3 windows (slow producers) or lead a bit.
-            event = now + value
-            start = closer.observe(p, event)
-            assert start == window_start_of(event, SIZE)
-            m.stream[p] = max(m.stream.get(p, -1), event)
-            closed = closer.is_closed(p, start)
-            # Closed exactly when some earlier due() call reached past its end + grace.
-            assert closed == (start + SIZE <= m.horizon.get(p, -1))
-            if closed:
-                assert start not in m.data.get(p, set()) or start in m.emitted.get(p, [])
-            else:
-                m.data.setdefault(p, set()).add(start)
-            m.last_wall[p] = now
-            close_due(p)
+            replay.observe(p, value)
         else:
-            now += value
-            for q in sorted(set(m.stream) | tracked):
-                close_due(q)
+            replay.tick(value)
 
     # Flush: long after everything, every partition is quiet and closes all it holds.
-    now += 10 * SIZE + grace + idle
-    for q in sorted(set(m.stream) | tracked):
-        close_due(q)
+    replay.tick(10 * SIZE + grace + idle)
+    m = replay.m
     for p, windows in m.data.items():
         emitted = m.emitted[p]
         assert len(emitted) == len(set(emitted))

@@ -1,0 +1,104 @@
+"""Partition choice by the route table: where a record goes, before it is sent."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+from confluent_kafka import murmur2
+
+from routing_app.client.cache import RouteCache
+from routing_app.client.errors import PartitionOutOfRange
+from routing_app.client.holds import TenantHold
+from routing_app.client.metadata import PartitionCounts
+from routing_app.client.partitioner import RoutingPath, choose_partition
+from routing_app.routes import Route
+from routing_app.routes.model import RouteMode, RouteStatus
+
+log = logging.getLogger(__name__)
+
+_DRAINING = RouteStatus.DRAINING
+_ROUTED = RoutingPath.ROUTED.value
+_HASHED = RoutingPath.HASHED.value
+_UNKEYED = RoutingPath.UNKEYED.value
+
+
+class Router:
+    def __init__(self, metadata: PartitionCounts, cache: RouteCache | None,
+                 holds: dict[tuple[str, str], TenantHold]) -> None:
+        self._metadata = metadata
+        self._cache = cache
+        # Tenants whose records wait while their routes drain (drains.DrainCoordinator's).
+        self._holds = holds
+        self._routes_by_topic: dict[str, dict[str, Route]] = (
+            {} if cache is None else cache.routes_by_topic)
+        self._round_robin = itertools.count().__next__
+        self.out_of_range = 0  # records hashed because their route named unknown partitions
+
+    def partition_for(
+        self,
+        topic: str,
+        key: bytes | None,
+        tenant: str | bytes | None = None,
+        partition: int | None = None,
+    ) -> tuple[int | None, RoutingPath]:
+        """Where a record would go; None leaves the choice to librdkafka."""
+        count = self._metadata.get(topic)
+        if partition is not None:
+            if not 0 <= partition < count:
+                raise PartitionOutOfRange(
+                    f"partition {partition} does not exist on topic {topic!r} "
+                    f"(it has {count}: 0..{count - 1})"
+                )
+            return partition, RoutingPath.EXPLICIT
+        if tenant is None:
+            tenant_bytes, secondary = key, None
+        else:
+            tenant_bytes = tenant.encode("utf-8") if isinstance(tenant, str) else tenant
+            secondary = key
+        route_partitions = None
+        relaxed = False
+        if tenant_bytes is not None and self._cache is not None:
+            routes = self._cache.routes_for_topic(topic)
+            if routes:
+                tenant_name = (tenant if isinstance(tenant, str)
+                               else tenant_bytes.decode("utf-8", "surrogateescape"))
+                route = routes.get(tenant_name)
+                if route is not None:
+                    route_partitions = self._usable(route, count)
+                    relaxed = route.mode is RouteMode.RELAXED
+        return choose_partition(count, route_partitions, tenant_bytes, secondary, self._round_robin,
+                                spread_keyless=relaxed)
+
+    def plain_choice(self, topic: str, key: Any, count: int) -> tuple[int, str] | None:
+        """(partition, path value) of a plain record, as partition_for would choose; None for
+        what only the general path does: a sharded or draining route, a route ahead of our
+        metadata, a held tenant, a key that is not bytes."""
+        if key is None:
+            return -1, _UNKEYED  # -1: librdkafka's sticky partitioner
+        if key.__class__ is not bytes:
+            return None
+        routes = self._routes_by_topic.get(topic)
+        name = key.decode("utf-8", "surrogateescape")
+        route = routes.get(name) if routes else None
+        if self._holds and (topic, name) in self._holds:
+            return None
+        if route is None:
+            return murmur2(key, count), _HASHED
+        shards = route.partitions
+        if len(shards) != 1 or shards[0] >= count or route.status is _DRAINING:
+            return None
+        return shards[0], _ROUTED
+
+    def _usable(self, route: Route, count: int) -> tuple[int, ...] | None:
+        if max(route.partitions) < count:
+            return route.partitions
+        # The route was written for partitions our metadata does not know yet: refresh once.
+        count = self._metadata.load(route.topic)
+        if max(route.partitions) < count:
+            return route.partitions
+        self.out_of_range += 1
+        log.warning("route %s names partitions %s but %r has %d; hashing instead",
+                    route.key, list(route.partitions), route.topic, count)
+        return None

@@ -1,0 +1,121 @@
+"""One planning cycle: the input split per data topic into placements, the steps in priority
+order (the move budget is shared, highest first), and the history carried to the next cycle."""
+
+from __future__ import annotations
+
+import math
+
+from routing_app.planner.drain import drain
+from routing_app.planner.isolate import isolate
+from routing_app.planner.loads import clean
+from routing_app.planner.merge import merge
+from routing_app.planner.model import (
+    PartitionLoad,
+    Plan,
+    PlannedChange,
+    PlannerInput,
+    TenantHistory,
+    TenantKey,
+)
+from routing_app.planner.placement import Budget, OutOfMoves, Placement
+from routing_app.planner.rebalance import rebalance
+from routing_app.planner.shard import shard
+from routing_app.routes.model import Route
+
+
+def plan(inp: PlannerInput) -> Plan:
+    """The changes for one complete window. Deterministic for the same input."""
+    budget = Budget(inp.policy.max_moves_per_cycle)
+    changes: list[PlannedChange] = []
+    topics = placements(inp, budget, changes)
+    try:
+        for state in topics:
+            drain(state)
+        for state in topics:
+            shard(state)
+        for state in topics:
+            settle(state)
+    except OutOfMoves:
+        budget.truncated = True
+    return Plan(changes=tuple(changes), history=_history(inp, topics), truncated=budget.truncated)
+
+
+def settle(state: Placement) -> None:
+    """Isolate, rebalance and merge until nothing changes."""
+    # A later step can open room for an earlier one (a relieved source becomes a target);
+    # looping until quiet is what makes a plan, applied and planned again, produce nothing.
+    cool = sorted(t for t in state.routed
+                  if state.rate(t) < state.cool_level and t not in state.broken)
+    complete = state.inp.complete
+    while True:
+        moved = isolate(state)
+        if complete:
+            moved = rebalance(state) or moved
+            moved = merge(state, cool) or moved
+        if not moved:
+            return
+
+
+def placements(inp: PlannerInput, budget: Budget,
+               changes: list[PlannedChange]) -> list[Placement]:
+    """One placement per data topic with tenants or routes, in topic order."""
+    rates: dict[str, dict[str, float]] = {}
+    streams: dict[str, dict[str, tuple[float, int]]] = {}
+    inf = math.inf
+    for (topic, tenant), tr in inp.rates.items():
+        rate = tr.records_per_s
+        # Inline clean(): this loop runs once per tenant per cycle.
+        rates.setdefault(topic, {})[tenant] = rate = rate if 0 < rate < inf else 0.0
+        top = tr.top_stream_per_s
+        # Only what is known to split is kept: a heaviest stream of none, or a negative or NaN
+        # one, is a broken report (unknown: one stream); no stream is below an even split.
+        if top is not None and 0 < top < rate:
+            even = rate / tr.streams if tr.streams > 0 else 0.0
+            streams.setdefault(topic, {})[tenant] = (max(top, even), tr.streams)
+    routes: dict[str, dict[str, Route]] = {}
+    for (topic, tenant), route in inp.routes.items():
+        routes.setdefault(topic, {})[tenant] = route
+    residual: dict[str, dict[int, float]] = {}
+    for (topic, p), value in inp.residual.items():
+        residual.setdefault(topic, {})[p] = clean(value)
+    loads: dict[str, dict[int, PartitionLoad]] = {}
+    for (topic, p), load in inp.loads.items():
+        loads.setdefault(topic, {})[p] = load
+    drained: dict[str, set[int]] = {}
+    for topic, p in inp.drained:
+        drained.setdefault(topic, set()).add(p)
+    out = []
+    for topic in sorted(set(rates) | set(routes)):
+        n = inp.partition_counts.get(topic, 0)
+        if n <= 0:
+            continue  # unknown topic: nothing can be placed, nothing is named
+        out.append(Placement(topic, n, inp, budget, changes, rates.get(topic, {}),
+                             routes.get(topic, {}), residual.get(topic, {}), loads.get(topic, {}),
+                             drained.get(topic, set()), streams.get(topic, {})))
+    return out
+
+
+def _history(inp: PlannerInput, topics: list[Placement]) -> dict[TenantKey, TenantHistory]:
+    dwell_ms = inp.policy.min_dwell_s * 1000
+    planned = {state.name: state for state in topics}
+    out: dict[TenantKey, TenantHistory] = {}
+    for key, kept in inp.history.items():
+        if key[0] not in planned:
+            out[key] = kept  # a topic this cycle could not see: keep what we knew
+    for state in topics:
+        keys = set(state.routed) | state.changed
+        keys.update(t for (topic, t) in inp.history if topic == state.name)
+        for tenant in sorted(keys):
+            hist = inp.history.get((state.name, tenant))
+            if tenant in state.changed:
+                last: int | None = state.now
+            else:
+                last = hist.last_moved_ms if hist is not None else None
+                if last is not None and state.now - last >= dwell_ms:
+                    last = None  # the dwell is over: nothing left to remember
+            cool = state.cool_since(tenant)
+            if tenant in state.changed and cool is not None:
+                cool = state.now  # a new placement starts its cool-down afresh
+            if last is not None or cool is not None:
+                out[(state.name, tenant)] = TenantHistory(last_moved_ms=last, cool_since_ms=cool)
+    return out

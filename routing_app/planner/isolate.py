@@ -1,0 +1,99 @@
+"""Isolation: a tenant gets a partition of its own (or the one it shares least).
+
+- ``isolate``, step 3: the dominant tenant of a hot partition moves where it stays below the
+  hot level, preferably onto a partition without another heavy routed tenant;
+- ``isolate_unsplittable``, from step 2: a strict tenant too big for a shard whose heaviest
+  ordered stream is too, so shards would not split it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from routing_app.planner import reasons
+from routing_app.planner.model import ReasonKind
+from routing_app.planner.placement import Placement
+
+
+def isolate(state: Placement) -> bool:
+    moved = False
+    for p in state.hot(state.hot_factor):
+        if not state.over(p, state.hot_factor):
+            continue
+        singles = [t for t in state.members[p]
+                   if len(state.parts[t]) == 1 and state.rate(t) > 0 and state.movable(t)]
+        if not singles:
+            continue
+        tenant = min(singles, key=lambda t: (-state.rate(t), t))
+        rate = state.rate(tenant)
+        # "Fixes most of it": the tenant explains at least half of the excess.
+        if rate < 0.5 * state.excess(p):
+            continue
+        target = _isolation_target(state, p, tenant, rate)
+        if target is None:
+            continue
+        reason = reasons.hot_partition(state.describe(p), tenant, rate, target,
+                                       state.est[target], state.lag[target])
+        state.move(tenant, (target,), ReasonKind.HOT_PARTITION, reason,
+                   state.observed(tenant, (p,), (target,)))
+        moved = True
+    return moved
+
+
+def _isolation_target(state: Placement, p: int, tenant: str, rate: float) -> int | None:
+    """Preferably a partition without another heavy routed tenant ("dedicated"), where the
+    tenant stays below the hot level. A tenant hot on its own stays the maximum wherever it
+    goes; it then takes the partition where the fewest others share its load, if that cuts
+    the hot partition's load by settle_tolerance x mean when it leaves its hash partition,
+    by the tolerance when it is routed already (it does not wander between equals)."""
+    dedicated = [q for q in state.active if state.heavy[q] == 0]
+    margin = (state.policy.tolerance if tenant in state.routed
+              else state.policy.settle_tolerance)
+    better = state.est[p] - margin * state.mean
+    hot = state.hot_factor
+    for factor, cap, only in ((hot, None, dedicated), (hot, None, None),
+                              (None, better, dedicated), (None, better, None)):
+        target = state.best_fit((p,), rate, factor, only, cap=cap)
+        if target is not None:
+            return target
+    return None
+
+
+def isolate_unsplittable(state: Placement, tenant: str, rate: float) -> None:
+    """A strict tenant too big for one shard whose heaviest ordered stream is too: shards
+    would carry that stream on one partition anyway, so it gets a partition of its own."""
+    current = state.parts[tenant]
+    if len(current) > 1:
+        return  # already sharded (its streams each keep one shard): no more shards
+    (p,) = current
+    if state.members[p] == {tenant}:
+        return  # alone already (routed or hashed): the best one partition can do
+    # Worth a (draining) move only to a partition where it shares clearly less than here,
+    # by the tolerance once routed: it then never wanders between equals. Staying under
+    # the hot level is no reason to move: a partition of its own is the point. First where
+    # the load no rebalance moves away (residual, tenants below min_move) is least, as
+    # rebalancing then clears the rest; else where the whole load is clearly less.
+    margin = (state.policy.tolerance if tenant in state.routed
+              else state.policy.settle_tolerance) * state.mean
+    here = _unmovable(state, p, tenant)
+    # Not onto another tenant bigger than a shard: rebalancing could not clear it away.
+    ranked = sorted((_unmovable(state, q, tenant), state.score(q), q) for q in state.active
+                    if q != p and all(state.piece(t) < state.unit for t in state.members[q]))
+    target = next((q for fixed, _, q in ranked if fixed < here - margin), None)
+    if target is None:
+        target = state.best_fit((p,), rate, None, None, cap=state.est[p] - margin)
+    if target is None:
+        return
+    top = state.heaviest_stream(tenant)
+    reason = reasons.unsplittable(tenant, rate, state.unit, top, state.streams.get(tenant),
+                                  target, state.est[target])
+    observed = state.observed(tenant, (p,), (target,))
+    observed["top_stream_rate"] = top
+    state.move(tenant, (target,), ReasonKind.UNSPLITTABLE, reason, observed)
+
+
+def _unmovable(state: Placement, p: int, tenant: str) -> float:
+    """The load on p that rebalancing would leave there: residual and tenants too small
+    to move (below min_move), the tenant itself aside."""
+    return state.residual[p] + math.fsum(state.piece(t) for t in state.members[p]
+                                         if t != tenant and state.piece(t) < state.min_move)
