@@ -18,13 +18,10 @@ from routing_app.client.memo import Memo
 from routing_app.codec import AvroCodec, RegistryUnavailable
 from routing_app.routes import Route
 from routing_app.routes.drain_ack import DrainAck
+from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteMode, RouteStatus, route_key
 
 log = logging.getLogger(__name__)
-
-_DRAIN_ACK_HEADER = ("routing.type", b"drain-ack")
-_RELEASED_HEADER = ("routing.type", b"drain-released")
-_GOODBYE_HEADER = ("routing.type", b"producer-closed")
 
 # Sends one held record by the settled route: (topic, value, key, its produce options).
 Resend = Callable[[str, Any, Any, dict[str, Any]], None]
@@ -126,7 +123,7 @@ class DrainCoordinator:
             try:
                 self._producer.produce(self._answers_topic, self._codec.encode(ack.to_record()),
                                        route_key(hold.topic, hold.tenant).encode("utf-8"),
-                                       headers=[_DRAIN_ACK_HEADER])
+                                       headers=[MessageKind.DRAIN_ACK.header])
             except (BufferError, RegistryUnavailable, KafkaException) as exc:
                 if not hold.ack_error_logged:
                     hold.ack_error_logged = True
@@ -144,7 +141,7 @@ class DrainCoordinator:
         producer_id = self._producer_id.encode("utf-8")
         try:
             self._producer.produce(self._answers_topic, producer_id, producer_id,
-                                   headers=[_GOODBYE_HEADER])
+                                   headers=[MessageKind.PRODUCER_CLOSED.header])
             self._producer.flush(2.0)
         except (BufferError, KafkaException) as exc:
             log.warning("%s: could not announce its close: %s", self._producer_id, exc)
@@ -187,7 +184,7 @@ class DrainCoordinator:
         try:
             producer.produce(self._answers_topic, codec.encode(report.to_record()),
                              route_key(hold.topic, hold.tenant).encode("utf-8"),
-                             headers=[_RELEASED_HEADER])
+                             headers=[MessageKind.DRAIN_RELEASED.header])
         except (BufferError, RegistryUnavailable, KafkaException) as exc:
             log.warning("%s: release report for %s/%s not sent (the drain event will lack "
                         "its held count): %s", self._producer_id, hold.topic, hold.tenant, exc)

@@ -92,11 +92,11 @@ class Router:
         return shards[0], _ROUTED
 
     def _usable(self, route: Route, count: int) -> tuple[int, ...] | None:
-        if max(route.partitions) < count:
+        if route.usable_for(count):
             return route.partitions
         # The route was written for partitions our metadata does not know yet: refresh once.
         count = self._metadata.load(route.topic)
-        if max(route.partitions) < count:
+        if route.usable_for(count):
             return route.partitions
         self.out_of_range += 1
         log.warning("route %s names partitions %s but %r has %d; hashing instead",

@@ -17,11 +17,9 @@ def is_pinned(route: Route) -> bool:
 
 
 def usable_partitions(route: Route, partition_count: int) -> tuple[int, ...] | None:
-    """The partitions the producer really uses for ``route``; None when it hashes instead."""
-    parts = route.partitions
-    if not parts or min(parts) < 0 or max(parts) >= partition_count or len(set(parts)) != len(parts):
-        return None
-    return parts
+    """The partitions the producer really uses for ``route``; None when it hashes instead
+    (the producer's own rule, ``Route.usable_for``)."""
+    return route.partitions if route.usable_for(partition_count) else None
 
 
 def apply_changes(
