@@ -32,7 +32,7 @@ class UsageReporter:
 
     def send(self) -> None:
         """Sends what the accumulator holds (the caller harvested the memo into it first)."""
-        reports = self._accumulator.drain(top_k=self._top_k)
+        reports = self._accumulator.take(top_k=self._top_k)
         if not reports or self._producer is None:
             return
         batches = []

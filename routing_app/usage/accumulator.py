@@ -1,12 +1,12 @@
 """Counts records and bytes per (topic, tenant, partition) between reports; cheap per record.
 
-Reports stay bounded however many tenants a producer serves: ``drain(top_k=K)`` reports the K
+Reports stay bounded however many tenants a producer serves: ``take(top_k=K)`` reports the K
 busiest (tenant, partition) pairs of the interval exactly and folds every other tenant into one
 residual report per partition (tenant ""). Counting is exact per interval (a dict); only what is
 *sent* is bounded, which is what keeps the usage topic small.
 
 The producer adds what it counted itself, by the record key as it arrived (``add_counts``,
-UTF-8 bytes): names are decoded once per distinct key when the interval is drained, not once
+UTF-8 bytes): names are decoded once per distinct key when the interval is taken, not once
 per record. Those records have no secondary key (the key is the tenant): each such tenant is
 one ordered stream. Records sent with ``tenant=`` and a key are counted per key as well
 (``add``, bounded: see ``routing_app.usage.streams``), so every report says how splittable
@@ -60,7 +60,7 @@ class UsageAccumulator:
     def add_counts(self, counts: Iterable[tuple[str, str | bytes, int, int, int]]) -> None:
         """Adds (topic, tenant, partition, records, bytes) entries of records without a
         secondary key under one lock; a tenant may be given as UTF-8 bytes (undecodable bytes
-        are kept as surrogates when drained)."""
+        are kept as surrogates when taken)."""
         with self._lock:
             for topic, tenant, partition, records, nbytes in counts:
                 key = (topic, tenant, partition)
@@ -72,8 +72,8 @@ class UsageAccumulator:
                     existing[_BYTES] += nbytes
                     existing[_KEYLESS] += records
 
-    def drain(self, now_ms: int | None = None, top_k: int | None = None) -> list[UsageReport]:
-        """The reports for the interval since the last drain; starts a new interval."""
+    def take(self, now_ms: int | None = None, top_k: int | None = None) -> list[UsageReport]:
+        """The reports for the interval since the last take; starts a new interval."""
         end = int(time.time() * 1000) if now_ms is None else now_ms
         with self._lock:
             raw, self._counts = self._counts, {}

@@ -1,6 +1,6 @@
 """Many tenants' usage reports in one usage record (``usage_report`` schema, version 2).
 
-A producer drains one interval's reports and sends them grouped by usage partition: every
+A producer takes one interval's reports and sends them grouped by usage partition: every
 report's key (``<topic>/<tenant>``, ``<topic>/`` for a residual) hashes (murmur2, as the Java
 client) to the partition of the record that carries it. The usage topic stays partitioned by
 tenant; a worker handles one Kafka record per (producer, interval, usage partition) instead of
@@ -59,7 +59,7 @@ def batch_reports(reports: Iterable[UsageReport], usage_partitions: int,
                   max_bytes: int = MAX_RECORD_BYTES) -> list[UsageBatch]:
     """Groups reports into records: one per (producer, interval, usage partition), split when a
     record would exceed ``max_reports`` entries or about ``max_bytes`` (UTF-8 worst case).
-    Reports keep their order (the drain's: busiest first)."""
+    Reports keep their order (the take's: busiest first)."""
     groups: dict[tuple[int, str, int, int], list[tuple[bytes, UsageReport]]] = {}
     partition_of: dict[bytes, int] = {}
     for report in reports:

@@ -24,7 +24,7 @@ def test_counts_per_topic_and_tenant() -> None:
     acc.add("orders", "acme", 5)
     acc.add("orders", "globex", 7)
     acc.add("payments", "acme", 0)
-    reports = acc.drain(now_ms=2_000)
+    reports = acc.take(now_ms=2_000)
     assert len(reports) == 3
     assert _by_key(reports) == {
         ("orders", "acme"): (2, 15),
@@ -36,19 +36,19 @@ def test_counts_per_topic_and_tenant() -> None:
     assert {r.interval_end for r in reports} == {2_000}
 
 
-def test_drain_resets_and_intervals_chain() -> None:
+def test_take_resets_and_intervals_chain() -> None:
     acc = UsageAccumulator("p")
     acc.add("t", "a", 1)
-    first = acc.drain(now_ms=10_000)
-    assert acc.drain(now_ms=11_000) == []  # nothing new, but the interval still moves on
+    first = acc.take(now_ms=10_000)
+    assert acc.take(now_ms=11_000) == []  # nothing new, but the interval still moves on
     acc.add("t", "a", 2)
     acc.add("t", "b", 3)
-    third = acc.drain(now_ms=12_500)
+    third = acc.take(now_ms=12_500)
     assert _by_key(third) == {("t", "a"): (1, 2), ("t", "b"): (1, 3)}
     assert first[0].interval_end == 10_000
     assert {(r.interval_start, r.interval_end) for r in third} == {(11_000, 12_500)}
     acc.add("t", "a", 4)
-    (fourth,) = acc.drain(now_ms=13_000)
+    (fourth,) = acc.take(now_ms=13_000)
     assert (fourth.interval_start, fourth.interval_end) == (12_500, 13_000)
     assert (fourth.records, fourth.bytes) == (1, 4)
 
@@ -58,16 +58,16 @@ def test_first_interval_starts_at_construction() -> None:
     acc = UsageAccumulator("p")
     after = int(time.time() * 1000)
     acc.add("t", "a", 1)
-    (report,) = acc.drain(now_ms=after + 5_000)
+    (report,) = acc.take(now_ms=after + 5_000)
     assert before <= report.interval_start <= after
 
 
-def test_drain_without_now_uses_wall_clock_and_chains() -> None:
+def test_take_without_now_uses_wall_clock_and_chains() -> None:
     acc = UsageAccumulator("p")
     acc.add("t", "a", 1)
-    (first,) = acc.drain()
+    (first,) = acc.take()
     acc.add("t", "a", 1)
-    (second,) = acc.drain()
+    (second,) = acc.take()
     assert second.interval_start == first.interval_end
     assert first.interval_start <= first.interval_end <= second.interval_end
 
@@ -76,18 +76,18 @@ def test_restore_re_adds_to_the_next_interval() -> None:
     acc = UsageAccumulator("p")
     acc.add("t", "a", 100)
     acc.add("t", "b", 1)
-    unsent = acc.drain(now_ms=1_000)
+    unsent = acc.take(now_ms=1_000)
     acc.add("t", "a", 10)
     acc.restore(unsent)
-    reports = acc.drain(now_ms=2_000)
+    reports = acc.take(now_ms=2_000)
     assert _by_key(reports) == {("t", "a"): (2, 110), ("t", "b"): (1, 1)}
-    assert acc.drain(now_ms=3_000) == []
+    assert acc.take(now_ms=3_000) == []
 
 
 def test_report_key_and_record() -> None:
     acc = UsageAccumulator("p-9")
     acc.add("orders", "acme/eu", 3)
-    (report,) = acc.drain(now_ms=5)
+    (report,) = acc.take(now_ms=5)
     assert report.key == "orders/acme/eu"
     assert UsageReport.from_record(report.to_record()) == report
 
@@ -110,27 +110,27 @@ def test_concurrent_adds_are_exact() -> None:
         w.start()
     for w in workers:
         w.join()
-    counts = _by_key(acc.drain(now_ms=1))
+    counts = _by_key(acc.take(now_ms=1))
     per_tenant_bytes = 2 * (per_thread // 2) * 1 + 2 * (per_thread // 2) * 2  # 2 threads each
     assert counts[("t", "tenant-0")] == (2 * per_thread, per_tenant_bytes)
     assert counts[("t", "tenant-1")] == (2 * per_thread, per_tenant_bytes)
     assert counts[("t", "shared")] == (threads * per_thread // 10, threads * per_thread // 10)
 
 
-def test_concurrent_adds_and_drains_lose_nothing() -> None:
+def test_concurrent_adds_and_takes_lose_nothing() -> None:
     acc = UsageAccumulator("p")
-    drained: list[UsageReport] = []
+    taken: list[UsageReport] = []
     stop = threading.Event()
 
-    def drainer() -> None:
+    def taker() -> None:
         while not stop.is_set():
-            drained.extend(acc.drain())
+            taken.extend(acc.take())
 
     def adder() -> None:
         for _ in range(20_000):
             acc.add("t", "a", 3)
 
-    d = threading.Thread(target=drainer)
+    d = threading.Thread(target=taker)
     d.start()
     adders = [threading.Thread(target=adder) for _ in range(4)]
     for a in adders:
@@ -139,21 +139,21 @@ def test_concurrent_adds_and_drains_lose_nothing() -> None:
         a.join()
     stop.set()
     d.join()
-    drained.extend(acc.drain())
-    assert sum(r.records for r in drained) == 80_000
-    assert sum(r.bytes for r in drained) == 240_000
+    taken.extend(acc.take())
+    assert sum(r.records for r in taken) == 80_000
+    assert sum(r.bytes for r in taken) == 240_000
 
 
 def test_every_mutation_waits_for_the_lock() -> None:
     # White-box complement to the stress tests above: with the GIL, CPython rarely interleaves
     # inside add(), so a missing lock would seldom show up there. Holding the lock must block
-    # add, drain and restore.
+    # add, take and restore.
     acc = UsageAccumulator("p")
     acc.add("t", "a", 1)
-    pending = acc.drain(now_ms=1)
+    pending = acc.take(now_ms=1)
     calls: list[Callable[[], object]] = [
         lambda: acc.add("t", "a", 1),
-        lambda: acc.drain(now_ms=2),
+        lambda: acc.take(now_ms=2),
         lambda: acc.restore(pending),
     ]
     for call in calls:
@@ -173,7 +173,7 @@ def test_key_only_records_are_one_stream_of_all_the_tenants_records() -> None:
     acc = UsageAccumulator("p")
     acc.add_counts([("orders", b"solo", 3, 40, 400)])
     acc.add("orders", "solo", 10, 3)  # tenant given, no secondary key: the same stream
-    (report,) = acc.drain()
+    (report,) = acc.take()
     assert (report.records, report.top_stream, report.streams) == (41, 41, 1)
 
 
@@ -183,7 +183,7 @@ def test_secondary_keys_are_counted_per_stream() -> None:
         acc.add("orders", "big", 1, 2, f"key-{i % 64}".encode())
     for _ in range(30):
         acc.add("orders", "big", 1, 2, None)  # its keyless records: one stream more
-    (report,) = acc.drain()
+    (report,) = acc.take()
     assert (report.records, report.top_stream, report.streams) == (670, 30, 65)
 
 
@@ -191,10 +191,10 @@ def test_stream_figures_survive_a_put_back() -> None:
     acc = UsageAccumulator("p")
     for i in range(100):
         acc.add("orders", "big", 1, 0, i % 4)
-    first = acc.drain()
+    first = acc.take()
     acc.restore(first)
     acc.add("orders", "big", 1, 0, 0)
-    (report,) = acc.drain()
+    (report,) = acc.take()
     # 25 put back for key 0 (an upper bound for any key) plus this interval's 1.
     assert (report.records, report.top_stream, report.streams) == (101, 26, 4)
 
