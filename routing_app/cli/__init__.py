@@ -58,9 +58,9 @@ def _register() -> None:
     from routing_app.cli.bench import bench
     from routing_app.cli.demo import demo
     from routing_app.cli.routes import routes
+    from routing_app.cli.simulate import simulate
     from routing_app.cli.stack import stack
     from routing_app.cli.topics import topics
-    from routing_app.simulate.commands import simulate
 
     for group in (stack, topics, routes, demo, bench, simulate, audit):
         main.add_command(group)

@@ -165,11 +165,11 @@ def test_an_older_reader_sees_a_version_2_record_as_an_empty_report() -> None:
     assert (old_view["records"], old_view["tenant"]) == (0, "")
 
 
-def test_producer_drain_then_batch_keeps_the_bound_and_the_totals() -> None:
+def test_producer_take_then_batch_keeps_the_bound_and_the_totals() -> None:
     acc = UsageAccumulator("p-9")
     for i in range(3000):
         acc.add("orders", f"tenant-{i}", 10, partition=i % 12)
-    reports = acc.drain(now_ms=END, top_k=1000)
+    reports = acc.take(now_ms=END, top_k=1000)
     batches = batch_reports(reports, 6)
     assert sum(len(b.reports) for b in batches) == len(reports) <= 1000 + 12
     assert len(batches) == 6

@@ -1,4 +1,4 @@
-"""UsageAccumulator.drain(top_k=K): bounded reports, exact totals, the busiest tenants named."""
+"""UsageAccumulator.take(top_k=K): bounded reports, exact totals, the busiest tenants named."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_top_k_reports_the_busiest_and_folds_the_rest_per_partition() -> None:
         for _ in range(n):
             acc.add("orders", tenant, 100, part)
     acc.add("orders", "", 7, 1)  # unkeyed: always residual
-    reports = acc.drain(now_ms=5_000, top_k=2)
+    reports = acc.take(now_ms=5_000, top_k=2)
     assert _named(reports) == {("orders", "big", 0): (50, 5_000), ("orders", "mid", 0): (20, 2_000)}
     assert _residual(reports) == {("orders", 0): (3, 300), ("orders", 1): (12, 1_107)}
     assert {(r.producer_id, r.interval_end) for r in reports} == {("p", 5_000)}
@@ -56,7 +56,7 @@ def test_without_top_k_or_under_it_every_tenant_is_named() -> None:
         acc.add("t", "a", 1, 0)
         acc.add("t", "b", 2, 0)
         acc.add("t", "a", 3, 1)
-        reports = acc.drain(now_ms=1, top_k=top_k)
+        reports = acc.take(now_ms=1, top_k=top_k)
         assert _named(reports) == {("t", "a", 0): (1, 1), ("t", "b", 0): (1, 2),
                                    ("t", "a", 1): (1, 3)}
         assert _residual(reports) == {}
@@ -67,7 +67,7 @@ def test_top_k_zero_folds_everything() -> None:
     acc.add("t", "a", 1, 0)
     acc.add("t", "b", 2, 0)
     acc.add("u", "a", 4, 0)
-    reports = acc.drain(now_ms=1, top_k=0)
+    reports = acc.take(now_ms=1, top_k=0)
     assert _named(reports) == {}
     assert _residual(reports) == {("t", 0): (2, 3), ("u", 0): (1, 4)}
 
@@ -77,7 +77,7 @@ def test_unkeyed_records_go_to_the_residual_even_when_they_would_rank_first() ->
     for _ in range(100):
         acc.add("t", "", 1, 2)
     acc.add("t", "a", 1, 2)
-    reports = acc.drain(now_ms=1, top_k=5)
+    reports = acc.take(now_ms=1, top_k=5)
     assert _named(reports) == {("t", "a", 2): (1, 1)}
     assert _residual(reports) == {("t", 2): (100, 100)}
 
@@ -92,7 +92,7 @@ def test_ties_are_broken_the_same_way_whatever_the_insertion_order() -> None:
         for tenant in order:
             acc.add("orders", tenant, 1, 0)  # all tied at one record
         acc.add("orders", "t05", 1, 0)  # except one, which must always be kept
-        named = _named(acc.drain(now_ms=1, top_k=4))
+        named = _named(acc.take(now_ms=1, top_k=4))
         assert ("orders", "t05", 0) in named
         assert len(named) == 4
         kept.add(frozenset(named))
@@ -105,15 +105,15 @@ def test_restore_re_adds_named_and_residual_reports() -> None:
         for _ in range(n):
             acc.add("t", tenant, 10, 1)
     acc.add("t", "", 4, 1)
-    unsent = acc.drain(now_ms=1_000, top_k=1)
+    unsent = acc.take(now_ms=1_000, top_k=1)
     assert _residual(unsent) == {("t", 1): (5, 44)}
     acc.add("t", "a", 1, 1)
     acc.restore(unsent)
-    again = acc.drain(now_ms=2_000)
+    again = acc.take(now_ms=2_000)
     # The folded tenants stay folded (their names were not sent), nothing is lost.
     assert _named(again) == {("t", "a", 1): (6, 51)}
     assert _residual(again) == {("t", 1): (5, 44)}
-    assert acc.drain(now_ms=3_000, top_k=1) == []
+    assert acc.take(now_ms=3_000, top_k=1) == []
 
 
 _adds = st.lists(
@@ -124,7 +124,7 @@ _adds = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(adds=_adds, top_k=st.one_of(st.none(), st.integers(0, 6)))
-def test_drain_conserves_totals_and_bounds_the_reports(adds: list[_Add],
+def test_take_conserves_totals_and_bounds_the_reports(adds: list[_Add],
                                                         top_k: int | None) -> None:
     acc = UsageAccumulator("p")
     exact: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
@@ -132,7 +132,7 @@ def test_drain_conserves_totals_and_bounds_the_reports(adds: list[_Add],
         acc.add(topic, tenant, nbytes, part)
         exact[(topic, tenant, part)][0] += 1
         exact[(topic, tenant, part)][1] += nbytes
-    reports = acc.drain(now_ms=10, top_k=top_k)
+    reports = acc.take(now_ms=10, top_k=top_k)
     named, residual = _named(reports), _residual(reports)
     assert len(reports) == len(named) + len(residual)  # no duplicates either way
 
@@ -163,33 +163,33 @@ def test_drain_conserves_totals_and_bounds_the_reports(adds: list[_Add],
     assert residual == {k: (v[0], v[1]) for k, v in unreported.items()}
     assert all(records > 0 for records, _ in residual.values())
 
-    # Restoring everything and draining again gives the same reports back.
+    # Restoring everything and taking again gives the same reports back.
     acc.restore(reports)
-    again = acc.drain(now_ms=20, top_k=top_k)
+    again = acc.take(now_ms=20, top_k=top_k)
     assert (_named(again), _residual(again)) == (named, residual)
 
 
 @settings(max_examples=50, deadline=None)
 @given(adds=_adds, top_k=st.integers(0, 6), seed=st.integers(0, 2**32))
-def test_drain_does_not_depend_on_insertion_order(adds: list[_Add], top_k: int,
+def test_take_does_not_depend_on_insertion_order(adds: list[_Add], top_k: int,
                                                   seed: int) -> None:
-    def drain(order: list[_Add]) -> tuple[object, object]:
+    def take(order: list[_Add]) -> tuple[object, object]:
         acc = UsageAccumulator("p")
         for topic, tenant, part, nbytes in order:
             acc.add(topic, tenant, nbytes, part)
-        reports = acc.drain(now_ms=1, top_k=top_k)
+        reports = acc.take(now_ms=1, top_k=top_k)
         return _named(reports), _residual(reports)
 
     shuffled = adds[:]
     random.Random(seed).shuffle(shuffled)
-    assert drain(adds) == drain(shuffled)
+    assert take(adds) == take(shuffled)
 
 
 def test_zipf_traffic_stays_bounded_and_every_tenant_that_matters_is_named() -> None:
     """100 producers x 100,000 tenants, top_k=1000: at most 1000 + partitions reports per
     producer per interval, and every tenant above 1/1000 of the traffic reported by name.
 
-    Three producers stand in for the hundred (each one's drain is independent); each sees all
+    Three producers stand in for the hundred (each one's take is independent); each sees all
     100,000 tenants at least once plus Zipf(1.1) traffic over a shared popularity ranking.
     """
     tenants, top_k, partitions, producers = 100_000, 1_000, 12, 3
@@ -211,7 +211,7 @@ def test_zipf_traffic_stays_bounded_and_every_tenant_that_matters_is_named() -> 
             for _ in range(n):
                 add("orders", name, 100, part)
         total = int(counts.sum())
-        reports = acc.drain(now_ms=1, top_k=top_k)
+        reports = acc.take(now_ms=1, top_k=top_k)
 
         # Bounded: the named top_k plus one residual per data partition.
         assert len(reports) <= top_k + partitions
