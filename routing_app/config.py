@@ -123,8 +123,9 @@ class Settings:
     window_s: float = 10.0
     # A window closes once a report stamped this much past its end arrived on the partition. A
     # report counts in the window of its interval's end, and producers send it at that end, so
-    # this covers delivery delays and clock skew between producers; the reaction to a hotspot
-    # waits for it (bench reaction, median of 3: window + 1.8 s with 1 s, + 2.2 s with 1.5 s).
+    # this covers delivery delays and clock skew between producers; without the early path
+    # the reaction to a hotspot waits for it (bench reaction, median of 3: window + 1.8 s
+    # with 1 s, + 2.2 s with 1.5 s).
     window_grace_ms: int = 1000
     # ... or once its usage partition has been quiet this long past grace.
     window_idle_ms: int = 2000
@@ -136,14 +137,27 @@ class Settings:
     lag_groups: str = ""
     # How fast the group notices a worker that died without leaving (kill -9, lost host).
     worker_session_timeout_s: float = 10.0
+    # The early path (README, "Reacting within seconds"): a tenant whose rate, summed over its
+    # producers' latest usage reports, stays for early_confirm_intervals report intervals in a
+    # row at or above max(early_surge_factor x its last window's rate, early_min_rate) is
+    # planned at once (isolate or shard it, and move others off a partition it makes hot),
+    # without waiting for its window to close; again within early_cooldown_ms only if it grows
+    # by early_surge_factor once more.
+    early_reaction: bool = True
+    early_surge_factor: float = 2.0
+    early_min_rate: float = 100.0
+    early_confirm_intervals: int = 2
+    early_cooldown_ms: int = 30_000
 
     # Ordering-safe (strict) moves: the writer holds a move until live producers acknowledge
     # and the lag_groups consumed past what they wrote, at most this long...
     drain_timeout_ms: int = 60_000
     # ... then "abort" (back to the old placement) or "force" (to the new one; order may break).
     drain_on_timeout: str = "abort"
-    # Producers unknown to the writer (started within a window) get this long to answer.
-    drain_ack_grace_ms: int = 500
+    # A drain waits this long at least, for producers unknown to the writer. Producers say
+    # hello before their first send, so none is (control.drain); only producers of versions
+    # without hellos need it (500 did for them).
+    drain_ack_grace_ms: int = 0
     # A producer without usage reports for this long is gone (0: three windows).
     producer_expiry_ms: int = 0
 
@@ -216,6 +230,13 @@ def _coerce(name: str, declared: Any, raw: Any) -> Any:
     try:
         if "Path" in kind:
             return Path(str(raw)).expanduser()
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            flag = str(raw).strip().lower()
+            if flag not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError("not a boolean (true/false, 1/0, yes/no, on/off)")
+            return flag in ("true", "1", "yes", "on")
         if kind.startswith("int"):
             if isinstance(raw, bool):
                 raise ValueError("a boolean is not a number")
@@ -334,8 +355,10 @@ _NOT_NEGATIVE = {
     "usage_max_interval_ms": " (0: the default)", "usage_max_clock_skew_ms": " (0: the default)",
     "window_grace_ms": "", "planner_max_wait_ms": "", "drain_ack_grace_ms": "",
     "producer_expiry_ms": "", "min_compaction_lag_ms": "",
+    "early_min_rate": "", "early_cooldown_ms": "",
 }
-_POSITIVE = ("usage_interval_s", "worker_session_timeout_s", "window_idle_ms", "drain_timeout_ms")
+_POSITIVE = ("usage_interval_s", "worker_session_timeout_s", "window_idle_ms", "drain_timeout_ms",
+             "early_confirm_intervals")
 
 
 def _validate_bounds(s: Settings) -> None:
@@ -351,6 +374,9 @@ def _validate_bounds(s: Settings) -> None:
     if s.window_s <= 0 or s.window_s * 1000 != int(s.window_s * 1000):
         raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds",
                           "window_s")
+    if not s.early_surge_factor > 1:
+        raise ConfigError("setting 'early_surge_factor' must be above 1 (a surge is a rise)",
+                          "early_surge_factor")
     if s.events_retention_ms < -1:
         raise ConfigError("setting 'events_retention_ms' must be -1 (forever) or a duration",
                           "events_retention_ms")

@@ -29,7 +29,9 @@ def test_producer_bench(stack_settings: Settings) -> None:
     result = run_producer(stack_settings, records=2_000, rounds=1, tenants=100,
                           warmup_records=100)
     _positive_figures(result, ["ratio_vs_raw", "ratio_vs_aiokafka", "routing_rps", "raw_rps",
-                               "aiokafka_rps", "records", "tenants", "rounds"])
+                               "aiokafka_rps", "records", "tenants", "rounds",
+                               "paired_ratio_median", "cpu_ratio_vs_raw",
+                               "routing_cpu_us_per_record", "raw_cpu_us_per_record"])
     assert (result["records"], result["tenants"], result["rounds"]) == (2_000, 100, 1)
 
 

@@ -215,10 +215,14 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         epochs=app.Table("route_epochs", default=int, partitions=1),
         history=app.Table("planner_history", partitions=1),
         frozen=app.Table("frozen_tenants", partitions=1),
-        drained=app.Table("drained_partitions", partitions=1),
+        # The table's old name: its changelog topic ("<app id>-drained_partitions-changelog")
+        # is named after it and holds the evacuations already ordered; a new name would lose them.
+        evacuated=app.Table("drained_partitions", partitions=1),
         drains=app.Table("route_drains", partitions=1),
         releases=app.Table("drain_releases", partitions=1),
         closed=app.Table("closed_producers", partitions=1),
+        # Producers that said hello: a writer taking over knows them before their next report.
+        members=app.Table("producer_members", partitions=1),
     )
     control_topic = app.topic(s.control_topic, partitions=1, internal=False,
                               key_serializer="raw", value_serializer="raw")

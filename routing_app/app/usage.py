@@ -23,7 +23,14 @@ from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteError, parse_route_key, route_key
 from routing_app.usage import usage_of
 from routing_app.usage.batch import REJECTION_REASONS, UsageLimits
-from routing_app.windows import WindowAccumulator, WindowCloser, stored_totals, window_start_of
+from routing_app.windows import (
+    WindowAccumulator,
+    WindowCloser,
+    WindowSummary,
+    stored_totals,
+    window_start_of,
+)
+from routing_app.windows.early import SurgeDetector, SurgeRules, early_summary
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,12 @@ def usage_limits(settings: Settings) -> UsageLimits:
         max_future_ms=setting(settings.usage_max_clock_skew_ms, settings.window_grace_ms),
         max_interval_ms=setting(settings.usage_max_interval_ms, default.max_interval_ms),
         window_ms=int(settings.window_s * 1000))
+
+
+def surge_rules(settings: Settings) -> SurgeRules:
+    return SurgeRules(factor=settings.early_surge_factor, min_rate=settings.early_min_rate,
+                      confirm=settings.early_confirm_intervals,
+                      cooldown_ms=settings.early_cooldown_ms)
 
 
 def producer_key(usage_partition: int, producer_id: str) -> str:
@@ -85,6 +98,8 @@ class UsageWindows:
         self.size_ms = int(settings.window_s * 1000)
         self.closer = WindowCloser(self.size_ms, settings.window_grace_ms, settings.window_idle_ms)
         self.windows = WindowAccumulator()
+        # Surges seen before their window closes (the early path); None when it is off.
+        self.surges = SurgeDetector(surge_rules(settings)) if settings.early_reaction else None
         self._last_event_wall: dict[int, int] = {}
         self._stale_after_ms = 3 * self.size_ms + settings.window_grace_ms
         self._owned: set[int] = set()
@@ -95,7 +110,7 @@ class UsageWindows:
                                          "late_reports": 0, "duplicate_reports": 0,
                                          "stale_reports": 0, "windows_closed": 0,
                                          "windows_restored": 0, "summary_errors": 0,
-                                         "rejected_reports": 0,
+                                         "rejected_reports": 0, "early_summaries": 0,
                                          **dict.fromkeys(REJECTION_REASONS, 0)}
 
     # -- the agent's side: one usage record (the reports of many tenants) ---------------------
@@ -150,6 +165,16 @@ class UsageWindows:
             # tenant in it, where a new owner of the partition finds it (_restore).
             self._table[producer_key(partition, producer_id)][self._range(start)] = \
                 stored_totals(totals, offset)
+            if self.surges is not None:
+                for surge in self.surges.observe(partition, producer_id, interval_start,
+                                                 interval_end, usage):
+                    await self._send_summary(early_summary(
+                        surge, self._settings.usage_partitions, self.worker_id),
+                        MessageKind.EARLY_SUMMARY)
+                    self.counters["early_summaries"] += 1
+                    log.info("usage partition %d: %s/%s surges to %.0f/s (baseline %.0f/s): "
+                             "early summary sent", partition, surge.topic, surge.tenant,
+                             surge.records_per_s, surge.baseline_per_s)
         await self._close_due(partition, now)
 
     def _refuse(self, partition: int, producer_id: str, reason: str, what: str,
@@ -186,6 +211,8 @@ class UsageWindows:
             self.closer.forget(partition)
             self.windows.forget(partition)
             self._last_event_wall.pop(partition, None)
+            if self.surges is not None:
+                self.surges.forget(partition)
         for partition in sorted(assigned - self._owned):
             self._own(partition)
         now = _now_ms()
@@ -251,19 +278,26 @@ class UsageWindows:
             summary = self.windows.close(partition, start, self.size_ms,
                                          self._settings.usage_partitions, closed_by,
                                          self.worker_id)
-            try:
-                value = self._summaries.encode(summary.to_record())
-            except (ValueError, OverflowError) as exc:
-                # Never the agent's end: this window's summary is lost, the planner plans it
-                # without this partition (planner_max_wait_ms), and the next ones go on.
-                self.counters["summary_errors"] += 1
-                log.error("usage partition %d: summary of window %d not sent: %s", partition,
-                          start, exc)
+            if self.surges is not None:
+                self.surges.window_closed(summary)
+            if not await self._send_summary(summary, MessageKind.WINDOW_SUMMARY):
                 continue
-            await self._control.send(value=value, headers=[MessageKind.WINDOW_SUMMARY.header])
             self.counters["windows_closed"] += 1
             log.debug("closed window %d of usage partition %d by %s (%d tenants)", start,
                       partition, closed_by, len(summary.tenants))
+
+    async def _send_summary(self, summary: WindowSummary, kind: MessageKind) -> bool:
+        try:
+            value = self._summaries.encode(summary.to_record())
+        except (ValueError, OverflowError) as exc:
+            # Never the agent's end: this window's summary is lost, the planner plans it
+            # without this partition (planner_max_wait_ms), and the next ones go on.
+            self.counters["summary_errors"] += 1
+            log.error("usage partition %d: summary of window %d not sent: %s",
+                      summary.usage_partition, summary.window_start, exc)
+            return False
+        await self._control.send(value=value, headers=[kind.header])
+        return True
 
 
 def _now_ms() -> int:

@@ -8,6 +8,7 @@ control topic and move together to whichever worker takes that partition over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -16,8 +17,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import OffsetSpec
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from routing_app.app.producers import ProducerRoll, RollCalls
 from routing_app.client.partitioner import java_partition
 from routing_app.codec import AvroCodec, DecodeError, RegistryUnavailable
 from routing_app.config import Settings
@@ -42,7 +46,7 @@ from routing_app.control.drain import (
 from routing_app.load import committed_offsets, end_offsets
 from routing_app.planner import PartitionKey, TenantHistory, TenantKey
 from routing_app.routes import Route
-from routing_app.routes.events import EVENT_SCHEMA, REPAIR, ReassignmentEvent
+from routing_app.routes.events import EVENT_SCHEMA, REPAIR, ReassignmentEvent, WriterReasonKind
 from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteStatus, route_key
 from routing_app.topics import partition_count
@@ -50,6 +54,9 @@ from routing_app.topics import partition_count
 log = logging.getLogger(__name__)
 
 _PARTITION_COUNT_TTL_S = 30.0
+# How often a drain waiting for the consumer groups asks for their commits: most of a pause is
+# this wait (a group commits every 100 ms or so), so the wake-up follows the commit closely.
+CONSUMER_POLL_S = 0.02
 RECENT_EVENTS = 200
 
 
@@ -59,7 +66,7 @@ class WriterTables:
     epochs: Any  # route key -> highest epoch ever written (survives tombstones)
     history: Any  # route key -> [last_moved_ms, cool_since_ms] (-1 = none)
     frozen: Any  # route key -> True
-    drained: Any  # data topic -> sorted partition list
+    evacuated: Any  # data topic -> sorted partition list (operators' evacuate commands)
     drains: Any  # route key -> Drain.to_record(): strict moves in progress
     # route key -> a finished move's closing event, waiting for the producers' release reports
     # (see control.drain: held records); {"event", "epoch", "waiting", "reports", "until_ms"}
@@ -68,6 +75,9 @@ class WriterTables:
     # the writer over must not bring a closed producer back to life from the summaries of its
     # last reports, and make every strict move wait for it until it expires.
     closed: Any = field(default_factory=dict)
+    # producer id -> when last seen (hello, usage reports, answers; see app.producers): in a
+    # table so that the worker taking the writer over knows who said hello just before.
+    members: Any = field(default_factory=dict)
 
 
 class RouteWriter:
@@ -91,11 +101,14 @@ class RouteWriter:
                                          "drain_acks": 0, "drain_acks_stale": 0,
                                          "routes_reasserted": 0,
                                          "release_reports": 0, "release_reports_late": 0}
-        # Producer id -> the end of the last window its usage reports fell in (heartbeats).
-        self.producers: dict[str, int] = {}
-        # Producers that said goodbye (tables.closed): later summaries of their last reports
-        # don't bring them back to life (a producer with the same id in a later window does).
         self._window_ms = int(settings.window_s * 1000)
+        # Who strict moves wait for: hellos, usage reports and answers (see control.drain).
+        self.roll = ProducerRoll(tables.members, tables.closed, settings.producer_expiry,
+                                 self._window_ms)
+        # When each drain's roll call is over (see control.drain). Late-bound: tests stub them.
+        self.roll_calls = RollCalls(settings.answers_topic,
+                                    lambda spec: self._answers_offsets(spec),
+                                    lambda: self._answers_committed())
         self._lag_groups = [g.strip() for g in settings.lag_groups.split(",") if g.strip()]
         self._on_timeout = OnTimeout(settings.drain_on_timeout)
         self._admin: Any = None
@@ -145,8 +158,8 @@ class RouteWriter:
     def frozen(self) -> frozenset[TenantKey]:
         return frozenset(_split_key(k) for k in self.tables.frozen)
 
-    def drained(self) -> frozenset[PartitionKey]:
-        return frozenset((topic, int(p)) for topic, parts in self.tables.drained.items()
+    def evacuated(self) -> frozenset[PartitionKey]:
+        return frozenset((topic, int(p)) for topic, parts in self.tables.evacuated.items()
                          for p in parts)
 
     async def partition_count(self, topic: str) -> int | None:
@@ -236,11 +249,11 @@ class RouteWriter:
             self.tables.frozen[key] = True
         elif command.action is ControlAction.UNFREEZE and key in self.tables.frozen:
             del self.tables.frozen[key]
-        elif command.action is ControlAction.DRAIN:
+        elif command.action is ControlAction.EVACUATE:
             if command.partitions:
-                self.tables.drained[command.topic] = sorted(set(command.partitions))
-            elif command.topic in self.tables.drained:
-                del self.tables.drained[command.topic]
+                self.tables.evacuated[command.topic] = sorted(set(command.partitions))
+            elif command.topic in self.tables.evacuated:
+                del self.tables.evacuated[command.topic]
 
     async def apply(self, decision: Decision) -> None:
         """Writes the decision; a move of a strict tenant starts as a drain (see control.drain)."""
@@ -255,8 +268,10 @@ class RouteWriter:
                     timeout_ms=self._settings.drain_timeout_ms,
                     live_producers=self.live_producers())
                 if drain.from_partitions != drain.to_partitions:
-                    self.tables.drains[route_key(event.topic, event.tenant)] = drain.to_record()
+                    key = route_key(event.topic, event.tenant)
+                    self.tables.drains[key] = drain.to_record()
                     self.counters["drains_started"] += 1
+                    # Its roll call opens once the route cache reads it (WriterInput).
                     await self._write(draining)
                     return
         await self._write(decision)
@@ -408,28 +423,49 @@ class RouteWriter:
     # -- drains --------------------------------------------------------------------------------
     def saw_producers(self, producer_ids: Iterable[str], seen_ms: int) -> None:
         for pid in producer_ids:
-            closed = self.tables.closed.get(pid)
-            if closed is not None and seen_ms <= closed + self._window_ms:
-                # Its last reports, summarised after its goodbye: it is still gone.
-                continue
-            if self.producers.get(pid, -1) < seen_ms:
-                self.producers[pid] = seen_ms
+            self.roll.saw(pid, seen_ms)
 
     def producer_closed(self, raw: bytes | None) -> None:
         pid = (raw or b"").decode("utf-8", "replace")
-        now = _now_ms()
-        self.tables.closed[pid] = now
-        for gone in [p for p, at in self.tables.closed.items()
-                     if at < now - self._settings.producer_expiry]:
-            del self.tables.closed[gone]
-        if self.producers.pop(pid, None) is not None:
+        if self.roll.goodbye(pid, _now_ms()):
             log.info("producer %s closed; drains no longer wait for it", pid)
 
+    def producer_hello(self, raw: bytes | None, offset: int) -> None:
+        """A producer starting (or an idle one still there): live from now on, and a drain
+        whose roll call it belongs to waits for it (see control.drain)."""
+        pid = (raw or b"").decode("utf-8", "replace")
+        if not pid:
+            return
+        if self.roll.hello(pid, _now_ms()):
+            log.info("producer %s said hello; strict moves wait for it", pid)
+        for key, drain in self.pending_drains().items():
+            if pid in drain.expected or pid in drain.acks:
+                continue
+            if drains.hello_joins(self.roll_calls.end(key, drain), offset):
+                self.tables.drains[key] = drain.with_expected(pid).to_record()
+                log.info("drain of %s waits for producer %s too (its hello came before the "
+                         "draining route was committed)", key, pid)
+
     def live_producers(self, now_ms: int | None = None) -> set[str]:
-        oldest = (now_ms or _now_ms()) - self._settings.producer_expiry
-        for pid in [p for p, seen in self.producers.items() if seen < oldest]:
-            del self.producers[pid]
-        return set(self.producers)
+        return self.roll.live(now_ms or _now_ms())
+
+    def _answers_committed(self) -> int:
+        """Where this worker's group resumes reading the answers topic: its committed offset,
+        or the topic's first offset (hold_flow_until_seek: no commit means from the start)."""
+        if self._admin is None:
+            self._admin = admin_client(self._settings.kafka)
+        topic = self._settings.answers_topic
+        found = committed_offsets(self._admin, [self._settings.app_id], topic, [0])
+        if found is not None and found.get(0, -1) >= 0:
+            return found[0]
+        return self._answers_offsets(OffsetSpec.earliest())
+
+    def _answers_offsets(self, spec: OffsetSpec) -> int:
+        if self._admin is None:
+            self._admin = admin_client(self._settings.kafka)
+        request = {TopicPartition(self._settings.answers_topic, 0): spec}
+        results = self._admin.list_offsets(request, request_timeout=10.0)
+        return int(next(iter(results.values())).result(10.0).offset)
 
     def pending_drains(self) -> dict[str, Drain]:
         return {key: Drain.from_record(value) for key, value in self.tables.drains.items()}
@@ -462,9 +498,18 @@ class RouteWriter:
         grace = self._settings.drain_ack_grace_ms
         if keys is None:
             await self.flush_releases(now)
+            if self._admin is None:
+                # Connected ahead (a tick): the first drain's roll call would pay for it.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._answers_offsets, OffsetSpec.latest())
         for key in (pending if keys is None else [k for k in keys if k in pending]):
             drain = pending[key]
-            step = drains.progress(drain, now, live, ack_grace_ms=grace)
+            await self.roll_calls.open(key, drain)
+            step = drains.progress(drain, now, live, ack_grace_ms=grace,
+                                   roll_call_done=await self.roll_calls.done(key, drain))
+            if step.phase in (Phase.CONSUMERS, Phase.DONE) and drain.answered_ms is None:
+                drain = replace(drain, answered_ms=now)
+                self.tables.drains[key] = drain.to_record()
             if step.phase is Phase.CONSUMERS or (step.phase is Phase.DONE and self._lag_groups):
                 # The producers are done: now the broker's view (commits, end offsets) decides.
                 step = await asyncio.to_thread(self._consumer_progress, drain, now, live)
@@ -480,8 +525,9 @@ class RouteWriter:
             self._admin = admin_client(self._settings.kafka)
         partitions = list(drain.from_partitions)
         committed = committed_offsets(self._admin, self._lag_groups, drain.topic, partitions)
+        # Only called once the producers' phase is over, roll call included.
         first = drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,
-                                committed=committed)
+                                roll_call_done=True, committed=committed)
         if not first.needs_end_offsets:
             return first
         # Read once per drain: the end moves on with other tenants' records, and a target
@@ -491,7 +537,7 @@ class RouteWriter:
             ends = (drain.epoch, end_offsets(self._admin, drain.topic, partitions))
             self._silent_targets[route_key(drain.topic, drain.tenant)] = ends
         return drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,
-                               committed=committed, end_offsets=ends[1])
+                               roll_call_done=True, committed=committed, end_offsets=ends[1])
 
     def _wake_when_consumed(self, key: str, drain: Drain) -> None:
         """Polls the groups' commits off the agent and sends a wake-up once they passed (ticks
@@ -510,7 +556,7 @@ class RouteWriter:
                         await topic.send(key=key.encode("utf-8"), value=b"",
                                          headers=[MessageKind.DRAIN_CHECK.header])
                         return
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(CONSUMER_POLL_S)
             except Exception:
                 log.exception("drain of %s: waiting for consumer groups failed; ticks go on", key)
             finally:
@@ -526,6 +572,7 @@ class RouteWriter:
                                  worker_id=self.worker_id, waiting_for=waiting_for)
         del self.tables.drains[key]
         self._silent_targets.pop(key, None)
+        self.roll_calls.forget(key)
         self.counters[{"drain-complete": "drains_completed", "drain-forced": "drains_forced",
                        "drain-abort": "drains_aborted"}[decision.event.action]] += 1
         # Whoever holds the tenant releases it on this write, and reports what it held.
@@ -551,7 +598,8 @@ def repair_event(removed: Route | None, restored: Route | None, subject: Route, 
         to_partitions=restored.partitions if restored else (),
         to_epoch=restored.epoch if restored else None,
         mode=(restored or subject).mode.value,
-        status=restored.status.value if restored else "")
+        status=restored.status.value if restored else "",
+        reason_kind=WriterReasonKind.REPAIR.value)
 
 
 def _now_ms() -> int:

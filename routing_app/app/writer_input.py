@@ -21,7 +21,7 @@ from routing_app.app.writer import RouteWriter
 from routing_app.client.cache import RouteCache
 from routing_app.routes import Route
 from routing_app.routes.messages import MessageKind
-from routing_app.routes.model import RouteError, parse_route_key, route_key
+from routing_app.routes.model import RouteError, RouteStatus, parse_route_key, route_key
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,13 @@ class WriterInput:
                 value, offset),
             MessageKind.WINDOW_SUMMARY: lambda _, value, offset: planning.on_summary(
                 value, offset),
+            MessageKind.EARLY_SUMMARY: lambda _, value, offset: planning.on_early_summary(
+                value, offset),
             MessageKind.TICK: self._on_tick,
-            MessageKind.DRAIN_CHECK: lambda *_: writer.check_drains(),
+            MessageKind.DRAIN_CHECK: lambda key, *_: writer.check_drains([key] if key else None),
             MessageKind.ROUTE_CHECK: self._on_route_check,
             MessageKind.ROUTE_REASSERT: self._on_reassert,
+            MessageKind.PRODUCER_HELLO: self._on_producer_hello,
             MessageKind.DRAIN_ACK: lambda _, value, offset: writer.handle_drain_ack(value, offset),
             MessageKind.DRAIN_RELEASED: lambda _, value, offset: writer.handle_release(
                 value, offset),
@@ -64,10 +67,15 @@ class WriterInput:
         }
         cache.add_poison_listener(self._reassert_route)
         cache.add_listener(self._check_route)
+        cache.add_listener(self._draining_read)
+        # A draining route the cache has read is committed: a drain's roll call may open.
+        writer.roll_calls.route_cache = cache
 
     def took_over(self) -> None:
-        """A rebalance ended: the restored table is checked before the next record."""
+        """A rebalance ended: the restored table is checked before the next record, and the
+        answers topic is read again from its committed offset."""
         self._takeovers += 1
+        self._writer.roll_calls.took_over()
 
     async def handle(self, event: Any) -> None:
         if self._checked_after != self._takeovers:
@@ -75,12 +83,24 @@ class WriterInput:
             await self._writer.repair_table()
         message = event.message
         kind = MessageKind.of(message.headers)
-        if kind is None or kind.from_producers != (message.topic == self._answers_topic):
+        answer = message.topic == self._answers_topic
+        # The drains whose roll call this record completes (see control.drain): checked once
+        # it is handled.
+        completed = self._writer.roll_calls.read(message.offset) if answer else []
+        if kind is None or kind.from_producers != answer:
             self._writer.misplaced(message.topic, kind, message.offset)
-            return
-        key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
+        else:
+            key = bytes(event.key or b"").decode("utf-8", "surrogateescape")
+            handler = self._handlers[kind]
+            await self._guarded(kind, message, lambda: handler(key, event.value, message.offset))
+        if completed:
+            await self._guarded(MessageKind.DRAIN_CHECK, message,
+                                lambda: self._writer.check_drains(completed))
+
+    async def _guarded(self, kind: MessageKind, message: Any,
+                       work: Callable[[], Awaitable[None]]) -> None:
         try:
-            await self._handlers[kind](key, event.value, message.offset)
+            await work()
         except Exception:
             # An exception escaping an agent stops it for good: the writer would be gone until
             # a restart. One record that breaks a handler is logged, counted and passed.
@@ -92,6 +112,9 @@ class WriterInput:
     async def _on_tick(self, *_: object) -> None:
         await self._planning.on_tick()
         await self._writer.check_drains()
+
+    async def _on_producer_hello(self, _: str, value: bytes | None, offset: int) -> None:
+        self._writer.producer_hello(value, offset)
 
     async def _on_producer_closed(self, _: str, value: bytes | None, __: int) -> None:
         self._writer.producer_closed(value)
@@ -120,6 +143,14 @@ class WriterInput:
         compaction, which keeps only the newest record of a key, keeps a good one (see
         RouteCache.add_poison_listener)."""
         self._send(route_key(topic, tenant), MessageKind.ROUTE_REASSERT)
+
+    def _draining_read(self, topic: str, tenant: str, route: Route | None) -> None:
+        """A draining route the cache has read is committed: its drain's roll call may open
+        (see control.drain), on the agent, now rather than on the next tick."""
+        if (route is None or route.status is not RouteStatus.DRAINING or not self._cache.ready
+                or not self._app.is_writer()):
+            return
+        self._send(route_key(topic, tenant), MessageKind.DRAIN_CHECK)
 
     def _check_route(self, topic: str, tenant: str, route: Route | None) -> None:
         """A route change the cache applied that the writer could not have made (an epoch it

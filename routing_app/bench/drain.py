@@ -288,7 +288,8 @@ def _figures(s: Settings, traffic: _Traffic, applied: list[tuple[str, Reassignme
     timeouts: list[str] = []
     pauses = _pauses(s, {e.tenant for _, e in applied}, timeouts)
     # Without the move that waited for the killed producer to expire (producer_expiry_ms).
-    live_pauses = _pauses(s, {e.tenant for _, e in applied} - {CRASHY})
+    answered: list[float] = []
+    live_pauses = _pauses(s, {e.tenant for _, e in applied} - {CRASHY}, answered=answered)
     strict_tenants = set(STRICT) | {SHARDED, CRASHY}
     lost = {t: n for t, n in _lost(traffic.sent, checker).items() if n}
     crashed = checker.span.get((CRASHY, "crashed"))
@@ -297,7 +298,7 @@ def _figures(s: Settings, traffic: _Traffic, applied: list[tuple[str, Reassignme
         "moves": len(applied),
         "strict_moves": sum(1 for _, e in applied if e.status == RouteStatus.DRAINING.value),
         "kinds": sorted({k for k, _ in applied}),
-        **_pause_figures(pauses, live_pauses),
+        **_pause_figures(pauses, live_pauses, answered),
         "records": traffic.produced, "received": checker.received, "unsent_at_close": left,
         "lost_strict": sum(n for t, n in lost.items() if t in strict_tenants),
         "duplicated_strict": sum(n for t, n in checker.duplicated.items() if t in strict_tenants),
@@ -315,13 +316,25 @@ def _figures(s: Settings, traffic: _Traffic, applied: list[tuple[str, Reassignme
     }
 
 
-def _pause_figures(pauses: list[float], live_pauses: list[float]) -> dict[str, Any]:
+def _pause_figures(pauses: list[float], live_pauses: list[float], answered: list[float]
+                   ) -> dict[str, Any]:
     return {
         "pause_p50_ms": round(statistics.median(pauses), 1) if pauses else None,
         "pause_p99_ms": round(_percentile(pauses, 0.99), 1) if pauses else None,
         "pause_max_ms": round(max(pauses), 1) if pauses else None,
+        "pause_p50_ms_live_producers": round(statistics.median(live_pauses), 1)
+        if live_pauses else None,
         "pause_p99_ms_live_producers": round(_percentile(live_pauses, 0.99), 1)
         if live_pauses else None,
+        # Of that pause, the producers' part: from the draining write to the last answer (the
+        # roll call over); the rest is the consumer group's (the checker commits every 100 ms).
+        "answered_p50_ms": round(statistics.median(answered), 1) if answered else None,
+        "answered_p99_ms": round(_percentile(answered, 0.99), 1) if answered else None,
+        # Every drain's pause in the events topic's order, for the distribution (``bench
+        # report`` plots it); the second list leaves out the move that waited for the killed
+        # producer to expire.
+        "pauses_ms": [round(p, 1) for p in pauses],
+        "pauses_ms_live_producers": [round(p, 1) for p in live_pauses],
     }
 
 
@@ -388,9 +401,10 @@ def _lost(sent: dict[tuple[str, str], int], checker: Checker) -> dict[str, int]:
     return lost
 
 
-def _pauses(s: Settings, tenants: set[str], timeouts: list[str] | None = None) -> list[float]:
+def _pauses(s: Settings, tenants: set[str], timeouts: list[str] | None = None,
+            answered: list[float] | None = None) -> list[float]:
     """pause_ms of every drain's end on the events topic; the reasons of those that timed out
-    go to ``timeouts``."""
+    go to ``timeouts``, the producers' part of each pause (answered_ms) to ``answered``."""
     codec = AvroCodec(registry_client(s.registry_config()), EVENT_SCHEMA, s.events_topic)
     consumer = Consumer(client_settings(s.kafka, **{
         "group.id": f"bench-drain-{uuid.uuid4()}", "enable.auto.commit": False}))
@@ -411,6 +425,8 @@ def _pauses(s: Settings, tenants: set[str], timeouts: list[str] | None = None) -
                     continue
                 if event.action.startswith("drain-") and event.tenant in tenants:
                     pauses.append(event.observed.get("pause_ms", 0.0))
+                    if answered is not None and "answered_ms" in event.observed:
+                        answered.append(event.observed["answered_ms"])
                     if event.action != "drain-complete" and timeouts is not None:
                         timeouts.append(f"{event.tenant}: {event.reason}")
     finally:

@@ -46,11 +46,15 @@ def _stage_breakdown(profile: dict[str, Any]) -> dict[str, float]:
     return {
         "consume": rounded(us["consume"]),
         "key_parse": rounded(us["key_parse"]),
+        # the general path (any writer schema): fastavro, then a Route from its dict
         "avro_decode": rounded(us["avro_decode"]),
         "route_construction": rounded(us["avro_decode+route"] - us["avro_decode"]),
-        # codec.decode = key parse + avro + Route + the key/value consistency check
+        # the path the cache takes for values of its own schema (routes/wire.py): both at once
+        "fast_reader": rounded(us["fast_read"]),
+        # codec.decode = key parse + fast reader (else fastavro + Route) + validation
         "codec_decode_total": rounded(us["codec_decode"]),
-        # _apply = codec.decode + epoch check + dict insert + listeners
+        # apply: the cache's _handle over the consumer's batches = Message accessors +
+        # codec.decode + epoch and partition-count checks + dict insert
         "dict_insert_and_bookkeeping": rounded(us["apply"] - us["codec_decode"]),
         "apply_total": rounded(us["apply"]),
         "consume_plus_apply": rounded(us["consume"] + us["apply"]),

@@ -1,4 +1,5 @@
-"""``routing-app routes pin | unpin | list | show``: operator access to the routing table."""
+"""``routing-app routes pin | unpin | freeze | unfreeze | evacuate | list | show``: operator
+access to the routing table."""
 
 from __future__ import annotations
 
@@ -125,18 +126,44 @@ _tenant_command(ControlAction.FREEZE, "Stop automatic moves of TENANT (its curre
 _tenant_command(ControlAction.UNFREEZE, "Let the planner move TENANT again.")
 
 
+_evacuate_partitions = click.option(
+    "--partition", "-p", "partitions", type=click.IntRange(min=0), multiple=True,
+    help="Partition to evacuate; repeat for several. None: stop evacuating TOPIC.")
+
+
+def _evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
+              wait: float) -> None:
+    _send(settings, ControlCommand(ControlAction.EVACUATE, topic, "", now_ms(), partitions,
+                                   reason=reason, issued_by=_issuer(settings)), wait)
+
+
 @routes.command()
 @click.argument("topic")
-@click.option("--partition", "-p", "partitions", type=click.IntRange(min=0), multiple=True,
-              help="Partition to drain; repeat for several. None: stop draining TOPIC.")
+@_evacuate_partitions
 @_reason
 @_wait
 @pass_settings
-def drain(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
-          wait: float) -> None:
-    """Move tenants off partitions of TOPIC (planner moves them, bounded per cycle)."""
-    _send(settings, ControlCommand(ControlAction.DRAIN, topic, "", now_ms(), partitions,
-                                   reason=reason, issued_by=_issuer(settings)), wait)
+def evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
+             wait: float) -> None:
+    """Move every tenant off partitions of TOPIC, and keep them off (the planner moves them,
+    bounded per cycle)."""
+    _evacuate(settings, topic, partitions, reason, wait)
+
+
+# The command's name until "drain" came to mean only a strict move's ordering pause; kept so
+# scripts that call it keep working.
+@routes.command("drain", hidden=True)
+@click.argument("topic")
+@_evacuate_partitions
+@_reason
+@_wait
+@pass_settings
+def drain_alias(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
+                wait: float) -> None:
+    """Deprecated alias of ``routes evacuate``."""
+    click.echo("`routing-app routes drain` is deprecated: use `routing-app routes evacuate` "
+               "(the same command)", err=True)
+    _evacuate(settings, topic, partitions, reason, wait)
 
 
 def _load(settings: Settings, timeout: float) -> RouteCache:

@@ -67,12 +67,15 @@ LOAD_FRACTION = 0.5  # default total rate: mean partition load at half the capac
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--policy", "policy_text", default="", metavar="NAME=VALUE,...",
               help="Planner policy overrides, as the workers' planner_policy setting.")
+@click.option("--series", is_flag=True,
+              help="Add every window's max/mean (planner, hash, PKG) and the flash crowds' "
+                   "periods to the JSON (\"series\").")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line of figures only.")
 def simulate(zipf: float, tenants: int, partitions: int, hours: float, window_s: float,
              total_rate: float | None, capacity: float | None, flash: bool, diurnal: bool,
              diurnal_period_h: float | None, churn: float, noise: float,
              keyless_fraction: float, keys_max: int, key_zipf: float, seed: int,
-             policy_text: str, as_json: bool) -> None:
+             policy_text: str, series: bool, as_json: bool) -> None:
     """Run the planner over synthetic Zipf traffic; compare with hashing and two-choices (PKG).
 
     Every tenant has a key distribution: key-only records (one ordered stream) for
@@ -110,6 +113,8 @@ def simulate(zipf: float, tenants: int, partitions: int, hours: float, window_s:
     else:
         result = run_simulation(config)
     figures = report(result)
+    if series:
+        figures["series"] = result.series()
     if as_json:
         click.echo(json.dumps(figures, separators=(",", ":")))
     else:

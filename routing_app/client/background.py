@@ -1,16 +1,25 @@
-"""The producer's poll thread: delivery reports, drain acks, usage reports, metadata refresh."""
+"""The producer's poll thread: delivery reports, drain acks, usage reports, hellos, metadata
+refresh."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from routing_app.client.drains import DrainCoordinator
 from routing_app.client.metadata import PartitionCounts
+
+log = logging.getLogger(__name__)
+
+# A hello this often keeps the producer known to the route writer when it sends no usage
+# reports (idle, or routing.usage.enabled=false): a third of the writer's default
+# producer_expiry_ms (three 10 s windows).
+HELLO_INTERVAL_S = 10.0
 
 
 class Poller:
@@ -54,6 +63,8 @@ class Poller:
         assert producer is not None
         holds = self._drains.holds
         next_report = time.monotonic() + self._interval_s
+        # The first hello is the routes gate's (client.hello), before any send.
+        next_hello = time.monotonic() + HELLO_INTERVAL_S
         while not self._stop.is_set():
             if self._serving:
                 self._stop.wait(0.05)
@@ -65,4 +76,13 @@ class Poller:
             if now >= next_report:
                 next_report = now + self._interval_s
                 self._report_usage()
+            if now >= next_hello:
+                next_hello = now + HELLO_INTERVAL_S
+                self._say_hello()
             self._metadata.refresh_if_due(now)
+
+    def _say_hello(self) -> None:
+        try:
+            self._drains.say_hello()
+        except (BufferError, KafkaException) as exc:  # the next one, then
+            log.debug("hello to the route writer not sent: %s", exc)

@@ -50,6 +50,28 @@ def consumer_settings_from(producer_conf: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in producer_conf.items() if k.startswith(_SHARED_PREFIXES)}
 
 
+def cache_consumer_config(consumer_conf: dict[str, Any]) -> dict[str, Any]:
+    """What a RouteCache gives its consumer: ``consumer_conf`` and the cache's own settings
+    (``bench rebuild`` gives its consume-only baseline the same)."""
+    return {
+        **consumer_conf,
+        # Never committed: every cache starts from the beginning of the routes topic.
+        "group.id": reader_group(CACHE_GROUP_PREFIX),
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+        "fetch.error.backoff.ms": 50,
+        # With the default (1000 ms) the fetcher pauses a whole second whenever the local
+        # queue passes queued.min.messages, which a rebuild does every 100k routes, and the
+        # cache thread then idles with nothing to decode.
+        "fetch.queue.backoff.ms": 10,
+        # Prefetching 100k records (the default) holds ~40 MB more at the peak of a
+        # rebuild; 20k, two fetches' worth, keeps the decoder as busy.
+        "queued.min.messages": 20_000,
+    }
+
+
 @dataclass(frozen=True)
 class CacheStats:
     routes: int
@@ -79,23 +101,7 @@ class RouteCache:
         routes_topic: str,
         name: str = "route-cache",
     ) -> None:
-        self._conf = {
-            **consumer_conf,
-            # Never committed: every cache starts from the beginning of the routes topic.
-            "group.id": reader_group(CACHE_GROUP_PREFIX),
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 50,
-            "fetch.error.backoff.ms": 50,
-            # With the default (1000 ms) the fetcher pauses a whole second whenever the local
-            # queue passes queued.min.messages, which a rebuild does every 100k routes, and the
-            # cache thread then idles with nothing to decode.
-            "fetch.queue.backoff.ms": 10,
-            # Prefetching 100k records (the default) holds ~40 MB more at the peak of a
-            # rebuild; 20k, two fetches' worth, keeps the decoder as busy.
-            "queued.min.messages": 20_000,
-        }
+        self._conf = cache_consumer_config(consumer_conf)
         self._codec = codec
         self._topic = routes_topic
         self._name = name
@@ -300,6 +306,10 @@ class RouteCache:
         # first topic) goes through _apply, which decodes again: rare, and it has the rules.
         decode = self._codec.decode
         by_topic = self._routes
+        counts = self._counts
+        monotonic = time.monotonic
+        # These dicts and the list are only ever changed in place: held for the batch.
+        poisoned, pending, listeners = self._poisoned, self._pending, self._listeners
         position = self._position
         applied = stale = 0
         try:
@@ -322,7 +332,7 @@ class RouteCache:
                 except (DecodeError, RegistryUnavailable, KeyError):
                     self._apply(key, value, offset)
                     continue
-                if self._poisoned or self._pending:  # rare: skip two lookups otherwise
+                if poisoned or pending:  # rare: skip two lookups otherwise
                     self._superseded(topic, tenant)
                 if route is None:
                     self._store(topic, tenant, None)
@@ -334,11 +344,19 @@ class RouteCache:
                     if route != current:
                         self._out_of_order(key, route, current, offset)
                     continue
-                if not self._fits(route):
+                # _fits' first tests inline; the rest (asking the broker) stays there
+                count = counts.get(topic)
+                if count == _ABSENT:  # a topic the broker did not list: ask again once due
+                    if monotonic() - self._counts_at >= METADATA_MIN_INTERVAL_S and not (
+                            self._fits(route)):
+                        continue
+                elif (count is None or max(route.partitions) >= count or (
+                        route.previous_partitions and max(route.previous_partitions) >= count)
+                        ) and not self._fits(route):
                     continue
                 routes[tenant] = route
                 applied += 1
-                if self._listeners:
+                if listeners:
                     self._notify(topic, tenant, route)
         finally:
             self._position = position
@@ -453,6 +471,8 @@ class RouteCache:
         count = self._counts.get(route.topic)
         if count is not None and highest < count:
             return True
+        if count == _ABSENT and time.monotonic() - self._counts_at < METADATA_MIN_INTERVAL_S:
+            return True  # asked less than a second ago: still nothing to check against
         count = self._refresh_counts(route.topic)
         # A topic the broker does not list (or no answer): nothing to check against; producing
         # to it fails on its own (UnknownTopicError).
@@ -492,7 +512,9 @@ class RouteCache:
                 for known in self._counts:
                     counts.setdefault(known, _ABSENT)
                 counts.setdefault(topic, _ABSENT)
-                self._counts = counts
+                # In place: _handle holds this dict for a whole batch.
+                self._counts.clear()
+                self._counts.update(counts)
         return self._counts.get(topic)
 
     def _retry_pending(self) -> None:

@@ -5,11 +5,12 @@ everything sent before the hold is reported, release the held records when the r
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from routing_app.client.cache import RouteCache
 from routing_app.client.holds import TenantHold
@@ -49,6 +50,10 @@ class DrainCoordinator:
         self._codec = acks_codec
         self._registry_url = registry_url
         self._resend = resend
+        # Hellos (greeting, poll thread) and the goodbye (close) take turns: a hello after the
+        # goodbye would bring the closed producer back to life for the writer.
+        self._farewell = threading.Lock()
+        self._said_goodbye = False
 
     def route_changed(self, topic: str, tenant: str, route: Route | None) -> None:
         """Cache thread: a strict route draining holds its tenant; any other change releases."""
@@ -133,6 +138,25 @@ class DrainCoordinator:
             hold.acked = True
             self.acks += 1
 
+    def say_hello(self, on_delivery: Callable[[KafkaError | None], None] | None = None) -> bool:
+        """Tells the route writer this producer is here (see client.hello): before its first
+        send, with ``on_delivery`` to learn when the broker has it, then every few seconds so
+        that an idle producer stays known (Poller). False: closing, or no route cache (such a
+        producer never holds, so no move may wait for it)."""
+        producer_id = self._producer_id.encode("utf-8")
+        with self._farewell:
+            producer = self._producer
+            if producer is None or self._cache is None or self._said_goodbye:
+                return False
+            if on_delivery is None:
+                producer.produce(self._answers_topic, producer_id, producer_id,
+                                 headers=[MessageKind.PRODUCER_HELLO.header])
+            else:
+                producer.produce(self._answers_topic, producer_id, producer_id,
+                                 headers=[MessageKind.PRODUCER_HELLO.header],
+                                 on_delivery=lambda err, _message: on_delivery(err))
+        return True
+
     def say_goodbye(self) -> None:
         """Tells the route writer this producer is gone, so no drain waits for its answer
         until its heartbeats (usage reports) expire."""
@@ -140,8 +164,10 @@ class DrainCoordinator:
             return
         producer_id = self._producer_id.encode("utf-8")
         try:
-            self._producer.produce(self._answers_topic, producer_id, producer_id,
-                                   headers=[MessageKind.PRODUCER_CLOSED.header])
+            with self._farewell:
+                self._said_goodbye = True
+                self._producer.produce(self._answers_topic, producer_id, producer_id,
+                                       headers=[MessageKind.PRODUCER_CLOSED.header])
             self._producer.flush(2.0)
         except (BufferError, KafkaException) as exc:
             log.warning("%s: could not announce its close: %s", self._producer_id, exc)

@@ -122,6 +122,9 @@ class RoutingProducer:
         self._drains = DrainCoordinator(self.producer_id, producer, options.answers_topic,
                                         options.hold_max_records, ledger, self._memo, cache,
                                         acks_codec, registry_url, self._send_released)
+        # Before any send: the writer learns of this producer before it reads the routes, so a
+        # drain never needs a grace period for producers it does not know (client/hello.py).
+        self._routes.greet_first(self._drains.say_hello, rdkafka, self.producer_id)
         self._router = Router(self._metadata, cache, self._drains.holds)
         usage_codec = (None if usage is None or registry is None
                        else AvroCodec(registry, USAGE_SCHEMA, options.usage_topic))
@@ -133,7 +136,7 @@ class RoutingProducer:
         self._cells = self._memo.cells
         self._holds = self._drains.holds
         self._lock_acquire, self._lock_release = ledger.lock.acquire, ledger.lock.release
-        # produce() takes its inlined path only while this holds (and the record is plain).
+        # Plain records are memoized only while this holds (see produce).
         self._plain = self._key_serializer is None and self._value_serializer is None
         self._closed = False
         stop = threading.Event()
@@ -171,7 +174,10 @@ class RoutingProducer:
         if self._closed:
             return
         self._closed = True
+        # No more fast path: with no cells and not plain, sends take the general path,
+        # which raises.
         self._plain = False
+        self._cells = {}
         remaining = self.flush(timeout)
         self._drains.say_goodbye()
         self._poller.stop()
@@ -246,34 +252,30 @@ class RoutingProducer:
         (see ProduceOptions). They are keywords only, gathered rather than declared one by one
         because filling five declared defaults costs more per call than checking one dict.
         """
-        if not options and self._plain:
-            # A plain record (bytes or no key, nothing else): its key's memo cell says where
-            # it goes (see client.memo).
-            cells = self._cells.get(topic)
-            if cells is not None:
-                try:
-                    cell = cells.get(key)  # only bytes and None keys are ever memoized
-                except TypeError:  # unhashable: the general path says what is wrong with it
-                    cell = None
-                if cell is not None:
-                    self._lock_acquire()
-                    try:
-                        # Sent under the send lock: a drain's barrier (see client.drains) then
-                        # counts exactly the records librdkafka has before the hold, in order.
-                        if cell.live:
-                            # Positional: keyword arguments double the cost of this call.
-                            self._produce(topic, value, key, cell.partition)
-                            cell.records += 1
-                            cell.nbytes += 0 if value is None else len(value)
-                            return
-                    except BufferError:
-                        pass  # the general path waits for room
-                    finally:
-                        self._lock_release()
-                    self._produce_general(topic, value, key)
+        if not options:
+            try:
+                # A plain record (bytes or no key, nothing else) whose key has a memo cell:
+                # the cell says where it goes (see client.memo). Only plain records are ever
+                # memoized, so no cell means the producer is not plain, or this key is new.
+                cell = self._cells[topic][key]
+            except (KeyError, TypeError):  # TypeError: unhashable, the general path says so
+                if self._plain and self._produce_plain(topic, value, key):
                     return
-            if self._produce_plain(topic, value, key):
-                return
+            else:
+                self._lock_acquire()
+                try:
+                    # Sent under the send lock: a drain's barrier (see client.drains) then
+                    # counts exactly the records librdkafka has before the hold, in order.
+                    if cell.live:
+                        # Positional: keyword arguments double the cost of this call.
+                        self._produce(topic, value, key, cell.partition)
+                        cell.records += 1
+                        cell.nbytes += 0 if value is None else len(value)
+                        return
+                except BufferError:
+                    pass  # the general path waits for room
+                finally:
+                    self._lock_release()
         self._produce_general(topic, value, key, **options)
 
     def _produce_plain(self, topic: str, value: Any, key: Any) -> bool:

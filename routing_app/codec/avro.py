@@ -89,6 +89,8 @@ class AvroCodec:
         self._schema_id: int | None = None
         # schema id -> (parsed writer schema, needs resolution against our reader schema)
         self._readers: dict[int, tuple[Any, bool]] = {}
+        # schema id -> the writer schema's JSON, for callers with readers of their own
+        self._writer_json: dict[int, Any] = {}
         self._unknown_ids: dict[int, float] = {}
         # The registry's last failure, until it answers again: lets a reader stuck on a record
         # say it is the registry it waits for.
@@ -112,6 +114,7 @@ class AvroCodec:
                 )) from exc
             self.last_failure = None
             self._readers[self._schema_id] = (self._reader, False)
+            self._writer_json[self._schema_id] = self._schema_json
         return self._schema_id
 
     def _failed(self, exc: RegistryUnavailable) -> RegistryUnavailable:
@@ -146,6 +149,7 @@ class AvroCodec:
         if found.schema_id is None:
             return False
         self._readers[found.schema_id] = (self._reader, False)
+        self._writer_json[found.schema_id] = self._schema_json
         return True
 
     def encode(self, record: dict[str, Any]) -> bytes:
@@ -163,6 +167,19 @@ class AvroCodec:
             return False
         magic, schema_id = _HEADER.unpack_from(data)
         return magic == MAGIC_BYTE and schema_id not in self._readers
+
+    def writer_schema(self, schema_id: int) -> Any | None:
+        """The JSON of the schema records with ``schema_id`` were written with, once decode()
+        (or registering, or prefetch) has learnt it; None before. Never asks the registry."""
+        return self._writer_json.get(schema_id)
+
+    @staticmethod
+    def schema_id_of(data: bytes) -> int | None:
+        """The schema id in a Confluent-framed value's header; None if it has no such header."""
+        if len(data) < _HEADER.size:
+            return None
+        magic, schema_id = _HEADER.unpack_from(data)
+        return schema_id if magic == MAGIC_BYTE else None
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None:
@@ -217,4 +234,5 @@ class AvroCodec:
         if not resolve:
             writer = self._reader
         self._readers[schema_id] = (writer, resolve)
+        self._writer_json[schema_id] = parsed_json
         return writer, resolve

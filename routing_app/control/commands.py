@@ -16,10 +16,31 @@ CONTROL_SCHEMA = "control_command"
 class ControlAction(StrEnum):
     PIN = "pin"
     UNPIN = "unpin"
-    DRAIN = "drain"
+    EVACUATE = "evacuate"  # move every tenant off the given partitions of a topic
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
     UNKNOWN = "unknown"  # a newer writer's action this reader does not know (schema default)
+
+
+# The control_command schema's enum symbol for EVACUATE is "drain", the command's name before
+# "drain" came to mean only a strict move's ordering pause. Commands already on the control
+# topic carry that symbol, and renaming a symbol is not a compatible schema change (a reader of
+# the new schema could not read them), so the wire keeps "drain" and only the code says
+# "evacuate".
+_WIRE_SYMBOL = {ControlAction.EVACUATE: "drain"}
+_ACTION_OF_SYMBOL = {symbol: action for action, symbol in _WIRE_SYMBOL.items()}
+
+
+def action_symbol(action: ControlAction) -> str:
+    """The action's symbol in the control_command schema."""
+    return _WIRE_SYMBOL.get(action, action.value)
+
+
+def action_of_symbol(symbol: str | None) -> ControlAction:
+    """The action a control_command enum symbol stands for."""
+    if not symbol:
+        return ControlAction.UNKNOWN
+    return _ACTION_OF_SYMBOL.get(symbol) or ControlAction(symbol)
 
 
 @dataclass(frozen=True)
@@ -36,7 +57,7 @@ class ControlCommand:
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "command_id": self.command_id, "action": self.action.value, "topic": self.topic,
+            "command_id": self.command_id, "action": action_symbol(self.action), "topic": self.topic,
             "tenant": self.tenant, "partitions": list(self.partitions),
             "mode": self.mode.value if self.mode else None, "reason": self.reason,
             "issued_by": self.issued_by, "issued_at": self.issued_at_ms,
@@ -45,7 +66,7 @@ class ControlCommand:
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> ControlCommand:
         return cls(
-            action=ControlAction(r.get("action") or "unknown"), topic=r["topic"],
+            action=action_of_symbol(r.get("action")), topic=r["topic"],
             tenant=r["tenant"], issued_at_ms=int(r["issued_at"]),
             partitions=tuple(r.get("partitions") or ()),
             mode=RouteMode(r["mode"]) if r.get("mode") else None, reason=r.get("reason", ""),

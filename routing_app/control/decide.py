@@ -6,10 +6,11 @@ from dataclasses import dataclass, replace
 
 from routing_app.control.commands import ControlAction, ControlCommand
 from routing_app.planner import PlannedChange
-from routing_app.routes.events import ReassignmentEvent
+from routing_app.routes.events import ReassignmentEvent, WriterReasonKind
 from routing_app.routes.model import Route, RouteError, RouteMode, RouteStatus, validate_topic_name
 
 PINNED = "pinned"
+OPERATOR = WriterReasonKind.OPERATOR.value
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ def rejected(command: ControlCommand, reason: str, worker_id: str, now_ms: int) 
         topic=command.topic, tenant=command.tenant, action="rejected",
         reason=f"{command.action.value} rejected: {reason}", decided_at_ms=now_ms,
         worker_id=worker_id, to_partitions=command.partitions, command_id=command.command_id,
+        reason_kind=WriterReasonKind.REJECTED.value,
     ))
 
 
@@ -53,18 +55,19 @@ def apply_command(
     if partition_count is None:
         return rejected(command, f"data topic {command.topic!r} does not exist", worker_id,
                          now_ms)
-    if command.action is ControlAction.DRAIN:
+    if command.action is ControlAction.EVACUATE:
         bad = [p for p in command.partitions if not 0 <= p < partition_count]
         if bad:
             return rejected(command, f"partition {bad[0]} does not exist on {command.topic!r} "
                              f"(valid: 0..{partition_count - 1})", worker_id, now_ms)
-        what = (f"drain partitions {sorted(set(command.partitions))}" if command.partitions
-                else "stop draining")
+        what = (f"evacuate partitions {sorted(set(command.partitions))}" if command.partitions
+                else "stop evacuating")
         return Decision(ReassignmentEvent(
-            topic=command.topic, tenant=command.tenant, action="drain",
+            topic=command.topic, tenant=command.tenant, action=ControlAction.EVACUATE.value,
             reason=f"operator {what}" + (f" ({command.reason})" if command.reason else ""),
             decided_at_ms=now_ms, worker_id=worker_id,
-            to_partitions=tuple(sorted(set(command.partitions))), command_id=command.command_id))
+            to_partitions=tuple(sorted(set(command.partitions))), command_id=command.command_id,
+            reason_kind=OPERATOR))
     if not command.tenant:
         return rejected(command, "empty tenant id", worker_id, now_ms)
     if command.action in (ControlAction.FREEZE, ControlAction.UNFREEZE):
@@ -76,7 +79,8 @@ def apply_command(
             from_partitions=current.partitions if current else (),
             to_partitions=current.partitions if current else (),
             from_epoch=current.epoch if current else None,
-            to_epoch=current.epoch if current else None, command_id=command.command_id))
+            to_epoch=current.epoch if current else None, command_id=command.command_id,
+            reason_kind=OPERATOR))
     epoch = max(last_epoch, current.epoch if current else 0) + 1
     note = f" ({command.reason})" if command.reason else ""
     by = f"operator:{command.issued_by}" if command.issued_by else "operator"
@@ -99,7 +103,7 @@ def apply_command(
                              worker_id, now_ms)
         event = ReassignmentEvent.for_change(current, route, action="pin", reason=route.reason,
                                              decided_at_ms=now_ms, worker_id=worker_id,
-                                             command_id=command.command_id)
+                                             command_id=command.command_id, reason_kind=OPERATOR)
         return Decision(event, route=route)
 
     if command.action is ControlAction.UNPIN:
@@ -108,7 +112,7 @@ def apply_command(
                              worker_id, now_ms)
         event = ReassignmentEvent.for_change(
             current, None, action="unpin", reason=f"operator unpin{note}", decided_at_ms=now_ms,
-            worker_id=worker_id, command_id=command.command_id)
+            worker_id=worker_id, command_id=command.command_id, reason_kind=OPERATOR)
         # The tombstone uses up an epoch too, so history stays totally ordered per key.
         return Decision(replace(event, to_epoch=epoch), tombstone=True)
 
@@ -131,7 +135,8 @@ def decide_planned(
             return None
         event = ReassignmentEvent.for_change(
             current, None, action=change.action.value, reason=change.reason,
-            decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed)
+            decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed,
+            reason_kind=change.kind.value)
         return Decision(replace(event, to_epoch=epoch), tombstone=True)
     if current is not None and current.partitions == tuple(change.partitions):
         return None
@@ -145,5 +150,6 @@ def decide_planned(
     )
     event = ReassignmentEvent.for_change(
         current, route, action=change.action.value, reason=change.reason,
-        decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed)
+        decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed,
+        reason_kind=change.kind.value)
     return Decision(event, route=route)

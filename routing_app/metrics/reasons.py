@@ -5,9 +5,10 @@ The reasons the planner (``routing_app.planner``) and the command rules
 as a metric label they would make one time series per decision. The kind keeps what a dashboard
 wants to group by (why the route moved), and the event on the events topic keeps the sentence.
 
-A planner decision's kind is its ``ReasonKind``, set by the step that decided; the command
-rules' kinds follow from the event's action. Only an event that does not carry its planner
-kind is read by its words (``_legacy_kind``, see there).
+Every event carries its kind (``ReassignmentEvent.reason_kind``), set where the decision is
+made: the planner step's ``ReasonKind``, or the writer's own (``WriterReasonKind``: operator,
+rejected, repair, how a drain ended). Only events written before that field existed are read
+by their words (``_legacy_kind``, see there).
 """
 
 from __future__ import annotations
@@ -15,40 +16,51 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from routing_app.planner import PlannedChange, ReasonKind
-from routing_app.routes.events import ReassignmentEvent
+from routing_app.planner import Action, PlannedChange, ReasonKind
+from routing_app.routes.events import REPAIR, ReassignmentEvent, WriterReasonKind
 
 # Actions as written on events; anything else is counted as "other" (labels stay bounded).
-ACTIONS = frozenset({"isolate", "shard", "merge", "rebalance", "drain", "pin", "unpin", "freeze",
-                     "unfreeze", "rejected", "drain-complete", "drain-forced", "drain-abort",
-                     "repair"})
+ACTIONS = frozenset({"isolate", "shard", "merge", "rebalance", "evacuate", "pin", "unpin",
+                     "freeze", "unfreeze", "rejected", "drain-complete", "drain-forced",
+                     "drain-abort", REPAIR})
+# Actions renamed since: events already on the topic count under today's name. "drain" was
+# both the operator's command and the planner step that carries it out, now "evacuate" (drain
+# means only a strict move's ordering pause).
+_RENAMED_ACTIONS = {"drain": Action.EVACUATE.value}
 
 # The second write of a strict move (routing_app/control/drain.py): how the drain ended.
-_DRAIN_ENDS = {"drain-complete": "drained", "drain-forced": "drain_timeout_forced",
-               "drain-abort": "drain_timeout_aborted"}
+_DRAIN_ENDS = {"drain-complete": WriterReasonKind.DRAINED.value,
+               "drain-forced": WriterReasonKind.DRAIN_FORCED.value,
+               "drain-abort": WriterReasonKind.DRAIN_ABORTED.value}
 
-# Every kind ``reason_kind`` can return: the planner's, and those of commands and drain ends.
+OTHER = "other"
+# Every kind a label can take: the planner's, the writer's own, and "other".
 REASON_KINDS = frozenset({kind.value for kind in ReasonKind}
-                         | {"operator", "rejected", "other"} | set(_DRAIN_ENDS.values()))
+                         | {kind.value for kind in WriterReasonKind} | {OTHER})
 
 
 def action_label(action: str) -> str:
-    return action if action in ACTIONS else "other"
+    action = _RENAMED_ACTIONS.get(action, action)
+    return action if action in ACTIONS else OTHER
 
 
 def reason_kind(action: str, reason: str, *, operator: bool = False,
                 kind: ReasonKind | None = None) -> str:
-    """The kind of a decision's reason; ``operator`` is true for an operator command's event,
-    ``kind`` is the planner's own when the decision carries it (its words are then not read)."""
+    """The kind of a decision's reason from its action and words: what an event without its
+    ``reason_kind`` (written before the field existed) is labelled with. ``operator`` is true
+    for an operator command's event; ``kind`` is the planner's own when known (its words are
+    then not read)."""
     if action == "rejected":
-        return "rejected"
+        return WriterReasonKind.REJECTED.value
     if action in _DRAIN_ENDS:
         return _DRAIN_ENDS[action]
+    if action == REPAIR:
+        return WriterReasonKind.REPAIR.value
     if kind is not None:
         return kind.value
     if operator or reason.startswith("operator "):
-        return "operator"
-    return _legacy_kind(action, reason)
+        return WriterReasonKind.OPERATOR.value
+    return _legacy_kind(_RENAMED_ACTIONS.get(action, action), reason)
 
 
 def change_labels(change: PlannedChange) -> tuple[str, str]:
@@ -56,20 +68,22 @@ def change_labels(change: PlannedChange) -> tuple[str, str]:
     return action_label(change.action.value), change.kind.value
 
 
-def event_labels(event: ReassignmentEvent, kind: ReasonKind | None = None) -> tuple[str, str]:
-    """(action, reason kind) of one event, both from bounded sets; ``kind``: the planner's
-    ``ReasonKind`` of the change the event records, when known."""
-    return action_label(event.action), reason_kind(event.action, event.reason, kind=kind,
+def event_labels(event: ReassignmentEvent) -> tuple[str, str]:
+    """(action, reason kind) of one event, both from bounded sets: the kind the event carries,
+    or, for an event written before events carried one, the kind its words say."""
+    if event.reason_kind is not None:
+        kind = event.reason_kind if event.reason_kind in REASON_KINDS else OTHER
+        return action_label(event.action), kind
+    return action_label(event.action), reason_kind(event.action, event.reason,
                                                    operator=event.command_id is not None)
 
 
 # -- LEGACY: reading the kind from the words ------------------------------------------------------
-# Only for events that do not carry their planner kind: ReassignmentEvent has no field for it
-# (routing_app/routes/events.py, schemas/reassignment_event.avsc), so events read back from the
-# events topic are read by their words, and so is every event until the writer passes
-# ``PlannedChange.kind`` along (control/decide.py: decide_planned). The phrases are the
-# planner's sentences as written so far (routing_app/planner/reasons.py); they must keep matching
-# records already on the topic, so rewording a sentence must not remove a phrase from here.
+# Only for events without ``reason_kind``: those written before the field existed
+# (routing_app/routes/events.py, schemas/reassignment_event.avsc). The phrases are the planner's
+# sentences as written then (routing_app/planner/reasons.py); they must keep matching records
+# already on the topic, so none may be removed, whatever the planner says today. Actions are
+# today's names (see _RENAMED_ACTIONS).
 
 # (action, phrase in the planner's reason, kind): the first match wins.
 _PLANNER_PHRASES: tuple[tuple[str, str, ReasonKind], ...] = (
@@ -82,9 +96,10 @@ _PLANNER_PHRASES: tuple[tuple[str, str, ReasonKind], ...] = (
     ("isolate", "not sharded", ReasonKind.UNSPLITTABLE),
     ("isolate", "", ReasonKind.HOT_PARTITION),
     ("merge", "", ReasonKind.COOLED),
-    ("drain", "does not exist", ReasonKind.PARTITION_MISSING),
-    ("drain", "is being drained", ReasonKind.PARTITION_DRAINED),
-    ("drain", "names a partition twice", ReasonKind.DUPLICATE_PARTITION),
+    ("evacuate", "does not exist", ReasonKind.PARTITION_MISSING),
+    ("evacuate", "is being drained", ReasonKind.PARTITION_EVACUATED),  # old events: action "drain"
+    ("evacuate", "is being evacuated", ReasonKind.PARTITION_EVACUATED),
+    ("evacuate", "names a partition twice", ReasonKind.DUPLICATE_PARTITION),
 )
 
 
@@ -92,7 +107,7 @@ def _legacy_kind(action: str, reason: str) -> str:
     for phrase_action, phrase, kind in _PLANNER_PHRASES:
         if action == phrase_action and phrase in reason:
             return kind.value
-    return "other"
+    return OTHER
 
 
 # -- counting -------------------------------------------------------------------------------------
@@ -104,8 +119,8 @@ class DecisionTally:
 
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def observe(self, event: ReassignmentEvent, kind: ReasonKind | None = None) -> None:
-        key = event_labels(event, kind)
+    def observe(self, event: ReassignmentEvent) -> None:
+        key = event_labels(event)
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def observe_all(self, events: Iterable[ReassignmentEvent]) -> None:

@@ -6,8 +6,8 @@ The worker (``routing_app.app``) and the simulator (``routing_app.simulate``) ca
 One cycle (``cycle``), per data topic, in priority order (the move budget is shared, highest
 first); each step is a module that works on the topic's ``placement.Placement``:
 
-1. ``drain``: tenants on a drained partition (or on a route naming a partition that does not
-   exist) move to the partitions with the most room;
+1. ``evacuate``: tenants on a partition an operator is evacuating (or on a route naming a
+   partition that does not exist) move to the partitions with the most room;
 2. ``shard``: a tenant above ``unit`` (a share of the mean partition load, capped by the
    capacity) gets at least ``ceil(rate / unit)`` shards, grown and shrunk with hysteresis, if
    it can be split: a strict tenant's ordered streams (one per secondary key, plus its keyless

@@ -3,9 +3,7 @@ order (the move budget is shared, highest first), and the history carried to the
 
 from __future__ import annotations
 
-import math
-
-from routing_app.planner.drain import drain
+from routing_app.planner.evacuate import evacuate
 from routing_app.planner.isolate import isolate
 from routing_app.planner.loads import clean
 from routing_app.planner.merge import merge
@@ -20,6 +18,7 @@ from routing_app.planner.model import (
 from routing_app.planner.placement import Budget, OutOfMoves, Placement
 from routing_app.planner.rebalance import rebalance
 from routing_app.planner.shard import shard
+from routing_app.planner.tenants import TopicTenants, group_tenants
 from routing_app.routes.model import Route
 
 
@@ -30,7 +29,7 @@ def plan(inp: PlannerInput) -> Plan:
     topics = placements(inp, budget, changes)
     try:
         for state in topics:
-            drain(state)
+            evacuate(state)
         for state in topics:
             shard(state)
         for state in topics:
@@ -59,39 +58,28 @@ def settle(state: Placement) -> None:
 def placements(inp: PlannerInput, budget: Budget,
                changes: list[PlannedChange]) -> list[Placement]:
     """One placement per data topic with tenants or routes, in topic order."""
-    rates: dict[str, dict[str, float]] = {}
-    streams: dict[str, dict[str, tuple[float, int]]] = {}
-    inf = math.inf
-    for (topic, tenant), tr in inp.rates.items():
-        rate = tr.records_per_s
-        # Inline clean(): this loop runs once per tenant per cycle.
-        rates.setdefault(topic, {})[tenant] = rate = rate if 0 < rate < inf else 0.0
-        top = tr.top_stream_per_s
-        # Only what is known to split is kept: a heaviest stream of none, or a negative or NaN
-        # one, is a broken report (unknown: one stream); no stream is below an even split.
-        if top is not None and 0 < top < rate:
-            even = rate / tr.streams if tr.streams > 0 else 0.0
-            streams.setdefault(topic, {})[tenant] = (max(top, even), tr.streams)
     routes: dict[str, dict[str, Route]] = {}
     for (topic, tenant), route in inp.routes.items():
         routes.setdefault(topic, {})[tenant] = route
+    tenants = group_tenants(inp.rates, routes, inp.partition_counts)
     residual: dict[str, dict[int, float]] = {}
     for (topic, p), value in inp.residual.items():
         residual.setdefault(topic, {})[p] = clean(value)
     loads: dict[str, dict[int, PartitionLoad]] = {}
     for (topic, p), load in inp.loads.items():
         loads.setdefault(topic, {})[p] = load
-    drained: dict[str, set[int]] = {}
-    for topic, p in inp.drained:
-        drained.setdefault(topic, set()).add(p)
+    evacuated: dict[str, set[int]] = {}
+    for topic, p in inp.evacuated:
+        evacuated.setdefault(topic, set()).add(p)
     out = []
-    for topic in sorted(set(rates) | set(routes)):
+    for topic in sorted(set(tenants) | set(routes)):
         n = inp.partition_counts.get(topic, 0)
         if n <= 0:
             continue  # unknown topic: nothing can be placed, nothing is named
-        out.append(Placement(topic, n, inp, budget, changes, rates.get(topic, {}),
+        out.append(Placement(topic, n, inp, budget, changes,
+                             tenants.get(topic) or TopicTenants.empty(n),
                              routes.get(topic, {}), residual.get(topic, {}), loads.get(topic, {}),
-                             drained.get(topic, set()), streams.get(topic, {})))
+                             evacuated.get(topic, set())))
     return out
 
 

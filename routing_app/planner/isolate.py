@@ -20,11 +20,9 @@ def isolate(state: Placement) -> bool:
     for p in state.hot(state.hot_factor):
         if not state.over(p, state.hot_factor):
             continue
-        singles = [t for t in state.members[p]
-                   if len(state.parts[t]) == 1 and state.rate(t) > 0 and state.movable(t)]
-        if not singles:
+        tenant = _heaviest_single(state, p)
+        if tenant is None:
             continue
-        tenant = min(singles, key=lambda t: (-state.rate(t), t))
         rate = state.rate(tenant)
         # "Fixes most of it": the tenant explains at least half of the excess.
         if rate < 0.5 * state.excess(p):
@@ -38,6 +36,22 @@ def isolate(state: Placement) -> bool:
                    state.observed(tenant, (p,), (target,)))
         moved = True
     return moved
+
+
+def _heaviest_single(state: Placement, p: int) -> str | None:
+    """The heaviest movable tenant with a rate that is on p alone (ties: the first name)."""
+    best: tuple[float, str] | None = None
+    # Heaviest piece first: a tenant on p alone has its whole rate as its piece, so once the
+    # pieces fall below the best rate found, no later tenant can beat it.
+    for piece, tenant in reversed(state.pieces(p)):
+        if best is not None and piece < -best[0]:
+            break
+        if (len(state.parts[tenant]) == 1 and state.rate(tenant) > 0
+                and state.movable(tenant)):
+            key = (-state.rate(tenant), tenant)
+            if best is None or key < best:
+                best = key
+    return None if best is None else best[1]
 
 
 def _isolation_target(state: Placement, p: int, tenant: str, rate: float) -> int | None:
@@ -76,16 +90,17 @@ def isolate_unsplittable(state: Placement, tenant: str, rate: float) -> None:
     margin = (state.policy.tolerance if tenant in state.routed
               else state.policy.settle_tolerance) * state.mean
     here = _unmovable(state, p, tenant)
-    # Not onto another tenant bigger than a shard: rebalancing could not clear it away.
-    ranked = sorted((_unmovable(state, q, tenant), state.score(q), q) for q in state.active
-                    if q != p and all(state.piece(t) < state.unit for t in state.members[q]))
-    target = next((q for fixed, _, q in ranked if fixed < here - margin), None)
+    # Not onto another tenant bigger than a shard: rebalancing could not clear it away. The
+    # tenant is on p alone, so elsewhere all of the partition's fixed load counts; the
+    # best-ranked partition is the one to take, if any is clearly better than here.
+    best = state.least_fixed(p)
+    target = best[1] if best is not None and best[0] < here - margin else None
     if target is None:
         target = state.best_fit((p,), rate, None, None, cap=state.est[p] - margin)
     if target is None:
         return
     top = state.heaviest_stream(tenant)
-    reason = reasons.unsplittable(tenant, rate, state.unit, top, state.streams.get(tenant),
+    reason = reasons.unsplittable(tenant, rate, state.unit, top, state.streams(tenant),
                                   target, state.est[target])
     observed = state.observed(tenant, (p,), (target,))
     observed["top_stream_rate"] = top
@@ -95,5 +110,9 @@ def isolate_unsplittable(state: Placement, tenant: str, rate: float) -> None:
 def _unmovable(state: Placement, p: int, tenant: str) -> float:
     """The load on p that rebalancing would leave there: residual and tenants too small
     to move (below min_move), the tenant itself aside."""
-    return state.residual[p] + math.fsum(state.piece(t) for t in state.members[p]
-                                         if t != tenant and state.piece(t) < state.min_move)
+    low = state.min_move
+    small = [piece for piece in state.pieces_on[p] if piece < low]
+    own = state.piece(tenant)
+    if own < low:
+        small.remove(own)  # the tenant's own piece, one of p's pieces
+    return state.residual[p] + math.fsum(small)

@@ -20,7 +20,7 @@ def merge(state: Placement, cool: list[str]) -> bool:
         if since is None or state.now - since < cooldown_ms:
             continue
         home = state.hash_of(tenant)
-        if home in state.drained:
+        if home in state.evacuated:
             continue
         moved = _merge_one(state, tenant, home, (state.now - since) / 1000) or moved
     return moved

@@ -24,7 +24,8 @@ class Action(StrEnum):
     SHARD = "shard"  # a tenant too big for one partition is spread over several (grow/shrink)
     MERGE = "merge"  # a cooled tenant returns to default hashing (tombstone)
     REBALANCE = "rebalance"  # a medium tenant moves off a partition that stays above the mean
-    DRAIN = "drain"  # a tenant moves off a partition an operator is draining
+    # a tenant moves off a partition an operator is evacuating (or off a route it cannot use)
+    EVACUATE = "evacuate"
 
 
 class ReasonKind(StrEnum):
@@ -44,9 +45,9 @@ class ReasonKind(StrEnum):
     MAKING_ROOM = "making_room"  # moved aside so a bigger tenant from a hot partition fits
     # merge
     COOLED = "cooled"  # below the merge-back level for the cool-down: back to hashing
-    # drain
+    # evacuate
     PARTITION_MISSING = "partition_missing"  # its route names a partition that does not exist
-    PARTITION_DRAINED = "partition_drained"  # an operator drains its partition
+    PARTITION_EVACUATED = "partition_evacuated"  # an operator evacuates its partition
     DUPLICATE_PARTITION = "duplicate_partition"  # its route names a partition twice
 
     @property
@@ -64,9 +65,9 @@ _ACTION_OF: dict[ReasonKind, Action] = {
     ReasonKind.OVER_MEAN: Action.REBALANCE,
     ReasonKind.MAKING_ROOM: Action.REBALANCE,
     ReasonKind.COOLED: Action.MERGE,
-    ReasonKind.PARTITION_MISSING: Action.DRAIN,
-    ReasonKind.PARTITION_DRAINED: Action.DRAIN,
-    ReasonKind.DUPLICATE_PARTITION: Action.DRAIN,
+    ReasonKind.PARTITION_MISSING: Action.EVACUATE,
+    ReasonKind.PARTITION_EVACUATED: Action.EVACUATE,
+    ReasonKind.DUPLICATE_PARTITION: Action.EVACUATE,
 }
 
 
@@ -173,7 +174,7 @@ class PlannerInput:
     loads: Mapping[PartitionKey, PartitionLoad]  # broker ground truth (may be empty)
     history: Mapping[TenantKey, TenantHistory] = field(default_factory=dict)
     frozen: frozenset[TenantKey] = frozenset()  # operator froze: never moved automatically
-    drained: frozenset[PartitionKey] = frozenset()  # operator drains: move off, never target
+    evacuated: frozenset[PartitionKey] = frozenset()  # operator evacuates: move off, never target
     # Residual traffic (not attributed to any reported tenant) per partition.
     residual: Mapping[PartitionKey, float] = field(default_factory=dict)
     policy: Policy = field(default_factory=Policy)

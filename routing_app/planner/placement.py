@@ -1,19 +1,19 @@
 """One data topic's placement while a plan is built: where every tenant is, the loads that
 follow, how a partition scores as a target, and the one way to change it (``move``).
 
-The planning steps (``drain``, ``shard``, ``isolate``, ``rebalance``, ``make_room``,
+The planning steps (``evacuate``, ``shard``, ``isolate``, ``rebalance``, ``make_room``,
 ``merge``) read it and call ``move``; every move updates it at once, so the next decision sees
 the load the last one left.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
-from routing_app.client.partitioner import java_partition
 from routing_app.planner import reasons
-from routing_app.planner.loads import homes, offset, shard_unit
+from routing_app.planner.loads import offset, shard_unit
 from routing_app.planner.model import (
     PartitionLoad,
     PlannedChange,
@@ -21,6 +21,7 @@ from routing_app.planner.model import (
     ReasonKind,
 )
 from routing_app.planner.routes import is_pinned, usable_partitions
+from routing_app.planner.tenants import HomeOf, Members, Parts, RateOf, TopicTenants
 from routing_app.routes.model import Route, RouteMode, RouteStatus
 
 
@@ -48,30 +49,31 @@ class Placement:
     """
 
     def __init__(self, name: str, n: int, inp: PlannerInput, budget: Budget,
-                 changes: list[PlannedChange], rates: dict[str, float], routes: dict[str, Route],
+                 changes: list[PlannedChange], tenants: TopicTenants, routes: dict[str, Route],
                  residual: dict[int, float], loads: dict[int, PartitionLoad],
-                 drained: set[int], streams: dict[str, tuple[float, int]]) -> None:
+                 evacuated: set[int]) -> None:
         self.name, self.n, self.policy, self.now = name, n, inp.policy, inp.now_ms
         self.inp, self.budget, self.changes = inp, budget, changes
-        self.rates, self.routes = rates, routes
-        # (heaviest stream's rate, streams) of tenants known to send several ordered streams.
-        self.streams = streams
-        self.drained = {p for p in drained if 0 <= p < n}
-        self.active = [p for p in range(n) if p not in self.drained]
+        self.tenants, self.routes = tenants, routes
+        self._rate = RateOf(name, inp.rates, tenants.routed)
+        self._home = HomeOf(n)
+        self.evacuated = {p for p in evacuated if 0 <= p < n}
+        self.active = [p for p in range(n) if p not in self.evacuated]
         self.residual = [residual.get(p, 0.0) for p in range(n)]
         self.lag = [float(max(0, loads[p].lag)) if p in loads else 0.0 for p in range(n)]
         self.changed: set[str] = set()
 
         # Effective placement: what the producer does today (a broken route hashes).
-        self.parts: dict[str, tuple[int, ...]] = {}
+        self.parts = Parts(n, tenants.names, self._rate, self._home)
         self.routed: set[str] = set()
         self.broken: set[str] = set()
-        self.members: list[set[str]] = [set() for _ in range(n)]
-        shares = self._place_tenants()
+        self.members = Members(tenants.names)
+        # Every tenant's piece on each partition, kept up to date by moves.
+        self.pieces_on = shares = self._place_tenants()
         # fsum: exact, so the same placement gives bit-identical loads whatever the input order
         # (and whether reached by moves within a plan or rebuilt from the applied routes).
         self.est = [math.fsum(shares[p]) + self.residual[p] for p in range(n)]
-        total = math.fsum(rates.values()) + math.fsum(self.residual)
+        total = tenants.total() + math.fsum(self.residual)
         self.mean = total / len(self.active) if self.active else 0.0
         # What the broker measured beyond (or short of) the estimate: traffic the rates do not
         # explain. It stays with its partition while tenants move, so the measured view of a
@@ -87,35 +89,46 @@ class Placement:
         for tenant in self.routed:
             self._count_heavy(tenant, +1)
         self._roomiest: tuple[tuple[float, int], tuple[float, int]] | None = None
+        # The steps ask about every partition at once (where does this fit best?), far more
+        # often than anything moves: per level factor every partition's headroom, and every
+        # partition's score with the active ones best first, kept up to date by ``_refresh``.
+        self._rooms: dict[float, list[float]] = {}
+        self._scores: list[tuple[float, int]] | None = None
+        self._by_score: list[int] | None = None
+        self._by_room_order: list[tuple[float, tuple[float, int], int]] | None = None
+        self._pieces: list[list[tuple[float, str]] | None] = [None] * n
+        self._touched: set[int] = set()  # partitions a move changed
+        # movable(), but for the moves of this cycle (what holds all cycle, asked often).
+        self._may_move: dict[str, bool] = {}
+        # Per partition, computed when first asked and forgotten when a move touches it: the
+        # load rebalancing cannot move away, and the largest piece (None: not known yet).
+        self._fixed: list[float | None] = [None] * n
+        self._largest: list[float | None] = [None] * n
+        self._least_fixed: list[tuple[float, tuple[float, int], int]] | None = None
 
-    def _place_tenants(self) -> list[list[float]]:
-        """Fills parts, members, routed and broken; the rate shares on each partition."""
-        n, rates, routes = self.n, self.rates, self.routes
-        shares: list[list[float]] = [[] for _ in range(n)]
-        # Locals: this loop runs once per tenant per cycle (100k tenants: most of plan's time).
-        parts, members, memo = self.parts, self.members, homes(n)
-        for tenant, rate in rates.items():
-            if rate > 0 and tenant not in routes:
-                p = memo.get(tenant)
-                if p is None:
-                    p = memo[tenant] = java_partition(tenant.encode(), n)
-                parts[tenant] = (p,)
-                members[p].add(tenant)
-                shares[p].append(rate)
-        for tenant, route in routes.items():
-            rate = rates.get(tenant, 0.0)
+    def _place_tenants(self) -> list[Sequence[float]]:
+        """Places the tenants with a route (the grouping has the hashed ones): fills parts,
+        members, routed and broken; the rate shares on each partition."""
+        n, parts, members = self.n, self.parts, self.members
+        # The grouping's lists stay as they are: a partition's list is replaced, not changed.
+        shares: list[Sequence[float]] = list(self.tenants.rates)
+        extra: dict[int, list[float]] = {}
+        for tenant, route in self.routes.items():
+            rate = self.rate(tenant)
             placed = usable_partitions(route, n)
             if placed is None:
                 self.broken.add(tenant)
                 if rate <= 0:
                     continue
-                placed = (java_partition(tenant.encode(), n),)
+                placed = (self.hash_of(tenant),)
             else:
                 self.routed.add(tenant)
-            parts[tenant] = placed
+            parts.set(tenant, placed)
             for p in placed:
-                members[p].add(tenant)
-                shares[p].append(rate / len(placed))
+                members.place_routed(p, tenant)
+                extra.setdefault(p, []).append(rate / len(placed))
+        for p, more in extra.items():
+            shares[p] = [*shares[p], *more]
         return shares
 
     def _set_levels(self) -> None:
@@ -148,6 +161,16 @@ class Placement:
     def headroom(self, p: int, factor: float) -> float:
         """How much more p takes before a view passes factor x its mean. Below the hot floor
         (scaled to the level, so settling stays below rebalancing) nothing is a problem."""
+        return self.rooms(factor)[p]
+
+    def rooms(self, factor: float) -> list[float]:
+        """Every partition's headroom at factor x the mean."""
+        known = self._rooms.get(factor)
+        if known is None:
+            known = self._rooms[factor] = [self._headroom(p, factor) for p in range(self.n)]
+        return known
+
+    def _headroom(self, p: int, factor: float) -> float:
         floor = self.floor * factor / self.hot_factor
         return min(max(factor * mean, floor) - load for load, mean, _ in self._views(p))
 
@@ -163,7 +186,8 @@ class Placement:
 
     def hot(self, factor: float) -> list[int]:
         """The active partitions over factor x the mean, the most loaded first."""
-        return sorted((p for p in self.active if self.over(p, factor)),
+        rooms = self.rooms(factor)
+        return sorted((p for p in self.active if rooms[p] < 0),
                       key=lambda p: (-self.ratio(p), p))
 
     def describe(self, p: int) -> str:
@@ -173,17 +197,40 @@ class Placement:
     def score(self, p: int) -> tuple[float, int]:
         """Target preference: low load in either view (measured scaled to the estimate's mean),
         low lag (a backlog counts as the rate that clears it within lag_horizon_s), low number."""
+        return self.scores()[p]
+
+    def scores(self) -> list[tuple[float, int]]:
+        """Every partition's score."""
+        if self._scores is None:
+            self._scores = [self._score(p) for p in range(self.n)]
+        return self._scores
+
+    def by_score(self) -> list[int]:
+        """The active partitions, best target first."""
+        if self._by_score is None:
+            self._by_score = sorted(self.active, key=self.scores().__getitem__)
+        return self._by_score
+
+    def _score(self, p: int) -> tuple[float, int]:
         load = self.est[p]
         if self.measured and self.offset[p] != 0.0 and self.meas_mean > 0:
             load = max(load, (self.est[p] + self.offset[p]) * self.mean / self.meas_mean)
         return (load + self.lag[p] / max(self.policy.lag_horizon_s, 1e-9), p)
 
     def rate(self, tenant: str) -> float:
-        return self.rates.get(tenant, 0.0)
+        return self._rate(tenant)
+
+    def streams(self, tenant: str) -> tuple[float, int] | None:
+        """(heaviest stream's rate, streams) if the tenant is known to send several."""
+        return self._rate.streams(tenant)
+
+    def heavier_than(self, level: float) -> list[str]:
+        """The tenants sending more than ``level`` (in no particular order)."""
+        return self.tenants.heavier_than(level)
 
     def heaviest_stream(self, tenant: str) -> float:
         """The rate of the tenant's heaviest ordered stream (all of it when unknown)."""
-        known = self.streams.get(tenant)
+        known = self.streams(tenant)
         return self.rate(tenant) if known is None else known[0]
 
     def splittable(self, tenant: str) -> bool:
@@ -198,11 +245,37 @@ class Placement:
         return self.rate(tenant) / len(self.parts[tenant])
 
     def hash_of(self, tenant: str) -> int:
-        memo = homes(self.n)
-        home = memo.get(tenant)
-        if home is None:
-            home = memo[tenant] = java_partition(tenant.encode(), self.n)
-        return home
+        return self._home(tenant)
+
+    def fixed_load(self, p: int) -> float:
+        """The load on p that rebalancing would leave there: residual and tenants too small
+        to move (below min_move)."""
+        known = self._fixed[p]
+        if known is None:
+            low = self.min_move
+            known = self._fixed[p] = self.residual[p] + math.fsum(
+                [size for size in self.pieces_on[p] if size < low])
+        return known
+
+    def largest_piece(self, p: int) -> float:
+        """The largest piece of any tenant on p (-inf on an empty partition)."""
+        known = self._largest[p]
+        if known is None:
+            known = self._largest[p] = max(self.pieces_on[p], default=-math.inf)
+        return known
+
+    def least_fixed(self, but: int) -> tuple[float, int] | None:
+        """(fixed load, partition): the active partition other than ``but`` where the fixed
+        load is least (then the best score), among those with no piece of a unit or more."""
+        if self._least_fixed is None:
+            unit = self.unit
+            self._least_fixed = heapq.nsmallest(2, ((self.fixed_load(q), self.score(q), q)
+                                                    for q in self.active
+                                                    if self.largest_piece(q) < unit))
+        for fixed, _, q in self._least_fixed:
+            if q != but:
+                return fixed, q
+        return None
 
     def by_rate(self, tenants: Iterable[str]) -> list[str]:
         """Heaviest first (ties by name, so a plan does not depend on input order)."""
@@ -220,7 +293,17 @@ class Placement:
         return last
 
     def movable(self, tenant: str) -> bool:
-        if tenant in self.changed or (self.name, tenant) in self.inp.frozen:
+        if tenant in self.changed:
+            return False
+        known = self._may_move.get(tenant)
+        if known is None:
+            known = self._may_move[tenant] = self._may_move_now(tenant)
+        return known
+
+    def _may_move_now(self, tenant: str) -> bool:
+        """Whether the tenant may move, by what holds for the whole cycle: frozen, pinned,
+        mid-move, dwelling."""
+        if (self.name, tenant) in self.inp.frozen:
             return False
         route = self.routes.get(tenant)
         # A route still draining is mid-move (strict mode waits for its old partition).
@@ -243,30 +326,61 @@ class Placement:
                  only: Iterable[int] | None = None, extra: Mapping[int, float] | None = None,
                  cap: float | None = None) -> int | None:
         """The best-ranked partition taking ``amount`` with both views under factor x mean
-        (and the estimate under ``cap``), or None."""
+        (and the estimate under ``cap``), or None. ``only``: some of the active partitions."""
+        rooms = self.rooms(factor) if factor is not None else None
+        # ``extra`` only adds load: where nothing has the room for ``amount``, nothing fits.
+        if rooms is not None and max(rooms, default=-math.inf) < amount:
+            return None
         skip = set(exclude)
-        best: tuple[float, int] | None = None
-        for p in (self.active if only is None else only):
-            if p in skip:
+        allowed = None if only is None else set(only)
+        est = self.est
+        for p in self.by_score():
+            if p in skip or (allowed is not None and p not in allowed):
                 continue
             more = amount + (extra.get(p, 0.0) if extra else 0.0)
-            if factor is not None and self.headroom(p, factor) < more:
+            if rooms is not None and rooms[p] < more:
                 continue
-            if cap is not None and self.est[p] + more > cap:
+            if cap is not None and est[p] + more > cap:
                 continue
-            key = self.score(p)
-            if best is None or key < best:
-                best = key
-        return None if best is None else best[1]
+            return p
+        return None
 
     def roomiest_for(self, tenant: str, pool: Iterable[int], k: int) -> list[tuple[float, int]]:
         """The k partitions of pool with the most settle headroom, counting the tenant's own
         share as free: (headroom, partition), most first."""
         own = self.parts.get(tenant, ())
         piece = self.piece(tenant) if own else 0.0
-        ranked = sorted((-(self.headroom(p, self.settle_factor) + (piece if p in own else 0.0)),
-                         self.score(p), p) for p in pool)
-        return [(-room, p) for room, _, p in ranked[:k]]
+        rooms, scores, pool = self.rooms(self.settle_factor), self.scores(), set(pool)
+        ranked = [(-(rooms[p] + piece), scores[p], p) for p in own if p in pool]
+        # The other partitions of the pool in the order of all partitions by room: the k
+        # first of them are all that can be among the k roomiest.
+        others = 0
+        for key in self._by_room():
+            if others >= k:
+                break
+            if key[2] in pool and key[2] not in own:
+                ranked.append(key)
+                others += 1
+        return [(-room, p) for room, _, p in heapq.nsmallest(k, ranked)]
+
+    def _by_room(self) -> list[tuple[float, tuple[float, int], int]]:
+        """Every partition as (-settle headroom, score, partition), the roomiest first."""
+        if self._by_room_order is None:
+            rooms, scores = self.rooms(self.settle_factor), self.scores()
+            self._by_room_order = sorted((-(rooms[p] + 0.0), scores[p], p) for p in range(self.n))
+        return self._by_room_order
+
+    def pieces(self, p: int) -> list[tuple[float, str]]:
+        """(piece, tenant) of every tenant on p, in order."""
+        known = self._pieces[p]
+        if known is None:
+            if p in self._touched:
+                pairs = [(self.piece(t), t) for t in self.members[p]]
+            else:  # as grouped: a hashed tenant's piece is its rate
+                pairs = list(zip(self.tenants.rates[p], self.tenants.names[p], strict=True))
+                pairs.extend((self.piece(t), t) for t in self.members.routed_on(p))
+            known = self._pieces[p] = sorted(pairs)
+        return known
 
     def roomiest_except(self, p: int) -> float:
         """The most settle headroom on any active partition but p (a quick no-fit check)."""
@@ -291,6 +405,7 @@ class Placement:
         self.budget.take()
         old = self.parts.get(tenant, ())
         rate = self.rate(tenant)
+        old_piece = rate / len(old) if old else 0.0
         self._count_heavy(tenant, -1)
         for p in old:
             self.members[p].discard(tenant)
@@ -301,14 +416,26 @@ class Placement:
             self.routed.add(tenant)
         self.broken.discard(tenant)
         if rate > 0 or new_parts is not None:
-            self.parts[tenant] = placed
+            self.parts.set(tenant, placed)
             for p in placed:
                 self.members[p].add(tenant)
         else:
-            self.parts.pop(tenant, None)
+            self.parts.set(tenant, None)
         self._count_heavy(tenant, +1)
+        now = self.parts.get(tenant, ())
+        new_piece = rate / len(now) if now else 0.0
         for p in set(old) | set(placed):
-            self._refresh(p)
+            # The same multiset of pieces as the members give (each piece is computed the one
+            # way), without asking every member for its piece.
+            pieces = list(self.pieces_on[p])
+            try:
+                if p in old:
+                    pieces.remove(old_piece)
+                if p in now:
+                    pieces.append(new_piece)
+            except ValueError:  # pragma: no cover - only if a piece were computed another way
+                pieces = [self.piece(t) for t in self.members[p]]
+            self._refresh(p, pieces)
         self._roomiest = None
         self.changed.add(tenant)
         self.changes.append(PlannedChange(self.name, tenant, kind.action, new_parts, reason,
@@ -338,5 +465,14 @@ class Placement:
             for p in self.parts[tenant]:
                 self.heavy[p] += sign
 
-    def _refresh(self, p: int) -> None:
-        self.est[p] = math.fsum([self.piece(t) for t in self.members[p]]) + self.residual[p]
+    def _refresh(self, p: int, pieces: list[float]) -> None:
+        self.pieces_on[p] = pieces
+        self.est[p] = math.fsum(pieces) + self.residual[p]
+        self._fixed[p] = self._largest[p] = None
+        self._least_fixed = None
+        for factor, rooms in self._rooms.items():
+            rooms[p] = self._headroom(p, factor)
+        if self._scores is not None:
+            self._scores[p] = self._score(p)
+        self._by_score = self._by_room_order = self._pieces[p] = None
+        self._touched.add(p)

@@ -26,16 +26,16 @@ def partition_state(p: int, load: float, mean: float, measured: bool) -> str:
             f"{times:.2f}x the mean {rate(mean)}")
 
 
-# -- drain -----------------------------------------------------------------------------------------
+# -- evacuate --------------------------------------------------------------------------------------
 
 
-def drain(tenant: str, tenant_rate: float, bad: Sequence[int], n: int,
-          route_partitions: Sequence[int], moved_to: Sequence[int]) -> str:
-    """``bad``: the partitions it leaves, missing (outside 0..n-1) or drained; none when its
+def evacuate(tenant: str, tenant_rate: float, bad: Sequence[int], n: int,
+             route_partitions: Sequence[int], moved_to: Sequence[int]) -> str:
+    """``bad``: the partitions it leaves, missing (outside 0..n-1) or evacuated; none when its
     route names a partition twice."""
     if bad:
         why = ", ".join(f"partition {p} does not exist (0..{n - 1})" if not 0 <= p < n
-                        else f"partition {p} is being drained" for p in bad)
+                        else f"partition {p} is being evacuated" for p in bad)
     else:
         why = f"route names a partition twice: {list(route_partitions)}"
     return f"{why}; {tenant} ({rate(tenant_rate)}) moves to {partition_list(moved_to)}"

@@ -27,8 +27,8 @@ def _relieve(state: Placement, p: int) -> bool:
     moved = False
     settle = state.settle_factor
     while state.over(p, settle):
-        pieces = sorted((state.piece(t), t) for t in state.members[p]
-                        if state.piece(t) >= state.min_move and state.movable(t))
+        pieces = [(piece, t) for piece, t in state.pieces(p)
+                  if piece >= state.min_move and state.movable(t)]
         need = -state.headroom(p, settle)
         cut = bisect_left(pieces, (need, ""))
         # One tenant that fixes it alone (the smallest such), else the largest that fits.

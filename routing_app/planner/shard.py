@@ -14,9 +14,9 @@ from routing_app.planner.placement import Placement
 
 def shard(state: Placement) -> None:
     if not state.active:
-        return  # every partition is drained: nowhere to put anything
+        return  # every partition is being evacuated: nowhere to put anything
     grow_above = state.unit * (1 + state.policy.hysteresis)
-    wanted = {t for t, rate in state.rates.items() if rate > grow_above and t in state.parts}
+    wanted = {t for t in state.heavier_than(grow_above) if t in state.parts}
     wanted.update(t for t in state.routed if len(state.parts[t]) > 1)
     wanted -= state.broken
     for tenant in state.by_rate(wanted):
@@ -67,7 +67,7 @@ def shard_count(state: Placement, rate: float, current: int) -> int | None:
 
 def _placement(state: Placement, tenant: str, count: int) -> tuple[int, ...]:
     """Where the tenant's shards go; ``count`` is what the hysteresis rule asks for."""
-    current = [p for p in state.parts[tenant] if p not in state.drained]
+    current = [p for p in state.parts[tenant] if p not in state.evacuated]
     rate = state.rate(tenant)
     if count < len(current):
         # Fewer shards are only tidier: shrink as far as the bigger shares still fit on the

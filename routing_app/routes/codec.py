@@ -6,7 +6,7 @@ import sys
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from routing_app.codec import AvroCodec, DecodeError
+from routing_app.codec import AvroCodec, DecodeError, load_schema
 from routing_app.routes.model import (
     KEY_SEPARATOR,
     Route,
@@ -16,11 +16,15 @@ from routing_app.routes.model import (
     route_key,
     validate_topic_name,
 )
+from routing_app.routes.wire import RouteReader, has_route_layout, reads_alike
 
 ROUTE_SCHEMA = "route"
 # Distinct (partitions, previous partitions) pairs remembered as valid: a million routes name
 # a few hundred, and past this bound the rest are simply checked every time.
 _MAX_VALID_SHAPES = 100_000
+# Schema ids whose layout was checked (a handful: the route schema's versions).
+_MAX_FAST_HEADERS = 1_000
+_HEADER_SIZE = 5
 
 
 class InvalidRoute(DecodeError):
@@ -38,10 +42,20 @@ def check_route(route: Route, partition_count: int | None = None) -> Route:
 
 
 class RouteCodec:
-    def __init__(self, registry: SchemaRegistryClient, routes_topic: str) -> None:
+    def __init__(self, registry: SchemaRegistryClient, routes_topic: str, *,
+                 fast_reader: bool = True) -> None:
         self.values = AvroCodec(registry, ROUTE_SCHEMA, routes_topic)
         self._topics: dict[str, str] = {}
         self._valid_shapes: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+        # Values framed with one of these headers (schema ids whose writer schema reads like
+        # ours, learnt from the first such value fastavro decodes) are read by RouteReader;
+        # what it does not take still goes to fastavro (routes/wire.py). ``fast_reader=False``:
+        # fastavro only (the tests compare the two).
+        self._schema = load_schema(ROUTE_SCHEMA)
+        self._fast_reader = (RouteReader() if fast_reader and has_route_layout(self._schema)
+                             else None)
+        self._fast_headers: set[bytes] = set()
+        self._layouts_seen: set[int] = set()
 
     @staticmethod
     def encode_key(topic: str, tenant: str) -> bytes:
@@ -75,6 +89,24 @@ class RouteCodec:
         topic = shared
         if value is None:
             return topic, tenant, None
+        route = None
+        if value[:_HEADER_SIZE] in self._fast_headers:
+            # Topic names are ASCII (validated above): the tenant's bytes follow len(topic) + 1.
+            route = self._fast_reader.read(  # type: ignore[union-attr]
+                value, topic, tenant, key[len(topic) + 1:])
+        if route is None:
+            route = self._decode_value(key, value, topic, tenant)
+        # Route.validate costs ~2.7 us a route (~3 s of a million-route rebuild); the topic is
+        # checked once above and partition lists are interned, so valid lists are remembered.
+        shape = (route.partitions, route.previous_partitions)
+        if route.epoch < 0 or shape not in self._valid_shapes:
+            check_route(route)
+            if len(self._valid_shapes) < _MAX_VALID_SHAPES:
+                self._valid_shapes.add(shape)
+        return topic, tenant, route
+
+    def _decode_value(self, key: bytes, value: bytes, topic: str, tenant: str) -> Route:
+        """The general path: fastavro, for any writer schema the registry knows."""
         try:
             record = self.values.decode(value)
             record_topic, record_tenant = record["topic"], record["tenant"]
@@ -87,11 +119,20 @@ class RouteCodec:
             raise DecodeError(
                 f"route key {key[:80]!r} does not match its value ({record_topic!r}, {record_tenant!r})"
             )
-        # Route.validate costs ~2.7 us a route (~3 s of a million-route rebuild); the topic is
-        # checked once above and partition lists are interned, so valid lists are remembered.
-        shape = (route.partitions, route.previous_partitions)
-        if route.epoch < 0 or shape not in self._valid_shapes:
-            check_route(route)
-            if len(self._valid_shapes) < _MAX_VALID_SHAPES:
-                self._valid_shapes.add(shape)
-        return topic, tenant, route
+        schema_id = AvroCodec.schema_id_of(value)
+        if schema_id is not None and schema_id not in self._layouts_seen:
+            self._learn_layout(schema_id, value[:_HEADER_SIZE])
+        return route
+
+    def _learn_layout(self, schema_id: int, header: bytes) -> None:
+        """Once per schema id fastavro read a route of: may RouteReader read its values?"""
+        if self._fast_reader is None or len(self._layouts_seen) >= _MAX_FAST_HEADERS:
+            return
+        self._layouts_seen.add(schema_id)
+        if reads_alike(self.values.writer_schema(schema_id), self._schema):
+            self._fast_headers.add(header)
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether values of some schema id are read without fastavro (for tests and benchmarks)."""
+        return bool(self._fast_headers)

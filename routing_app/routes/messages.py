@@ -21,11 +21,14 @@ class MessageKind(Enum):
     COMMAND = b""
     # control topic: workers
     WINDOW_SUMMARY = b"window-summary"
+    # a tenant surging before its window closes (a WindowSummary with closed_by "early")
+    EARLY_SUMMARY = b"early-summary"
     TICK = b"tick"
     DRAIN_CHECK = b"drain-check"  # a drain's consumers may have caught up: look again
     ROUTE_REASSERT = b"route-reassert"  # poison under a live route's key: write it again
     ROUTE_CHECK = b"route-check"  # a route the writer may not have written: check it
     # answers topic: producers
+    PRODUCER_HELLO = b"producer-hello"  # before its first send, and every so often (control.drain)
     DRAIN_ACK = b"drain-ack"
     DRAIN_RELEASED = b"drain-released"
     PRODUCER_CLOSED = b"producer-closed"
@@ -52,5 +55,5 @@ class MessageKind(Enum):
         return cls.COMMAND
 
 
-_FROM_PRODUCERS = frozenset({MessageKind.DRAIN_ACK, MessageKind.DRAIN_RELEASED,
-                             MessageKind.PRODUCER_CLOSED})
+_FROM_PRODUCERS = frozenset({MessageKind.PRODUCER_HELLO, MessageKind.DRAIN_ACK,
+                             MessageKind.DRAIN_RELEASED, MessageKind.PRODUCER_CLOSED})

@@ -28,11 +28,11 @@ from typing import Any
 
 from routing_app.client.partitioner import java_partition
 from routing_app.planner import (
-    Action,
     PartitionLoad,
     Plan,
     PlannerInput,
     Policy,
+    ReasonKind,
     TenantHistory,
     TenantKey,
     TenantRate,
@@ -44,9 +44,6 @@ from routing_app.routes.model import Route
 from routing_app.simulate.traffic import Traffic, TrafficConfig
 
 TOPIC = "sim.events"
-# What the planner's reason says when it isolates a tenant it cannot shard (its reason kind is
-# "unsplittable", routing_app.metrics.reasons).
-UNSPLITTABLE_PHRASE = "not sharded"
 
 
 @dataclass(frozen=True)
@@ -92,9 +89,11 @@ class SimResult:
     # Distinct tenants that were elephants, and unsplittable elephants, in some window.
     elephants: set[str] = field(default_factory=set)
     unsplittable: set[str] = field(default_factory=set)
-    # Isolations because a tenant could not be sharded (reason "not sharded"), and whom.
+    # Isolations because a tenant could not be sharded (ReasonKind.UNSPLITTABLE), and whom.
     unsplittable_isolations: int = 0
     unsplittable_isolated: set[str] = field(default_factory=set)
+    # (start, end) simulated seconds of every flash crowd.
+    flash_periods: list[tuple[float, float]] = field(default_factory=list)
 
     def settled(self) -> list[WindowStats]:
         """The second half of the run: after the start-up moves, still with flashes and churn."""
@@ -145,6 +144,17 @@ class SimResult:
             "total_rate": _r(cfg.traffic.total_rate),
             "windows": len(self.windows),
             "seconds": round(self.seconds, 2),
+        }
+
+    def series(self) -> dict[str, Any]:
+        """Every window's max/mean under the planner, murmur2 hashing and PKG, and the flash
+        crowds' periods: what ``simulate --series`` adds to the JSON."""
+        return {
+            "t_s": [w.t_s for w in self.windows],
+            "max_over_mean": [_r(w.max_over_mean) for w in self.windows],
+            "hash_max_over_mean": [_r(w.hash_max_over_mean) for w in self.windows],
+            "pkg_max_over_mean": [_r(w.pkg_max_over_mean) for w in self.windows],
+            "flash_periods_s": [list(period) for period in self.flash_periods],
         }
 
     def timeline(self, buckets: int = 12) -> list[dict[str, float]]:
@@ -247,7 +257,7 @@ def run_simulation(config: SimConfig,
 
         tenant_rates = tenant_rates_of(traffic, rates)
         # What the shard rule sees (the planner's unit for this window's mean): no residual,
-        # no drained partition here, so the mean is the tenants' total over the partitions.
+        # no evacuated partition here, so the mean is the tenants' total over the partitions.
         mean = sum(rates.values()) / n
         unit = shard_unit(policy, mean)
         grow_above = unit * (1 + policy.hysteresis)
@@ -279,7 +289,7 @@ def run_simulation(config: SimConfig,
         history = dict(result.history)
         for change in result.changes:
             actions[change.action.value] += 1
-            if change.action is Action.ISOLATE and UNSPLITTABLE_PHRASE in change.reason:
+            if change.kind is ReasonKind.UNSPLITTABLE:
                 isolations += 1
                 isolated.add(change.tenant)
             if change.partitions is None:
@@ -302,7 +312,8 @@ def run_simulation(config: SimConfig,
     return SimResult(config=config, windows=stats, actions=actions, routes=routes,
                      seconds=time.perf_counter() - started, arrivals=traffic.arrivals,
                      flashes=len(traffic.flashes), elephants=elephants, unsplittable=unsplittable,
-                     unsplittable_isolations=isolations, unsplittable_isolated=isolated)
+                     unsplittable_isolations=isolations, unsplittable_isolated=isolated,
+                     flash_periods=[(f.start_s, f.end_s) for f in traffic.flashes])
 
 
 def tenant_rates_of(traffic: Traffic, rates: dict[str, float],

@@ -9,7 +9,7 @@ Three roles, each one principal (``User:<name>``):
   data topics and the committed offsets of ``lag_groups``, so it may describe the data topics
   and every group. At start it creates missing routing topics and checks their settings
   (``ensure_topics``), and reads the brokers' ``default.replication.factor``.
-- **operator** (the CLI: ``routes pin|unpin|freeze|drain|list|show``, ``audit``): writes
+- **operator** (the CLI: ``routes pin|unpin|freeze|evacuate|list|show``, ``audit``): writes
   commands to the control topic, reads the routes and events topics. Nothing else.
 - **producer** (RoutingProducer): writes data topics, usage reports and answers; reads the
   routes topic (its route cache). Nothing it sends can change a route except through the

@@ -5,12 +5,12 @@ busiest (tenant, partition) pairs of the interval exactly and folds every other 
 residual report per partition (tenant ""). Counting is exact per interval (a dict); only what is
 *sent* is bounded, which is what keeps the usage topic small.
 
-The producer adds what it counted itself, by the record key as it arrived (``add_counts``,
-UTF-8 bytes): names are decoded once per distinct key when the interval is taken, not once
-per record. Those records have no secondary key (the key is the tenant): each such tenant is
-one ordered stream. Records sent with ``tenant=`` and a key are counted per key as well
-(``add``, bounded: see ``routing_app.usage.streams``), so every report says how splittable
-its tenant was.
+The producer adds what it counted itself in bulk (``add_counts``), each key decoded to a name
+once (when its memo cell was made), never per record; a tenant given as UTF-8 bytes is decoded
+when the interval is taken. Those records have no secondary key (the key is the tenant): each
+such tenant is one ordered stream. Records sent with ``tenant=`` and a key are counted per key
+as well (``add``, bounded: see ``routing_app.usage.streams``), so every report says how
+splittable its tenant was.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _RawKey = tuple[str, str | bytes, int]  # the tenant as a name or as UTF-8 bytes
 #  heaviest stream and streams carried over from reports put back (restore)]
 _Counts = list[Any]
 _RECORDS, _BYTES, _KEYLESS, _KEYED, _CARRIED_TOP, _CARRIED_STREAMS = range(6)
+_TENANT = itemgetter(1)
 
 
 class UsageAccumulator:
@@ -62,11 +63,12 @@ class UsageAccumulator:
         secondary key under one lock; a tenant may be given as UTF-8 bytes (undecodable bytes
         are kept as surrogates when taken)."""
         with self._lock:
+            own = self._counts
             for topic, tenant, partition, records, nbytes in counts:
                 key = (topic, tenant, partition)
-                existing = self._counts.get(key)
+                existing = own.get(key)
                 if existing is None:
-                    self._counts[key] = [records, nbytes, records, None, 0, 0]
+                    own[key] = [records, nbytes, records, None, 0, 0]
                 else:
                     existing[_RECORDS] += records
                     existing[_BYTES] += nbytes
@@ -78,22 +80,21 @@ class UsageAccumulator:
         with self._lock:
             raw, self._counts = self._counts, {}
             start, self._since_ms = self._since_ms, end
-        counts = _by_name(raw)
-        named: list[tuple[_Key, _Counts]] = []
-        unnamed: list[tuple[_Key, _Counts]] = []
-        for item in counts.items():
-            (named if item[0][1] else unnamed).append(item)
+        items = list(_by_name(raw).items())
+        # Comprehensions, not a loop of appends: this runs over every tenant each interval.
+        named = [item for item in items if item[0][1]]
+        unnamed = [item for item in items if not item[0][1]] if len(named) < len(items) else []
         if top_k is not None and len(named) > top_k:
             named, folded = _busiest(named, top_k)
             unnamed.extend(folded)
         residual: dict[tuple[str, int], list[int]] = {}
-        for (topic, _, partition), (records, nbytes, *_) in unnamed:
+        for (topic, _, partition), counts in unnamed:
             into = residual.get((topic, partition))
             if into is None:
-                residual[(topic, partition)] = [records, nbytes]
+                residual[(topic, partition)] = [counts[_RECORDS], counts[_BYTES]]
             else:
-                into[0] += records
-                into[1] += nbytes
+                into[0] += counts[_RECORDS]
+                into[1] += counts[_BYTES]
         reports = [
             UsageReport(self.producer_id, topic, tenant, counts[_RECORDS], counts[_BYTES], start,
                         end, partition, *_streams_of(counts))
@@ -146,6 +147,8 @@ def _merge(into: _Counts, other: _Counts) -> None:
 
 def _by_name(raw: dict[_RawKey, _Counts]) -> dict[_Key, _Counts]:
     """Decodes byte tenants; one tenant counted both as a name and as bytes becomes one entry."""
+    if bytes not in set(map(type, map(_TENANT, raw))):  # in C; the producer gives names
+        return raw  # type: ignore[return-value]  # every tenant is a str: it is a dict[_Key, _]
     counts: dict[_Key, _Counts] = {
         (topic, tenant.decode("utf-8", "surrogateescape") if isinstance(tenant, bytes) else tenant,
          partition): value
@@ -175,15 +178,9 @@ def _busiest(named: list[tuple[_Key, _Counts]], k: int
     if k <= 0:
         return [], named
     threshold = sorted([value[0] for _, value in named], reverse=True)[k - 1]
-    above, tied, below = [], [], []
-    for item in named:
-        records = item[1][0]
-        if records > threshold:
-            above.append(item)
-        elif records == threshold:
-            tied.append(item)
-        else:
-            below.append(item)
+    above = [item for item in named if item[1][0] > threshold]
+    tied = [item for item in named if item[1][0] == threshold]
+    below = [item for item in named if item[1][0] < threshold]
     tied.sort(key=itemgetter(0), reverse=True)
     take = k - len(above)
     kept = above + tied[:take]

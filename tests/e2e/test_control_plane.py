@@ -131,6 +131,11 @@ def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
     assert all(e.status == "draining" for e in history), history
     assert [e.action for e in ends] == ["drain-complete"] * len(ends) and len(ends) >= 2, ends
     assert all(e.reason and e.observed for e in every), every
+    # Each event carries the kind of its decision: the planner step's, then how the drain ended.
+    assert history[0].reason_kind in ("hot_partition", "unsplittable", "shard_grow",
+                                      "shard_split"), history[0]
+    assert history[1].reason_kind == "cooled", history[1]
+    assert {e.reason_kind for e in ends} == {"drained"}, ends
     epochs = [e.to_epoch for e in history if e.to_epoch is not None]
     assert epochs == sorted(set(epochs)) and len(epochs) >= 3, epochs
     assert max(epochs) > max(epochs_before)

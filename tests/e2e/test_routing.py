@@ -11,7 +11,7 @@ import pytest
 from routing_app.client import RoutingProducer, java_partition
 from routing_app.config import Settings
 from routing_app.routes import Route
-from tests.e2e.support import Worker, cli, consume_all, wait_for
+from tests.e2e.support import Worker, cli, consume_all, events, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -160,15 +160,28 @@ def test_unkeyed_records_use_librdkafka_and_missing_topic_is_a_clear_error(
         assert md.partition == 3
 
 
-def test_freeze_unfreeze_and_drain_go_through_the_writer(
+def test_freeze_unfreeze_and_evacuate_go_through_the_writer(
     routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
 ) -> None:
     topic = data_topic(4)
     for args, said in ((("freeze", topic, "calm"), "operator freeze"),
                        (("unfreeze", topic, "calm"), "operator unfreeze"),
-                       (("drain", topic, "-p", "3"), "operator drain partitions [3]"),
-                       (("drain", topic), "operator stop draining")):
+                       (("evacuate", topic, "-p", "3"), "operator evacuate partitions [3]"),
+                       (("evacuate", topic), "operator stop evacuating")):
         out = cli(routing_settings, "routes", *args)
         assert out.returncode == 0 and said in out.stderr, (args, out.stderr)
-    out = cli(routing_settings, "routes", "drain", topic, "-p", "9")
+        assert "deprecated" not in out.stderr
+    # The command's old name still works, and says which to use instead.
+    out = cli(routing_settings, "routes", "drain", topic, "-p", "2")
+    assert out.returncode == 0 and "operator evacuate partitions [2]" in out.stderr, out.stderr
+    assert "`routing-app routes drain` is deprecated: use `routing-app routes evacuate`" \
+        in out.stderr
+    out = cli(routing_settings, "routes", "evacuate", topic, "-p", "9")
     assert out.returncode == 1 and "partition 9 does not exist" in out.stderr
+    out = cli(routing_settings, "routes", "evacuate", topic)
+    assert out.returncode == 0, out.stderr
+    # Each event carries the kind of its decision, set where it was made.
+    mine = [(e.action, e.reason_kind) for e in events(routing_settings) if e.topic == topic]
+    assert mine == [("freeze", "operator"), ("unfreeze", "operator"), ("evacuate", "operator"),
+                    ("evacuate", "operator"), ("evacuate", "operator"), ("rejected", "rejected"),
+                    ("evacuate", "operator")], mine

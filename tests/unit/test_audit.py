@@ -133,7 +133,7 @@ def healthy() -> FakeWriter:
     w.tick()
     w.command(ControlAction.FREEZE, "bigco")
     w.command(ControlAction.PIN, "acme", 9)  # rejected: no partition 9
-    w.command(ControlAction.DRAIN, "", 2)  # operator partition drain: no route change
+    w.command(ControlAction.EVACUATE, "", 2)  # operator partition evacuation: no route change
     w.tick()
     w.unpin("acme")
     w.tick()
@@ -155,7 +155,7 @@ def test_verify_passes_on_a_consistent_history() -> None:
     w = healthy()
     report = verify(w.log(), w.events)
     assert report.ok, report.discrepancies
-    assert report.keys == 2  # acme and bigco; the operator drain's "orders/" changes no route
+    assert report.keys == 2  # acme and bigco; the operator evacuation's "orders/" changes no route
     assert report.route_changes == 5
     assert report.route_records == report.linked_records == 5
     assert not report.compacted

@@ -42,7 +42,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "reason": "operator pin", "from_partitions": [1], "to_partitions": [2, 3],
         "from_epoch": 4, "to_epoch": 5, "mode": "strict", "status": "active",
         "observed": {"rate": 12.5, "lag": 0.0}, "command_id": None, "decided_at": TS,
-        "worker_id": "w-9",
+        "worker_id": "w-9", "reason_kind": "operator",
     },
     "usage_report": {  # version 3: the reports of many tenants, with their stream figures
         "producer_id": "p-1", "topic": "", "tenant": "", "records": 0, "bytes": 0,

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routing_app.control.commands import ControlAction, ControlCommand
-from routing_app.control.decide import PINNED, Decision, apply_command
+from routing_app.control.decide import PINNED, Decision, apply_command, decide_planned
+from routing_app.planner import Action, PlannedChange, ReasonKind
 from routing_app.routes.model import Route, RouteMode, RouteStatus
 
 FAST = settings(max_examples=200, deadline=None, database=None)
@@ -49,6 +50,7 @@ def _assert_rejected(decision: Decision, *fragments: str) -> None:
     assert event.command_id == "cmd-1" and event.worker_id == "w-1"
     assert event.decided_at_ms == NOW
     assert event.to_epoch is None
+    assert event.reason_kind == "rejected"
     for fragment in fragments:
         assert fragment in event.reason, event.reason
 
@@ -165,14 +167,42 @@ def test_freeze_and_unfreeze_record_an_event_without_touching_the_route(
     assert decision.event.to_epoch == 4 and decision.event.to_partitions == (1,)
 
 
-def test_drain_validates_partitions_and_empty_list_stops_draining() -> None:
-    drained = _apply(_cmd(ControlAction.DRAIN, tenant="", partitions=(5, 2, 5)))
-    assert drained.event.applied and drained.event.to_partitions == (2, 5)
-    assert not drained.changes_route
-    stop = _apply(_cmd(ControlAction.DRAIN, tenant="", partitions=()))
-    assert stop.event.applied and stop.event.reason == "operator stop draining"
-    _assert_rejected(_apply(_cmd(ControlAction.DRAIN, partitions=(COUNT,))), "does not exist")
-    _assert_rejected(_apply(_cmd(ControlAction.DRAIN), count=None), "does not exist")
+def test_evacuate_validates_partitions_and_empty_list_stops_evacuating() -> None:
+    evacuated = _apply(_cmd(ControlAction.EVACUATE, tenant="", partitions=(5, 2, 5)))
+    assert evacuated.event.applied and evacuated.event.to_partitions == (2, 5)
+    assert evacuated.event.action == "evacuate" and evacuated.event.reason_kind == "operator"
+    assert evacuated.event.reason == "operator evacuate partitions [2, 5]"
+    assert not evacuated.changes_route
+    stop = _apply(_cmd(ControlAction.EVACUATE, tenant="", partitions=()))
+    assert stop.event.applied and stop.event.reason == "operator stop evacuating"
+    _assert_rejected(_apply(_cmd(ControlAction.EVACUATE, partitions=(COUNT,))), "does not exist")
+    _assert_rejected(_apply(_cmd(ControlAction.EVACUATE), count=None), "does not exist")
+
+
+# -- reason kinds: set where the decision is made --------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    _cmd(ControlAction.PIN, partitions=(5,)),
+    _cmd(ControlAction.UNPIN),
+    _cmd(ControlAction.FREEZE),
+    _cmd(ControlAction.UNFREEZE),
+    _cmd(ControlAction.EVACUATE, tenant="", partitions=(2,)),
+], ids=lambda c: c.action.value)
+def test_an_applied_command_is_an_operator_decision(command: ControlCommand) -> None:
+    event = _apply(command, _current()).event
+    assert event.applied and event.reason_kind == "operator"
+
+
+@pytest.mark.parametrize("kind", list(ReasonKind), ids=str)
+def test_a_planned_change_carries_its_kind_on_the_event(kind: ReasonKind) -> None:
+    # Words that name no kind: the event's label must come from the change's kind.
+    partitions = None if kind.action is Action.MERGE else (6,)
+    change = PlannedChange("orders", "acme", kind.action, partitions, "new words", kind=kind)
+    decision = decide_planned(change, _current(), 4, worker_id="w-1", now_ms=NOW)
+    assert decision is not None
+    assert decision.event.reason_kind == kind.value
+    assert decision.event.action == kind.action.value
 
 
 # -- property: epochs strictly increase, routes always valid -----------------------------------

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
+from routing_app.config import Settings
 from routing_app.control.decide import Decision
 from routing_app.control.drain import (
     Drain,
     DrainAck,
     OnTimeout,
     Phase,
+    Progress,
+    describe_wait,
     finish,
+    hello_joins,
     needs_drain,
     progress,
     start,
@@ -27,7 +34,6 @@ def _move(before: Route | None, after: Route | None, epoch: int) -> Decision:
     event = ReassignmentEvent.for_change(before, after, action="isolate", reason="hot",
                                          decided_at_ms=1000, worker_id="w")
     if after is None:
-        from dataclasses import replace
         return Decision(replace(event, to_epoch=epoch), tombstone=True)
     return Decision(event, route=after)
 
@@ -79,34 +85,65 @@ def _ack(pid: str, offset: int) -> DrainAck:
     return DrainAck(pid, "orders", "acme", 5, {3: offset}, acked_at_ms=1)
 
 
+def _at(drain: Drain, now_ms: int, live: set[str], **options: Any) -> Progress:
+    """progress() once the roll call is over and without a grace period, unless told."""
+    return progress(drain, now_ms, live, **{"roll_call_done": True, "ack_grace_ms": 0, **options})
+
+
 def test_waits_for_every_live_producer_then_for_the_groups_to_pass_their_offsets() -> None:
     drain = _drain()
     live = {"p1", "p2"}
-    assert progress(drain, 1000, live, ack_grace_ms=500).waiting_for == ("p1", "p2")
+    assert _at(drain, 1000, live).waiting_for == ("p1", "p2")
     drain = drain.with_ack(_ack("p1", 41))
-    step = progress(drain, 1000, live, ack_grace_ms=500)
+    step = _at(drain, 1000, live)
     assert step.phase is Phase.PRODUCERS and step.waiting_for == ("p2",)
     drain = drain.with_ack(_ack("p2", 99))
-    assert progress(drain, 1000, live, ack_grace_ms=500).phase is Phase.DONE  # no groups
-    behind = progress(drain, 1000, live, ack_grace_ms=500, committed={3: 99})
+    assert _at(drain, 1000, live).phase is Phase.DONE  # no groups
+    behind = _at(drain, 1000, live, committed={3: 99})
     assert behind.phase is Phase.CONSUMERS and behind.targets == {3: 100}
-    assert progress(drain, 1000, live, ack_grace_ms=500, committed={3: 100}).phase is Phase.DONE
+    assert _at(drain, 1000, live, committed={3: 100}).phase is Phase.DONE
 
 
-def test_unknown_producers_get_the_grace_period_to_answer() -> None:
+def test_the_last_answer_ends_the_producers_phase_without_a_grace_period() -> None:
+    drain = _drain(started_ms=1000).with_ack(_ack("p1", 41)).with_ack(_ack("p2", 7))
+    # 1 ms after the start: nothing else to wait for (the default drain_ack_grace_ms is 0).
+    assert Settings().drain_ack_grace_ms == 0
+    assert _at(drain, 1001, {"p1", "p2"}).phase is Phase.DONE
+
+
+def test_producers_of_versions_without_hellos_get_the_grace_period_to_answer() -> None:
     drain = _drain(expected=frozenset())
-    assert progress(drain, 100, set(), ack_grace_ms=500).phase is Phase.PRODUCERS
-    assert progress(drain, 600, set(), ack_grace_ms=500).phase is Phase.DONE
+    assert _at(drain, 100, set(), ack_grace_ms=500).phase is Phase.PRODUCERS
+    assert _at(drain, 600, set(), ack_grace_ms=500).phase is Phase.DONE
+
+
+def test_nothing_ends_before_the_roll_call_however_many_answered() -> None:
+    drain = _drain().with_ack(_ack("p1", 41)).with_ack(_ack("p2", 7))
+    step = _at(drain, 1000, {"p1", "p2"}, roll_call_done=False)
+    assert step.phase is Phase.PRODUCERS and step.roll_call_open and not step.waiting_for
+    late = _at(drain, drain.deadline_ms, {"p1", "p2"}, roll_call_done=False)
+    assert late.phase is Phase.TIMED_OUT and late.stuck_in is Phase.PRODUCERS
+    assert "hellos" in describe_wait(drain, late, ())[0]
+    assert _at(drain, 1000, {"p1", "p2"}).phase is Phase.DONE
+
+
+def test_a_hello_before_the_drains_end_offset_joins_it_one_from_it_on_does_not() -> None:
+    assert hello_joins(None, 10_000)  # the end is not known yet: it can only be higher
+    assert hello_joins(42, 41)
+    assert not hello_joins(42, 42)
+    assert not hello_joins(42, 43)
+    drain = _drain().with_expected("p3")
+    assert _at(drain, 1000, {"p1", "p2", "p3"}).waiting_for == ("p1", "p2", "p3")
+    assert Drain.from_record(drain.to_record()) == drain
 
 
 def test_a_producer_gone_silent_is_covered_by_the_end_offsets() -> None:
     drain = _drain().with_ack(_ack("p1", 10))
-    step = progress(drain, 1000, {"p1"}, ack_grace_ms=0, committed={3: 11})
+    step = _at(drain, 1000, {"p1"}, committed={3: 11})
     assert step.phase is Phase.CONSUMERS and step.needs_end_offsets
-    step = progress(drain, 1000, {"p1"}, ack_grace_ms=0, committed={3: 11}, end_offsets={3: 50})
+    step = _at(drain, 1000, {"p1"}, committed={3: 11}, end_offsets={3: 50})
     assert step.phase is Phase.CONSUMERS and step.targets == {3: 50}
-    assert progress(drain, 1000, {"p1"}, ack_grace_ms=0, committed={3: 50},
-                    end_offsets={3: 50}).phase is Phase.DONE
+    assert _at(drain, 1000, {"p1"}, committed={3: 50}, end_offsets={3: 50}).phase is Phase.DONE
 
 
 @pytest.mark.parametrize("policy", [OnTimeout.ABORT, OnTimeout.FORCE])
@@ -114,7 +151,7 @@ def test_a_drain_out_of_time_is_aborted_or_forced_by_policy(policy: OnTimeout) -
     current = _route((3,), 4)
     draining, drain = start(_move(current, _route((5,), 5), 5), current, 9, now_ms=0,
                             timeout_ms=1000, live_producers={"p1"})
-    step = progress(drain, 1000, {"p1"}, ack_grace_ms=0)
+    step = _at(drain, 1000, {"p1"})
     assert step.phase is Phase.TIMED_OUT
     assert draining.route is not None
     end = finish(drain, draining.route, step.phase, policy, now_ms=1000, worker_id="w",
@@ -135,6 +172,22 @@ def test_aborting_a_move_off_default_hashing_goes_back_to_it() -> None:
     end = finish(drain, draining.route, Phase.TIMED_OUT, OnTimeout.ABORT, now_ms=10,
                  worker_id="w")
     assert end.tombstone and end.event.action == "drain-abort"
+
+
+@pytest.mark.parametrize(("outcome", "policy", "action", "kind"), [
+    (Phase.DONE, OnTimeout.ABORT, "drain-complete", "drained"),
+    (Phase.TIMED_OUT, OnTimeout.FORCE, "drain-forced", "drain_timeout_forced"),
+    (Phase.TIMED_OUT, OnTimeout.ABORT, "drain-abort", "drain_timeout_aborted"),
+])
+def test_the_move_keeps_its_kind_and_its_end_says_how_the_drain_ended(
+        outcome: Phase, policy: OnTimeout, action: str, kind: str) -> None:
+    current = _route((3,), 4)
+    move = _move(current, _route((5,), 5), 5)
+    move = Decision(replace(move.event, reason_kind="hot_partition"), route=move.route)
+    draining, drain = start(move, current, 9, now_ms=0, timeout_ms=1000, live_producers={"p1"})
+    assert draining.event.reason_kind == "hot_partition"
+    end = finish(drain, draining.route, outcome, policy, now_ms=1000, worker_id="w")
+    assert (end.event.action, end.event.reason_kind) == (action, kind)
 
 
 def test_drain_ack_round_trips() -> None:

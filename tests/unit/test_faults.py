@@ -228,7 +228,8 @@ def test_a_bad_config_file_names_the_file_and_the_key(tmp_path: Path,
     ("routes", "pin", "t", "x", "-p", "1", "--wait", "-5"),
     ("routes", "pin", "t", "x", "-p", "-1"),
     ("routes", "unpin", "t", "x", "--wait", "1e9"),
-    ("routes", "drain", "t", "-p", "-2"),
+    ("routes", "evacuate", "t", "-p", "-2"),
+    ("routes", "drain", "t", "-p", "-2"),  # the deprecated alias checks the same
     ("routes", "list", "--timeout", "0"),
     ("routes", "show", "t", "x", "--timeout", "-1"),
 ])

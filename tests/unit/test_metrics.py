@@ -45,7 +45,8 @@ def event(tenant: str, action: str, reason: str, *, command: bool = False,
 @pytest.mark.parametrize(("action", "reason", "operator", "kind"), [
     ("pin", "operator pin (noisy since 10:02)", True, "operator"),
     ("unpin", "operator unpin", True, "operator"),
-    ("drain", "operator drain partitions [3, 4]", True, "operator"),
+    ("evacuate", "operator evacuate partitions [3, 4]", True, "operator"),
+    ("drain", "operator drain partitions [3, 4]", True, "operator"),  # before evacuate's name
     ("rejected", "pin rejected: partition 9 does not exist", True, "rejected"),
     ("isolate", "partition 4 at 900/s is 2.10x the mean 430/s; t sends 500/s: isolated on "
                 "partition 7 (300/s)", False, "hot_partition"),
@@ -64,7 +65,10 @@ def event(tenant: str, action: str, reason: str, *, command: bool = False,
                   "500/s: moving small (50/s) to partition 2 (300/s)", False, "making_room"),
     ("merge", "t sends 2/s, below 10% of the mean 500/s for 300 s: back to hashing (partition 4, "
               "480/s)", False, "cooled"),
-    ("drain", "partition 3 is being drained; t (20/s) moves to [5]", False, "partition_drained"),
+    ("drain", "partition 3 is being drained; t (20/s) moves to [5]", False,
+     "partition_evacuated"),
+    ("evacuate", "partition 3 is being evacuated; t (20/s) moves to [5]", False,
+     "partition_evacuated"),
     ("drain", "partition 12 does not exist (0..11); t (20/s) moves to [5]", False,
      "partition_missing"),
     ("drain", "route names a partition twice: [2, 2]; t (20/s) moves to [2, 7]", False,
@@ -220,7 +224,7 @@ def test_the_writer_tells_the_tally_of_each_event_once_and_keeps_a_bounded_log()
         async def send(self, **_: object) -> None:
             return None
 
-    tables = WriterTables(routes={}, epochs={}, history={}, frozen={}, drained={}, drains={})
+    tables = WriterTables(routes={}, epochs={}, history={}, frozen={}, evacuated={}, drains={})
     writer = RouteWriter(Settings(), registry_client("mock://metrics-test"), tables,
                          Topic(), "w")  # type: ignore[arg-type]
     tally = DecisionTally()

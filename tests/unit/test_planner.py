@@ -280,19 +280,19 @@ def test_merge_waits_for_the_cooldown_and_starts_the_clock() -> None:
     assert busy_plan.changes == () and (T, quiet) not in busy_plan.history
 
 
-def test_drain_moves_every_tenant_off_the_partition() -> None:
+def test_evacuate_moves_every_tenant_off_the_partition() -> None:
     n = 4
     background = uniform_background(n, 400)
     routed = names_on(0, n, 1, "routed")[0]
     inp = planner_input(n, {**background, routed: 300.0}, [route(routed, (2,))],
-                        drained=frozenset({(T, 2)}), policy=Policy(max_moves_per_cycle=100))
+                        evacuated=frozenset({(T, 2)}), policy=Policy(max_moves_per_cycle=100))
     result = plan(inp)
     on_two = {t for t in background if home(t, n) == 2} | {routed}
     assert {c.tenant for c in result.changes} == on_two
     for change in result.changes:
-        assert change.action is Action.DRAIN
+        assert change.action is Action.EVACUATE
         assert change.partitions is not None and 2 not in change.partitions
-        assert change.reason.startswith("partition 2 is being drained; ")
+        assert change.reason.startswith("partition 2 is being evacuated; ")
     assert loads_after(inp, result)[2] == 0.0
 
 
@@ -301,7 +301,7 @@ def test_a_route_naming_a_missing_partition_is_repaired() -> None:
     broken = "broken"
     inp = planner_input(n, {**uniform_background(n, 400), broken: 200.0}, [route(broken, (1, 9))])
     (change,) = plan(inp).changes
-    assert change.action is Action.DRAIN and change.partitions is not None
+    assert change.action is Action.EVACUATE and change.partitions is not None
     assert change.partitions[0] == 1 and all(0 <= p < n for p in change.partitions)
     assert change.reason.startswith("partition 9 does not exist (0..3); ")
 
@@ -310,12 +310,12 @@ def test_priorities_when_moves_are_scarce() -> None:
     n = 8
     background = uniform_background(n, 500)
     big = names_on(1, n, 1, "big")[0]
-    drained_tenant = names_on(6, n, 1, "drained")[0]
-    inp = planner_input(n, {**background, big: 30_000.0, drained_tenant: 100.0},
-                        [route(drained_tenant, (6,))], drained=frozenset({(T, 6)}),
+    leaving = names_on(6, n, 1, "leaving")[0]
+    inp = planner_input(n, {**background, big: 30_000.0, leaving: 100.0},
+                        [route(leaving, (6,))], evacuated=frozenset({(T, 6)}),
                         policy=Policy(max_moves_per_cycle=2))
     result = plan(inp)
-    assert [c.action for c in result.changes] == [Action.DRAIN, Action.DRAIN]
+    assert [c.action for c in result.changes] == [Action.EVACUATE, Action.EVACUATE]
     assert result.truncated
 
 
@@ -622,11 +622,11 @@ def _missing() -> tuple[PlannerInput, str]:
                          [route("broken", (1, 9))]), "broken"
 
 
-def _drained() -> tuple[PlannerInput, str]:
+def _evacuated() -> tuple[PlannerInput, str]:
     n = 4
     routed = names_on(0, n, 1, "routed")[0]
     return planner_input(n, {**uniform_background(n, 400), routed: 300.0}, [route(routed, (2,))],
-                         drained=frozenset({(T, 2)})), routed
+                         evacuated=frozenset({(T, 2)})), routed
 
 
 def _duplicate() -> tuple[PlannerInput, str]:
@@ -645,7 +645,7 @@ def _duplicate() -> tuple[PlannerInput, str]:
     (_making_room, ReasonKind.MAKING_ROOM),
     (_cooled, ReasonKind.COOLED),
     (_missing, ReasonKind.PARTITION_MISSING),
-    (_drained, ReasonKind.PARTITION_DRAINED),
+    (_evacuated, ReasonKind.PARTITION_EVACUATED),
     (_duplicate, ReasonKind.DUPLICATE_PARTITION),
 ], ids=lambda v: v.value if isinstance(v, ReasonKind) else v.__name__.strip("_"))
 def test_the_step_that_decides_sets_the_reason_kind(
@@ -712,12 +712,12 @@ def inputs(draw: st.DrawFn, budget: int | None = None, dwell: bool = False,
                 last_moved_ms=draw(st.sampled_from([None, LONG_AGO, NOW - 30_000, NOW - 200_000])),
                 cool_since_ms=draw(st.sampled_from([None, LONG_AGO, NOW - 50_000])))
     frozen = frozenset((T, t) for t in names if draw(st.integers(0, 6)) == 0)
-    drained = frozenset((T, p) for p in range(n) if draw(st.integers(0, 4)) == 0)
+    evacuated = frozenset((T, p) for p in range(n) if draw(st.integers(0, 4)) == 0)
     residual = {(T, p): draw(st.floats(0.0, 2_000.0)) for p in range(n) if draw(st.booleans())}
     inp = PlannerInput(
         now_ms=NOW, partition_counts={T: n, "other": 3},
         routes={(r.topic, r.tenant): r for r in routes}, rates=drawn_rates(draw, tenant_rates, weird=True),
-        loads={}, history=history, frozen=frozen, drained=drained, residual=residual,
+        loads={}, history=history, frozen=frozen, evacuated=evacuated, residual=residual,
         policy=Policy(
             partition_capacity=draw(st.sampled_from([1_000.0, 5_000.0, 20_000.0])),
             max_moves_per_cycle=budget if budget is not None else draw(st.integers(0, 6)),
@@ -754,7 +754,7 @@ def shuffled(inp: PlannerInput, seed: int) -> PlannerInput:
                    history=mix(inp.history), residual=mix(inp.residual),
                    partition_counts=mix(inp.partition_counts),
                    frozen=frozenset(mix(dict.fromkeys(inp.frozen))),
-                   drained=frozenset(mix(dict.fromkeys(inp.drained))))
+                   evacuated=frozenset(mix(dict.fromkeys(inp.evacuated))))
 
 
 @FAST
@@ -778,7 +778,7 @@ def test_changes_name_existing_partitions_only(inp: PlannerInput) -> None:
         assert change.partitions, change
         assert len(set(change.partitions)) == len(change.partitions), change
         assert all(0 <= p < n for p in change.partitions), change
-        assert not any((change.topic, p) in inp.drained for p in change.partitions), change
+        assert not any((change.topic, p) in inp.evacuated for p in change.partitions), change
 
 
 @FAST
@@ -829,8 +829,9 @@ def test_history_records_every_move(inp: PlannerInput) -> None:
 @FAST
 @given(inputs(budget=10_000))
 def test_each_kind_is_what_its_sentence_has_always_been_read_as(inp: PlannerInput) -> None:
-    """Events read back from the topic carry no kind and are read by their words
-    (routing_app.metrics.reasons): a planner change's kind and its words give one label."""
+    """Events written before events carried their reason_kind are read by their words
+    (routing_app.metrics.reasons, LEGACY): the planner's sentences (evacuate's reworded from
+    "drained", whose old phrase the table keeps) still give the label the kind gives."""
     for change in plan(inp).changes:
         event(change.kind.value)
         assert reason_kind(change.action.value, change.reason) == change.kind.value, change
@@ -987,7 +988,7 @@ def test_merge_back_after_the_cooldown(n: int, quiet_rate: float, cooldown: int,
 @st.composite
 def stream_inputs(draw: st.DrawFn) -> PlannerInput:
     """Elephants and small tenants, strict or relaxed, routed (sharded too) or hashed; heaviest
-    streams unknown or a share of the rate; measured loads; a few drained partitions."""
+    streams unknown or a share of the rate; measured loads; a few evacuated partitions."""
     n = draw(st.integers(2, 24))
     capacity = draw(st.sampled_from([1_000.0, 5_000.0, 20_000.0]))
     rate = st.one_of(st.floats(0.0, 300.0), st.floats(0.0, capacity),
@@ -1002,7 +1003,7 @@ def stream_inputs(draw: st.DrawFn) -> PlannerInput:
         routes.append(route(
             t, parts, updated=draw(st.sampled_from([0, LONG_AGO, NOW - 30_000])),
             mode=draw(st.sampled_from([RouteMode.STRICT, RouteMode.RELAXED]))))
-    drained = frozenset((T, p) for p in range(n) if draw(st.integers(0, 9)) == 0)
+    evacuated = frozenset((T, p) for p in range(n) if draw(st.integers(0, 9)) == 0)
     residual = {(T, p): draw(st.floats(0.0, capacity)) for p in range(n) if draw(st.booleans())}
     policy = Policy(partition_capacity=capacity,
                     max_moves_per_cycle=draw(st.sampled_from([1, 5, 1_000])),
@@ -1012,7 +1013,7 @@ def stream_inputs(draw: st.DrawFn) -> PlannerInput:
                     hysteresis=draw(st.sampled_from([0.1, 0.25])))
     inp = PlannerInput(now_ms=NOW, partition_counts={T: n},
                        routes={(r.topic, r.tenant): r for r in routes},
-                       rates=drawn_rates(draw, tenant_rates), loads={}, drained=drained,
+                       rates=drawn_rates(draw, tenant_rates), loads={}, evacuated=evacuated,
                        residual=residual, policy=policy)
     if draw(st.booleans()):
         est = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual)
@@ -1028,7 +1029,7 @@ def planner_mean(inp: PlannerInput, topic: str = T) -> float:
     n = inp.partition_counts[topic]
     total = math.fsum(tr.records_per_s for (t, _), tr in inp.rates.items() if t == topic) + \
         math.fsum(v for (t, p), v in inp.residual.items() if t == topic and 0 <= p < n)
-    active = n - sum(1 for t, p in inp.drained if t == topic and 0 <= p < n)
+    active = n - sum(1 for t, p in inp.evacuated if t == topic and 0 <= p < n)
     return total / active if active else 0.0
 
 

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from routing_app.cli import main
 from routing_app.demo.run import DEMO_POLICY
 from routing_app.demo.traffic import TrafficPlan
-from routing_app.metrics.reasons import reason_kind
-from routing_app.planner import Action, Policy
+from routing_app.planner import Action, Policy, ReasonKind
 from routing_app.simulate import SimConfig, Traffic, TrafficConfig, run_simulation
 from routing_app.simulate.replay import replay_demo
 from routing_app.simulate.run import TOPIC, pkg_loads, tenant_rates_of
@@ -265,7 +264,7 @@ def test_the_demo_isolates_the_hot_tenant_and_merges_it_back_without_churn() -> 
     assert [c.action for _, c in big.decisions] == [Action.ISOLATE, Action.MERGE]
     (_, isolated), _ = big.decisions
     assert "it is one ordered stream (records without a secondary key)" in isolated.reason
-    assert reason_kind(isolated.action.value, isolated.reason) == "unsplittable"
+    assert isolated.kind is ReasonKind.UNSPLITTABLE
     # ... while the same traffic spread over 64 keys is sharded.
     keyed = replay_demo(plan_big, policy, 120, keys=64)
     assert [c.action for _, c in keyed.decisions] == [Action.SHARD, Action.MERGE]

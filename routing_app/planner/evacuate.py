@@ -1,5 +1,6 @@
-"""Step 1, drain: tenants on a drained partition, or on a route the producer cannot use (a
-partition that does not exist, one named twice), move to the partitions with the most room."""
+"""Step 1, evacuate: tenants on a partition an operator is evacuating, or on a route the
+producer cannot use (a partition that does not exist, one named twice), move to the partitions
+with the most room."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from routing_app.planner.model import ReasonKind
 from routing_app.planner.placement import Placement
 
 
-def drain(state: Placement) -> None:
-    victims: set[str] = set(state.broken)
-    for p in state.drained:
-        victims |= state.members[p]
-    for tenant in state.by_rate(victims):
+def evacuate(state: Placement) -> None:
+    leaving: set[str] = set(state.broken)
+    for p in state.evacuated:
+        leaving |= state.members[p]
+    for tenant in state.by_rate(leaving):
         if state.movable(tenant):
-            _drain_one(state, tenant)
+            _evacuate_one(state, tenant)
 
 
-def _drain_one(state: Placement, tenant: str) -> None:
+def _evacuate_one(state: Placement, tenant: str) -> None:
     n, rate = state.n, state.rate(tenant)
     route = state.routes.get(tenant)
     if tenant in state.broken and route is not None:
@@ -26,8 +27,8 @@ def _drain_one(state: Placement, tenant: str) -> None:
         base = list(state.parts[tenant])
     else:
         return
-    bad = [p for p in base if not 0 <= p < n or p in state.drained]
-    keep = [p for p in base if 0 <= p < n and p not in state.drained]
+    bad = [p for p in base if not 0 <= p < n or p in state.evacuated]
+    keep = [p for p in base if 0 <= p < n and p not in state.evacuated]
     missing = max(len(base), 1) - len(keep)
     if missing <= 0 and tenant not in state.broken:
         return
@@ -37,14 +38,14 @@ def _drain_one(state: Placement, tenant: str) -> None:
     added = [p for _, p in state.roomiest_for(tenant, pool, missing)]
     new = tuple(keep + added)
     if not new:
-        return  # nowhere to go: every partition is drained
+        return  # nowhere to go: every partition is being evacuated
     if any(not 0 <= p < n for p in bad):
         kind = ReasonKind.PARTITION_MISSING
     elif bad:
-        kind = ReasonKind.PARTITION_DRAINED
+        kind = ReasonKind.PARTITION_EVACUATED
     else:
-        # A broken route with nothing missing or drained repeats a partition (or names none).
+        # A broken route with nothing missing or evacuated repeats a partition (or names none).
         kind = ReasonKind.DUPLICATE_PARTITION
-    reason = reasons.drain(tenant, rate, bad, n, route.partitions if route else (),
-                           added or new)
+    reason = reasons.evacuate(tenant, rate, bad, n, route.partitions if route else (),
+                              added or new)
     state.move(tenant, new, kind, reason, state.observed(tenant, source, added))

@@ -1,0 +1,145 @@
+"""RouteCache without a broker: the rebuild's fast paths (routes/wire.py, the partition-count
+checks inlined in _handle) keep every rule of the general path. Fed real ``Message`` objects,
+as its consumer would; the registry is confluent-kafka's mock:// one."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import Message
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from routing_app.client import cache as cache_module
+from routing_app.client.cache import RouteCache
+from routing_app.routes import Route, RouteCodec
+from routing_app.routes.model import RouteStatus
+
+ROUTES = "routing.routes"
+
+
+def new_cache(registry: SchemaRegistryClient | None = None, *, fast_reader: bool = True
+              ) -> tuple[RouteCache, RouteCodec]:
+    registry = registry or SchemaRegistryClient.new_client(
+        {"url": f"mock://cache-{uuid.uuid4().hex}"})
+    codec = RouteCodec(registry, ROUTES, fast_reader=fast_reader)
+    # Never started: no consumer; partition counts are set by the tests.
+    cache = RouteCache({"bootstrap.servers": "127.0.0.1:1"}, codec, ROUTES)
+    return cache, codec
+
+
+def messages(records: list[tuple[bytes, bytes | None]], first_offset: int = 0) -> list[Message]:
+    return [Message(topic=ROUTES, partition=0, offset=first_offset + i, key=key, value=value)
+            for i, (key, value) in enumerate(records)]
+
+
+def key(route: Route) -> bytes:
+    return RouteCodec.encode_key(route.topic, route.tenant)
+
+
+def a_topic_history(codec: RouteCodec, seed: int) -> list[tuple[bytes, bytes | None]]:
+    """Routes of a few tenants over time, as a routes topic holds them: newer and older epochs,
+    drains and their ends, tombstones, and poison of every kind among them."""
+    rng = random.Random(seed)
+    records: list[tuple[bytes, bytes | None]] = []
+    epochs: dict[str, int] = {}
+    for _ in range(400):
+        tenant = f"t{rng.randrange(12)}"
+        epoch = max(0, epochs.get(tenant, 0) + rng.choice([1, 1, 1, 0, -1]))
+        epochs[tenant] = max(epoch, epochs.get(tenant, 0))
+        route = Route("orders", tenant, tuple(rng.sample(range(6), rng.randint(1, 2))), epoch,
+                      status=rng.choice(list(RouteStatus)), updated_at_ms=1_700_000_000_000
+                      + rng.randrange(3), decided_by=rng.choice(["planner", "alice"]))
+        kind = rng.randrange(10)
+        encoded = codec.encode(route)
+        value: bytes | None = encoded
+        if kind == 0:
+            value = None  # tombstone
+        elif kind == 1:
+            value = encoded[:rng.randrange(5, len(encoded))]  # cut short
+        elif kind == 2:
+            where = rng.randrange(5, len(encoded))
+            value = encoded[:where] + bytes([rng.randrange(256)]) + encoded[where + 1:]
+        elif kind == 3:
+            value = codec.encode(Route("orders", tenant, (1, 1), epoch + 1))  # invalid route
+        elif kind == 4:
+            value = codec.encode(Route("orders", "someone-else", (1,), epoch + 1))
+        records.append((key(route), value))
+    return records
+
+
+def test_a_rebuild_reads_the_same_table_with_and_without_the_fast_reader() -> None:
+    for seed in range(5):
+        registry = SchemaRegistryClient.new_client({"url": f"mock://cache-{uuid.uuid4().hex}"})
+        fast, fast_codec = new_cache(registry)
+        slow, slow_codec = new_cache(registry, fast_reader=False)
+        history = a_topic_history(fast_codec, seed)
+        for cache in (fast, slow):
+            cache._counts["orders"] = 6
+            for start in range(0, len(history), 64):
+                cache._handle(messages(history[start:start + 64], start))
+        assert fast_codec.fast_path and not slow_codec.fast_path
+        assert {r.key: r for r in fast} == {r.key: r for r in slow}
+        assert fast.stats() == slow.stats()
+        assert fast.poisoned() == slow.poisoned()
+        assert fast.stats().undecodable > 0 and fast.stats().stale_ignored > 0
+
+
+def test_routes_beyond_a_known_partition_count_are_held_back() -> None:
+    cache, codec = new_cache()
+    cache._counts["orders"] = 4
+    first = Route("orders", "acme", (1,), 1)
+    beyond = Route("orders", "acme", (5,), 2)
+    leaving_beyond = Route("orders", "acme", (2,), 3, status=RouteStatus.DRAINING,
+                           previous_partitions=(7,))
+    within = Route("orders", "acme", (3,), 4)
+    records: list[tuple[bytes, bytes | None]] = [(key(r), codec.encode(r))
+                                                 for r in (first, beyond, leaving_beyond)]
+    cache._handle(messages(records))
+    assert cache.get("orders", "acme") == first
+    assert cache.stats().out_of_range == 2
+    cache._handle(messages([(key(within), codec.encode(within))], 3))
+    assert cache.get("orders", "acme") == within
+
+
+class Broker:
+    """Stands in for _refresh_counts (asks at most every METADATA_MIN_INTERVAL_S, else answers
+    from what it has): what the broker would answer, and how often it is asked."""
+
+    def __init__(self, cache: RouteCache, answer: dict[str, int]) -> None:
+        self.asked = 0
+        self._cache = cache
+        self._answer = answer
+
+    def __call__(self, topic: str) -> int | None:
+        cache = self._cache
+        if time.monotonic() - cache._counts_at >= cache_module.METADATA_MIN_INTERVAL_S:
+            self.asked += 1
+            cache._counts_at = time.monotonic()
+            cache._counts.update(self._answer)
+        return cache._counts.get(topic)
+
+
+def test_a_topic_the_broker_did_not_list_is_asked_about_again_only_once_due(
+        monkeypatch: Any) -> None:
+    cache, codec = new_cache()
+    absent = cache_module._ABSENT
+    cache._counts["orders"] = absent
+    cache._counts_at = time.monotonic()
+    broker = Broker(cache, {"orders": absent})
+    monkeypatch.setattr(cache, "_refresh_counts", broker)
+    routes = [Route("orders", f"t{i}", (9,), 1) for i in range(50)]
+    cache._handle(messages([(key(r), codec.encode(r)) for r in routes]))
+    # Nothing to check against, asked a moment ago: every route is taken, nobody is asked.
+    assert len(cache) == 50 and broker.asked == 0
+    # Due again, and the topic exists now with 4 partitions: partition 9 is beyond them.
+    cache._counts_at -= cache_module.METADATA_MIN_INTERVAL_S
+    broker._answer = {"orders": 4}
+    later = [Route("orders", f"t{i}", (9,), 2) for i in range(3)] + [
+        Route("orders", "t3", (2,), 2)]
+    cache._handle(messages([(key(r), codec.encode(r)) for r in later], 50))
+    assert broker.asked == 1
+    assert cache.stats().out_of_range == 3
+    assert [cache.get("orders", f"t{i}").epoch for i in range(4)] == [1, 1, 1, 2]  # type: ignore[union-attr]
