@@ -300,7 +300,7 @@ class RouteCache:
             if self._pending:
                 self._retry_pending()
 
-    def _handle(self, messages: list[Message]) -> None:
+    def _handle(self, messages: list[Message]) -> None:  # noqa: C901 (hot loop, inlined)
         # _apply inlined for the common record (a route for a topic already held): a rebuild
         # runs this a million times. Everything else (poison, registry trouble, tombstones, a
         # first topic) goes through _apply, which decodes again: rare, and it has the rules.

@@ -254,7 +254,7 @@ class RouteReader:
                 self._shared_texts[raw] = text
         return text, end
 
-    def read(self, data: bytes, topic: str, tenant: str, tenant_raw: bytes) -> Route | None:
+    def read(self, data: bytes, topic: str, tenant: str, tenant_raw: bytes) -> Route | None:  # noqa: C901 (field by field)
         """The Route in ``data`` if it is a plain route value of this layout naming exactly
         ``topic`` and ``tenant`` (``tenant_raw``: its UTF-8, from the key); else None.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,23 +234,8 @@ def run_simulation(config: SimConfig,
         t_s = index * config.window_s
         now_ms = round((t_s + config.window_s) * 1000)  # plans run when a window completes
         rates = traffic.step(t_s, config.window_s)
-        for tenant in rates:
-            if tenant not in first:
-                first[tenant] = java_partition(tenant.encode(), n)
-                second[tenant] = java_partition(f"{tenant}\x00second-choice".encode(), n)
-
-        loads = [0.0] * n
-        hashed = [0.0] * n
-        for tenant, rate in rates.items():
-            home = first[tenant]
-            hashed[home] += rate
-            parts = placement.get(tenant)
-            if parts is None:
-                loads[home] += rate
-            else:
-                share = rate / len(parts)
-                for p in parts:
-                    loads[p] += share
+        _hash_newcomers(rates, first, second, n)
+        loads, hashed = _window_loads(rates, first, placement, n)
         for p in range(n):
             lag[p] = max(0.0, lag[p] + (loads[p] - capacity) * config.window_s)
         pkg = pkg_loads(rates, first, second, n)
@@ -260,18 +245,8 @@ def run_simulation(config: SimConfig,
         # no evacuated partition here, so the mean is the tenants' total over the partitions.
         mean = sum(rates.values()) / n
         unit = shard_unit(policy, mean)
-        grow_above = unit * (1 + policy.hysteresis)
-        heaviest = 0.0
-        window_elephants = window_unsplittable = 0
-        for key, tr in tenant_rates.items():
-            top = tr.records_per_s if tr.top_stream_per_s is None else tr.top_stream_per_s
-            heaviest = max(heaviest, top)
-            if tr.records_per_s > grow_above:
-                window_elephants += 1
-                elephants.add(key[1])
-                if top > unit:
-                    window_unsplittable += 1
-                    unsplittable.add(key[1])
+        heaviest, window_elephants, window_unsplittable = _count_elephants(
+            tenant_rates, unit, unit * (1 + policy.hysteresis), elephants, unsplittable)
 
         inp = PlannerInput(
             now_ms=now_ms,
@@ -314,6 +289,53 @@ def run_simulation(config: SimConfig,
                      flashes=len(traffic.flashes), elephants=elephants, unsplittable=unsplittable,
                      unsplittable_isolations=isolations, unsplittable_isolated=isolated,
                      flash_periods=[(f.start_s, f.end_s) for f in traffic.flashes])
+
+
+def _hash_newcomers(rates: dict[str, float], first: dict[str, int], second: dict[str, int],
+                    n: int) -> None:
+    """Each new tenant's murmur2 home, and its second choice for PKG."""
+    for tenant in rates:
+        if tenant not in first:
+            first[tenant] = java_partition(tenant.encode(), n)
+            second[tenant] = java_partition(f"{tenant}\x00second-choice".encode(), n)
+
+
+def _window_loads(rates: dict[str, float], first: dict[str, int],
+                  placement: dict[str, tuple[int, ...]], n: int) -> tuple[list[float], list[float]]:
+    """(load per partition under the planner's routes, load per partition under hashing)."""
+    loads = [0.0] * n
+    hashed = [0.0] * n
+    for tenant, rate in rates.items():
+        home = first[tenant]
+        hashed[home] += rate
+        parts = placement.get(tenant)
+        if parts is None:
+            loads[home] += rate
+        else:
+            share = rate / len(parts)
+            for p in parts:
+                loads[p] += share
+    return loads, hashed
+
+
+def _count_elephants(tenant_rates: Mapping[TenantKey, TenantRate], unit: float,
+                     grow_above: float, elephants: set[str], unsplittable: set[str]
+                     ) -> tuple[float, int, int]:
+    """(heaviest stream, elephants, unsplittable elephants) of one window; the tenants are
+    added to the run's sets. An elephant is above the shard level; it is unsplittable when its
+    heaviest stream alone exceeds a shard's unit."""
+    heaviest = 0.0
+    window_elephants = window_unsplittable = 0
+    for key, tr in tenant_rates.items():
+        top = tr.records_per_s if tr.top_stream_per_s is None else tr.top_stream_per_s
+        heaviest = max(heaviest, top)
+        if tr.records_per_s > grow_above:
+            window_elephants += 1
+            elephants.add(key[1])
+            if top > unit:
+                window_unsplittable += 1
+                unsplittable.add(key[1])
+    return heaviest, window_elephants, window_unsplittable
 
 
 def tenant_rates_of(traffic: Traffic, rates: dict[str, float],
