@@ -148,13 +148,12 @@ class DrainCoordinator:
             producer = self._producer
             if producer is None or self._cache is None or self._said_goodbye:
                 return False
-            if on_delivery is None:
-                producer.produce(self._answers_topic, producer_id, producer_id,
-                                 headers=[MessageKind.PRODUCER_HELLO.header])
-            else:
-                producer.produce(self._answers_topic, producer_id, producer_id,
-                                 headers=[MessageKind.PRODUCER_HELLO.header],
-                                 on_delivery=lambda err, _message: on_delivery(err))
+            # A callback of its own: a lost hello is not a failed record of the application's
+            # (the producer-wide callback counts those).
+            answered = on_delivery or _keep_alive_answered
+            producer.produce(self._answers_topic, producer_id, producer_id,
+                             headers=[MessageKind.PRODUCER_HELLO.header],
+                             on_delivery=lambda err, _message: answered(err))
         return True
 
     def say_goodbye(self) -> None:
@@ -167,10 +166,16 @@ class DrainCoordinator:
             with self._farewell:
                 self._said_goodbye = True
                 self._producer.produce(self._answers_topic, producer_id, producer_id,
-                                       headers=[MessageKind.PRODUCER_CLOSED.header])
+                                       headers=[MessageKind.PRODUCER_CLOSED.header],
+                                       on_delivery=self._goodbye_answered)
             self._producer.flush(2.0)
         except (BufferError, KafkaException) as exc:
             log.warning("%s: could not announce its close: %s", self._producer_id, exc)
+
+    def _goodbye_answered(self, err: KafkaError | None, _message: object) -> None:
+        if err is not None:  # not an application record: the producer-wide callback never sees it
+            log.warning("%s: could not announce its close (drains wait for it until its usage "
+                        "reports expire): %s", self._producer_id, err)
 
     # -- release --------------------------------------------------------------------------------
     def _release(self, topic: str, tenant: str) -> None:
@@ -214,3 +219,8 @@ class DrainCoordinator:
         except (BufferError, RegistryUnavailable, KafkaException) as exc:
             log.warning("%s: release report for %s/%s not sent (the drain event will lack "
                         "its held count): %s", self._producer_id, hold.topic, hold.tenant, exc)
+
+
+def _keep_alive_answered(err: KafkaError | None) -> None:
+    if err is not None:
+        log.debug("keep-alive hello to the route writer not delivered: %s", err)

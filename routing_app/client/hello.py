@@ -80,6 +80,14 @@ class Greeting:
                     self._done.set()
                     return
             except (KafkaException, BufferError) as exc:
+                if _no_answers_topic(exc):
+                    # No route writer has ever run (it creates the answers topic before it
+                    # serves): no move can be under way. The keep-alive hellos introduce this
+                    # producer once one starts.
+                    log.info("%s: the answers topic does not exist (no route writer has run "
+                             "yet); routes are read without a hello", self._name)
+                    self.acknowledged = True
+                    continue
                 self.failure = str(exc)
                 if attempt == 2:  # the first tries fail on a cold broker: not worth a warning
                     log.warning("%s: no hello to the route writer yet (retrying): %s",
@@ -115,3 +123,9 @@ class Greeting:
             return int(high)
         finally:
             consumer.close()
+
+
+def _no_answers_topic(exc: Exception) -> bool:
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return error is not None and error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                                  KafkaError._UNKNOWN_TOPIC)

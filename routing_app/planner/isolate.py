@@ -42,16 +42,24 @@ def _heaviest_single(state: Placement, p: int) -> str | None:
     """The heaviest movable tenant with a rate that is on p alone (ties: the first name)."""
     best: tuple[float, str] | None = None
     # Heaviest piece first: a tenant on p alone has its whole rate as its piece, so once the
-    # pieces fall below the best rate found, no later tenant can beat it.
-    for piece, tenant in reversed(state.pieces(p)):
+    # pieces fall below the best rate found, no later tenant can beat it; nor can any of the
+    # tenants too small to move, unless none of the bigger ones qualifies.
+    for piece, tenant in reversed(state.pieces_to_move(p)):
         if best is not None and piece < -best[0]:
             break
-        if (len(state.parts[tenant]) == 1 and state.rate(tenant) > 0
-                and state.movable(tenant)):
+        if _single(state, tenant):
             key = (-state.rate(tenant), tenant)
             if best is None or key < best:
                 best = key
-    return None if best is None else best[1]
+    if best is None:
+        singles = [t for t in state.members[p] if _single(state, t)]
+        return min(singles, key=lambda t: (-state.rate(t), t)) if singles else None
+    return best[1]
+
+
+def _single(state: Placement, tenant: str) -> bool:
+    return (len(state.parts[tenant]) == 1 and state.rate(tenant) > 0
+            and state.movable(tenant))
 
 
 def _isolation_target(state: Placement, p: int, tenant: str, rate: float) -> int | None:

@@ -30,8 +30,8 @@ def make_room(state: Placement, p: int, order: list[tuple[float, str]]
 
 def _evictions(state: Placement, q: int, below: float, need: float,
                avoid: set[int]) -> list[Eviction] | None:
-    small = [(piece, t) for piece, t in state.pieces(q)
-             if state.min_move <= piece < below and state.movable(t)]
+    small = [(piece, t) for piece, t in state.pieces_to_move(q)
+             if piece < below and state.movable(t)]
     extra: dict[int, float] = {}
     out: list[Eviction] = []
     while need > 0 and small and len(out) < MAX_EVICTIONS:

@@ -1,5 +1,6 @@
 """One data topic's placement while a plan is built: where every tenant is, the loads that
-follow, how a partition scores as a target, and the one way to change it (``move``).
+follow (how a partition scores as a target: ``figures``), and the one way to change it
+(``move``).
 
 The planning steps (``evacuate``, ``shard``, ``isolate``, ``rebalance``, ``make_room``,
 ``merge``) read it and call ``move``; every move updates it at once, so the next decision sees
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
-from routing_app.planner import reasons
+from routing_app.planner.figures import PartitionFigures
 from routing_app.planner.loads import offset, shard_unit
 from routing_app.planner.model import (
     PartitionLoad,
@@ -42,7 +43,7 @@ class Budget:
         self.left -= 1
 
 
-class Placement:
+class Placement(PartitionFigures):
     """Loads are seen two ways: the estimate (rates placed by routes, plus residual) and, where
     the broker reported one, the measured write rate, each against its own mean. A partition
     is over a level when either view is; a target fits only where both views stay under it.
@@ -88,23 +89,11 @@ class Placement:
         self.heavy = [0] * n
         for tenant in self.routed:
             self._count_heavy(tenant, +1)
-        self._roomiest: tuple[tuple[float, int], tuple[float, int]] | None = None
-        # The steps ask about every partition at once (where does this fit best?), far more
-        # often than anything moves: per level factor every partition's headroom, and every
-        # partition's score with the active ones best first, kept up to date by ``_refresh``.
-        self._rooms: dict[float, list[float]] = {}
-        self._scores: list[tuple[float, int]] | None = None
-        self._by_score: list[int] | None = None
-        self._by_room_order: list[tuple[float, tuple[float, int], int]] | None = None
+        self._init_figures()
         self._pieces: list[list[tuple[float, str]] | None] = [None] * n
         self._touched: set[int] = set()  # partitions a move changed
         # movable(), but for the moves of this cycle (what holds all cycle, asked often).
         self._may_move: dict[str, bool] = {}
-        # Per partition, computed when first asked and forgotten when a move touches it: the
-        # load rebalancing cannot move away, and the largest piece (None: not known yet).
-        self._fixed: list[float | None] = [None] * n
-        self._largest: list[float | None] = [None] * n
-        self._least_fixed: list[tuple[float, tuple[float, int], int]] | None = None
 
     def _place_tenants(self) -> list[Sequence[float]]:
         """Places the tenants with a route (the grouping has the hashed ones): fills parts,
@@ -149,73 +138,7 @@ class Placement:
         cap = policy.max_shards if policy.max_shards is not None else self.n
         self.max_shards = max(1, min(cap, len(self.active)))
 
-    # -- loads -----------------------------------------------------------------------------------
-
-    def _views(self, p: int) -> tuple[tuple[float, float, bool], ...]:
-        """(load, its mean, measured?) for each view of p."""
-        if self.measured and self.offset[p] != 0.0:
-            return ((self.est[p], self.mean, False),
-                    (max(0.0, self.est[p] + self.offset[p]), self.meas_mean, True))
-        return ((self.est[p], self.mean, False),)
-
-    def headroom(self, p: int, factor: float) -> float:
-        """How much more p takes before a view passes factor x its mean. Below the hot floor
-        (scaled to the level, so settling stays below rebalancing) nothing is a problem."""
-        return self.rooms(factor)[p]
-
-    def rooms(self, factor: float) -> list[float]:
-        """Every partition's headroom at factor x the mean."""
-        known = self._rooms.get(factor)
-        if known is None:
-            known = self._rooms[factor] = [self._headroom(p, factor) for p in range(self.n)]
-        return known
-
-    def _headroom(self, p: int, factor: float) -> float:
-        floor = self.floor * factor / self.hot_factor
-        return min(max(factor * mean, floor) - load for load, mean, _ in self._views(p))
-
-    def over(self, p: int, factor: float) -> bool:
-        return self.headroom(p, factor) < 0
-
-    def excess(self, p: int) -> float:
-        """Load above the mean, in the view where it is largest."""
-        return max(load - mean for load, mean, _ in self._views(p))
-
-    def ratio(self, p: int) -> float:
-        return max((load / mean for load, mean, _ in self._views(p) if mean > 0), default=0.0)
-
-    def hot(self, factor: float) -> list[int]:
-        """The active partitions over factor x the mean, the most loaded first."""
-        rooms = self.rooms(factor)
-        return sorted((p for p in self.active if rooms[p] < 0),
-                      key=lambda p: (-self.ratio(p), p))
-
-    def describe(self, p: int) -> str:
-        load, mean, measured = max(self._views(p), key=lambda v: v[0] / v[1] if v[1] > 0 else 0.0)
-        return reasons.partition_state(p, load, mean, measured)
-
-    def score(self, p: int) -> tuple[float, int]:
-        """Target preference: low load in either view (measured scaled to the estimate's mean),
-        low lag (a backlog counts as the rate that clears it within lag_horizon_s), low number."""
-        return self.scores()[p]
-
-    def scores(self) -> list[tuple[float, int]]:
-        """Every partition's score."""
-        if self._scores is None:
-            self._scores = [self._score(p) for p in range(self.n)]
-        return self._scores
-
-    def by_score(self) -> list[int]:
-        """The active partitions, best target first."""
-        if self._by_score is None:
-            self._by_score = sorted(self.active, key=self.scores().__getitem__)
-        return self._by_score
-
-    def _score(self, p: int) -> tuple[float, int]:
-        load = self.est[p]
-        if self.measured and self.offset[p] != 0.0 and self.meas_mean > 0:
-            load = max(load, (self.est[p] + self.offset[p]) * self.mean / self.meas_mean)
-        return (load + self.lag[p] / max(self.policy.lag_horizon_s, 1e-9), p)
+    # -- tenants ---------------------------------------------------------------------------------
 
     def rate(self, tenant: str) -> float:
         return self._rate(tenant)
@@ -246,36 +169,6 @@ class Placement:
 
     def hash_of(self, tenant: str) -> int:
         return self._home(tenant)
-
-    def fixed_load(self, p: int) -> float:
-        """The load on p that rebalancing would leave there: residual and tenants too small
-        to move (below min_move)."""
-        known = self._fixed[p]
-        if known is None:
-            low = self.min_move
-            known = self._fixed[p] = self.residual[p] + math.fsum(
-                [size for size in self.pieces_on[p] if size < low])
-        return known
-
-    def largest_piece(self, p: int) -> float:
-        """The largest piece of any tenant on p (-inf on an empty partition)."""
-        known = self._largest[p]
-        if known is None:
-            known = self._largest[p] = max(self.pieces_on[p], default=-math.inf)
-        return known
-
-    def least_fixed(self, but: int) -> tuple[float, int] | None:
-        """(fixed load, partition): the active partition other than ``but`` where the fixed
-        load is least (then the best score), among those with no piece of a unit or more."""
-        if self._least_fixed is None:
-            unit = self.unit
-            self._least_fixed = heapq.nsmallest(2, ((self.fixed_load(q), self.score(q), q)
-                                                    for q in self.active
-                                                    if self.largest_piece(q) < unit))
-        for fixed, _, q in self._least_fixed:
-            if q != but:
-                return fixed, q
-        return None
 
     def by_rate(self, tenants: Iterable[str]) -> list[str]:
         """Heaviest first (ties by name, so a plan does not depend on input order)."""
@@ -322,29 +215,6 @@ class Placement:
 
     # -- where to --------------------------------------------------------------------------------
 
-    def best_fit(self, exclude: Iterable[int], amount: float, factor: float | None,
-                 only: Iterable[int] | None = None, extra: Mapping[int, float] | None = None,
-                 cap: float | None = None) -> int | None:
-        """The best-ranked partition taking ``amount`` with both views under factor x mean
-        (and the estimate under ``cap``), or None. ``only``: some of the active partitions."""
-        rooms = self.rooms(factor) if factor is not None else None
-        # ``extra`` only adds load: where nothing has the room for ``amount``, nothing fits.
-        if rooms is not None and max(rooms, default=-math.inf) < amount:
-            return None
-        skip = set(exclude)
-        allowed = None if only is None else set(only)
-        est = self.est
-        for p in self.by_score():
-            if p in skip or (allowed is not None and p not in allowed):
-                continue
-            more = amount + (extra.get(p, 0.0) if extra else 0.0)
-            if rooms is not None and rooms[p] < more:
-                continue
-            if cap is not None and est[p] + more > cap:
-                continue
-            return p
-        return None
-
     def roomiest_for(self, tenant: str, pool: Iterable[int], k: int) -> list[tuple[float, int]]:
         """The k partitions of pool with the most settle headroom, counting the tenant's own
         share as free: (headroom, partition), most first."""
@@ -363,39 +233,26 @@ class Placement:
                 others += 1
         return [(-room, p) for room, _, p in heapq.nsmallest(k, ranked)]
 
-    def _by_room(self) -> list[tuple[float, tuple[float, int], int]]:
-        """Every partition as (-settle headroom, score, partition), the roomiest first."""
-        if self._by_room_order is None:
-            rooms, scores = self.rooms(self.settle_factor), self.scores()
-            self._by_room_order = sorted((-(rooms[p] + 0.0), scores[p], p) for p in range(self.n))
-        return self._by_room_order
-
-    def pieces(self, p: int) -> list[tuple[float, str]]:
-        """(piece, tenant) of every tenant on p, in order."""
+    def pieces_to_move(self, p: int) -> list[tuple[float, str]]:
+        """(piece, tenant) of the tenants on p big enough to move (at least min_move), in
+        order. Most tenants of a partition are smaller: they are never paired up."""
         known = self._pieces[p]
         if known is None:
+            low = self.min_move
             if p in self._touched:
-                pairs = [(self.piece(t), t) for t in self.members[p]]
+                pairs = [(piece, t) for piece, t in map(self._piece_of, self.members[p])
+                         if piece >= low]
             else:  # as grouped: a hashed tenant's piece is its rate
-                pairs = list(zip(self.tenants.rates[p], self.tenants.names[p], strict=True))
-                pairs.extend((self.piece(t), t) for t in self.members.routed_on(p))
+                pairs = [(rate, t) for rate, t in zip(self.tenants.rates[p],
+                                                       self.tenants.names[p], strict=True)
+                         if rate >= low]
+                pairs.extend(pair for pair in map(self._piece_of, self.members.routed_on(p))
+                             if pair[0] >= low)
             known = self._pieces[p] = sorted(pairs)
         return known
 
-    def roomiest_except(self, p: int) -> float:
-        """The most settle headroom on any active partition but p (a quick no-fit check)."""
-        if self._roomiest is None:
-            none = (-math.inf, -1)
-            first, second = none, none
-            for q in self.active:
-                item = (self.headroom(q, self.settle_factor), -q)
-                if item > first:
-                    first, second = item, first
-                elif item > second:
-                    second = item
-            self._roomiest = (first, second)
-        first, second = self._roomiest
-        return second[0] if first[1] == -p else first[0]
+    def _piece_of(self, tenant: str) -> tuple[float, str]:
+        return self.piece(tenant), tenant
 
     # -- moving ----------------------------------------------------------------------------------
 
@@ -436,7 +293,6 @@ class Placement:
             except ValueError:  # pragma: no cover - only if a piece were computed another way
                 pieces = [self.piece(t) for t in self.members[p]]
             self._refresh(p, pieces)
-        self._roomiest = None
         self.changed.add(tenant)
         self.changes.append(PlannedChange(self.name, tenant, kind.action, new_parts, reason,
                                           {k: round(v, 3) for k, v in observed.items()},
@@ -468,11 +324,6 @@ class Placement:
     def _refresh(self, p: int, pieces: list[float]) -> None:
         self.pieces_on[p] = pieces
         self.est[p] = math.fsum(pieces) + self.residual[p]
-        self._fixed[p] = self._largest[p] = None
-        self._least_fixed = None
-        for factor, rooms in self._rooms.items():
-            rooms[p] = self._headroom(p, factor)
-        if self._scores is not None:
-            self._scores[p] = self._score(p)
-        self._by_score = self._by_room_order = self._pieces[p] = None
+        self._forget(p)
+        self._pieces[p] = None
         self._touched.add(p)

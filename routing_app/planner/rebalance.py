@@ -27,8 +27,7 @@ def _relieve(state: Placement, p: int) -> bool:
     moved = False
     settle = state.settle_factor
     while state.over(p, settle):
-        pieces = [(piece, t) for piece, t in state.pieces(p)
-                  if piece >= state.min_move and state.movable(t)]
+        pieces = [(piece, t) for piece, t in state.pieces_to_move(p) if state.movable(t)]
         need = -state.headroom(p, settle)
         cut = bisect_left(pieces, (need, ""))
         # One tenant that fixes it alone (the smallest such), else the largest that fits.

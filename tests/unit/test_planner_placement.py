@@ -43,7 +43,7 @@ def check(inp: PlannerInput, state: Placement) -> None:
         members = {t for t, placed in parts.items() if p in placed}
         assert state.members[p] == members
         pieces = sorted((state.rate(t) / len(parts[t]), t) for t in members)
-        assert state.pieces(p) == pieces
+        assert state.pieces_to_move(p) == [pair for pair in pieces if pair[0] >= state.min_move]
         assert sorted(state.pieces_on[p]) == sorted(piece for piece, _ in pieces)
         assert state.est[p] == math.fsum(piece for piece, _ in pieces) + state.residual[p]
         small = [piece for piece, _ in pieces if piece < state.min_move]
