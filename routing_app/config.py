@@ -179,16 +179,20 @@ class Settings:
 
     def kafka_security(self) -> dict[str, str]:
         """The librdkafka security settings given (security.protocol, sasl.*, ssl.*)."""
-        return {name: value for name, value in (
-            ("security.protocol", self.security_protocol),
-            ("sasl.mechanism", self.sasl_mechanism),
-            ("sasl.username", self.sasl_username),
-            ("sasl.password", self.sasl_password),
-            ("ssl.ca.location", self.ssl_ca_location),
-            ("ssl.certificate.location", self.ssl_certificate_location),
-            ("ssl.key.location", self.ssl_key_location),
-            ("ssl.key.password", self.ssl_key_password),
-        ) if value}
+        return {
+            name: value
+            for name, value in (
+                ("security.protocol", self.security_protocol),
+                ("sasl.mechanism", self.sasl_mechanism),
+                ("sasl.username", self.sasl_username),
+                ("sasl.password", self.sasl_password),
+                ("ssl.ca.location", self.ssl_ca_location),
+                ("ssl.certificate.location", self.ssl_certificate_location),
+                ("ssl.key.location", self.ssl_key_location),
+                ("ssl.key.password", self.ssl_key_password),
+            )
+            if value
+        }
 
     @property
     def kafka(self) -> KafkaAccess:
@@ -213,9 +217,13 @@ class Settings:
     def producer_config(self, **extra: Any) -> dict[str, Any]:
         """A RoutingProducer's configuration for this deployment (plus any librdkafka setting)."""
         conf: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap, "schema.registry.url": self.registry_url,
-            "routing.routes.topic": self.routes_topic, "routing.usage.topic": self.usage_topic,
-            "routing.answers.topic": self.answers_topic, **self.kafka_security()}
+            "bootstrap.servers": self.bootstrap,
+            "schema.registry.url": self.registry_url,
+            "routing.routes.topic": self.routes_topic,
+            "routing.usage.topic": self.usage_topic,
+            "routing.answers.topic": self.answers_topic,
+            **self.kafka_security(),
+        }
         if self.registry_basic_auth:
             conf["schema.registry.basic.auth.user.info"] = self.registry_basic_auth
         return {**conf, **extra}
@@ -247,8 +255,7 @@ def _coerce(name: str, declared: Any, raw: Any) -> Any:
             return None if "None" in kind else ""
         return str(raw)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name!r}: cannot use {raw!r} ({kind} expected): {exc}",
-                          name) from exc
+        raise ConfigError(f"setting {name!r}: cannot use {raw!r} ({kind} expected): {exc}", name) from exc
 
 
 def _config_file(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
@@ -301,8 +308,7 @@ def load_settings(
     return settings
 
 
-def _read_file(path: Path, known: Mapping[str, Any], values: dict[str, Any],
-               sources: dict[str, str]) -> None:
+def _read_file(path: Path, known: Mapping[str, Any], values: dict[str, Any], sources: dict[str, str]) -> None:
     """The settings of a TOML file (top level or a [routing] table) into ``values``."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -344,21 +350,35 @@ def _validate_places(s: Settings) -> None:
         if not topic or "/" in topic:
             raise ConfigError(f"setting {name!r}: {topic!r} is not a valid topic name", name)
     if not s.web_bind or any(c.isspace() for c in s.web_bind):
-        raise ConfigError(f"setting 'web_bind': {s.web_bind!r} is not an address to listen on "
-                          "(e.g. 127.0.0.1, or 0.0.0.0 for every interface)", "web_bind")
+        raise ConfigError(
+            f"setting 'web_bind': {s.web_bind!r} is not an address to listen on "
+            "(e.g. 127.0.0.1, or 0.0.0.0 for every interface)",
+            "web_bind",
+        )
 
 
 # Settings that must not be negative, with what their 0 means where it means something.
 _NOT_NEGATIVE = {
     "replication_factor": " (0: the cluster's default)",
-    "usage_max_records_per_s": " (0: the default)", "usage_max_bytes_per_s": " (0: the default)",
-    "usage_max_interval_ms": " (0: the default)", "usage_max_clock_skew_ms": " (0: the default)",
-    "window_grace_ms": "", "planner_max_wait_ms": "", "drain_ack_grace_ms": "",
-    "producer_expiry_ms": "", "min_compaction_lag_ms": "",
-    "early_min_rate": "", "early_cooldown_ms": "",
+    "usage_max_records_per_s": " (0: the default)",
+    "usage_max_bytes_per_s": " (0: the default)",
+    "usage_max_interval_ms": " (0: the default)",
+    "usage_max_clock_skew_ms": " (0: the default)",
+    "window_grace_ms": "",
+    "planner_max_wait_ms": "",
+    "drain_ack_grace_ms": "",
+    "producer_expiry_ms": "",
+    "min_compaction_lag_ms": "",
+    "early_min_rate": "",
+    "early_cooldown_ms": "",
 }
-_POSITIVE = ("usage_interval_s", "worker_session_timeout_s", "window_idle_ms", "drain_timeout_ms",
-             "early_confirm_intervals")
+_POSITIVE = (
+    "usage_interval_s",
+    "worker_session_timeout_s",
+    "window_idle_ms",
+    "drain_timeout_ms",
+    "early_confirm_intervals",
+)
 
 
 def _validate_bounds(s: Settings) -> None:
@@ -372,39 +392,52 @@ def _validate_bounds(s: Settings) -> None:
         if getattr(s, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive", name)
     if s.window_s <= 0 or s.window_s * 1000 != int(s.window_s * 1000):
-        raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds",
-                          "window_s")
+        raise ConfigError("setting 'window_s' must be a positive whole number of milliseconds", "window_s")
     if not s.early_surge_factor > 1:
-        raise ConfigError("setting 'early_surge_factor' must be above 1 (a surge is a rise)",
-                          "early_surge_factor")
+        raise ConfigError(
+            "setting 'early_surge_factor' must be above 1 (a surge is a rise)", "early_surge_factor"
+        )
     if s.events_retention_ms < -1:
-        raise ConfigError("setting 'events_retention_ms' must be -1 (forever) or a duration",
-                          "events_retention_ms")
+        raise ConfigError(
+            "setting 'events_retention_ms' must be -1 (forever) or a duration", "events_retention_ms"
+        )
     if s.drain_on_timeout not in ("abort", "force"):
-        raise ConfigError(f"setting 'drain_on_timeout': {s.drain_on_timeout!r} is not abort or "
-                          "force", "drain_on_timeout")
+        raise ConfigError(
+            f"setting 'drain_on_timeout': {s.drain_on_timeout!r} is not abort or force", "drain_on_timeout"
+        )
 
 
 def _validate_security(s: Settings) -> None:
     protocol = s.security_protocol.upper()
     if protocol and protocol not in SECURITY_PROTOCOLS:
-        raise ConfigError(f"setting 'security_protocol': {s.security_protocol!r} is not one of "
-                          f"{', '.join(SECURITY_PROTOCOLS)}", "security_protocol")
+        raise ConfigError(
+            f"setting 'security_protocol': {s.security_protocol!r} is not one of "
+            f"{', '.join(SECURITY_PROTOCOLS)}",
+            "security_protocol",
+        )
     sasl = protocol.startswith("SASL_")
     if s.sasl_mechanism and s.sasl_mechanism.upper() not in SASL_MECHANISMS:
-        raise ConfigError(f"setting 'sasl_mechanism': {s.sasl_mechanism!r} is not one of "
-                          f"{', '.join(SASL_MECHANISMS)}", "sasl_mechanism")
+        raise ConfigError(
+            f"setting 'sasl_mechanism': {s.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}",
+            "sasl_mechanism",
+        )
     if sasl and not (s.sasl_username and s.sasl_password):
-        raise ConfigError(f"setting 'sasl_username': security_protocol {protocol} needs "
-                          "sasl_username and sasl_password", "sasl_username")
+        raise ConfigError(
+            f"setting 'sasl_username': security_protocol {protocol} needs sasl_username and sasl_password",
+            "sasl_username",
+        )
     if not sasl and (s.sasl_username or s.sasl_mechanism):
-        raise ConfigError("setting 'security_protocol': sasl_username/sasl_mechanism are set but "
-                          f"security_protocol is {protocol or 'unset (PLAINTEXT)'}; use "
-                          "SASL_PLAINTEXT or SASL_SSL", "security_protocol")
+        raise ConfigError(
+            "setting 'security_protocol': sasl_username/sasl_mechanism are set but "
+            f"security_protocol is {protocol or 'unset (PLAINTEXT)'}; use "
+            "SASL_PLAINTEXT or SASL_SSL",
+            "security_protocol",
+        )
     if s.registry_basic_auth and ":" not in s.registry_basic_auth:
-        raise ConfigError("setting 'registry_basic_auth' must be \"user:password\"",
-                          "registry_basic_auth")
+        raise ConfigError("setting 'registry_basic_auth' must be \"user:password\"", "registry_basic_auth")
     for principal in s.operators():
         if ":" not in principal:
-            raise ConfigError(f"setting 'operator_principals': {principal!r} is not a principal "
-                              "(e.g. User:alice)", "operator_principals")
+            raise ConfigError(
+                f"setting 'operator_principals': {principal!r} is not a principal (e.g. User:alice)",
+                "operator_principals",
+            )

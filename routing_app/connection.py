@@ -52,12 +52,14 @@ REPEAT_S = 60.0
 # ...", and the group coordinator's "GroupCoordinator: 127.0.0.1:19092: ...".
 _BROKER_LINE = re.compile(
     r"^(?:GroupCoordinator(?:/\d+)?: )?(?:[A-Za-z_]+://)?(?P<address>\[?[^\s/\]]+\]?:\d+)"
-    r"(?:/\S*?)?: (?P<what>.*)$", re.DOTALL)
+    r"(?:/\S*?)?: (?P<what>.*)$",
+    re.DOTALL,
+)
 # librdkafka starts its log lines with the thread: "[thrd:127.0.0.1:19092/bootstrap]: ".
 _THREAD = re.compile(r"^\[thrd:[^\]]*\]: ")
-_CONNECTION_CODES = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
-                               KafkaError._AUTHENTICATION,
-                               KafkaError._RESOLVE})
+_CONNECTION_CODES = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._AUTHENTICATION, KafkaError._RESOLVE}
+)
 
 
 # The group ids of our readers that assign() partitions (no membership, no commits): librdkafka
@@ -114,8 +116,11 @@ class BrokerHealth:
     def last_failure(self, addresses: str) -> str | None:
         """The newest failure reaching any of ``addresses`` (a bootstrap list), while it lasts."""
         with self._lock:
-            found = [(o.last_failure, f"{a}: {o.message}") for a, o in self._outages.items()
-                     if a in addresses.split(",")]
+            found = [
+                (o.last_failure, f"{a}: {o.message}")
+                for a, o in self._outages.items()
+                if a in addresses.split(",")
+            ]
         return max(found)[1] if found else None
 
     def failed(self, address: str, message: str, *, counted: bool = True) -> None:
@@ -129,7 +134,10 @@ class BrokerHealth:
                 self._outages[address] = _Outage(now, now, now, int(counted), message=message)
                 self.log.warning(
                     "cannot reach Kafka broker %s: %s; retrying (further connection errors to "
-                    "it are counted, not logged, until it is back)", address, message)
+                    "it are counted, not logged, until it is back)",
+                    address,
+                    message,
+                )
                 return
             outage.attempts += int(counted)
             outage.last_failure = now
@@ -137,9 +145,13 @@ class BrokerHealth:
             outage.up_since = None
             if now - outage.last_logged >= REMINDER_S:
                 outage.last_logged = now
-                self.log.warning("still cannot reach Kafka broker %s after %.0f s (%d "
-                                 "connection errors): %s", address, now - outage.since,
-                                 outage.attempts, message)
+                self.log.warning(
+                    "still cannot reach Kafka broker %s after %.0f s (%d connection errors): %s",
+                    address,
+                    now - outage.since,
+                    outage.attempts,
+                    message,
+                )
 
     def up(self, address: str) -> None:
         """A client sees ``address`` up; once it stayed up for STABLE_S, the outage is over."""
@@ -157,8 +169,12 @@ class BrokerHealth:
                 return
             del self._outages[address]
         # As loud as the failure was: whoever saw the outage sees its end.
-        self.log.warning("reconnected to Kafka broker %s after %.1f s (%d connection errors not "
-                         "logged)", address, outage.up_since - outage.since, outage.attempts)
+        self.log.warning(
+            "reconnected to Kafka broker %s after %.1f s (%d connection errors not logged)",
+            address,
+            outage.up_since - outage.since,
+            outage.attempts,
+        )
 
     def other(self, level: int, message: str) -> None:
         """Any other client line: logged, unless the same line was logged within REPEAT_S."""
@@ -191,9 +207,12 @@ class ClientLog:
     client's poll(), and the callbacks from there too.
     """
 
-    def __init__(self, health: BrokerHealth = broker_health,
-                 error_cb: Callable[[KafkaError], None] | None = None,
-                 stats_cb: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        health: BrokerHealth = broker_health,
+        error_cb: Callable[[KafkaError], None] | None = None,
+        stats_cb: Callable[[str], None] | None = None,
+    ) -> None:
         self._health = health
         self._user_error_cb = error_cb
         self._user_stats_cb = stats_cb
@@ -221,8 +240,9 @@ class ClientLog:
                 self._health.failed(found["address"], found["what"], counted=False)
             # "1/1 brokers are down" and the like: the per-broker lines say which, and where.
         else:
-            self._health.other(logging.ERROR if err.fatal() else logging.WARNING,
-                               f"kafka client: {err.str()} ({err.name()})")
+            self._health.other(
+                logging.ERROR if err.fatal() else logging.WARNING, f"kafka client: {err.str()} ({err.name()})"
+            )
         if self._user_error_cb is not None:
             self._user_error_cb(err)
 
@@ -269,8 +289,9 @@ def with_client_log(conf: dict[str, Any], *, polled: bool = True) -> dict[str, A
     """``conf`` with our logger and callbacks; a logger, error_cb or stats_cb given in it
     is kept (and the callbacks still called)."""
     out = dict(conf)
-    client_log = ClientLog(error_cb=out.pop("error_cb", None),
-                           stats_cb=out.pop("stats_cb", None) if polled else None)
+    client_log = ClientLog(
+        error_cb=out.pop("error_cb", None), stats_cb=out.pop("stats_cb", None) if polled else None
+    )
     out.setdefault("logger", client_log)
     out["error_cb"] = client_log.error_cb
     if polled:
@@ -301,16 +322,22 @@ def unreachable_message(kafka: Kafka, timeout: float, exc: BaseException) -> str
     if last:
         detail = f"{detail}; {last}"
     if _AUTH_WORDS.search(detail):
-        return (f"Kafka at {kafka} refused our credentials ({detail}); check "
-                "ROUTING_SECURITY_PROTOCOL, ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME and "
-                "ROUTING_SASL_PASSWORD")
+        return (
+            f"Kafka at {kafka} refused our credentials ({detail}); check "
+            "ROUTING_SECURITY_PROTOCOL, ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME and "
+            "ROUTING_SASL_PASSWORD"
+        )
     if "closed by peer" in detail and not access(kafka).security:
         # It answered, then hung up on a client that did not log in.
-        return (f"Kafka at {kafka} closed the connection at once ({detail}): if its listener "
-                "needs a login (SASL) or TLS, set ROUTING_SECURITY_PROTOCOL and the credentials "
-                "(ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME, ROUTING_SASL_PASSWORD)")
-    return (f"cannot reach Kafka at {kafka} within {timeout:g}s ({detail}); start the local "
-            f"stack with `routing-app stack up`, or set ROUTING_BOOTSTRAP_SERVERS")
+        return (
+            f"Kafka at {kafka} closed the connection at once ({detail}): if its listener "
+            "needs a login (SASL) or TLS, set ROUTING_SECURITY_PROTOCOL and the credentials "
+            "(ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME, ROUTING_SASL_PASSWORD)"
+        )
+    return (
+        f"cannot reach Kafka at {kafka} within {timeout:g}s ({detail}); start the local "
+        f"stack with `routing-app stack up`, or set ROUTING_BOOTSTRAP_SERVERS"
+    )
 
 
 _AUTH_WORDS = re.compile(r"SASL|[Aa]uthenticat|credential|SSL handshake|security\.protocol")
@@ -323,13 +350,31 @@ class AiokafkaNoiseFilter(logging.Filter):
 
     QUIET_S = 5.0
     # Logger names of aiokafka modules that log per attempt (a filter applies to one logger).
-    LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.consumer.fetcher",
-               "aiokafka.consumer.group_coordinator", "aiokafka.consumer.consumer",
-               "aiokafka.producer.sender", "aiokafka.producer.producer")
-    _CONNECTION_WORDS = ("Unable connect", "Unable to update metadata", "Failed fetch",
-                         "Heartbeat", "Coordinator", "Connection", "connection", "NodeNotReady",
-                         "KafkaConnectionError", "RequestTimedOut", "not available",
-                         "OffsetCommit", "Unable to request metadata")
+    LOGGERS = (
+        "aiokafka",
+        "aiokafka.conn",
+        "aiokafka.cluster",
+        "aiokafka.consumer.fetcher",
+        "aiokafka.consumer.group_coordinator",
+        "aiokafka.consumer.consumer",
+        "aiokafka.producer.sender",
+        "aiokafka.producer.producer",
+    )
+    _CONNECTION_WORDS = (
+        "Unable connect",
+        "Unable to update metadata",
+        "Failed fetch",
+        "Heartbeat",
+        "Coordinator",
+        "Connection",
+        "connection",
+        "NodeNotReady",
+        "KafkaConnectionError",
+        "RequestTimedOut",
+        "not available",
+        "OffsetCommit",
+        "Unable to request metadata",
+    )
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -370,9 +415,13 @@ class AiokafkaNoiseFilter(logging.Filter):
             if not suppressed:
                 continue
             logging.getLogger(name).warning(
-                "no more %r errors%s after %.1f s (%d repeats not logged)", template,
-                f" for {first_arg}" if first_arg else "", last - first, suppressed,
-                extra={"routing_summary": True})
+                "no more %r errors%s after %.1f s (%d repeats not logged)",
+                template,
+                f" for {first_arg}" if first_arg else "",
+                last - first,
+                suppressed,
+                extra={"routing_summary": True},
+            )
 
     def install(self) -> AiokafkaNoiseFilter:
         for name in self.LOGGERS:

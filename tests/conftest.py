@@ -71,8 +71,9 @@ _CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if call.when == "call":
         item.stash[_CALL_FAILED] = report.failed
@@ -103,4 +104,5 @@ def no_leaked_kafka_clients(request: pytest.FixtureRequest) -> Iterator[None]:
             + f" ({LIBRDKAFKA_CLIENT_THREAD!r} = one librdkafka Producer/Consumer/AdminClient). "
             "Close every RoutingProducer, Consumer and RouteCache the test makes (with-blocks), "
             "and drop AdminClients and Producers before it returns.",
-            pytrace=False)
+            pytrace=False,
+        )

@@ -141,7 +141,7 @@ def _host_ip(spec: Any) -> str | None:
         return str(spec["host_ip"]) if spec.get("host_ip") else None
     text = str(spec).split("/")[0]
     if text.startswith("["):  # "[::1]:8080:80"
-        return text[1:text.index("]")]
+        return text[1 : text.index("]")]
     parts = text.split(":")
     return parts[0] if len(parts) == 3 else None
 
@@ -170,11 +170,11 @@ def test_ports_published_on_loopback_only(services: dict[str, dict[str, Any]]) -
     for name, service in services.items():
         for spec in service.get("ports", []):
             assert _host_ip(spec) in ("127.0.0.1", "::1"), (
-                f"{name} publishes {spec!r} on every interface; publish it on 127.0.0.1")
+                f"{name} publishes {spec!r} on every interface; publish it on 127.0.0.1"
+            )
 
 
-def test_workers_listen_where_their_published_port_reaches_them(
-        services: dict[str, dict[str, Any]]) -> None:
+def test_workers_listen_where_their_published_port_reaches_them(services: dict[str, dict[str, Any]]) -> None:
     # Inside its container a worker bound to 127.0.0.1 (the default) is out of reach of port
     # publishing, and its healthcheck alone would still pass.
     for name in WORKERS:

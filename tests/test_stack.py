@@ -34,11 +34,13 @@ def test_kafka_answers(stack_settings: Settings) -> None:
     producer.produce(topic, key=b"k", value=b"hello")
     assert producer.flush(30) == 0
 
-    consumer = Consumer({
-        "bootstrap.servers": stack_settings.bootstrap,
-        "group.id": f"stack-test-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack_settings.bootstrap,
+            "group.id": f"stack-test-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         consumer.subscribe([topic])
         message = None
@@ -61,8 +63,7 @@ def test_auto_topic_creation_is_disabled(stack_settings: Settings) -> None:
         pytest.skip("only the local stack's broker config is ours to check")
     topic = f"never-created-{uuid.uuid4().hex[:8]}"
     errors: list[object] = []
-    producer = Producer({"bootstrap.servers": stack_settings.bootstrap,
-                         "message.timeout.ms": 3000})
+    producer = Producer({"bootstrap.servers": stack_settings.bootstrap, "message.timeout.ms": 3000})
     try:
         producer.produce(topic, value=b"x", on_delivery=lambda err, _msg: errors.append(err))
     except KafkaException as exc:
@@ -77,11 +78,13 @@ def test_registry_answers(stack_settings: Settings) -> None:
 
     client = SchemaRegistryClient({"url": stack_settings.registry_url})
     subject = f"stack-test-{uuid.uuid4().hex[:8]}-value"
-    schema_str = json.dumps({
-        "type": "record",
-        "name": "StackTest",
-        "fields": [{"name": "tenant", "type": "string"}, {"name": "n", "type": "long"}],
-    })
+    schema_str = json.dumps(
+        {
+            "type": "record",
+            "name": "StackTest",
+            "fields": [{"name": "tenant", "type": "string"}, {"name": "n", "type": "long"}],
+        }
+    )
     schema_id = client.register_schema(subject, Schema(schema_str, "AVRO"))
     fetched = client.get_schema(schema_id)
     assert fetched.schema_type in ("AVRO", None)
@@ -114,9 +117,13 @@ def test_port_in_use_detects_listener(listening_port: int) -> None:
 
 
 def test_port_taken_by_stranger_gives_clear_error(listening_port: int, tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, cache_dir=tmp_path / "cache",
-                        kafka_port=listening_port, controller_port=listening_port + 1,
-                        registry_port=listening_port + 2)
+    settings = Settings(
+        state_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        kafka_port=listening_port,
+        controller_port=listening_port + 1,
+        registry_port=listening_port + 2,
+    )
     with pytest.raises(StackError) as caught:
         LocalStack(settings).up()
     message = str(caught.value)
@@ -131,15 +138,25 @@ def test_registry_port_conflict_names_its_setting(listening_port: int, tmp_path:
         a.bind(("127.0.0.1", 0))
         b.bind(("127.0.0.1", 0))
         free = [int(a.getsockname()[1]), int(b.getsockname()[1])]
-    settings = Settings(state_dir=tmp_path, cache_dir=tmp_path / "cache", kafka_port=free[0],
-                        controller_port=free[1], registry_port=listening_port)
+    settings = Settings(
+        state_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        kafka_port=free[0],
+        controller_port=free[1],
+        registry_port=listening_port,
+    )
     with pytest.raises(StackError, match="ROUTING_REGISTRY_PORT"):
         LocalStack(settings).up()
 
 
 def test_equal_ports_are_rejected(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, cache_dir=tmp_path / "cache",
-                        kafka_port=20000, controller_port=20000, registry_port=20001)
+    settings = Settings(
+        state_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        kafka_port=20000,
+        controller_port=20000,
+        registry_port=20001,
+    )
     with pytest.raises(StackError, match="must differ"):
         LocalStack(settings).up()
 
@@ -206,9 +223,12 @@ def test_start_and_stop_own_process(tmp_path: Path) -> None:
 
 def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     proc = ManagedProcess("stubborn", tmp_path)
-    argv = [sys.executable, "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(60)"]
+    argv = [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)",
+    ]
     pid = proc.start(argv, cwd=tmp_path)
     _wait_for_log(proc, "ready")
     assert proc.stop(timeout_s=0.5) is True
@@ -234,10 +254,9 @@ def test_parse_java_version(output: str, expected: int | None) -> None:
     assert java.parse_java_version(output) == expected
 
 
-def test_explicit_registry_java_too_old_is_rejected(monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
+def test_explicit_registry_java_too_old_is_rejected(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake = tmp_path / "java"
-    fake.write_text('#!/bin/sh\necho \'openjdk version "17.0.1" 2021-10-19\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"17.0.1\" 2021-10-19' >&2\n")
     fake.chmod(0o755)
     monkeypatch.setenv(java.REGISTRY_JAVA_ENV, str(fake))
     with pytest.raises(StackError, match="Java 21"):
@@ -279,21 +298,22 @@ def test_registry_is_file_backed(tmp_path: Path) -> None:
 
 
 def _props(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines()
-                if line and not line.startswith("#"))
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def test_three_node_cluster_properties(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, kafka_port=21092, controller_port=21093)
     nodes = kafka.cluster_nodes(settings, 3, [(21094, 21095), (21096, 21097)])
     assert [(n.name, n.port, n.controller_port) for n in nodes] == [
-        ("kafka-1", 21092, 21093), ("kafka-2", 21094, 21095), ("kafka-3", 21096, 21097)]
+        ("kafka-1", 21092, 21093),
+        ("kafka-2", 21094, 21095),
+        ("kafka-3", 21096, 21097),
+    ]
     # Each node has a folder of its own, apart from the single broker's kafka/ and kafka-data/.
     assert nodes[1].data_dir == tmp_path / "kafka-2" / "data"
     props = _props(kafka.server_properties(settings, nodes[1], nodes))
     assert props["node.id"] == "2"
-    assert props["controller.quorum.voters"] == (
-        "1@127.0.0.1:21093,2@127.0.0.1:21095,3@127.0.0.1:21097")
+    assert props["controller.quorum.voters"] == ("1@127.0.0.1:21093,2@127.0.0.1:21095,3@127.0.0.1:21097")
     assert props["listeners"] == "PLAINTEXT://127.0.0.1:21094,CONTROLLER://127.0.0.1:21095"
     assert props["log.dirs"] == str((tmp_path / "kafka-2" / "data").resolve())
     # Topics created without a replication factor (the routing topics by default) get 3.
@@ -319,8 +339,9 @@ def test_cluster_ports_follow_the_first_node(tmp_path: Path) -> None:
         taken = int(sock.getsockname()[1])
         # Node 2's preferred ports (kafka_port + 2, controller_port + 2) are free; node 3's
         # broker port is taken, so node 3 gets free ports instead.
-        settings = Settings(state_dir=tmp_path, kafka_port=taken - 4, controller_port=taken - 3,
-                            registry_port=taken - 10)
+        settings = Settings(
+            state_dir=tmp_path, kafka_port=taken - 4, controller_port=taken - 3, registry_port=taken - 10
+        )
         ports = LocalStack(settings, brokers=3)._node_ports(3, {})
     assert ports[0] == (taken - 2, taken - 1)
     assert taken not in ports[1] and len(set(ports[1]) | {taken - 4, taken - 3, taken - 2}) == 5

@@ -38,12 +38,12 @@ DATA = "orders"
 
 
 @pytest.fixture(scope="module")
-def secure(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[SecureStack]:
+def secure(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     """A running secure stack with the routing topics and a data topic, each holding one
     record (written as admin)."""
-    with secure_stack(tmp_path_factory.mktemp("secure-stack"), Settings(),
-                      registry_url=stack_settings.registry_url) as running:
+    with secure_stack(
+        tmp_path_factory.mktemp("secure-stack"), Settings(), registry_url=stack_settings.registry_url
+    ) as running:
         admin = running.settings
         ensure_topics(admin.kafka, routing_topics(admin))
         create_topic(admin.kafka, DATA, 3)
@@ -62,24 +62,33 @@ def topics(s: Settings) -> list[str]:
 def env_file_settings(running: SecureStack, user: str) -> Settings:
     """Settings loaded from the stack's env file for ``user``, as a shell that sourced it."""
     path = running.info.env_files[user]
-    environ = dict(line.split("=", 1) for line in path.read_text().splitlines()
-                   if line and not line.startswith("#"))
-    return load_settings(config_file=None, environ={
-        **environ, "ROUTING_BOOTSTRAP_SERVERS": running.info.bootstrap,
-        "ROUTING_SCHEMA_REGISTRY_URL": running.settings.registry_url})
+    environ = dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+    return load_settings(
+        config_file=None,
+        environ={
+            **environ,
+            "ROUTING_BOOTSTRAP_SERVERS": running.info.bootstrap,
+            "ROUTING_SCHEMA_REGISTRY_URL": running.settings.registry_url,
+        },
+    )
 
 
 def produce_to_each(s: Settings, targets: list[str]) -> dict[str, str]:
     """topic -> "ok" or the error name of one acks=all, idempotent record (as our clients
     send), produced as the principal of ``s``."""
     results: dict[str, str] = {}
-    producer = Producer(s.kafka.client_config(**{
-        "acks": "all", "enable.idempotence": True, "message.timeout.ms": 15000,
-        "log_level": 0}))
+    producer = Producer(
+        s.kafka.client_config(
+            **{"acks": "all", "enable.idempotence": True, "message.timeout.ms": 15000, "log_level": 0}
+        )
+    )
 
     def delivered(topic: str) -> Callable[[KafkaError | None, object], None]:
         def record(err: KafkaError | None, _msg: object) -> None:
             results[topic] = "ok" if err is None else err.name()
+
         return record
 
     for topic in targets:
@@ -90,10 +99,12 @@ def produce_to_each(s: Settings, targets: list[str]) -> dict[str, str]:
 
 
 def read_first(s: Settings, topic: str) -> str:
-    """"ok" when ``topic`` gives the principal of ``s`` a record, else the error's name."""
-    consumer = Consumer(s.kafka.client_config(**{
-        "group.id": f"{CACHE_GROUP_PREFIX}{uuid.uuid4()}", "enable.auto.commit": False,
-        "log_level": 0}))
+    """ "ok" when ``topic`` gives the principal of ``s`` a record, else the error's name."""
+    consumer = Consumer(
+        s.kafka.client_config(
+            **{"group.id": f"{CACHE_GROUP_PREFIX}{uuid.uuid4()}", "enable.auto.commit": False, "log_level": 0}
+        )
+    )
     try:
         # A topic the principal may not even describe is refused in the metadata; a fetch of
         # it would wait for nothing.
@@ -145,8 +156,11 @@ def test_a_wrong_password_is_an_authentication_error(secure: SecureStack) -> Non
     # other way round: each listener has its own mechanism.
     credentials = LocalStack(secure.settings).credentials()
     assert credentials is not None
-    as_controller = {**conf, "sasl.username": credentials.controller_user,
-                     "sasl.password": credentials.controller_password}
+    as_controller = {
+        **conf,
+        "sasl.username": credentials.controller_user,
+        "sasl.password": credentials.controller_password,
+    }
     assert wait_for_errors(as_controller)[0].code() == KafkaError._AUTHENTICATION
 
 
@@ -154,28 +168,50 @@ def test_a_wrong_password_is_an_authentication_error(secure: SecureStack) -> Non
 def test_each_principal_writes_only_its_own_topics(secure: SecureStack) -> None:
     s = secure.settings
     targets = [*topics(s), DATA]
-    written = {user: produce_to_each(env_file_settings(secure, user), targets)
-               for user in (security.PRODUCER, security.OPERATOR, security.WORKER)}
+    written = {
+        user: produce_to_each(env_file_settings(secure, user), targets)
+        for user in (security.PRODUCER, security.OPERATOR, security.WORKER)
+    }
     ok, denied = "ok", "TOPIC_AUTHORIZATION_FAILED"
     assert written[security.PRODUCER] == {
-        s.routes_topic: denied, s.events_topic: denied, s.control_topic: denied,
-        s.usage_topic: ok, s.answers_topic: ok, DATA: ok}
+        s.routes_topic: denied,
+        s.events_topic: denied,
+        s.control_topic: denied,
+        s.usage_topic: ok,
+        s.answers_topic: ok,
+        DATA: ok,
+    }
     assert written[security.OPERATOR] == {
-        s.routes_topic: denied, s.events_topic: denied, s.control_topic: ok,
-        s.usage_topic: denied, s.answers_topic: denied, DATA: denied}
+        s.routes_topic: denied,
+        s.events_topic: denied,
+        s.control_topic: ok,
+        s.usage_topic: denied,
+        s.answers_topic: denied,
+        DATA: denied,
+    }
     assert written[security.WORKER] == {
-        s.routes_topic: ok, s.events_topic: ok, s.control_topic: ok,
-        s.usage_topic: denied, s.answers_topic: denied, DATA: denied}
+        s.routes_topic: ok,
+        s.events_topic: ok,
+        s.control_topic: ok,
+        s.usage_topic: denied,
+        s.answers_topic: denied,
+        DATA: denied,
+    }
     # The broker and routing_app.topics.acls.permits (what the unit tests read) agree.
-    bindings = routing_acls(s, worker=security.principal(security.WORKER),
-                            operator=security.principal(security.OPERATOR),
-                            producer=security.principal(security.PRODUCER))
+    bindings = routing_acls(
+        s,
+        worker=security.principal(security.WORKER),
+        operator=security.principal(security.OPERATOR),
+        producer=security.principal(security.PRODUCER),
+    )
     for user, outcome in written.items():
         principal = security.principal(user)
         assert outcome == {
-            topic: ok if permits(bindings, principal, AclOperation.WRITE, ResourceType.TOPIC,
-                                 topic) else denied
-            for topic in targets}
+            topic: ok
+            if permits(bindings, principal, AclOperation.WRITE, ResourceType.TOPIC, topic)
+            else denied
+            for topic in targets
+        }
 
 
 @integration
@@ -190,7 +226,8 @@ def test_each_principal_reads_only_what_it_needs(secure: SecureStack) -> None:
 
 @integration
 def test_a_producers_route_cache_reads_the_routes_without_a_group_error(
-        secure: SecureStack, caplog: pytest.LogCaptureFixture) -> None:
+    secure: SecureStack, caplog: pytest.LogCaptureFixture
+) -> None:
     """Its consumer has a group id it never joins; without DESCRIBE on the group the broker
     refuses the coordinator look-up, and the cache logged that as a warning."""
     s = secure.as_user(security.PRODUCER)
@@ -210,13 +247,19 @@ def test_a_producers_route_cache_reads_the_routes_without_a_group_error(
 
 @integration
 def test_stack_up_again_keeps_it_secure_and_reapplies_the_acls(secure: SecureStack) -> None:
-    s = secure.settings.replace(security_protocol="", sasl_mechanism="", sasl_username="",
-                                sasl_password="", bootstrap_servers=None)
+    s = secure.settings.replace(
+        security_protocol="", sasl_mechanism="", sasl_username="", sasl_password="", bootstrap_servers=None
+    )
     info = LocalStack(s).up()  # no --secure: as the folder runs
     assert info.secure and info.started == ()
-    assert info.acls_applied == len(routing_acls(
-        s, worker="User:routing-worker", operator="User:routing-operator",
-        producer="User:routing-producer"))
+    assert info.acls_applied == len(
+        routing_acls(
+            s,
+            worker="User:routing-worker",
+            operator="User:routing-operator",
+            producer="User:routing-producer",
+        )
+    )
     assert set(info.credentials) == {security.principal(u) for u in security.USERS}
     with pytest.raises(StackError, match=r"stack down.*--no-secure"):
         LocalStack(s, secure=False).up()
@@ -227,10 +270,16 @@ def test_stack_up_again_keeps_it_secure_and_reapplies_the_acls(secure: SecureSta
 @integration
 def test_only_a_super_user_may_apply_the_acls(secure: SecureStack) -> None:
     producer = secure.as_user(security.PRODUCER)
-    bindings = routing_acls(producer, worker="User:routing-worker",
-                            operator="User:routing-operator", producer="User:routing-producer")
-    with pytest.raises(KafkaException, match="CLUSTER_AUTHORIZATION_FAILED: the principal of "
-                                             "these settings may not create ACLs"):
+    bindings = routing_acls(
+        producer,
+        worker="User:routing-worker",
+        operator="User:routing-operator",
+        producer="User:routing-producer",
+    )
+    with pytest.raises(
+        KafkaException,
+        match="CLUSTER_AUTHORIZATION_FAILED: the principal of these settings may not create ACLs",
+    ):
         apply_acls(producer.kafka, bindings)
     assert apply_acls(secure.settings.kafka, bindings) == len(bindings)  # admin; again: no error
 
@@ -242,8 +291,11 @@ def test_credentials_are_private_to_their_owner(secure: SecureStack) -> None:
     data = json.loads(path.read_text())
     assert set(data["users"]) == set(security.USERS)
     assert data["sasl_mechanism"] == "SCRAM-SHA-512"
-    private = [path, *secure.info.env_files.values(),
-               kafka.single_node(secure.settings, secure=True).properties_file]
+    private = [
+        path,
+        *secure.info.env_files.values(),
+        kafka.single_node(secure.settings, secure=True).properties_file,
+    ]
     for file in private:
         assert stat.S_IMODE(os.stat(file).st_mode) == 0o600, file
     # The broker's log never shows a password (Kafka hides sasl.jaas.config).
@@ -255,8 +307,7 @@ def test_credentials_are_private_to_their_owner(secure: SecureStack) -> None:
 
 
 def _props(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines()
-                if line and not line.startswith("#"))
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def test_secure_node_properties(tmp_path: Path) -> None:
@@ -269,8 +320,7 @@ def test_secure_node_properties(tmp_path: Path) -> None:
     props = _props(kafka.server_properties(settings, nodes[1], nodes, credentials))
     # No listener without a login.
     assert props["listeners"] == "CLIENT://127.0.0.1:21094,CONTROLLER://127.0.0.1:21095"
-    assert props["listener.security.protocol.map"] == \
-        "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
     assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
     assert props["listener.name.controller.sasl.enabled.mechanisms"] == "PLAIN"
     assert props["sasl.mechanism.controller.protocol"] == "PLAIN"
@@ -278,8 +328,7 @@ def test_secure_node_properties(tmp_path: Path) -> None:
     assert props["authorizer.class.name"].endswith("StandardAuthorizer")
     assert props["allow.everyone.if.no.acl.found"] == "false"
     assert props["super.users"] == "User:admin;User:controller"
-    assert credentials.password("admin") in props[
-        "listener.name.client.scram-sha-512.sasl.jaas.config"]
+    assert credentials.password("admin") in props["listener.name.client.scram-sha-512.sasl.jaas.config"]
     # The open stack is what it always was.
     assert "authorizer.class.name" not in _props(kafka.server_properties(settings))
 
@@ -299,10 +348,13 @@ def test_credentials_are_made_once_and_kept(tmp_path: Path) -> None:
     assert again.users["admin"] == first.users["admin"]
     assert again.users["routing-operator"] != first.users["routing-operator"]
     assert first.settings_values("routing-worker") == {
-        "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_username": "routing-worker", "sasl_password": first.users["routing-worker"],
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "routing-worker",
+        "sasl_password": first.users["routing-worker"],
         # The writer applies commands of these principals only.
-        "operator_principals": "User:routing-operator,User:admin"}
+        "operator_principals": "User:routing-operator,User:admin",
+    }
     assert "password" not in repr(first) and first.users["admin"] not in repr(first)
     path.write_text("{not json")
     with pytest.raises(StackError, match="cannot read the secure stack's credentials"):
@@ -318,12 +370,16 @@ def test_the_folder_remembers_the_secure_stack(tmp_path: Path) -> None:
     assert stack.nodes()[0].data_dir == tmp_path / "kafka-secure-data"
 
 
-def test_a_secure_kafka_whose_passwords_are_gone_is_refused_before_it_starts(
-        tmp_path: Path) -> None:
+def test_a_secure_kafka_whose_passwords_are_gone_is_refused_before_it_starts(tmp_path: Path) -> None:
     ports = free_ports(3)
-    settings = Settings(state_dir=tmp_path, kafka_port=ports[0], controller_port=ports[1],
-                        registry_port=ports[2], cache_dir=tmp_path / "cache",
-                        schema_registry_url="http://127.0.0.1:1/apis/ccompat/v7")
+    settings = Settings(
+        state_dir=tmp_path,
+        kafka_port=ports[0],
+        controller_port=ports[1],
+        registry_port=ports[2],
+        cache_dir=tmp_path / "cache",
+        schema_registry_url="http://127.0.0.1:1/apis/ccompat/v7",
+    )
     data = kafka.single_node(settings, secure=True).data_dir
     data.mkdir(parents=True)
     (data / "meta.properties").write_text("cluster.id=abc\nnode.id=1\n")

@@ -1,4 +1,5 @@
-"""The code stays ruff- and mypy-clean: both run here, so CI fails when either finds something."""
+"""The code stays ruff-clean, ruff-formatted and mypy-clean: the tools run here, so CI fails
+when any of them finds something."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_ruff_finds_nothing() -> None:
     result = _run(str(BIN / "ruff"), "check", "routing_app", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_applied() -> None:
+    result = _run(str(BIN / "ruff"), "format", "--check", "routing_app", "tests")
+    assert result.returncode == 0, "run `ruff format routing_app tests`:\n" + result.stdout + result.stderr
 
 
 def test_mypy_finds_nothing() -> None:
@@ -49,8 +55,13 @@ def _package_imports() -> dict[str, set[str]]:
         package = parts[0]
         targets = found.setdefault(package, set())
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
-                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
             for name in names:
                 if name.startswith("routing_app."):
                     targets.add(name.split(".")[1])
@@ -63,6 +74,10 @@ def test_imports_never_point_up_a_layer() -> None:
     imports = _package_imports()
     unknown = set(imports) - set(layer_of)
     assert not unknown, f"packages without a layer in LAYERS: {sorted(unknown)}"
-    upward = sorted(f"{package} -> {target}" for package, targets in imports.items()
-                    for target in targets if layer_of.get(target, -1) > layer_of[package])
+    upward = sorted(
+        f"{package} -> {target}"
+        for package, targets in imports.items()
+        for target in targets
+        if layer_of.get(target, -1) > layer_of[package]
+    )
     assert not upward, f"imports from a higher layer: {upward}"

@@ -58,8 +58,7 @@ class Utf8KeyCodec(codecs.Codec):
 
 
 class RouteValueCodec(codecs.Codec):
-    def __init__(self, routes: RouteCodec, keys: Utf8KeyCodec | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, routes: RouteCodec, keys: Utf8KeyCodec | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.routes = routes
         self.keys = keys
@@ -82,8 +81,11 @@ class RouteValueCodec(codecs.Codec):
                 return self.routes.values.decode(s)
             except RegistryUnavailable as exc:
                 if time.monotonic() - warned > 30:
-                    log.warning("routes table: waiting for the schema registry to read the "
-                                "route under %r: %s", key, exc)
+                    log.warning(
+                        "routes table: waiting for the schema registry to read the route under %r: %s",
+                        key,
+                        exc,
+                    )
                     warned = time.monotonic()
                 time.sleep(1.0)
 
@@ -117,8 +119,13 @@ class RouteValueCodec(codecs.Codec):
         if good is None:
             log.warning("routes table: undecodable route record under %r skipped: %s", key, error)
             return UndecodableRoute(raw, error)
-        log.warning("routes table: undecodable route record under %r skipped, its route stays "
-                    "%s (epoch %d): %s", key, list(good.partitions), good.epoch, error)
+        log.warning(
+            "routes table: undecodable route record under %r skipped, its route stays %s (epoch %d): %s",
+            key,
+            list(good.partitions),
+            good.epoch,
+            error,
+        )
         return good
 
     def _tombstone(self, key: str) -> None:

@@ -36,14 +36,20 @@ def surge_rates(summary: WindowSummary) -> dict[TenantKey, TenantRate]:
     out = {}
     for key, (records, nbytes) in summary.tenants.items():
         top = summary.streams.get(key)
-        out[key] = TenantRate(key[0], key[1], records / span_s, nbytes / span_s,
-                              None if top is None else top[0] / span_s,
-                              top[1] if top is not None else 1)
+        out[key] = TenantRate(
+            key[0],
+            key[1],
+            records / span_s,
+            nbytes / span_s,
+            None if top is None else top[0] / span_s,
+            top[1] if top is not None else 1,
+        )
     return out
 
 
-def with_surges(rates: Mapping[TenantKey, TenantRate],
-                surging: Mapping[TenantKey, TenantRate]) -> dict[TenantKey, TenantRate]:
+def with_surges(
+    rates: Mapping[TenantKey, TenantRate], surging: Mapping[TenantKey, TenantRate]
+) -> dict[TenantKey, TenantRate]:
     """The window's rates, with each surging tenant at its recent rate where that is higher."""
     out = dict(rates)
     for key, recent in surging.items():
@@ -53,17 +59,31 @@ def with_surges(rates: Mapping[TenantKey, TenantRate],
     return out
 
 
-def surge_input(base: PlannerInput, surging: Iterable[TenantKey], *, now_ms: int,
-                routes: Mapping[TenantKey, Route], rates: Mapping[TenantKey, TenantRate],
-                frozen: frozenset[TenantKey], **state: object) -> PlannerInput:
+def surge_input(
+    base: PlannerInput,
+    surging: Iterable[TenantKey],
+    *,
+    now_ms: int,
+    routes: Mapping[TenantKey, Route],
+    rates: Mapping[TenantKey, TenantRate],
+    frozen: frozenset[TenantKey],
+    **state: object,
+) -> PlannerInput:
     """``base`` (the last window's input) for a plan that may move only ``surging`` tenants.
     ``rates``: ``with_surges`` of the window's; ``state``: the writer's history and
     evacuations now. Loads are left out: the broker's were measured before the surge."""
     movable = set(surging)
     others = (set(rates) | set(routes)) - movable
     return dataclasses.replace(
-        base, now_ms=now_ms, routes=dict(routes), rates=dict(rates), loads={},
-        frozen=frozenset(frozen | others), complete=False, **state)  # type: ignore[arg-type]
+        base,
+        now_ms=now_ms,
+        routes=dict(routes),
+        rates=dict(rates),
+        loads={},
+        frozen=frozenset(frozen | others),
+        complete=False,
+        **state,  # type: ignore[arg-type]
+    )
 
 
 def placement_of(key: TenantKey, route: Route | None, partitions: int) -> tuple[int, ...]:
@@ -114,13 +134,16 @@ def relieve_input(inp: PlannerInput, tenant: TenantKey, partition: int) -> Plann
     (which stays), down to the smallest the policy ever moves (``min_move_fraction``)."""
     topic = tenant[0]
     n = inp.partition_counts.get(topic, 0)
-    neighbours = {key for key in set(inp.rates) | set(inp.routes)
-                  if key[0] == topic and key != tenant
-                  and partition in placement_of(key, inp.routes.get(key), n)}
+    neighbours = {
+        key
+        for key in set(inp.rates) | set(inp.routes)
+        if key[0] == topic and key != tenant and partition in placement_of(key, inp.routes.get(key), n)
+    }
     everyone = set(inp.rates) | set(inp.routes)
     # merge_back_threshold 0: no merge in this plan, and rebalancing's smallest move is
     # min_move_fraction x mean (not the merge level: nothing merges back onto this partition
     # while the tenant holds it above that level, see ``crowded``).
     policy = dataclasses.replace(inp.policy, merge_back_threshold=0.0)
-    return dataclasses.replace(inp, frozen=frozenset(inp.frozen | (everyone - neighbours)),
-                               complete=True, policy=policy)
+    return dataclasses.replace(
+        inp, frozen=frozenset(inp.frozen | (everyone - neighbours)), complete=True, policy=policy
+    )

@@ -47,8 +47,7 @@ class WorkerProcess:
         return self.process.poll() is None
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://{self.web_host}:{self.web_port}{path}",
-                                    timeout=5) as r:
+        with urllib.request.urlopen(f"http://{self.web_host}:{self.web_port}{path}", timeout=5) as r:
             return json.loads(r.read())
 
     def log(self) -> str:
@@ -89,8 +88,9 @@ class WorkerProcess:
             self.process.wait(10)
 
 
-def launch_worker(settings: Settings, workdir: Path, web_port: int | None = None,
-                  **env: str) -> WorkerProcess:
+def launch_worker(
+    settings: Settings, workdir: Path, web_port: int | None = None, **env: str
+) -> WorkerProcess:
     """Starts a worker in ``workdir`` (its data folder and log live there); does not wait."""
     port = web_port or free_port()
     # Every interface includes loopback; a single address is the only one that answers.
@@ -99,8 +99,22 @@ def launch_worker(settings: Settings, workdir: Path, web_port: int | None = None
     log_path = workdir / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(_BIN / "faust"), "-A", "routing_app.app", "worker", "-l", "info",
-             "--web-port", str(port), "--web-host", host],
-            cwd=workdir, env=settings_env(settings, ROUTING_WEB_PORT=str(port), **env),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                str(_BIN / "faust"),
+                "-A",
+                "routing_app.app",
+                "worker",
+                "-l",
+                "info",
+                "--web-port",
+                str(port),
+                "--web-host",
+                host,
+            ],
+            cwd=workdir,
+            env=settings_env(settings, ROUTING_WEB_PORT=str(port), **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return WorkerProcess(process, port, log_path, host)

@@ -63,11 +63,13 @@ class RoutingApp(faust.App):
         s = self.routing_settings
         try:
             created, tolerated = await asyncio.to_thread(
-                ensure_topics, s.kafka, routing_topics(s), s.replication_factor)
+                ensure_topics, s.kafka, routing_topics(s), s.replication_factor
+            )
             # Faust declares its changelogs with this: the cluster's default when the setting
             # says 0 (3 replicas on a three-broker stack).
             self.conf.topic_replication_factor = await asyncio.to_thread(
-                replication_factor, s.kafka, s.replication_factor)
+                replication_factor, s.kafka, s.replication_factor
+            )
         except (TopicSettingsError, TopicReplicationError) as exc:
             for problem in getattr(exc, "problems", [str(exc)]):
                 log.critical("refusing to start: %s", problem)
@@ -79,13 +81,17 @@ class RoutingApp(faust.App):
             log.warning("%s", problem)
         await self._wait_for_registry()
         try:  # once the registry answers (it waited above)
-            for subject, before in await asyncio.to_thread(ensure_compatibility,
-                                                           s.registry_url, routing_topics(s)):
-                log.info("schema compatibility of %s: %s (was %s)", subject,
-                         SUBJECT_COMPATIBILITY, before or "the registry's default")
+            for subject, before in await asyncio.to_thread(
+                ensure_compatibility, s.registry_url, routing_topics(s)
+            ):
+                log.info(
+                    "schema compatibility of %s: %s (was %s)",
+                    subject,
+                    SUBJECT_COMPATIBILITY,
+                    before or "the registry's default",
+                )
         except Exception as exc:  # advice to the registry: the worker runs without it
-            log.warning("could not set the schema compatibility of the routing subjects: %s",
-                        exc)
+            log.warning("could not set the schema compatibility of the routing subjects: %s", exc)
         self.route_cache.start()
 
     async def _wait_for_registry(self) -> None:
@@ -110,17 +116,27 @@ class RoutingApp(faust.App):
                 now = time.monotonic()
                 if not waiting:
                     waiting = True
-                    log.warning("waiting for the schema registry at %s before reading the routes "
-                                "(%s); retrying every %.0f s", url, exc, REGISTRY_RETRY_S)
+                    log.warning(
+                        "waiting for the schema registry at %s before reading the routes "
+                        "(%s); retrying every %.0f s",
+                        url,
+                        exc,
+                        REGISTRY_RETRY_S,
+                    )
                 elif now - reminded_at >= REGISTRY_REMINDER_S:
                     reminded_at = now
-                    log.warning("still waiting for the schema registry at %s after %.0f s: %s",
-                                url, now - started, exc)
+                    log.warning(
+                        "still waiting for the schema registry at %s after %.0f s: %s",
+                        url,
+                        now - started,
+                        exc,
+                    )
                 await asyncio.sleep(REGISTRY_RETRY_S)
                 continue
             if waiting:
-                log.warning("schema registry at %s answered after %.1f s; starting", url,
-                            time.monotonic() - started)
+                log.warning(
+                    "schema registry at %s answered after %.1f s; starting", url, time.monotonic() - started
+                )
             return
 
 
@@ -145,12 +161,16 @@ def broker_credentials(s: Settings) -> faust.types.auth.CredentialsT | None:
     if protocol in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(cafile=s.ssl_ca_location or None)
         if s.ssl_certificate_location:
-            context.load_cert_chain(s.ssl_certificate_location, s.ssl_key_location or None,
-                                    s.ssl_key_password or None)
+            context.load_cert_chain(
+                s.ssl_certificate_location, s.ssl_key_location or None, s.ssl_key_password or None
+            )
     if protocol.startswith("SASL_"):
-        return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
-                                     mechanism=(s.sasl_mechanism or "PLAIN").upper(),
-                                     ssl_context=context)
+        return faust.SASLCredentials(
+            username=s.sasl_username,
+            password=s.sasl_password,
+            mechanism=(s.sasl_mechanism or "PLAIN").upper(),
+            ssl_context=context,
+        )
     if context is not None:
         return faust.SSLCredentials(context)
     return None
@@ -199,15 +219,22 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         consumer_max_fetch_size=USAGE_FETCH_BYTES,
     )
     app.routing_settings = s
-    app.route_cache = RouteCache(polled_client_settings(s.kafka), route_codec,
-                                 s.routes_topic, name="worker-routes")
+    app.route_cache = RouteCache(
+        polled_client_settings(s.kafka), route_codec, s.routes_topic, name="worker-routes"
+    )
 
     routes_changelog = app.topic(
-        s.routes_topic, partitions=1, internal=False, key_type=str, value_type=None,
-        key_serializer=KEY_CODEC, value_serializer=ROUTE_CODEC,
+        s.routes_topic,
+        partitions=1,
+        internal=False,
+        key_type=str,
+        value_type=None,
+        key_serializer=KEY_CODEC,
+        value_serializer=ROUTE_CODEC,
     )
-    routes = app.Table("routes", partitions=1, key_type=str, value_type=None,
-                       changelog_topic=routes_changelog)
+    routes = app.Table(
+        "routes", partitions=1, key_type=str, value_type=None, changelog_topic=routes_changelog
+    )
     # Table derives its codecs from the types (JSON for str); writes must match the topic's.
     routes.key_serializer, routes.value_serializer = KEY_CODEC, ROUTE_CODEC  # type: ignore[attr-defined]
     tables = WriterTables(
@@ -224,35 +251,54 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         # Producers that said hello: a writer taking over knows them before their next report.
         members=app.Table("producer_members", partitions=1),
     )
-    control_topic = app.topic(s.control_topic, partitions=1, internal=False,
-                              key_serializer="raw", value_serializer="raw")
+    control_topic = app.topic(
+        s.control_topic, partitions=1, internal=False, key_serializer="raw", value_serializer="raw"
+    )
     # The writer's input: the control topic (operators' commands, the workers' summaries and
     # ticks) and the producers' answers, in one stream. Both have one partition, so Faust's
     # assignor gives them to the same worker (topics of one partition count are co-partitioned),
     # with the writer's tables.
-    writer_records = app.topic(s.control_topic, s.answers_topic, partitions=1, internal=False,
-                               key_serializer="raw", value_serializer="raw")
-    events_topic = app.topic(s.events_topic, partitions=1, internal=False,
-                             key_serializer="raw", value_serializer="raw")
-    usage_topic = app.topic(s.usage_topic, partitions=s.usage_partitions, internal=False,
-                            key_serializer="raw", value_serializer="raw")
+    writer_records = app.topic(
+        s.control_topic,
+        s.answers_topic,
+        partitions=1,
+        internal=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    events_topic = app.topic(
+        s.events_topic, partitions=1, internal=False, key_serializer="raw", value_serializer="raw"
+    )
+    usage_topic = app.topic(
+        s.usage_topic,
+        partitions=s.usage_partitions,
+        internal=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
     hold_flow_until_seek(app, [s.usage_topic, s.control_topic, s.answers_topic])
     writer = RouteWriter(s, registry, tables, events_topic, worker_id)
     writer.control_topic = control_topic
-    summary_codec = AvroCodec(registry, WINDOW_SUMMARY_SCHEMA, s.control_topic,
-                              subject=f"{s.control_topic}-{WINDOW_SUMMARY_SCHEMA}")
+    summary_codec = AvroCodec(
+        registry, WINDOW_SUMMARY_SCHEMA, s.control_topic, subject=f"{s.control_topic}-{WINDOW_SUMMARY_SCHEMA}"
+    )
     planning = PlanningLoop(s, writer, summary_codec)
-    usage_window = app.Table("usage_window", default=_zero_counts,
-                             partitions=s.usage_partitions).tumbling(
-        s.window_s, expires=3 * s.window_s)
+    usage_window = app.Table("usage_window", default=_zero_counts, partitions=s.usage_partitions).tumbling(
+        s.window_s, expires=3 * s.window_s
+    )
     usage_codec = AvroCodec(registry, USAGE_SCHEMA, s.usage_topic)
-    usage = UsageWindows(s, usage_codec, summary_codec,
-                         usage_window, control_topic, worker_id,
-                         ready=lambda: not app.rebalancing)
+    usage = UsageWindows(
+        s,
+        usage_codec,
+        summary_codec,
+        usage_window,
+        control_topic,
+        worker_id,
+        ready=lambda: not app.rebalancing,
+    )
     app.schema_codecs = (route_codec.values, summary_codec, usage_codec, *writer.codecs())
 
-    writer_input = WriterInput(app, writer, planning, app.route_cache, control_topic,
-                               s.answers_topic)
+    writer_input = WriterInput(app, writer, planning, app.route_cache, control_topic, s.answers_topic)
     app.route_writer, app.planning, app.usage_windows = writer, planning, usage  # type: ignore[attr-defined]
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
@@ -276,8 +322,7 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         """Closes quiet usage windows here, and lets the planner meet its deadlines."""
         aiokafka_noise.flush()
         try:
-            assigned = {tp.partition for tp in app.consumer.assignment()
-                        if tp.topic == s.usage_topic}
+            assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == s.usage_topic}
             await usage.on_tick(assigned)
             await control_topic.send(value=b"", headers=[MessageKind.TICK.header])
         except Exception:
@@ -292,4 +337,3 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
 
 def _zero_counts() -> list[int]:
     return [0, 0]
-

@@ -62,8 +62,10 @@ def policy_from_text(text: str) -> Policy:
         name, sep, raw = part.partition("=")
         name = name.strip()
         if not sep or name not in fields:
-            raise ConfigError(f"planner_policy: {part!r} is not name=value with a Policy field "
-                              f"({', '.join(sorted(fields))})")
+            raise ConfigError(
+                f"planner_policy: {part!r} is not name=value with a Policy field "
+                f"({', '.join(sorted(fields))})"
+            )
         kind, value = hints[name], raw.strip()
         optional = False
         if typing.get_origin(kind) in (typing.Union, types.UnionType):
@@ -98,17 +100,27 @@ class PlanningLoop:
         self.completion = WindowCompletion(max_wait_ms=settings.planner_max_wait_ms)
         self._samplers: dict[str, PartitionLoadSampler] = {}
         self._lag_groups = [g.strip() for g in settings.lag_groups.split(",") if g.strip()]
-        self.counters: dict[str, float] = {"summaries": 0, "summaries_undecodable": 0,
-                                           "cycles": 0, "incomplete_cycles": 0,
-                                           "last_cycle_ms": 0.0, "stale_decisions": 0, "planner_errors": 0,
-                                           "tenants_tracked": 0, "early_summaries": 0,
-                                           "early_cycles": 0, "early_changes": 0,
-                                           "relieve_changes": 0, "early_without_window": 0}
+        self.counters: dict[str, float] = {
+            "summaries": 0,
+            "summaries_undecodable": 0,
+            "cycles": 0,
+            "incomplete_cycles": 0,
+            "last_cycle_ms": 0.0,
+            "stale_decisions": 0,
+            "planner_errors": 0,
+            "tenants_tracked": 0,
+            "early_summaries": 0,
+            "early_cycles": 0,
+            "early_changes": 0,
+            "relieve_changes": 0,
+            "early_without_window": 0,
+        }
         self.last_window: CompleteWindow | None = None
         self.last_loads: dict[tuple[str, int], PartitionLoad] = {}
         # (window end ms, loads sampled for it), newest last: partition load over time.
         self.load_history: deque[tuple[int, dict[tuple[str, int], PartitionLoad]]] = deque(
-            maxlen=LOAD_HISTORY_WINDOWS)
+            maxlen=LOAD_HISTORY_WINDOWS
+        )
         # The early path: the last window's input; the surging tenants' recent rates, each with
         # the wall time until which it stands in for the windows' rates and the end of the
         # reports that showed it (a window starting after that has the rate itself); the
@@ -164,16 +176,23 @@ class PlanningLoop:
         started = time.perf_counter()
         window_s = max((window.window_end - window.window_start) / 1000.0, 1e-3)
         streams = window.stream_totals()
-        rates = {key: TenantRate(key[0], key[1], records / window_s, nbytes / window_s,
-                                 *_stream_rate(streams.get(key), window_s))
-                 for key, (records, nbytes) in window.tenant_totals().items()}
-        residual = {key: records / window_s
-                    for key, (records, _) in window.residual_totals().items() if key[1] >= 0}
+        rates = {
+            key: TenantRate(
+                key[0],
+                key[1],
+                records / window_s,
+                nbytes / window_s,
+                *_stream_rate(streams.get(key), window_s),
+            )
+            for key, (records, nbytes) in window.tenant_totals().items()
+        }
+        residual = {
+            key: records / window_s for key, (records, _) in window.residual_totals().items() if key[1] >= 0
+        }
         if self._settings.early_reaction:
             # A surge seen before this window ended weighs at its recent rate, not at the
             # window's average of before and after; a window wholly after it has the rate.
-            for key in [k for k, (_, _, seen) in self._surging.items()
-                        if seen <= window.window_start]:
+            for key in [k for k, (_, _, seen) in self._surging.items() if seen <= window.window_start]:
                 del self._surging[key]
             rates = early.with_surges(rates, self._surge_rates())
         routes = self._writer.routes()
@@ -183,21 +202,24 @@ class PlanningLoop:
         self.last_loads = loads
         self.load_history.append((window.window_end, loads))
         inp = PlannerInput(
-            now_ms=window.window_end, partition_counts=counts,
+            now_ms=window.window_end,
+            partition_counts=counts,
             routes={k: r for k, r in routes.items() if k[0] in counts},
             rates={k: r for k, r in rates.items() if k[0] in counts},
-            loads=loads, history=self._writer.history(), frozen=self._writer.frozen(),
+            loads=loads,
+            history=self._writer.history(),
+            frozen=self._writer.frozen(),
             evacuated=self._writer.evacuated(),
             residual={k: v for k, v in residual.items() if k[0] in counts},
-            policy=self.policy, complete=window.complete,
+            policy=self.policy,
+            complete=window.complete,
         )
         try:
             result: Plan = await asyncio.to_thread(plan, inp)
         except Exception:
             # A planner bug must not take the single writer (operator commands) down with it.
             self.counters["planner_errors"] += 1
-            log.exception("planner failed on window %d; no changes this cycle",
-                          window.window_start)
+            log.exception("planner failed on window %d; no changes this cycle", window.window_start)
             return
         await self._apply(inp, result.changes)
         self._writer.save_history(result.history)
@@ -212,12 +234,16 @@ class PlanningLoop:
         self.counters["last_cycle_ms"] = (time.perf_counter() - started) * 1000
         self.last_window = window
         if not window.complete:
-            log.warning("planned window %d without usage partitions %s (they did not report "
-                        "within %d ms)", window.window_start, list(window.missing_partitions),
-                        self._settings.planner_max_wait_ms)
+            log.warning(
+                "planned window %d without usage partitions %s (they did not report within %d ms)",
+                window.window_start,
+                list(window.missing_partitions),
+                self._settings.planner_max_wait_ms,
+            )
 
-    async def _apply(self, inp: PlannerInput, changes: tuple[PlannedChange, ...] | list[
-            PlannedChange]) -> list[PlannedChange]:
+    async def _apply(
+        self, inp: PlannerInput, changes: tuple[PlannedChange, ...] | list[PlannedChange]
+    ) -> list[PlannedChange]:
         """Writes the changes whose route is still the one the planner saw; returns them."""
         now = _now_ms()
         applied = []
@@ -229,9 +255,13 @@ class PlanningLoop:
                 # The route changed after the planner looked: its reasoning is out of date.
                 self.counters["stale_decisions"] += 1
                 continue
-            decision = decide_planned(change, current,
-                                      self._writer.last_epoch(route_key(*key)),
-                                      worker_id=self._writer.worker_id, now_ms=now)
+            decision = decide_planned(
+                change,
+                current,
+                self._writer.last_epoch(route_key(*key)),
+                worker_id=self._writer.worker_id,
+                now_ms=now,
+            )
             if decision is not None:
                 await self._writer.apply(decision)
                 applied.append(change)
@@ -266,32 +296,47 @@ class PlanningLoop:
         if missing:
             counts.update(await self._writer.partition_counts(missing))
         routes = {k: r for k, r in self._writer.routes().items() if k[0] in counts}
-        rates = early.with_surges(base.rates, {k: r for k, r in surging.items()
-                                               if k[0] in counts})
-        inp = early.surge_input(base, due, now_ms=now, routes=routes, rates=rates,
-                                frozen=self._writer.frozen(), history=self._writer.history(),
-                                evacuated=self._writer.evacuated(), partition_counts=counts)
+        rates = early.with_surges(base.rates, {k: r for k, r in surging.items() if k[0] in counts})
+        inp = early.surge_input(
+            base,
+            due,
+            now_ms=now,
+            routes=routes,
+            rates=rates,
+            frozen=self._writer.frozen(),
+            history=self._writer.history(),
+            evacuated=self._writer.evacuated(),
+            partition_counts=counts,
+        )
         result = await self._plan(inp, "an early plan")
         if result is None:
             return
         windows_rate = {k: base.rates[k].records_per_s if k in base.rates else 0.0 for k in due}
         # Round brackets: consoles that print reasons read square ones as markup (rich).
-        changes = [dataclasses.replace(c, reason=f"{c.reason} (early: "
-                                       f"{rates[(c.topic, c.tenant)].records_per_s:.0f}/s now, "
-                                       f"{windows_rate.get((c.topic, c.tenant), 0.0):.0f}/s in "
-                                       "the last window)")
-                   for c in result.changes if (c.topic, c.tenant) in rates]
+        changes = [
+            dataclasses.replace(
+                c,
+                reason=f"{c.reason} (early: "
+                f"{rates[(c.topic, c.tenant)].records_per_s:.0f}/s now, "
+                f"{windows_rate.get((c.topic, c.tenant), 0.0):.0f}/s in "
+                "the last window)",
+            )
+            for c in result.changes
+            if (c.topic, c.tenant) in rates
+        ]
         applied = await self._apply(inp, changes)
         self._keep_history(result, applied)
         self.counters["early_cycles"] += 1
         self.counters["early_changes"] += len(applied)
         for change in applied:
-            log.info("early plan: %s %s/%s -> %s", change.action, change.topic, change.tenant,
-                     change.partitions)
+            log.info(
+                "early plan: %s %s/%s -> %s", change.action, change.topic, change.tenant, change.partitions
+            )
         await self._relieve(base, surging, set(due))
 
-    async def _relieve(self, inp: PlannerInput, surging: dict[TenantKey, TenantRate],
-                       candidates: set[TenantKey]) -> None:
+    async def _relieve(
+        self, inp: PlannerInput, surging: dict[TenantKey, TenantRate], candidates: set[TenantKey]
+    ) -> None:
         """Moves the other tenants off each partition one of ``candidates`` crowds. ``inp``: the
         last window's input, whose rates stand; not after an incomplete window, whose missing
         tenants look idle (the planner does not rebalance on such a picture either)."""
@@ -310,9 +355,14 @@ class PlanningLoop:
             if result is None:
                 return
             rate = current.rates[key].records_per_s
-            changes = [dataclasses.replace(c, reason=f"{c.reason} (moved off partition "
-                                           f"{partition}, which {key[1]} at {rate:.0f}/s fills)")
-                       for c in result.changes]
+            changes = [
+                dataclasses.replace(
+                    c,
+                    reason=f"{c.reason} (moved off partition "
+                    f"{partition}, which {key[1]} at {rate:.0f}/s fills)",
+                )
+                for c in result.changes
+            ]
             applied = await self._apply(relieve, changes)
             self._keep_history(result, applied)
             self.counters["relieve_changes"] += len(applied)
@@ -321,19 +371,28 @@ class PlanningLoop:
             else:
                 self._crowding.discard(key)
             for change in applied:
-                log.info("relieving partition %d of %s/%s: %s %s -> %s", partition, *key,
-                         change.action, change.tenant, change.partitions)
+                log.info(
+                    "relieving partition %d of %s/%s: %s %s -> %s",
+                    partition,
+                    *key,
+                    change.action,
+                    change.tenant,
+                    change.partitions,
+                )
 
-    def _now_input(self, inp: PlannerInput, surging: dict[TenantKey, TenantRate]
-                   ) -> PlannerInput:
+    def _now_input(self, inp: PlannerInput, surging: dict[TenantKey, TenantRate]) -> PlannerInput:
         """``inp`` with the writer's routes and state now, the surging tenants' recent rates,
         and no broker loads (measured before the latest moves)."""
         return dataclasses.replace(
-            inp, now_ms=_now_ms(), routes={k: r for k, r in self._writer.routes().items()
-                                           if k[0] in inp.partition_counts},
-            rates=early.with_surges(inp.rates, surging), loads={},
-            history=self._writer.history(), frozen=self._writer.frozen(),
-            evacuated=self._writer.evacuated())
+            inp,
+            now_ms=_now_ms(),
+            routes={k: r for k, r in self._writer.routes().items() if k[0] in inp.partition_counts},
+            rates=early.with_surges(inp.rates, surging),
+            loads={},
+            history=self._writer.history(),
+            frozen=self._writer.frozen(),
+            evacuated=self._writer.evacuated(),
+        )
 
     async def _plan(self, inp: PlannerInput, what: str) -> Plan | None:
         try:
@@ -359,25 +418,23 @@ class PlanningLoop:
                 history[key] = kept
         self._writer.save_history(history)
 
-    def _sample_loads(self, topics: list[str], window: CompleteWindow
-                      ) -> dict[tuple[str, int], PartitionLoad]:
+    def _sample_loads(
+        self, topics: list[str], window: CompleteWindow
+    ) -> dict[tuple[str, int], PartitionLoad]:
         loads: dict[tuple[str, int], PartitionLoad] = {}
         for topic in topics:
             try:
                 sampler = self._samplers.get(topic)
                 if sampler is None:
-                    sampler = self._samplers[topic] = PartitionLoadSampler(
-                        self._settings.kafka, topic)
+                    sampler = self._samplers[topic] = PartitionLoadSampler(self._settings.kafka, topic)
                 # Over the planned window, like the tenants' rates, not since the last cycle.
                 rates = sampler.rates_for_window(window.window_start, window.window_end)
-                lag = consumer_lag(self._settings.kafka, self._lag_groups, topic,
-                                   sampler.last_end_offsets())
+                lag = consumer_lag(self._settings.kafka, self._lag_groups, topic, sampler.last_end_offsets())
             except Exception as exc:  # load is advice: plan on rates alone rather than stop
                 log.warning("cannot sample load of %s: %s", topic, exc)
                 continue
             for partition, rate in rates.items():
-                loads[(topic, partition)] = PartitionLoad(topic, partition, rate,
-                                                          lag.get(partition, 0))
+                loads[(topic, partition)] = PartitionLoad(topic, partition, rate, lag.get(partition, 0))
         return loads
 
 

@@ -82,8 +82,12 @@ class ProducerRoll:
 
 
 class RollCalls:
-    def __init__(self, answers_topic: str, answers_offset: Callable[[OffsetSpec], int],
-                 resume_offset: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        answers_topic: str,
+        answers_offset: Callable[[OffsetSpec], int],
+        resume_offset: Callable[[], int],
+    ) -> None:
         self._topic = answers_topic
         self._answers_offset = answers_offset  # the answers topic's end (or start) offset
         self._resume_offset = resume_offset  # where the writer's group resumes reading it
@@ -99,8 +103,11 @@ class RollCalls:
         """An answers record about to be handled: the moves whose roll call it completes."""
         before = self._next
         self._next = max(offset + 1, before or 0)
-        return [key for key, (_, end) in self._ends.items()
-                if end <= self._next and (before is None or before < end)]
+        return [
+            key
+            for key, (_, end) in self._ends.items()
+            if end <= self._next and (before is None or before < end)
+        ]
 
     def took_over(self) -> None:
         """A rebalance: the answers partition is read again from its committed offset."""
@@ -141,6 +148,5 @@ class RollCalls:
         return self._next >= end
 
     def _committed(self, drain: Drain) -> bool:
-        seen = (self.route_cache.get(drain.topic, drain.tenant)
-                if self.route_cache is not None else None)
+        seen = self.route_cache.get(drain.topic, drain.tenant) if self.route_cache is not None else None
         return seen is not None and seen.epoch >= drain.epoch

@@ -58,13 +58,17 @@ def usage_limits(settings: Settings) -> UsageLimits:
         max_bytes_per_s=setting(settings.usage_max_bytes_per_s, default.max_bytes_per_s),
         max_future_ms=setting(settings.usage_max_clock_skew_ms, settings.window_grace_ms),
         max_interval_ms=setting(settings.usage_max_interval_ms, default.max_interval_ms),
-        window_ms=int(settings.window_s * 1000))
+        window_ms=int(settings.window_s * 1000),
+    )
 
 
 def surge_rules(settings: Settings) -> SurgeRules:
-    return SurgeRules(factor=settings.early_surge_factor, min_rate=settings.early_min_rate,
-                      confirm=settings.early_confirm_intervals,
-                      cooldown_ms=settings.early_cooldown_ms)
+    return SurgeRules(
+        factor=settings.early_surge_factor,
+        min_rate=settings.early_min_rate,
+        confirm=settings.early_confirm_intervals,
+        cooldown_ms=settings.early_cooldown_ms,
+    )
 
 
 def producer_key(usage_partition: int, producer_id: str) -> str:
@@ -79,10 +83,17 @@ def parse_producer_key(key: str) -> tuple[int, str]:
 
 
 class UsageWindows:
-    def __init__(self, settings: Settings, usage_codec: AvroCodec, summary_codec: AvroCodec,
-                 table: Any, control_topic: faust.TopicT, worker_id: str,
-                 ready: Callable[[], bool] | None = None,
-                 limits: UsageLimits | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        usage_codec: AvroCodec,
+        summary_codec: AvroCodec,
+        table: Any,
+        control_topic: faust.TopicT,
+        worker_id: str,
+        ready: Callable[[], bool] | None = None,
+        limits: UsageLimits | None = None,
+    ) -> None:
         """``ready`` says whether the table holds what its changelog holds (no rebalance or
         recovery under way): only then can a newly assigned partition's windows be restored.
         ``limits``: what one report may claim (default: ``usage_limits(settings)``)."""
@@ -105,13 +116,21 @@ class UsageWindows:
         self._owned: set[int] = set()
         # usage_records: Kafka records decoded; usage_reports: the tenant reports they carried
         # (each record holds many); reports_aggregated: those that went into an open window.
-        self.counters: dict[str, int] = {"usage_records": 0, "usage_reports": 0,
-                                         "reports_aggregated": 0, "usage_undecodable": 0,
-                                         "late_reports": 0, "duplicate_reports": 0,
-                                         "stale_reports": 0, "windows_closed": 0,
-                                         "windows_restored": 0, "summary_errors": 0,
-                                         "rejected_reports": 0, "early_summaries": 0,
-                                         **dict.fromkeys(REJECTION_REASONS, 0)}
+        self.counters: dict[str, int] = {
+            "usage_records": 0,
+            "usage_reports": 0,
+            "reports_aggregated": 0,
+            "usage_undecodable": 0,
+            "late_reports": 0,
+            "duplicate_reports": 0,
+            "stale_reports": 0,
+            "windows_closed": 0,
+            "windows_restored": 0,
+            "summary_errors": 0,
+            "rejected_reports": 0,
+            "early_summaries": 0,
+            **dict.fromkeys(REJECTION_REASONS, 0),
+        }
 
     # -- the agent's side: one usage record (the reports of many tenants) ---------------------
     async def on_report(self, raw: bytes | None, partition: int, offset: int = -1) -> None:
@@ -163,31 +182,42 @@ class UsageWindows:
             # One table write per record: this producer's totals in the window so far. It goes
             # to the changelog partition of the current event, the usage partition of every
             # tenant in it, where a new owner of the partition finds it (_restore).
-            self._table[producer_key(partition, producer_id)][self._range(start)] = \
-                stored_totals(totals, offset)
+            self._table[producer_key(partition, producer_id)][self._range(start)] = stored_totals(
+                totals, offset
+            )
             if self.surges is not None:
-                for surge in self.surges.observe(partition, producer_id, interval_start,
-                                                 interval_end, usage):
-                    await self._send_summary(early_summary(
-                        surge, self._settings.usage_partitions, self.worker_id),
-                        MessageKind.EARLY_SUMMARY)
+                for surge in self.surges.observe(partition, producer_id, interval_start, interval_end, usage):
+                    await self._send_summary(
+                        early_summary(surge, self._settings.usage_partitions, self.worker_id),
+                        MessageKind.EARLY_SUMMARY,
+                    )
                     self.counters["early_summaries"] += 1
-                    log.info("usage partition %d: %s/%s surges to %.0f/s (baseline %.0f/s): "
-                             "early summary sent", partition, surge.topic, surge.tenant,
-                             surge.records_per_s, surge.baseline_per_s)
+                    log.info(
+                        "usage partition %d: %s/%s surges to %.0f/s (baseline %.0f/s): early summary sent",
+                        partition,
+                        surge.topic,
+                        surge.tenant,
+                        surge.records_per_s,
+                        surge.baseline_per_s,
+                    )
         await self._close_due(partition, now)
 
-    def _refuse(self, partition: int, producer_id: str, reason: str, what: str,
-                reports: int) -> None:
+    def _refuse(self, partition: int, producer_id: str, reason: str, what: str, reports: int) -> None:
         self.counters[reason] += reports
         self.counters["rejected_reports"] += reports
         told = (producer_id, reason)
         if told in self._told or len(self._told) >= _MAX_TOLD:
             return
         self._told.add(told)
-        log.warning("usage partition %d: usage of producer %r refused (%s; counted in %s, "
-                    "further ones from it are only counted): %s", partition, producer_id[:200],
-                    reason, f"routing_usage_{reason}_total", what)
+        log.warning(
+            "usage partition %d: usage of producer %r refused (%s; counted in %s, "
+            "further ones from it are only counted): %s",
+            partition,
+            producer_id[:200],
+            reason,
+            f"routing_usage_{reason}_total",
+            what,
+        )
 
     def _saw(self, partition: int, producer_id: str, now: int) -> None:
         """The producer is alive: its id goes into the summary of the window open now."""
@@ -247,12 +277,10 @@ class UsageWindows:
                     continue
                 restored += self._restore_v1(partition, start, key, value)
             except (RouteError, KeyError, TypeError, ValueError) as exc:
-                log.warning("usage partition %d: unreadable window entry %r skipped: %s",
-                            partition, key, exc)
+                log.warning("usage partition %d: unreadable window entry %r skipped: %s", partition, key, exc)
         if restored:
             self.counters["windows_restored"] += restored
-            log.info("usage partition %d: restored %d window entries from the changelog",
-                     partition, restored)
+            log.info("usage partition %d: restored %d window entries from the changelog", partition, restored)
 
     def _restore_v1(self, partition: int, start: int, key: str, value: Any) -> int:
         """A per-tenant entry written before usage records carried many tenants."""
@@ -273,18 +301,22 @@ class UsageWindows:
         return 1
 
     async def _close_due(self, partition: int, now: int) -> None:
-        for start, closed_by in self.closer.due(partition, now,
-                                                self._last_event_wall.get(partition)):
-            summary = self.windows.close(partition, start, self.size_ms,
-                                         self._settings.usage_partitions, closed_by,
-                                         self.worker_id)
+        for start, closed_by in self.closer.due(partition, now, self._last_event_wall.get(partition)):
+            summary = self.windows.close(
+                partition, start, self.size_ms, self._settings.usage_partitions, closed_by, self.worker_id
+            )
             if self.surges is not None:
                 self.surges.window_closed(summary)
             if not await self._send_summary(summary, MessageKind.WINDOW_SUMMARY):
                 continue
             self.counters["windows_closed"] += 1
-            log.debug("closed window %d of usage partition %d by %s (%d tenants)", start,
-                      partition, closed_by, len(summary.tenants))
+            log.debug(
+                "closed window %d of usage partition %d by %s (%d tenants)",
+                start,
+                partition,
+                closed_by,
+                len(summary.tenants),
+            )
 
     async def _send_summary(self, summary: WindowSummary, kind: MessageKind) -> bool:
         try:
@@ -293,8 +325,12 @@ class UsageWindows:
             # Never the agent's end: this window's summary is lost, the planner plans it
             # without this partition (planner_max_wait_ms), and the next ones go on.
             self.counters["summary_errors"] += 1
-            log.error("usage partition %d: summary of window %d not sent: %s",
-                      summary.usage_partition, summary.window_start, exc)
+            log.error(
+                "usage partition %d: summary of window %d not sent: %s",
+                summary.usage_partition,
+                summary.window_start,
+                exc,
+            )
             return False
         await self._control.send(value=value, headers=[kind.header])
         return True

@@ -33,8 +33,14 @@ TOP_TENANTS = 20
 RECENT_DECISIONS = 100
 
 
-def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
-                  usage: UsageWindows, route_values: Any, worker_id: str) -> CollectorRegistry:
+def install_views(
+    app: faust.App,
+    writer: RouteWriter,
+    planning: PlanningLoop,
+    usage: UsageWindows,
+    route_values: Any,
+    worker_id: str,
+) -> CollectorRegistry:
     """Adds the web views and the metrics to ``app``; returns the metrics registry."""
     cache: RouteCache = app.route_cache  # type: ignore[attr-defined]
 
@@ -50,9 +56,17 @@ def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
-    registry.register(WorkerCollector(
-        writer, planning, usage, cache, tally, is_planner=is_planner,
-        undecodable_routes=lambda: int(route_values.undecodable)))
+    registry.register(
+        WorkerCollector(
+            writer,
+            planning,
+            usage,
+            cache,
+            tally,
+            is_planner=is_planner,
+            undecodable_routes=lambda: int(route_values.undecodable),
+        )
+    )
     setup_prometheus_sensors(app, "/metrics", registry, name_prefix="faust")
 
     page = resources.files("routing_app.app").joinpath("live_page.html").read_text("utf-8")
@@ -63,16 +77,22 @@ def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
             topic = request.query.get("topic")
             items = [r.to_json() for r in cache if topic in (None, r.topic)]
             items.sort(key=lambda r: r["key"])
-            return self.json({"routes": items, "count": len(items),
-                              "cache": cache.stats().__dict__})
+            return self.json({"routes": items, "count": len(items), "cache": cache.stats().__dict__})
 
     @app.page("/routes/{topic}/{tenant:.+}")  # tenants may contain "/"
     class RouteView(View):
         async def get(self, request: Request, topic: str, tenant: str) -> Response:
             route = cache.get(topic, tenant)
             if route is None:
-                return self.json({"topic": topic, "tenant": tenant, "route": None,
-                                  "placement": "default hashing (murmur2)"}, status=404)
+                return self.json(
+                    {
+                        "topic": topic,
+                        "tenant": tenant,
+                        "route": None,
+                        "placement": "default hashing (murmur2)",
+                    },
+                    status=404,
+                )
             return self.json({"topic": topic, "tenant": tenant, "route": route.to_json()})
 
     @app.page("/writer/stats")
@@ -105,9 +125,17 @@ def install_views(app: faust.App, writer: RouteWriter, planning: PlanningLoop,
     @app.page("/ui/data")
     class LiveDataView(View):
         async def get(self, request: Request) -> Response:
-            return self.json(live_data(
-                writer, planning, usage, cache, worker_id=worker_id,
-                planner=_safely(is_planner), topic=request.query.get("topic")))
+            return self.json(
+                live_data(
+                    writer,
+                    planning,
+                    usage,
+                    cache,
+                    worker_id=worker_id,
+                    planner=_safely(is_planner),
+                    topic=request.query.get("topic"),
+                )
+            )
 
     return registry
 
@@ -119,8 +147,16 @@ def _safely(check: Callable[[], bool]) -> bool | None:
         return None
 
 
-def live_data(writer: RouteWriter, planning: PlanningLoop, usage: UsageWindows, cache: RouteCache,
-              *, worker_id: str, planner: bool | None, topic: str | None = None) -> dict[str, Any]:
+def live_data(
+    writer: RouteWriter,
+    planning: PlanningLoop,
+    usage: UsageWindows,
+    cache: RouteCache,
+    *,
+    worker_id: str,
+    planner: bool | None,
+    topic: str | None = None,
+) -> dict[str, Any]:
     """Everything the live page shows, as JSON."""
     return {
         "worker_id": worker_id,
@@ -142,8 +178,11 @@ def live_data(writer: RouteWriter, planning: PlanningLoop, usage: UsageWindows, 
     }
 
 
-def heatmap(history: Iterable[tuple[int, Mapping[tuple[str, int], PartitionLoad]]],
-            topic: str | None = None, columns: int = HEATMAP_COLUMNS) -> dict[str, Any]:
+def heatmap(
+    history: Iterable[tuple[int, Mapping[tuple[str, int], PartitionLoad]]],
+    topic: str | None = None,
+    columns: int = HEATMAP_COLUMNS,
+) -> dict[str, Any]:
     """Partition write rates over the last ``columns`` planned windows of one data topic.
 
     Without ``topic`` (or one never sampled), the topic with the most traffic is shown.
@@ -164,8 +203,14 @@ def heatmap(history: Iterable[tuple[int, Mapping[tuple[str, int], PartitionLoad]
         cells = [loads.get((topic, p)) for p in partitions] if topic is not None else []
         rates.append([None if c is None else round(c.records_per_s, 2) for c in cells])
         lags.append([None if c is None else int(c.lag) for c in cells])
-    return {"topic": topic, "topics": topics, "partitions": partitions,
-            "window_ends_ms": [end for end, _ in shown], "rates": rates, "lags": lags}
+    return {
+        "topic": topic,
+        "topics": topics,
+        "partitions": partitions,
+        "window_ends_ms": [end for end, _ in shown],
+        "rates": rates,
+        "lags": lags,
+    }
 
 
 def top_tenants(window: Any, cache: RouteCache, limit: int = TOP_TENANTS) -> dict[str, Any]:
@@ -181,23 +226,39 @@ def top_tenants(window: Any, cache: RouteCache, limit: int = TOP_TENANTS) -> dic
     tenants = []
     for (topic, tenant), (records, nbytes) in ranked:
         route = cache.get(topic, tenant)
-        tenants.append({
-            "topic": topic, "tenant": tenant, "records": records,
-            "records_per_s": round(records / seconds, 2), "bytes_per_s": round(nbytes / seconds, 1),
-            "share": round(records / by_topic[topic], 4) if by_topic.get(topic) else 0.0,
-            "partitions": list(route.partitions) if route is not None else None,
-        })
-    return {"window_start_ms": window.window_start, "window_end_ms": window.window_end,
-            "complete": bool(window.complete), "tenants": tenants}
+        tenants.append(
+            {
+                "topic": topic,
+                "tenant": tenant,
+                "records": records,
+                "records_per_s": round(records / seconds, 2),
+                "bytes_per_s": round(nbytes / seconds, 1),
+                "share": round(records / by_topic[topic], 4) if by_topic.get(topic) else 0.0,
+                "partitions": list(route.partitions) if route is not None else None,
+            }
+        )
+    return {
+        "window_start_ms": window.window_start,
+        "window_end_ms": window.window_end,
+        "complete": bool(window.complete),
+        "tenants": tenants,
+    }
 
 
 def decision_json(event: ReassignmentEvent) -> dict[str, Any]:
     _, kind = event_labels(event)
     return {
-        "decided_at_ms": event.decided_at_ms, "topic": event.topic, "tenant": event.tenant,
-        "action": event.action, "reason": event.reason, "reason_kind": kind,
-        "from_partitions": list(event.from_partitions), "to_partitions": list(event.to_partitions),
-        "from_epoch": event.from_epoch, "to_epoch": event.to_epoch, "status": event.status,
+        "decided_at_ms": event.decided_at_ms,
+        "topic": event.topic,
+        "tenant": event.tenant,
+        "action": event.action,
+        "reason": event.reason,
+        "reason_kind": kind,
+        "from_partitions": list(event.from_partitions),
+        "to_partitions": list(event.to_partitions),
+        "from_epoch": event.from_epoch,
+        "to_epoch": event.to_epoch,
+        "status": event.status,
         "by": "operator" if event.command_id is not None else "planner",
         "applied": event.applied,
     }

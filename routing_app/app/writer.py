@@ -81,34 +81,55 @@ class WriterTables:
 
 
 class RouteWriter:
-    def __init__(self, settings: Settings, registry: SchemaRegistryClient, tables: WriterTables,
-                 events_topic: faust.TopicT, worker_id: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: SchemaRegistryClient,
+        tables: WriterTables,
+        events_topic: faust.TopicT,
+        worker_id: str,
+    ) -> None:
         self._settings = settings
         self.tables = tables
         self._events_topic = events_topic
         self.worker_id = worker_id
         self._commands = AvroCodec(registry, CONTROL_SCHEMA, settings.control_topic)
         self._events = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
-        self._acks = AvroCodec(registry, DRAIN_ACK_SCHEMA, settings.answers_topic,
-                               subject=drain_ack_subject(settings.answers_topic))
+        self._acks = AvroCodec(
+            registry,
+            DRAIN_ACK_SCHEMA,
+            settings.answers_topic,
+            subject=drain_ack_subject(settings.answers_topic),
+        )
         self._partition_counts: dict[str, tuple[float, int | None]] = {}
-        self.counters: dict[str, int] = {"commands_applied": 0, "commands_rejected": 0,
-                                         "control_undecodable": 0, "decisions": 0,
-                                         "commands_unauthorized": 0, "messages_misplaced": 0,
-                                         "foreign_routes": 0, "handler_errors": 0,
-                                         "drains_started": 0, "drains_completed": 0,
-                                         "drains_aborted": 0, "drains_forced": 0,
-                                         "drain_acks": 0, "drain_acks_stale": 0,
-                                         "routes_reasserted": 0,
-                                         "release_reports": 0, "release_reports_late": 0}
+        self.counters: dict[str, int] = {
+            "commands_applied": 0,
+            "commands_rejected": 0,
+            "control_undecodable": 0,
+            "decisions": 0,
+            "commands_unauthorized": 0,
+            "messages_misplaced": 0,
+            "foreign_routes": 0,
+            "handler_errors": 0,
+            "drains_started": 0,
+            "drains_completed": 0,
+            "drains_aborted": 0,
+            "drains_forced": 0,
+            "drain_acks": 0,
+            "drain_acks_stale": 0,
+            "routes_reasserted": 0,
+            "release_reports": 0,
+            "release_reports_late": 0,
+        }
         self._window_ms = int(settings.window_s * 1000)
         # Who strict moves wait for: hellos, usage reports and answers (see control.drain).
-        self.roll = ProducerRoll(tables.members, tables.closed, settings.producer_expiry,
-                                 self._window_ms)
+        self.roll = ProducerRoll(tables.members, tables.closed, settings.producer_expiry, self._window_ms)
         # When each drain's roll call is over (see control.drain). Late-bound: tests stub them.
-        self.roll_calls = RollCalls(settings.answers_topic,
-                                    lambda spec: self._answers_offsets(spec),
-                                    lambda: self._answers_committed())
+        self.roll_calls = RollCalls(
+            settings.answers_topic,
+            lambda spec: self._answers_offsets(spec),
+            lambda: self._answers_committed(),
+        )
         self._lag_groups = [g.strip() for g in settings.lag_groups.split(",") if g.strip()]
         self._on_timeout = OnTimeout(settings.drain_on_timeout)
         self._admin: Any = None
@@ -135,14 +156,12 @@ class RouteWriter:
         return int(self.tables.epochs.get(key) or 0)
 
     def routes(self) -> dict[TenantKey, Route]:
-        return {(r.topic, r.tenant): r for r in self.tables.routes.values()
-                if isinstance(r, Route)}
+        return {(r.topic, r.tenant): r for r in self.tables.routes.values() if isinstance(r, Route)}
 
     def history(self) -> dict[TenantKey, TenantHistory]:
         found: dict[TenantKey, TenantHistory] = {}
         for key, (moved, cool) in self.tables.history.items():
-            found[_split_key(key)] = TenantHistory(None if moved < 0 else moved,
-                                                   None if cool < 0 else cool)
+            found[_split_key(key)] = TenantHistory(None if moved < 0 else moved, None if cool < 0 else cool)
         return found
 
     def save_history(self, history: dict[TenantKey, TenantHistory] | Any) -> None:
@@ -150,8 +169,10 @@ class RouteWriter:
         for key in [k for k in self.tables.history if k not in keep]:
             del self.tables.history[key]
         for key, h in keep.items():
-            value = [-1 if h.last_moved_ms is None else h.last_moved_ms,
-                     -1 if h.cool_since_ms is None else h.cool_since_ms]
+            value = [
+                -1 if h.last_moved_ms is None else h.last_moved_ms,
+                -1 if h.cool_since_ms is None else h.cool_since_ms,
+            ]
             if self.tables.history.get(key) != value:
                 self.tables.history[key] = value
 
@@ -159,8 +180,7 @@ class RouteWriter:
         return frozenset(_split_key(k) for k in self.tables.frozen)
 
     def evacuated(self) -> frozenset[PartitionKey]:
-        return frozenset((topic, int(p)) for topic, parts in self.tables.evacuated.items()
-                         for p in parts)
+        return frozenset((topic, int(p)) for topic, parts in self.tables.evacuated.items() for p in parts)
 
     async def partition_count(self, topic: str) -> int | None:
         cached = self._partition_counts.get(topic)
@@ -192,9 +212,13 @@ class RouteWriter:
             except RegistryUnavailable as exc:
                 now = time.monotonic()
                 if warned_at is None or now - warned_at >= 30.0:
-                    log.warning("control offset %d: waiting for the schema registry to read a %s "
-                                "record (%s); retrying every second", offset, codec.schema_name,
-                                exc)
+                    log.warning(
+                        "control offset %d: waiting for the schema registry to read a %s "
+                        "record (%s); retrying every second",
+                        offset,
+                        codec.schema_name,
+                        exc,
+                    )
                     warned_at = now
                 await asyncio.sleep(1.0)
 
@@ -202,9 +226,13 @@ class RouteWriter:
         """A record of a kind its topic must not carry (a producer's answer on the control topic,
         or anything but an answer on the answers topic): skipped, counted, logged."""
         self.counters["messages_misplaced"] += 1
-        log.error("%s offset %d: skipped a %r record: the %s topic does not carry that kind",
-                  topic, offset, kind.name.lower() if kind else "unknown",
-                  "answers" if topic == self._settings.answers_topic else "control")
+        log.error(
+            "%s offset %d: skipped a %r record: the %s topic does not carry that kind",
+            topic,
+            offset,
+            kind.name.lower() if kind else "unknown",
+            "answers" if topic == self._settings.answers_topic else "control",
+        )
 
     async def handle_command_bytes(self, raw: bytes | None, offset: int) -> None:
         try:
@@ -218,27 +246,48 @@ class RouteWriter:
             # The control topic's ACL is what keeps others out; this catches an operator tool
             # of another principal, or anyone where the ACLs are missing.
             self.counters["commands_unauthorized"] += 1
-            log.error("control offset %d: %s command for %s/%s refused: issued_by %r is not one "
-                      "of operator_principals (%s)", offset, command.action.value, command.topic,
-                      command.tenant, command.issued_by, ", ".join(sorted(operators)))
-            await self._write(rejected(
-                command, f"issued_by {command.issued_by!r} is not an operator principal",
-                self.worker_id, _now_ms()))
+            log.error(
+                "control offset %d: %s command for %s/%s refused: issued_by %r is not one "
+                "of operator_principals (%s)",
+                offset,
+                command.action.value,
+                command.topic,
+                command.tenant,
+                command.issued_by,
+                ", ".join(sorted(operators)),
+            )
+            await self._write(
+                rejected(
+                    command,
+                    f"issued_by {command.issued_by!r} is not an operator principal",
+                    self.worker_id,
+                    _now_ms(),
+                )
+            )
             return
         count = await self.partition_count(command.topic)
         key = route_key(command.topic, command.tenant)
         current = self.current(command.topic, command.tenant)
-        if (current is not None and current.status is RouteStatus.DRAINING
-                and command.action in (ControlAction.PIN, ControlAction.UNPIN)):
+        if (
+            current is not None
+            and current.status is RouteStatus.DRAINING
+            and command.action in (ControlAction.PIN, ControlAction.UNPIN)
+        ):
             # One move at a time per tenant: the drain ends (done or aborted) within its limit.
-            await self._write(rejected(
-                command, f"tenant is moving {list(current.previous_partitions)} -> "
-                f"{list(current.partitions)} (draining, epoch {current.epoch}); retry once the "
-                f"move ends", self.worker_id, _now_ms()))
+            await self._write(
+                rejected(
+                    command,
+                    f"tenant is moving {list(current.previous_partitions)} -> "
+                    f"{list(current.partitions)} (draining, epoch {current.epoch}); retry once the "
+                    f"move ends",
+                    self.worker_id,
+                    _now_ms(),
+                )
+            )
             return
         decision = apply_command(
-            command, current, self.last_epoch(key),
-            count, worker_id=self.worker_id, now_ms=_now_ms())
+            command, current, self.last_epoch(key), count, worker_id=self.worker_id, now_ms=_now_ms()
+        )
         if decision.event.applied:
             self._apply_operator_state(command)
         await self.apply(decision)
@@ -264,9 +313,13 @@ class RouteWriter:
             if count is not None:
                 hashed = java_partition(event.tenant.encode("utf-8", "surrogateescape"), count)
                 draining, drain = drains.start(
-                    decision, current, hashed, now_ms=_now_ms(),
+                    decision,
+                    current,
+                    hashed,
+                    now_ms=_now_ms(),
                     timeout_ms=self._settings.drain_timeout_ms,
-                    live_producers=self.live_producers())
+                    live_producers=self.live_producers(),
+                )
                 if drain.from_partitions != drain.to_partitions:
                     key = route_key(event.topic, event.tenant)
                     self.tables.drains[key] = drain.to_record()
@@ -294,30 +347,38 @@ class RouteWriter:
                 del self.tables.routes[key]
         if release_from:
             self.tables.releases[key] = {
-                "event": event.to_record(), "epoch": event.to_epoch,
-                "waiting": sorted(release_from), "reports": {},
-                "until_ms": _now_ms() + max(self._settings.drain_ack_grace_ms, 1000)}
+                "event": event.to_record(),
+                "epoch": event.to_epoch,
+                "waiting": sorted(release_from),
+                "reports": {},
+                "until_ms": _now_ms() + max(self._settings.drain_ack_grace_ms, 1000),
+            }
             return
         await self._append(event)
 
     async def _append(self, event: ReassignmentEvent) -> None:
         key = route_key(event.topic, event.tenant)
-        await self._events_topic.send(key=key.encode("utf-8"),
-                                      value=self._events.encode(event.to_record()))
+        await self._events_topic.send(key=key.encode("utf-8"), value=self._events.encode(event.to_record()))
         self.recent.append(event)
         for listener in self.listeners:
             listener(event)
         if event.command_id is None:
             self.counters["decisions"] += 1
-            self.decisions_by_action[event.action] = self.decisions_by_action.get(
-                event.action, 0) + 1
+            self.decisions_by_action[event.action] = self.decisions_by_action.get(event.action, 0) + 1
         elif event.applied:
             self.counters["commands_applied"] += 1
         else:
             self.counters["commands_rejected"] += 1
         log_at = logging.INFO if event.applied else logging.WARNING
-        log.log(log_at, "%s %s -> %s (epoch %s): %s", event.action, key,
-                list(event.to_partitions), event.to_epoch, event.reason)
+        log.log(
+            log_at,
+            "%s %s -> %s (epoch %s): %s",
+            event.action,
+            key,
+            list(event.to_partitions),
+            event.to_epoch,
+            event.reason,
+        )
 
     async def handle_release(self, raw: bytes | None, offset: int) -> None:
         """A producer released a moved tenant: how many records it held during the move."""
@@ -329,8 +390,7 @@ class RouteWriter:
             return
         key = route_key(report.topic, report.tenant)
         pending = self.tables.releases.get(key)
-        if (pending is None or pending["epoch"] != report.epoch
-                or report.producer_id in pending["reports"]):
+        if pending is None or pending["epoch"] != report.epoch or report.producer_id in pending["reports"]:
             # After the bound, or for a move this writer did not finish.
             self.counters["release_reports_late"] += 1
             return
@@ -347,9 +407,12 @@ class RouteWriter:
         del self.tables.releases[key]
         event = ReassignmentEvent.from_record(pending["event"])
         reports: dict[str, int] = pending["reports"]
-        observed = {**event.observed, "held_records": float(sum(reports.values())),
-                    "held_reports": float(len(reports)),
-                    "held_unreported": float(len(set(pending["waiting"]) - set(reports)))}
+        observed = {
+            **event.observed,
+            "held_records": float(sum(reports.values())),
+            "held_reports": float(len(reports)),
+            "held_unreported": float(len(set(pending["waiting"]) - set(reports))),
+        }
         await self._append(replace(event, observed=observed))
 
     async def flush_releases(self, now_ms: int | None = None) -> None:
@@ -369,8 +432,12 @@ class RouteWriter:
             return
         self.tables.routes[key] = current
         self.counters["routes_reasserted"] += 1
-        log.warning("route %s written again (%s, epoch %d) over poison under its key", key,
-                    list(current.partitions), current.epoch)
+        log.warning(
+            "route %s written again (%s, epoch %d) over poison under its key",
+            key,
+            list(current.partitions),
+            current.epoch,
+        )
 
     # -- routes the writer did not write ---------------------------------------------------------
     def foreign_epoch(self, key: str, seen: Route | None) -> bool:
@@ -390,12 +457,16 @@ class RouteWriter:
         if self.foreign_epoch(key, seen):
             assert seen is not None
             self.counters["foreign_routes"] += 1
-            log.error("routes topic: a route the writer did not write under %s (%s, epoch %d; "
-                      "the writer's last epoch is %d): removed%s. Only the worker's principal "
-                      "should be allowed to write the routes topic (README, Security)", key,
-                      list(seen.partitions), seen.epoch, self.last_epoch(key),
-                      f", and its route {list(mine.partitions)} (epoch {mine.epoch}) written "
-                      "again" if mine else "")
+            log.error(
+                "routes topic: a route the writer did not write under %s (%s, epoch %d; "
+                "the writer's last epoch is %d): removed%s. Only the worker's principal "
+                "should be allowed to write the routes topic (README, Security)",
+                key,
+                list(seen.partitions),
+                seen.epoch,
+                self.last_epoch(key),
+                f", and its route {list(mine.partitions)} (epoch {mine.epoch}) written again" if mine else "",
+            )
             if key not in self.tables.routes:
                 # The table writes a tombstone only for a key it holds: hold the record as
                 # readers hold it (same epoch: nothing new to them) for the length of a delete.
@@ -406,8 +477,13 @@ class RouteWriter:
             await self._append(repair_event(seen, mine, seen, self.worker_id, _now_ms()))
         elif seen is None and mine is not None:
             self.counters["foreign_routes"] += 1
-            log.error("routes topic: a tombstone the writer did not write under %s: its route "
-                      "%s (epoch %d) written again", key, list(mine.partitions), mine.epoch)
+            log.error(
+                "routes topic: a tombstone the writer did not write under %s: its route "
+                "%s (epoch %d) written again",
+                key,
+                list(mine.partitions),
+                mine.epoch,
+            )
             self.tables.routes[key] = mine
             await self._append(repair_event(None, mine, mine, self.worker_id, _now_ms()))
 
@@ -443,8 +519,12 @@ class RouteWriter:
                 continue
             if drains.hello_joins(self.roll_calls.end(key, drain), offset):
                 self.tables.drains[key] = drain.with_expected(pid).to_record()
-                log.info("drain of %s waits for producer %s too (its hello came before the "
-                         "draining route was committed)", key, pid)
+                log.info(
+                    "drain of %s waits for producer %s too (its hello came before the "
+                    "draining route was committed)",
+                    key,
+                    pid,
+                )
 
     def live_producers(self, now_ms: int | None = None) -> set[str]:
         return self.roll.live(now_ms or _now_ms())
@@ -502,11 +582,12 @@ class RouteWriter:
                 # Connected ahead (a tick): the first drain's roll call would pay for it.
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self._answers_offsets, OffsetSpec.latest())
-        for key in (pending if keys is None else [k for k in keys if k in pending]):
+        for key in pending if keys is None else [k for k in keys if k in pending]:
             drain = pending[key]
             await self.roll_calls.open(key, drain)
-            step = drains.progress(drain, now, live, ack_grace_ms=grace,
-                                   roll_call_done=await self.roll_calls.done(key, drain))
+            step = drains.progress(
+                drain, now, live, ack_grace_ms=grace, roll_call_done=await self.roll_calls.done(key, drain)
+            )
             if step.phase in (Phase.CONSUMERS, Phase.DONE) and drain.answered_ms is None:
                 drain = replace(drain, answered_ms=now)
                 self.tables.drains[key] = drain.to_record()
@@ -516,8 +597,11 @@ class RouteWriter:
             if step.phase is Phase.CONSUMERS:
                 self._wake_when_consumed(key, drain)
             if step.phase in (Phase.DONE, Phase.TIMED_OUT):
-                waited_for = (drains.describe_wait(drain, step, self._lag_groups)
-                              if step.phase is Phase.TIMED_OUT else ())
+                waited_for = (
+                    drains.describe_wait(drain, step, self._lag_groups)
+                    if step.phase is Phase.TIMED_OUT
+                    else ()
+                )
                 await self._finish(key, drain, step.phase, waited_for)
 
     def _consumer_progress(self, drain: Drain, now: int, live: set[str]) -> drains.Progress:
@@ -526,8 +610,14 @@ class RouteWriter:
         partitions = list(drain.from_partitions)
         committed = committed_offsets(self._admin, self._lag_groups, drain.topic, partitions)
         # Only called once the producers' phase is over, roll call included.
-        first = drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,
-                                roll_call_done=True, committed=committed)
+        first = drains.progress(
+            drain,
+            now,
+            live,
+            ack_grace_ms=self._settings.drain_ack_grace_ms,
+            roll_call_done=True,
+            committed=committed,
+        )
         if not first.needs_end_offsets:
             return first
         # Read once per drain: the end moves on with other tenants' records, and a target
@@ -536,8 +626,15 @@ class RouteWriter:
         if ends is None or ends[0] != drain.epoch:
             ends = (drain.epoch, end_offsets(self._admin, drain.topic, partitions))
             self._silent_targets[route_key(drain.topic, drain.tenant)] = ends
-        return drains.progress(drain, now, live, ack_grace_ms=self._settings.drain_ack_grace_ms,
-                               roll_call_done=True, committed=committed, end_offsets=ends[1])
+        return drains.progress(
+            drain,
+            now,
+            live,
+            ack_grace_ms=self._settings.drain_ack_grace_ms,
+            roll_call_done=True,
+            committed=committed,
+            end_offsets=ends[1],
+        )
 
     def _wake_when_consumed(self, key: str, drain: Drain) -> None:
         """Polls the groups' commits off the agent and sends a wake-up once they passed (ticks
@@ -550,11 +647,13 @@ class RouteWriter:
             try:
                 while True:
                     now = _now_ms()
-                    step = await asyncio.to_thread(self._consumer_progress, drain, now,
-                                                   self.live_producers(now))
+                    step = await asyncio.to_thread(
+                        self._consumer_progress, drain, now, self.live_producers(now)
+                    )
                     if step.phase is not Phase.CONSUMERS:
-                        await topic.send(key=key.encode("utf-8"), value=b"",
-                                         headers=[MessageKind.DRAIN_CHECK.header])
+                        await topic.send(
+                            key=key.encode("utf-8"), value=b"", headers=[MessageKind.DRAIN_CHECK.header]
+                        )
                         return
                     await asyncio.sleep(CONSUMER_POLL_S)
             except Exception:
@@ -564,42 +663,64 @@ class RouteWriter:
 
         self._wakers[key] = asyncio.ensure_future(wake())
 
-    async def _finish(self, key: str, drain: Drain, outcome: Phase,
-                      waiting_for: tuple[str, ...]) -> None:
+    async def _finish(self, key: str, drain: Drain, outcome: Phase, waiting_for: tuple[str, ...]) -> None:
         draining = self.tables.routes.get(key)
         draining = draining if isinstance(draining, Route) else None
-        decision = drains.finish(drain, draining, outcome, self._on_timeout, now_ms=_now_ms(),
-                                 worker_id=self.worker_id, waiting_for=waiting_for)
+        decision = drains.finish(
+            drain,
+            draining,
+            outcome,
+            self._on_timeout,
+            now_ms=_now_ms(),
+            worker_id=self.worker_id,
+            waiting_for=waiting_for,
+        )
         del self.tables.drains[key]
         self._silent_targets.pop(key, None)
         self.roll_calls.forget(key)
-        self.counters[{"drain-complete": "drains_completed", "drain-forced": "drains_forced",
-                       "drain-abort": "drains_aborted"}[decision.event.action]] += 1
+        self.counters[
+            {
+                "drain-complete": "drains_completed",
+                "drain-forced": "drains_forced",
+                "drain-abort": "drains_aborted",
+            }[decision.event.action]
+        ] += 1
         # Whoever holds the tenant releases it on this write, and reports what it held.
         holders = set(drain.acks) | (set(drain.expected) & self.live_producers())
         await self._write(decision, release_from=sorted(holders))
 
 
-
-
-def repair_event(removed: Route | None, restored: Route | None, subject: Route, worker_id: str,
-                 now_ms: int) -> ReassignmentEvent:
+def repair_event(
+    removed: Route | None, restored: Route | None, subject: Route, worker_id: str, now_ms: int
+) -> ReassignmentEvent:
     """The event of a repair, so the audit can tell the writer's repair records from the
     foreign record they answer: ``from_epoch`` is the removed foreign route's (a tombstone was
     written), None for a foreign tombstone; ``to_*`` is the writer's route written again."""
-    what = (f"a route the writer did not write ({list(removed.partitions)}, epoch "
-            f"{removed.epoch}) removed" if removed else "a tombstone the writer did not write")
+    what = (
+        f"a route the writer did not write ({list(removed.partitions)}, epoch {removed.epoch}) removed"
+        if removed
+        else "a tombstone the writer did not write"
+    )
     return ReassignmentEvent(
-        topic=subject.topic, tenant=subject.tenant, action=REPAIR, decided_at_ms=now_ms,
-        reason=what + (f"; route {list(restored.partitions)} (epoch {restored.epoch}) written "
-                       "again" if restored else "; default hashing"),
-        worker_id=worker_id, from_partitions=removed.partitions if removed else (),
+        topic=subject.topic,
+        tenant=subject.tenant,
+        action=REPAIR,
+        decided_at_ms=now_ms,
+        reason=what
+        + (
+            f"; route {list(restored.partitions)} (epoch {restored.epoch}) written again"
+            if restored
+            else "; default hashing"
+        ),
+        worker_id=worker_id,
+        from_partitions=removed.partitions if removed else (),
         from_epoch=removed.epoch if removed else None,
         to_partitions=restored.partitions if restored else (),
         to_epoch=restored.epoch if restored else None,
         mode=(restored or subject).mode.value,
         status=restored.status.value if restored else "",
-        reason_kind=WriterReasonKind.REPAIR.value)
+        reason_kind=WriterReasonKind.REPAIR.value,
+    )
 
 
 def _now_ms() -> int:

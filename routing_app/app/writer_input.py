@@ -37,8 +37,15 @@ class _Writer(Protocol):
 
 
 class WriterInput:
-    def __init__(self, app: _Writer, writer: RouteWriter, planning: PlanningLoop,
-                 cache: RouteCache, control_topic: faust.TopicT, answers_topic: str) -> None:
+    def __init__(
+        self,
+        app: _Writer,
+        writer: RouteWriter,
+        planning: PlanningLoop,
+        cache: RouteCache,
+        control_topic: faust.TopicT,
+        answers_topic: str,
+    ) -> None:
         self._app = app
         self._writer = writer
         self._planning = planning
@@ -49,20 +56,16 @@ class WriterInput:
         self._takeovers = 0
         self._checked_after = -1
         self._handlers: dict[MessageKind, Handler] = {
-            MessageKind.COMMAND: lambda _, value, offset: writer.handle_command_bytes(
-                value, offset),
-            MessageKind.WINDOW_SUMMARY: lambda _, value, offset: planning.on_summary(
-                value, offset),
-            MessageKind.EARLY_SUMMARY: lambda _, value, offset: planning.on_early_summary(
-                value, offset),
+            MessageKind.COMMAND: lambda _, value, offset: writer.handle_command_bytes(value, offset),
+            MessageKind.WINDOW_SUMMARY: lambda _, value, offset: planning.on_summary(value, offset),
+            MessageKind.EARLY_SUMMARY: lambda _, value, offset: planning.on_early_summary(value, offset),
             MessageKind.TICK: self._on_tick,
             MessageKind.DRAIN_CHECK: lambda key, *_: writer.check_drains([key] if key else None),
             MessageKind.ROUTE_CHECK: self._on_route_check,
             MessageKind.ROUTE_REASSERT: self._on_reassert,
             MessageKind.PRODUCER_HELLO: self._on_producer_hello,
             MessageKind.DRAIN_ACK: lambda _, value, offset: writer.handle_drain_ack(value, offset),
-            MessageKind.DRAIN_RELEASED: lambda _, value, offset: writer.handle_release(
-                value, offset),
+            MessageKind.DRAIN_RELEASED: lambda _, value, offset: writer.handle_release(value, offset),
             MessageKind.PRODUCER_CLOSED: self._on_producer_closed,
         }
         cache.add_poison_listener(self._reassert_route)
@@ -94,19 +97,23 @@ class WriterInput:
             handler = self._handlers[kind]
             await self._guarded(kind, message, lambda: handler(key, event.value, message.offset))
         if completed:
-            await self._guarded(MessageKind.DRAIN_CHECK, message,
-                                lambda: self._writer.check_drains(completed))
+            await self._guarded(
+                MessageKind.DRAIN_CHECK, message, lambda: self._writer.check_drains(completed)
+            )
 
-    async def _guarded(self, kind: MessageKind, message: Any,
-                       work: Callable[[], Awaitable[None]]) -> None:
+    async def _guarded(self, kind: MessageKind, message: Any, work: Callable[[], Awaitable[None]]) -> None:
         try:
             await work()
         except Exception:
             # An exception escaping an agent stops it for good: the writer would be gone until
             # a restart. One record that breaks a handler is logged, counted and passed.
             self._writer.counters["handler_errors"] += 1
-            log.exception("%s offset %d: handling a %s record failed; skipped", message.topic,
-                          message.offset, kind.name.lower())
+            log.exception(
+                "%s offset %d: handling a %s record failed; skipped",
+                message.topic,
+                message.offset,
+                kind.name.lower(),
+            )
 
     # -- handlers -------------------------------------------------------------------------------
     async def _on_tick(self, *_: object) -> None:
@@ -134,9 +141,10 @@ class WriterInput:
 
     # -- the route cache's alarms (its thread) ---------------------------------------------------
     def _send(self, key: str, kind: MessageKind) -> None:
-        asyncio.run_coroutine_threadsafe(self._control.send(
-            key=key.encode("utf-8", "surrogateescape"), value=b"", headers=[kind.header]),
-            self._app.loop)
+        asyncio.run_coroutine_threadsafe(
+            self._control.send(key=key.encode("utf-8", "surrogateescape"), value=b"", headers=[kind.header]),
+            self._app.loop,
+        )
 
     def _reassert_route(self, topic: str, tenant: str, kept: Route, reason: str) -> None:
         """Poison under a live route's key: the writer writes the route again, so that
@@ -147,8 +155,12 @@ class WriterInput:
     def _draining_read(self, topic: str, tenant: str, route: Route | None) -> None:
         """A draining route the cache has read is committed: its drain's roll call may open
         (see control.drain), on the agent, now rather than on the next tick."""
-        if (route is None or route.status is not RouteStatus.DRAINING or not self._cache.ready
-                or not self._app.is_writer()):
+        if (
+            route is None
+            or route.status is not RouteStatus.DRAINING
+            or not self._cache.ready
+            or not self._app.is_writer()
+        ):
             return
         self._send(route_key(topic, tenant), MessageKind.DRAIN_CHECK)
 
@@ -160,5 +172,6 @@ class WriterInput:
             return
         key = route_key(topic, tenant)
         if self._writer.foreign_epoch(key, route) or (
-                route is None and self._writer.current(topic, tenant) is not None):
+            route is None and self._writer.current(topic, tenant) is not None
+        ):
             self._send(key, MessageKind.ROUTE_CHECK)

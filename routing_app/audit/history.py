@@ -163,15 +163,28 @@ class Step:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "key": self.key, "topic": self.topic, "tenant": self.tenant, "at_ms": self.at_ms,
-            "action": self.action, "reason": self.reason, "status": self.status, "mode": self.mode,
-            "from_partitions": list(self.from_partitions), "to_partitions": list(self.to_partitions),
-            "from_epoch": self.from_epoch, "to_epoch": self.to_epoch,
+            "key": self.key,
+            "topic": self.topic,
+            "tenant": self.tenant,
+            "at_ms": self.at_ms,
+            "action": self.action,
+            "reason": self.reason,
+            "status": self.status,
+            "mode": self.mode,
+            "from_partitions": list(self.from_partitions),
+            "to_partitions": list(self.to_partitions),
+            "from_epoch": self.from_epoch,
+            "to_epoch": self.to_epoch,
             "changes_route": self.changes_route,
             "placement": None if self.placement is None else list(self.placement),
-            "epoch": self.epoch, "pause_ms": self.pause_ms, "observed": dict(self.observed),
-            "worker_id": self.worker_id, "command_id": self.command_id, "event_id": self.event_id,
-            "event_offset": self.event_offset, "route_offset": self.route_offset,
+            "epoch": self.epoch,
+            "pause_ms": self.pause_ms,
+            "observed": dict(self.observed),
+            "worker_id": self.worker_id,
+            "command_id": self.command_id,
+            "event_id": self.event_id,
+            "event_offset": self.event_offset,
+            "route_offset": self.route_offset,
         }
 
 
@@ -196,11 +209,18 @@ class Placement:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "key": self.key, "topic": self.topic, "tenant": self.tenant,
+            "key": self.key,
+            "topic": self.topic,
+            "tenant": self.tenant,
             "partitions": None if self.partitions is None else list(self.partitions),
-            "hashed": self.partitions is None, "epoch": self.epoch, "status": self.status,
-            "mode": self.mode, "since_ms": self.since_ms, "action": self.action,
-            "reason": self.reason, "event_offset": self.event_offset,
+            "hashed": self.partitions is None,
+            "epoch": self.epoch,
+            "status": self.status,
+            "mode": self.mode,
+            "since_ms": self.since_ms,
+            "action": self.action,
+            "reason": self.reason,
+            "event_offset": self.event_offset,
         }
 
 
@@ -224,9 +244,14 @@ class Discrepancy:
     route_offset: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "expected": self.expected,
-                "found": self.found, "event_offset": self.event_offset,
-                "route_offset": self.route_offset}
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "expected": self.expected,
+            "found": self.found,
+            "event_offset": self.event_offset,
+            "route_offset": self.route_offset,
+        }
 
 
 @dataclass(frozen=True)
@@ -247,10 +272,15 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "keys": self.keys, "events": self.events,
-            "route_changes": self.route_changes, "route_records": self.route_records,
-            "linked_records": self.linked_records, "compacted": self.compacted,
-            "duplicate_events": self.duplicate_events, "duplicate_records": self.duplicate_records,
+            "ok": self.ok,
+            "keys": self.keys,
+            "events": self.events,
+            "route_changes": self.route_changes,
+            "route_records": self.route_records,
+            "linked_records": self.linked_records,
+            "compacted": self.compacted,
+            "duplicate_events": self.duplicate_events,
+            "duplicate_records": self.duplicate_records,
             "discrepancies": [d.to_json() for d in self.discrepancies],
         }
 
@@ -289,15 +319,13 @@ def _same_change(r: RouteRecord, e: EventRecord) -> bool:
     """Does record ``r`` look like the write of event ``e`` (same epoch and status)?"""
     if r.route is None:
         return e.tombstone
-    return (not e.tombstone and e.event.to_epoch == r.route.epoch
-            and _status(e) == r.route.status.value)
+    return not e.tombstone and e.event.to_epoch == r.route.epoch and _status(e) == r.route.status.value
 
 
 def describe_route(route: Route | None) -> str:
     if route is None:
         return "default hashing (tombstone)"
-    return (f"{list(route.partitions)} epoch {route.epoch} {route.status.value} "
-            f"{route.mode.value}")
+    return f"{list(route.partitions)} epoch {route.epoch} {route.status.value} {route.mode.value}"
 
 
 def describe_event_state(e: EventRecord | None) -> str:
@@ -305,8 +333,7 @@ def describe_event_state(e: EventRecord | None) -> str:
         return "no route change (default hashing)"
     if e.tombstone:
         return "default hashing (tombstone)"
-    return (f"{list(e.event.to_partitions)} epoch {e.event.to_epoch} {_status(e)} "
-            f"{e.event.mode}".rstrip())
+    return f"{list(e.event.to_partitions)} epoch {e.event.to_epoch} {_status(e)} {e.event.mode}".rstrip()
 
 
 def _content_differs(r: RouteRecord, e: EventRecord) -> bool:
@@ -335,8 +362,14 @@ class _Alignment:
     foreign: set[tuple[int, int]] = field(default_factory=set)
 
 
-def _align_key(key: str, records: Sequence[RouteRecord], events: Sequence[EventRecord],
-               log: RoutesLog, out: _Alignment, repairs: Sequence[EventRecord] = ()) -> None:
+def _align_key(
+    key: str,
+    records: Sequence[RouteRecord],
+    events: Sequence[EventRecord],
+    log: RoutesLog,
+    out: _Alignment,
+    repairs: Sequence[EventRecord] = (),
+) -> None:
     """Pairs each route record of ``key`` with the event that wrote it, in order.
 
     An event whose record is absent is fine only where the routes topic has a hole (compaction
@@ -359,37 +392,53 @@ def _align_key(key: str, records: Sequence[RouteRecord], events: Sequence[EventR
             after = -1 if prev_offset is None else prev_offset
             hole = any(not log.complete_between(p, after, before) for p in partitions)
             if not (removable and hole):
-                out.discrepancies.append(Discrepancy(
-                    key, EVENT_WITHOUT_ROUTE, f"route record {describe_event_state(e)}",
-                    "no such record on the routes topic", event_offset=e.offset))
+                out.discrepancies.append(
+                    Discrepancy(
+                        key,
+                        EVENT_WITHOUT_ROUTE,
+                        f"route record {describe_event_state(e)}",
+                        "no such record on the routes topic",
+                        event_offset=e.offset,
+                    )
+                )
 
     for r in records:
         before, last_seen = last_seen, r
-        if r.route is not None and any(p is not None and r.route == p.route
-                                       for p in (prev_record, before)):
+        if r.route is not None and any(p is not None and r.route == p.route for p in (prev_record, before)):
             # The same value written twice: a producer retry, a reassertion, a repair.
             out.duplicate_records += 1
             prev_offset = r.offset
             continue
-        match = next((j for j in range(next_event, len(events)) if _same_change(r, events[j])),
-                     None)
+        match = next((j for j in range(next_event, len(events)) if _same_change(r, events[j])), None)
         if match is None and r.route is None and removals:
             out.linked[(removals[0].partition, removals[0].offset)] = r
             removals.pop(0)
             continue
         if match is None:
             out.foreign.add((r.partition, r.offset))
-            out.discrepancies.append(Discrepancy(
-                key, ROUTE_WITHOUT_EVENT, "an event for every route record",
-                f"{describe_route(r.route)} with no event{_repaired_by(r, repairs)}",
-                route_offset=r.offset))
+            out.discrepancies.append(
+                Discrepancy(
+                    key,
+                    ROUTE_WITHOUT_EVENT,
+                    "an event for every route record",
+                    f"{describe_route(r.route)} with no event{_repaired_by(r, repairs)}",
+                    route_offset=r.offset,
+                )
+            )
             continue
         check_skipped(events[next_event:match], r.offset, is_tail=False)
         e = events[match]
         if _content_differs(r, e):
-            out.discrepancies.append(Discrepancy(
-                key, RECORD_MISMATCH, describe_event_state(e), describe_route(r.route),
-                event_offset=e.offset, route_offset=r.offset))
+            out.discrepancies.append(
+                Discrepancy(
+                    key,
+                    RECORD_MISMATCH,
+                    describe_event_state(e),
+                    describe_route(r.route),
+                    event_offset=e.offset,
+                    route_offset=r.offset,
+                )
+            )
         out.linked[(e.partition, e.offset)] = r
         next_event = match + 1
         prev_offset = r.offset
@@ -417,20 +466,26 @@ def _align(log: RoutesLog, events: Sequence[EventRecord]) -> _Alignment:
 
 
 # -- timelines -----------------------------------------------------------------------------------
-def timeline(events: Sequence[EventRecord], log: RoutesLog | None = None, *,
-             topic: str | None = None, tenant: str | None = None, since_ms: int | None = None,
-             until_ms: int | None = None) -> list[Step]:
+def timeline(
+    events: Sequence[EventRecord],
+    log: RoutesLog | None = None,
+    *,
+    topic: str | None = None,
+    tenant: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+) -> list[Step]:
     """Every event in topic order, each with the placement after it and the route record it wrote
     (when ``log`` is given and the record is still there). Filters apply after the fold, so a
     step's placement accounts for everything before it."""
     kept, _ = _dedup(events)
     linked: dict[tuple[int, int], RouteRecord] = {}
     if log is not None:
+
         def wanted_key(t: str, n: str) -> bool:
             return topic in (None, t) and tenant in (None, n)
 
-        mine = RoutesLog([r for r in log.records if wanted_key(r.topic, r.tenant)], log.offsets,
-                         log.bounds)
+        mine = RoutesLog([r for r in log.records if wanted_key(r.topic, r.tenant)], log.offsets, log.bounds)
         linked = _align(mine, [e for e in kept if wanted_key(e.event.topic, e.event.tenant)]).linked
     placement: dict[str, tuple[Partitions | None, int | None]] = {}
     steps: list[Step] = []
@@ -444,28 +499,55 @@ def timeline(events: Sequence[EventRecord], log: RoutesLog | None = None, *,
             continue
         route = linked.get((rec.partition, rec.offset))
         pause = e.observed.get(PAUSE_KEY)
-        steps.append(Step(
-            key=key, topic=e.topic, tenant=e.tenant, at_ms=e.decided_at_ms, action=e.action,
-            reason=e.reason, status=e.status, mode=e.mode,
-            from_partitions=tuple(e.from_partitions), to_partitions=tuple(e.to_partitions),
-            from_epoch=e.from_epoch, to_epoch=e.to_epoch, changes_route=rec.changes_route,
-            placement=where, epoch=epoch, pause_ms=None if pause is None else float(pause),
-            observed=dict(e.observed), worker_id=e.worker_id, command_id=e.command_id,
-            event_id=e.event_id, event_offset=rec.offset,
-            route_offset=None if route is None else route.offset))
+        steps.append(
+            Step(
+                key=key,
+                topic=e.topic,
+                tenant=e.tenant,
+                at_ms=e.decided_at_ms,
+                action=e.action,
+                reason=e.reason,
+                status=e.status,
+                mode=e.mode,
+                from_partitions=tuple(e.from_partitions),
+                to_partitions=tuple(e.to_partitions),
+                from_epoch=e.from_epoch,
+                to_epoch=e.to_epoch,
+                changes_route=rec.changes_route,
+                placement=where,
+                epoch=epoch,
+                pause_ms=None if pause is None else float(pause),
+                observed=dict(e.observed),
+                worker_id=e.worker_id,
+                command_id=e.command_id,
+                event_id=e.event_id,
+                event_offset=rec.offset,
+                route_offset=None if route is None else route.offset,
+            )
+        )
     return steps
 
 
-def _wanted(topic: str, tenant: str, at_ms: int, want_topic: str | None, want_tenant: str | None,
-            since_ms: int | None, until_ms: int | None) -> bool:
-    return ((want_topic is None or topic == want_topic)
-            and (want_tenant is None or tenant == want_tenant)
-            and (since_ms is None or at_ms >= since_ms)
-            and (until_ms is None or at_ms <= until_ms))
+def _wanted(
+    topic: str,
+    tenant: str,
+    at_ms: int,
+    want_topic: str | None,
+    want_tenant: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+) -> bool:
+    return (
+        (want_topic is None or topic == want_topic)
+        and (want_tenant is None or tenant == want_tenant)
+        and (since_ms is None or at_ms >= since_ms)
+        and (until_ms is None or at_ms <= until_ms)
+    )
 
 
-def table_at(events: Sequence[EventRecord], t_ms: int, *, include_hashed: bool = False
-             ) -> dict[str, Placement]:
+def table_at(
+    events: Sequence[EventRecord], t_ms: int, *, include_hashed: bool = False
+) -> dict[str, Placement]:
     """The routing table as the events say it was at ``t_ms`` (decisions made up to then), by
     route key. With ``include_hashed``, tenants a tombstone had sent back to default hashing are
     kept, with ``partitions`` None and the tombstone's reason."""
@@ -476,18 +558,26 @@ def table_at(events: Sequence[EventRecord], t_ms: int, *, include_hashed: bool =
         if not rec.changes_route or e.decided_at_ms > t_ms:
             continue
         table[rec.key] = Placement(
-            topic=e.topic, tenant=e.tenant,
-            partitions=None if rec.tombstone else tuple(e.to_partitions), epoch=e.to_epoch,
-            status="" if rec.tombstone else _status(rec), mode=e.mode, since_ms=e.decided_at_ms,
-            action=e.action, reason=e.reason, event_offset=rec.offset)
+            topic=e.topic,
+            tenant=e.tenant,
+            partitions=None if rec.tombstone else tuple(e.to_partitions),
+            epoch=e.to_epoch,
+            status="" if rec.tombstone else _status(rec),
+            mode=e.mode,
+            since_ms=e.decided_at_ms,
+            action=e.action,
+            reason=e.reason,
+            event_offset=rec.offset,
+        )
     if include_hashed:
         return table
     return {k: p for k, p in table.items() if p.partitions is not None}
 
 
 # -- verify --------------------------------------------------------------------------------------
-def verify(log: RoutesLog, events: Sequence[EventRecord],
-           undecodable: Sequence[Undecodable] = ()) -> VerifyReport:
+def verify(
+    log: RoutesLog, events: Sequence[EventRecord], undecodable: Sequence[Undecodable] = ()
+) -> VerifyReport:
     """Every discrepancy between the routes topic and the events topic.
 
     - each route record still on the routes topic was written by an event (same key, epoch and
@@ -509,8 +599,9 @@ def verify(log: RoutesLog, events: Sequence[EventRecord],
     for key, key_events in changes.items():
         found.extend(_event_epochs(key, key_events))
     for key, key_records in records.items():
-        found.extend(_record_epochs(
-            key, [r for r in key_records if (r.partition, r.offset) not in alignment.foreign]))
+        found.extend(
+            _record_epochs(key, [r for r in key_records if (r.partition, r.offset) not in alignment.foreign])
+        )
 
     for key in sorted(set(changes) | set(records)):
         expected = changes[key][-1] if key in changes else None
@@ -519,38 +610,72 @@ def verify(log: RoutesLog, events: Sequence[EventRecord],
         found_route = None if last is None else last.route
         if expected_route is None and found_route is None:
             continue
-        if (expected_route is not None and found_route is not None
-                and _final_matches(expected_route, found_route)):
+        if (
+            expected_route is not None
+            and found_route is not None
+            and _final_matches(expected_route, found_route)
+        ):
             continue
-        found.append(Discrepancy(
-            key, FINAL_STATE, f"replay of events: {describe_event_state(expected)}",
-            f"routes topic: {describe_route(found_route)}" if last is not None
-            else "routes topic: no record (default hashing)",
-            event_offset=None if expected is None else expected.offset,
-            route_offset=None if last is None else last.offset))
+        found.append(
+            Discrepancy(
+                key,
+                FINAL_STATE,
+                f"replay of events: {describe_event_state(expected)}",
+                f"routes topic: {describe_route(found_route)}"
+                if last is not None
+                else "routes topic: no record (default hashing)",
+                event_offset=None if expected is None else expected.offset,
+                route_offset=None if last is None else last.offset,
+            )
+        )
 
     for bad in undecodable:
-        found.append(Discrepancy(
-            bad.key or "?", UNDECODABLE, f"a readable record on {bad.topic}", bad.error,
-            event_offset=bad.offset if bad.source == EVENTS else None,
-            route_offset=bad.offset if bad.source == ROUTES else None))
+        found.append(
+            Discrepancy(
+                bad.key or "?",
+                UNDECODABLE,
+                f"a readable record on {bad.topic}",
+                bad.error,
+                event_offset=bad.offset if bad.source == EVENTS else None,
+                route_offset=bad.offset if bad.source == ROUTES else None,
+            )
+        )
 
-    order = {kind: i for i, kind in enumerate((
-        UNDECODABLE, ROUTE_WITHOUT_EVENT, EVENT_WITHOUT_ROUTE, RECORD_MISMATCH, EPOCH_REGRESSION,
-        EPOCH_CHAIN, FINAL_STATE))}
-    found.sort(key=lambda d: (d.key, order.get(d.kind, 99), d.route_offset or -1,
-                              d.event_offset or -1))
+    order = {
+        kind: i
+        for i, kind in enumerate(
+            (
+                UNDECODABLE,
+                ROUTE_WITHOUT_EVENT,
+                EVENT_WITHOUT_ROUTE,
+                RECORD_MISMATCH,
+                EPOCH_REGRESSION,
+                EPOCH_CHAIN,
+                FINAL_STATE,
+            )
+        )
+    }
+    found.sort(key=lambda d: (d.key, order.get(d.kind, 99), d.route_offset or -1, d.event_offset or -1))
     return VerifyReport(
-        discrepancies=found, keys=len(set(changes) | set(records)), events=len(kept),
-        route_changes=sum(len(v) for v in changes.values()), route_records=len(log.records),
-        linked_records=len(alignment.linked), compacted=log.compacted,
-        duplicate_events=duplicate_events, duplicate_records=alignment.duplicate_records)
+        discrepancies=found,
+        keys=len(set(changes) | set(records)),
+        events=len(kept),
+        route_changes=sum(len(v) for v in changes.values()),
+        route_records=len(log.records),
+        linked_records=len(alignment.linked),
+        compacted=log.compacted,
+        duplicate_events=duplicate_events,
+        duplicate_records=alignment.duplicate_records,
+    )
 
 
 def _final_matches(e: EventRecord, route: Route) -> bool:
-    return (e.event.to_epoch == route.epoch and tuple(e.event.to_partitions) == route.partitions
-            and _status(e) == route.status.value
-            and (not e.event.mode or e.event.mode == route.mode.value))
+    return (
+        e.event.to_epoch == route.epoch
+        and tuple(e.event.to_partitions) == route.partitions
+        and _status(e) == route.status.value
+        and (not e.event.mode or e.event.mode == route.mode.value)
+    )
 
 
 def _event_epochs(key: str, events: Sequence[EventRecord]) -> list[Discrepancy]:
@@ -563,17 +688,27 @@ def _event_epochs(key: str, events: Sequence[EventRecord]) -> list[Discrepancy]:
             prev_epoch = prev.event.to_epoch
             assert prev_epoch is not None
             if not _epoch_allowed(prev_epoch, prev.draining, epoch, e.draining):
-                found.append(Discrepancy(
-                    key, EPOCH_REGRESSION,
-                    f"epoch above {prev_epoch}" + (" (or equal: completes a drain)"
-                                                   if prev.draining else ""),
-                    f"event {e.event.action} with epoch {epoch}", event_offset=e.offset))
+                found.append(
+                    Discrepancy(
+                        key,
+                        EPOCH_REGRESSION,
+                        f"epoch above {prev_epoch}"
+                        + (" (or equal: completes a drain)" if prev.draining else ""),
+                        f"event {e.event.action} with epoch {epoch}",
+                        event_offset=e.offset,
+                    )
+                )
             chained = None if prev.tombstone else prev_epoch
             if e.event.from_epoch != chained:
-                found.append(Discrepancy(
-                    key, EPOCH_CHAIN, f"from_epoch {chained} (where the previous event left it)",
-                    f"event {e.event.action} with from_epoch {e.event.from_epoch}",
-                    event_offset=e.offset))
+                found.append(
+                    Discrepancy(
+                        key,
+                        EPOCH_CHAIN,
+                        f"from_epoch {chained} (where the previous event left it)",
+                        f"event {e.event.action} with from_epoch {e.event.from_epoch}",
+                        event_offset=e.offset,
+                    )
+                )
         prev = e
     return found
 
@@ -588,11 +723,18 @@ def _record_epochs(key: str, records: Sequence[RouteRecord]) -> list[Discrepancy
             continue
         if prev is not None and r.route != prev:
             draining = prev.status is RouteStatus.DRAINING and not tombstone_since
-            if not _epoch_allowed(prev.epoch, draining, r.route.epoch,
-                                  r.route.status is RouteStatus.DRAINING):
-                found.append(Discrepancy(
-                    key, EPOCH_REGRESSION, f"route epoch above {prev.epoch}",
-                    f"route record with epoch {r.route.epoch}", route_offset=r.offset))
+            if not _epoch_allowed(
+                prev.epoch, draining, r.route.epoch, r.route.status is RouteStatus.DRAINING
+            ):
+                found.append(
+                    Discrepancy(
+                        key,
+                        EPOCH_REGRESSION,
+                        f"route epoch above {prev.epoch}",
+                        f"route record with epoch {r.route.epoch}",
+                        route_offset=r.offset,
+                    )
+                )
         prev = r.route
         tombstone_since = False
     return found

@@ -61,8 +61,13 @@ class _Partition:
         return self.position >= self.high
 
 
-def read_history(settings: Settings, *, console: Console | None = None, progress: bool | None = None,
-                 stall_timeout_s: float = 30.0) -> AuditInput:
+def read_history(
+    settings: Settings,
+    *,
+    console: Console | None = None,
+    progress: bool | None = None,
+    stall_timeout_s: float = 30.0,
+) -> AuditInput:
     """Everything still on the routes topic and the events topic, decoded.
 
     ``progress`` None: show a progress bar when ``console`` is a terminal. Raises AuditReadError
@@ -72,26 +77,39 @@ def read_history(settings: Settings, *, console: Console | None = None, progress
     registry = registry_client(settings.registry_config())
     route_codec = RouteCodec(registry, settings.routes_topic)
     event_codec = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
-    consumer = Consumer(client_settings(settings.kafka, **{
-        "group.id": reader_group(AUDIT_GROUP_PREFIX),
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 50,
-    }))
+    consumer = Consumer(
+        client_settings(
+            settings.kafka,
+            **{
+                "group.id": reader_group(AUDIT_GROUP_PREFIX),
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 50,
+            },
+        )
+    )
     try:
         parts = _partitions(consumer, settings)
         routes: list[RouteRecord] = []
         events: list[EventRecord] = []
         undecodable: list[Undecodable] = []
         show = err.is_terminal if progress is None else progress
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=False, disable=not show) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+            disable=not show,
+        ) as bar:
             tasks = {}
             for source, topic in ((ROUTES, settings.routes_topic), (EVENTS, settings.events_topic)):
                 total = sum(p.high - p.low for p in parts.values() if p.topic == topic)
-                tasks[topic] = bar.add_task(f"{source} ({topic})", total=max(total, 1),
-                                            completed=0 if total else 1)
+                tasks[topic] = bar.add_task(
+                    f"{source} ({topic})", total=max(total, 1), completed=0 if total else 1
+                )
             pending = [p for p in parts.values() if not p.done]
             if pending:
                 consumer.assign([TopicPartition(p.topic, p.partition, p.low) for p in pending])
@@ -101,21 +119,26 @@ def read_history(settings: Settings, *, console: Console | None = None, progress
                 if messages:
                     last_progress = time.monotonic()
                 elif time.monotonic() - last_progress > stall_timeout_s:
-                    behind = [f"{p.topic}[{p.partition}] at {p.position} of {p.high}"
-                              for p in parts.values() if not p.done]
+                    behind = [
+                        f"{p.topic}[{p.partition}] at {p.position} of {p.high}"
+                        for p in parts.values()
+                        if not p.done
+                    ]
                     raise AuditReadError(f"no records for {stall_timeout_s:g}s: {', '.join(behind)}")
                 for message in messages:
                     _take(message, parts, route_codec, event_codec, routes, events, undecodable)
                 for topic, task in tasks.items():
-                    done = sum(min(p.position, p.high) - p.low for p in parts.values()
-                               if p.topic == topic)
+                    done = sum(min(p.position, p.high) - p.low for p in parts.values() if p.topic == topic)
                     if any(p.topic == topic for p in parts.values()):
                         bar.update(task, completed=done)
     finally:
         consumer.close()
     route_parts = [p for p in parts.values() if p.source == ROUTES]
-    log = RoutesLog(routes, {p.partition: p.offsets for p in route_parts},
-                    {p.partition: (p.low, p.high) for p in route_parts})
+    log = RoutesLog(
+        routes,
+        {p.partition: p.offsets for p in route_parts},
+        {p.partition: (p.low, p.high) for p in route_parts},
+    )
     return AuditInput(log, events, undecodable)
 
 
@@ -123,23 +146,30 @@ def _partitions(consumer: Consumer, settings: Settings) -> dict[tuple[str, int],
     try:
         metadata = consumer.list_topics(timeout=10)
     except KafkaException as exc:
-        raise KafkaUnreachable(
-            f"cannot reach Kafka at {settings.bootstrap} ({exc.args[0].str()})") from exc
+        raise KafkaUnreachable(f"cannot reach Kafka at {settings.bootstrap} ({exc.args[0].str()})") from exc
     found: dict[tuple[str, int], _Partition] = {}
     for source, topic in ((ROUTES, settings.routes_topic), (EVENTS, settings.events_topic)):
         meta = metadata.topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
-            raise AuditReadError(f"topic {topic!r} does not exist on {settings.bootstrap} "
-                                 f"(routing-app topics ensure creates it)")
+            raise AuditReadError(
+                f"topic {topic!r} does not exist on {settings.bootstrap} "
+                f"(routing-app topics ensure creates it)"
+            )
         for partition in sorted(meta.partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             found[(topic, partition)] = _Partition(source, topic, partition, low, high, position=low)
     return found
 
 
-def _take(message: Message, parts: dict[tuple[str, int], _Partition], route_codec: RouteCodec,
-          event_codec: AvroCodec, routes: list[RouteRecord], events: list[EventRecord],
-          undecodable: list[Undecodable]) -> None:
+def _take(
+    message: Message,
+    parts: dict[tuple[str, int], _Partition],
+    route_codec: RouteCodec,
+    event_codec: AvroCodec,
+    routes: list[RouteRecord],
+    events: list[EventRecord],
+    undecodable: list[Undecodable],
+) -> None:
     topic, partition = message.topic(), message.partition()
     part = parts.get((topic or "", partition if partition is not None else -1))
     if part is None:
@@ -170,5 +200,6 @@ def _take(message: Message, parts: dict[tuple[str, int], _Partition], route_code
             events.append(EventRecord(offset, timestamp, event, part.partition))
     except (DecodeError, KeyError, ValueError, TypeError) as exc:
         text = None if key is None else key.decode("utf-8", "replace")
-        undecodable.append(Undecodable(part.source, part.topic, part.partition, offset, text,
-                                       f"{type(exc).__name__}: {exc}"))
+        undecodable.append(
+            Undecodable(part.source, part.topic, part.partition, offset, text, f"{type(exc).__name__}: {exc}")
+        )

@@ -12,8 +12,9 @@ _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "
 # Epoch milliseconds below this (March 1973) are almost surely epoch seconds typed by mistake.
 _MIN_EPOCH_MS = 100_000_000_000
 
-TIME_FORMATS = ("ISO-8601 (local time if no zone), HH:MM[:SS] (today), epoch ms, -15m/-2h/-1d "
-                "(or '15m ago'), now")
+TIME_FORMATS = (
+    "ISO-8601 (local time if no zone), HH:MM[:SS] (today), epoch ms, -15m/-2h/-1d (or '15m ago'), now"
+)
 
 
 def parse_time(text: str, now: datetime | None = None) -> int:
@@ -44,7 +45,8 @@ def parse_time(text: str, now: datetime | None = None) -> int:
         if hour > 23 or minute > 59 or second > 59:
             raise ValueError(f"{raw!r} is not a time of day (HH:MM[:SS], 00:00-23:59)")
         naive = datetime.combine(now.date(), datetime.min.time()).replace(
-            hour=hour, minute=minute, second=second, microsecond=micro)
+            hour=hour, minute=minute, second=second, microsecond=micro
+        )
         return _ms(naive.astimezone())
     try:
         parsed = datetime.fromisoformat(raw.replace("z", "Z"))
@@ -59,7 +61,7 @@ def is_relative(text: str) -> bool:
 
 
 def as_ago(text: str) -> str:
-    """"-15m" -> "15m ago": the same time, in a form no option parser mistakes for an option."""
+    """ "-15m" -> "15m ago": the same time, in a form no option parser mistakes for an option."""
     match = _RELATIVE.match(text.strip())
     return f"{match.group(1)}{match.group(2)} ago" if match else text
 

@@ -60,8 +60,7 @@ class Scratch:
 
     def topic(self, kind: str, partitions: int, config: dict[str, str] | None = None) -> str:
         name = f"bench.{kind}.{self.suffix}"
-        create_topic(self.settings.kafka, name, partitions, config,
-                     self.settings.replication_factor)
+        create_topic(self.settings.kafka, name, partitions, config, self.settings.replication_factor)
         self._topics.append(name)
         self._reporter.note(f"created topic {name} ({partitions} partition(s))")
         return name
@@ -76,8 +75,9 @@ class Scratch:
     def __enter__(self) -> Scratch:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -134,23 +134,33 @@ class RouteValues:
 
     def _template(self, template: Route) -> tuple[bytes, bytes]:
         # Route is not hashable (its attributes are a mapping proxy): key by the fields.
-        key = (template.topic, template.partitions, template.epoch, template.mode,
-               template.status, template.reason, template.updated_at_ms,
-               template.previous_partitions, template.decided_by,
-               tuple(sorted(template.attributes.items())))
+        key = (
+            template.topic,
+            template.partitions,
+            template.epoch,
+            template.mode,
+            template.status,
+            template.reason,
+            template.updated_at_ms,
+            template.previous_partitions,
+            template.decided_by,
+            tuple(sorted(template.attributes.items())),
+        )
         parts = self._parts.get(key)
         if parts is None:
             encoded = self._codec.encode(template)
-            prefix_len = 5 + len(_avro_long(len(template.topic.encode("utf-8")))) + len(
-                template.topic.encode("utf-8"))
+            prefix_len = (
+                5 + len(_avro_long(len(template.topic.encode("utf-8")))) + len(template.topic.encode("utf-8"))
+            )
             if encoded[prefix_len] != 0:  # the empty tenant: a zero length
                 raise AssertionError("route schema no longer starts with topic, tenant")
-            parts = (encoded[:prefix_len], encoded[prefix_len + 1:])
+            parts = (encoded[:prefix_len], encoded[prefix_len + 1 :])
             self._parts[key] = parts
             for sample in ("t", "tenant-ü/x", "x" * 300):
                 route = replace(template, tenant=sample)
-                got = self._codec.decode(RouteCodec.encode_key(route.topic, sample),
-                                         self._splice(parts, sample))[2]
+                got = self._codec.decode(
+                    RouteCodec.encode_key(route.topic, sample), self._splice(parts, sample)
+                )[2]
                 if got != route or self._codec.encode(route) != self._splice(parts, sample):
                     raise AssertionError(f"spliced route value differs for {route}")
         return parts
@@ -168,8 +178,14 @@ class RouteValues:
         return RouteCodec.encode_key(route.topic, route.tenant), self.encode(route)
 
 
-def produce_all(settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes]],
-                total: int, reporter: Reporter, description: str) -> None:
+def produce_all(
+    settings: Settings,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    total: int,
+    reporter: Reporter,
+    description: str,
+) -> None:
     """Writes (key, value) records with a batching producer; raises if one is not acknowledged."""
     failures: list[KafkaError] = []
 
@@ -177,9 +193,17 @@ def produce_all(settings: Settings, topic: str, records: Iterable[tuple[bytes, b
         if err is not None:
             failures.append(err)
 
-    producer = Producer(client_settings(settings.kafka, **{
-        "acks": "all", "linger.ms": 50, "batch.size": 1_000_000,
-        "queue.buffering.max.messages": 500_000}))
+    producer = Producer(
+        client_settings(
+            settings.kafka,
+            **{
+                "acks": "all",
+                "linger.ms": 50,
+                "batch.size": 1_000_000,
+                "queue.buffering.max.messages": 500_000,
+            },
+        )
+    )
     step = max(1, min(10_000, total // 100))
     with reporter.progress(description, total) as advance:
         done = 0
@@ -197,15 +221,22 @@ def produce_all(settings: Settings, topic: str, records: Iterable[tuple[bytes, b
         left = producer.flush(120)
         advance(done % step)
     if left or failures:
-        raise RuntimeError(f"{left} route records not acknowledged, {len(failures)} failed"
-                           f"{': ' + str(failures[0]) if failures else ''}")
+        raise RuntimeError(
+            f"{left} route records not acknowledged, {len(failures)} failed"
+            f"{': ' + str(failures[0]) if failures else ''}"
+        )
 
 
-def write_routes(settings: Settings, routes_topic: str, routes: Iterable[Route], total: int,
-                 reporter: Reporter, description: str = "writing routes") -> None:
+def write_routes(
+    settings: Settings,
+    routes_topic: str,
+    routes: Iterable[Route],
+    total: int,
+    reporter: Reporter,
+    description: str = "writing routes",
+) -> None:
     values = RouteValues(RouteCodec(registry_client(settings.registry_config()), routes_topic))
-    produce_all(settings, routes_topic, (values.record(r) for r in routes), total, reporter,
-                description)
+    produce_all(settings, routes_topic, (values.record(r) for r in routes), total, reporter, description)
 
 
 # -- numbers -----------------------------------------------------------------------------------
@@ -222,4 +253,3 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def rounded(value: float, digits: int = 3) -> float:
     return float(round(value, digits))
-

@@ -26,35 +26,40 @@ from routing_app.routes.model import RouteStatus
 from routing_app.usage import USAGE_SCHEMA, UsageReport, batch_reports
 
 
-def _scratch_settings(settings: Settings, scratch: Scratch, kind: str, **changes: Any
-                      ) -> Settings:
+def _scratch_settings(settings: Settings, scratch: Scratch, kind: str, **changes: Any) -> Settings:
     """Settings whose routing topics are fresh scratch topics shaped like the real ones."""
     return settings.replace(
         routes_topic=scratch.topic(f"{kind}-routes", 1, {"cleanup.policy": "compact"}),
         events_topic=scratch.topic(f"{kind}-events", 1, {"cleanup.policy": "delete"}),
         control_topic=scratch.topic(f"{kind}-control", 1, {"cleanup.policy": "delete"}),
         answers_topic=scratch.topic(f"{kind}-answers", 1, {"cleanup.policy": "delete"}),
-        usage_topic=scratch.topic(f"{kind}-usage", settings.usage_partitions,
-                                  {"cleanup.policy": "delete"}),
-        app_id=f"bench-{kind}-{scratch.suffix}", **changes)
+        usage_topic=scratch.topic(f"{kind}-usage", settings.usage_partitions, {"cleanup.policy": "delete"}),
+        app_id=f"bench-{kind}-{scratch.suffix}",
+        **changes,
+    )
 
 
-def _start_workers(settings: Settings, count: int, workdir: Path, reporter: Reporter
-                   ) -> list[WorkerProcess]:
+def _start_workers(settings: Settings, count: int, workdir: Path, reporter: Reporter) -> list[WorkerProcess]:
     workers = [launch_worker(settings, workdir / f"worker-{i}") for i in range(count)]
     for w in workers:
         if not w.wait_ready(120):
             for other in workers:
                 other.stop()
-            raise RuntimeError(f"benchmark worker did not start; log {w.log_path}:\n"
-                               f"{w.log()[-2000:]}")
+            raise RuntimeError(f"benchmark worker did not start; log {w.log_path}:\n{w.log()[-2000:]}")
     reporter.note(f"{count} worker(s) ready")
     return workers
 
 
-def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: int = 40,
-                 base_rate: float = 25.0, factor: float = 20.0, rounds: int = 1,
-                 reporter: Reporter | None = None) -> dict[str, Any]:
+def run_reaction(
+    settings: Settings,
+    *,
+    window_s: float | None = None,
+    tenants: int = 40,
+    base_rate: float = 25.0,
+    factor: float = 20.0,
+    rounds: int = 1,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Seconds from a tenant's x20 onset (at a window start) until the writer wrote its new
     route (``written_s``), producers stopped sending it to its old partition
     (``off_old_partition_s``) and sent it to the new one (``seconds``): medians of ``rounds``.
@@ -99,8 +104,9 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
                             if route is not None and route.status is RouteStatus.ACTIVE:
                                 break
                             if time.monotonic() > deadline:
-                                raise RuntimeError(f"{hot} was never rerouted; worker log: "
-                                                   f"{workers[0].log_path}")
+                                raise RuntimeError(
+                                    f"{hot} was never rerouted; worker log: {workers[0].log_path}"
+                                )
                             time.sleep(0.01)
                         seconds.append(time.monotonic() - onset)
                         off_old.append(decided or seconds[-1])
@@ -111,10 +117,12 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
                         window_end = onset_wall - onset_wall % window + window
                         before_close.append(first.updated_at_ms / 1000 < window_end)
                         reasons.append(first.reason)
-                        reporter.note(f"round {round_ + 1}: route written after "
-                                      f"{written[-1]:.2f} s ({first.reason[:100]}), off its "
-                                      f"partition after {off_old[-1]:.2f} s, routed to the new "
-                                      f"one after {seconds[-1]:.2f} s")
+                        reporter.note(
+                            f"round {round_ + 1}: route written after "
+                            f"{written[-1]:.2f} s ({first.reason[:100]}), off its "
+                            f"partition after {off_old[-1]:.2f} s, routed to the new "
+                            f"one after {seconds[-1]:.2f} s"
+                        )
                     finally:
                         traffic.stop()
                         traffic.join(5)
@@ -127,19 +135,30 @@ def run_reaction(settings: Settings, *, window_s: float | None = None, tenants: 
     written.sort()
     # seconds: until producers send the tenant to its new partition (a strict move's drain
     # included); off_old_partition_s: until they stop sending it to the old one.
-    return {"seconds": round(seconds[len(seconds) // 2], 3), "window_s": window,
-            "written_s": round(written[len(written) // 2], 3),
-            "off_old_partition_s": round(off_old[len(off_old) // 2], 3),
-            "target_s": 3.0 if settings.early_reaction else window + 2.0,
-            "early_reaction": settings.early_reaction,
-            "rerouted_before_window_closed": sum(before_close), "rounds": rounds,
-            "all_seconds": all_seconds, "hot_partition_before": java_partition(b"hot-0", 12),
-            "reasons": reasons}
+    return {
+        "seconds": round(seconds[len(seconds) // 2], 3),
+        "window_s": window,
+        "written_s": round(written[len(written) // 2], 3),
+        "off_old_partition_s": round(off_old[len(off_old) // 2], 3),
+        "target_s": 3.0 if settings.early_reaction else window + 2.0,
+        "early_reaction": settings.early_reaction,
+        "rerouted_before_window_closed": sum(before_close),
+        "rounds": rounds,
+        "all_seconds": all_seconds,
+        "hot_partition_before": java_partition(b"hot-0", 12),
+        "reasons": reasons,
+    }
 
 
-def run_aggregate(settings: Settings, *, reports: int = 3_000_000, tenants: int = 5_000,
-                  top_k: int = 1_000, rounds: int = 3, reporter: Reporter | None = None
-                  ) -> dict[str, Any]:
+def run_aggregate(
+    settings: Settings,
+    *,
+    reports: int = 3_000_000,
+    tenants: int = 5_000,
+    top_k: int = 1_000,
+    rounds: int = 3,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
     """Tenant usage reports aggregated per second by one worker, then by two, on the same input.
 
     The input is what RoutingProducers send: each simulated producer reports, every interval,
@@ -156,11 +175,9 @@ def run_aggregate(settings: Settings, *, reports: int = 3_000_000, tenants: int 
     reporter = reporter or SilentReporter()
     pairs: list[tuple[_AggregateRun, _AggregateRun]] = []
     for round_ in range(rounds):
-        one, two = (_aggregate_once(settings, count, reports, tenants, top_k, reporter)
-                    for count in (1, 2))
+        one, two = (_aggregate_once(settings, count, reports, tenants, top_k, reporter) for count in (1, 2))
         pairs.append((one, two))
-        reporter.note(f"round {round_ + 1}/{rounds}: scale "
-                      f"{two.reports_per_s / one.reports_per_s:.3f}")
+        reporter.note(f"round {round_ + 1}/{rounds}: scale {two.reports_per_s / one.reports_per_s:.3f}")
     # The round with the median ratio stands for all: a shared machine slows single runs, and a
     # ratio within one round (the two runs back to back) cancels most of that.
     ratios = [two.reports_per_s / one.reports_per_s for one, two in pairs]
@@ -169,19 +186,25 @@ def run_aggregate(settings: Settings, *, reports: int = 3_000_000, tenants: int 
         "events_per_s_1w": round(one.reports_per_s, 1),
         "events_per_s_2w": round(two.reports_per_s, 1),
         "scale_2w": round(two.reports_per_s / one.reports_per_s, 3),
-        "rounds": rounds, "scale_2w_rounds": [round(r, 3) for r in ratios],
+        "rounds": rounds,
+        "scale_2w_rounds": [round(r, 3) for r in ratios],
         "events_per_s_1w_rounds": [round(a.reports_per_s) for a, _ in pairs],
         "events_per_s_2w_rounds": [round(b.reports_per_s) for _, b in pairs],
         "reports_per_s_1w": round(one.reports_per_s, 1),
         "reports_per_s_2w": round(two.reports_per_s, 1),
         "records_per_s_1w": round(one.records_per_s, 1),
         "records_per_s_2w": round(two.records_per_s, 1),
-        "reports": reports, "records": one.records,
-        "reports_per_record": round(reports / one.records, 1), "tenants": tenants,
-        "top_k": top_k, "usage_partitions": settings.usage_partitions,
+        "reports": reports,
+        "records": one.records,
+        "reports_per_record": round(reports / one.records, 1),
+        "tenants": tenants,
+        "top_k": top_k,
+        "usage_partitions": settings.usage_partitions,
         "host_cpus": os.cpu_count(),
-        "fed_s_1w": round(one.fed_s, 2), "fed_s_2w": round(two.fed_s, 2),
-        "elapsed_s_1w": round(one.elapsed_s, 2), "elapsed_s_2w": round(two.elapsed_s, 2),
+        "fed_s_1w": round(one.fed_s, 2),
+        "fed_s_2w": round(two.fed_s, 2),
+        "elapsed_s_1w": round(one.elapsed_s, 2),
+        "elapsed_s_2w": round(two.elapsed_s, 2),
         # How evenly the usage partitions split the work between the two, and when each was done.
         "worker_reports_2w": list(two.worker_reports),
         "worker_done_s_2w": [round(x, 2) for x in two.worker_done_s],
@@ -189,24 +212,33 @@ def run_aggregate(settings: Settings, *, reports: int = 3_000_000, tenants: int 
     }
     if one.worker_cpu_s and two.worker_cpu_s:
         result.update(
-            worker_cpu_s_1w=round(one.worker_cpu_s, 2), worker_cpu_s_2w=round(two.worker_cpu_s, 2),
+            worker_cpu_s_1w=round(one.worker_cpu_s, 2),
+            worker_cpu_s_2w=round(two.worker_cpu_s, 2),
             reports_per_worker_cpu_s_1w=round(reports / one.worker_cpu_s, 1),
-            reports_per_worker_cpu_s_2w=round(reports / two.worker_cpu_s, 1))
+            reports_per_worker_cpu_s_2w=round(reports / two.worker_cpu_s, 1),
+        )
     if one.host_idle is not None and two.host_idle is not None:
-        result.update(host_idle_pct_1w=round(100 * one.host_idle, 1),
-                      host_idle_pct_2w=round(100 * two.host_idle, 1))
+        result.update(
+            host_idle_pct_1w=round(100 * one.host_idle, 1), host_idle_pct_2w=round(100 * two.host_idle, 1)
+        )
         if one.worker_cpu_s and two.worker_cpu_s:
             # What the rest of the machine (broker, registry, this process) used meanwhile: on a
             # host without spare cores it is taken from the workers.
             cores = os.cpu_count() or 1
-            result.update({f"other_cpu_s_{n}w": round(
-                run.elapsed_s * cores * (1 - (run.host_idle or 0)) - (run.worker_cpu_s or 0), 2)
-                for n, run in ((1, one), (2, two))})
+            result.update(
+                {
+                    f"other_cpu_s_{n}w": round(
+                        run.elapsed_s * cores * (1 - (run.host_idle or 0)) - (run.worker_cpu_s or 0), 2
+                    )
+                    for n, run in ((1, one), (2, two))
+                }
+            )
     return result
 
 
-def _aggregate_once(settings: Settings, count: int, reports: int, tenants: int, top_k: int,
-                    reporter: Reporter) -> _AggregateRun:
+def _aggregate_once(
+    settings: Settings, count: int, reports: int, tenants: int, top_k: int, reporter: Reporter
+) -> _AggregateRun:
     with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as tmp:
         # A long window keeps every pre-made report inside one live window (none stale).
         s = _scratch_settings(settings, scratch, f"aggregate{count}", window_s=600.0)
@@ -220,8 +252,10 @@ def _aggregate_once(settings: Settings, count: int, reports: int, tenants: int, 
             for w in workers:
                 w.stop()
             _delete_worker_topics(s, reporter)
-    reporter.note(f"{count} worker(s): {run.reports_per_s:,.0f} tenant usage reports/s "
-                  f"({run.records_per_s:,.0f} usage records/s)")
+    reporter.note(
+        f"{count} worker(s): {run.reports_per_s:,.0f} tenant usage reports/s "
+        f"({run.records_per_s:,.0f} usage records/s)"
+    )
     return run
 
 
@@ -239,8 +273,9 @@ def _delete_worker_topics(s: Settings, reporter: Reporter) -> None:
         reporter.note(f"[yellow]could not delete the workers' topics: {exc}[/]")
 
 
-def _wait_group_settled(s: Settings, members: int, reporter: Reporter,
-                        timeout_s: float = 120.0, settle_s: float = 3.0) -> None:
+def _wait_group_settled(
+    s: Settings, members: int, reporter: Reporter, timeout_s: float = 120.0, settle_s: float = 3.0
+) -> None:
     """Until the workers' group is stable with every member and every usage partition assigned,
     then ``settle_s`` more for the members to finish their recovery."""
     from confluent_kafka import ConsumerGroupState
@@ -250,11 +285,17 @@ def _wait_group_settled(s: Settings, members: int, reporter: Reporter,
     while True:
         try:
             group = admin.describe_consumer_groups([s.app_id])[s.app_id].result(timeout=10)
-            assigned = {tp.partition for m in group.members
-                        for tp in (m.assignment.topic_partitions if m.assignment else [])
-                        if tp.topic == s.usage_topic}
-            if (group.state == ConsumerGroupState.STABLE and len(group.members) == members
-                    and assigned == set(range(s.usage_partitions))):
+            assigned = {
+                tp.partition
+                for m in group.members
+                for tp in (m.assignment.topic_partitions if m.assignment else [])
+                if tp.topic == s.usage_topic
+            }
+            if (
+                group.state == ConsumerGroupState.STABLE
+                and len(group.members) == members
+                and assigned == set(range(s.usage_partitions))
+            ):
                 break
         except KafkaException:
             pass
@@ -279,8 +320,9 @@ class _AggregateRun:
     worker_planning: tuple[bool, ...]  # which one owns the control partition
 
 
-def _usage_records(s: Settings, reports: int, tenants: int, top_k: int, now: int
-                   ) -> list[tuple[bytes, bytes, int, int]]:
+def _usage_records(
+    s: Settings, reports: int, tenants: int, top_k: int, now: int
+) -> list[tuple[bytes, bytes, int, int]]:
     """(key, value, partition, reports in it) of usage records holding ``reports`` reports."""
     codec = AvroCodec(registry_client(s.registry_config()), USAGE_SCHEMA, s.usage_topic)
     named = max(1, min(top_k, tenants))
@@ -290,13 +332,27 @@ def _usage_records(s: Settings, reports: int, tenants: int, top_k: int, now: int
     def interval(producer: int, size: int) -> list[tuple[bytes, bytes, int, int]]:
         """One interval of one producer: its named tenants, then a residual per partition."""
         first = producer * named
-        sent = [UsageReport(f"bench-{producer}", "orders", f"tenant-{(first + i) % tenants:06d}",
-                            10, 1000, now - 1000, now, (first + i) % data_partitions)
-                for i in range(named)]
-        sent += [UsageReport(f"bench-{producer}", "orders", "", 5, 500, now - 1000, now, p)
-                 for p in range(data_partitions)]
-        return [(b.key, codec.encode(b.to_record()), b.usage_partition, len(b.reports))
-                for b in batch_reports(sent[:size], s.usage_partitions)]
+        sent = [
+            UsageReport(
+                f"bench-{producer}",
+                "orders",
+                f"tenant-{(first + i) % tenants:06d}",
+                10,
+                1000,
+                now - 1000,
+                now,
+                (first + i) % data_partitions,
+            )
+            for i in range(named)
+        ]
+        sent += [
+            UsageReport(f"bench-{producer}", "orders", "", 5, 500, now - 1000, now, p)
+            for p in range(data_partitions)
+        ]
+        return [
+            (b.key, codec.encode(b.to_record()), b.usage_partition, len(b.reports))
+            for b in batch_reports(sent[:size], s.usage_partitions)
+        ]
 
     per_interval = named + data_partitions
     # Every interval of a producer reports the same tenants (a stable top-k): encode it once.
@@ -312,8 +368,9 @@ def _usage_records(s: Settings, reports: int, tenants: int, top_k: int, now: int
     return out
 
 
-def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tenants: int,
-                   top_k: int, reporter: Reporter) -> _AggregateRun:
+def _feed_and_time(
+    s: Settings, workers: list[WorkerProcess], reports: int, tenants: int, top_k: int, reporter: Reporter
+) -> _AggregateRun:
     now = int(time.time() * 1000)
     records = _usage_records(s, reports, tenants, top_k, now)
     producer = Producer(client_settings(s.kafka, **{"linger.ms": 20}))
@@ -325,8 +382,7 @@ def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tena
             while True:
                 try:
                     # Timestamped inside the interval, as RoutingProducer does.
-                    producer.produce(s.usage_topic, value, key, timestamp=now - 1,
-                                     partition=partition)
+                    producer.produce(s.usage_topic, value, key, timestamp=now - 1, partition=partition)
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -357,14 +413,24 @@ def _feed_and_time(s: Settings, workers: list[WorkerProcess], reports: int, tena
         raise RuntimeError(f"{aggregated} of {reports} reports went into a window: {stats}")
     worker_cpu = None
     if None not in cpu_before and None not in cpu_after:
-        worker_cpu = sum(b - a for a, b in zip(cpu_before, cpu_after, strict=True)
-                         if a is not None and b is not None)
+        worker_cpu = sum(
+            b - a for a, b in zip(cpu_before, cpu_after, strict=True) if a is not None and b is not None
+        )
     host_idle = None
     if idle_before is not None and idle_after is not None and idle_after[1] > idle_before[1]:
         host_idle = (idle_after[0] - idle_before[0]) / (idle_after[1] - idle_before[1])
-    return _AggregateRun(len(records), reports / elapsed, len(records) / elapsed, worker_cpu,
-                         host_idle, fed, elapsed, tuple(handled), tuple(last_change),
-                         tuple(bool(f.get("planning")) for f in full))
+    return _AggregateRun(
+        len(records),
+        reports / elapsed,
+        len(records) / elapsed,
+        worker_cpu,
+        host_idle,
+        fed,
+        elapsed,
+        tuple(handled),
+        tuple(last_change),
+        tuple(bool(f.get("planning")) for f in full),
+    )
 
 
 def _handled(worker: WorkerProcess) -> int:

@@ -89,32 +89,51 @@ class Checker:
 
 def _moves(topic: str) -> list[tuple[str, ControlCommand]]:
     """(kind, command): every kind of move, spread so consecutive moves touch other tenants."""
+
     def pin(tenant: str, *partitions: int, mode: RouteMode | None = None) -> ControlCommand:
-        return ControlCommand(ControlAction.PIN, topic, tenant, now_ms(), tuple(partitions),
-                              mode=mode, reason="bench drain", issued_by="bench")
+        return ControlCommand(
+            ControlAction.PIN,
+            topic,
+            tenant,
+            now_ms(),
+            tuple(partitions),
+            mode=mode,
+            reason="bench drain",
+            issued_by="bench",
+        )
 
     def unpin(tenant: str) -> ControlCommand:
-        return ControlCommand(ControlAction.UNPIN, topic, tenant, now_ms(), reason="bench drain",
-                              issued_by="bench")
+        return ControlCommand(
+            ControlAction.UNPIN, topic, tenant, now_ms(), reason="bench drain", issued_by="bench"
+        )
 
     moves: list[tuple[str, ControlCommand]] = []
     for i, tenant in enumerate(STRICT):
         moves.append(("isolate", pin(tenant, (i * 3 + 1) % PARTITIONS)))
-    moves += [("shard", pin(SHARDED, 1, 2)), ("grow", pin(SHARDED, 1, 2, 3, 4)),
-              ("shrink", pin(SHARDED, 5, 6)), ("merge-back", unpin(SHARDED))]
+    moves += [
+        ("shard", pin(SHARDED, 1, 2)),
+        ("grow", pin(SHARDED, 1, 2, 3, 4)),
+        ("shrink", pin(SHARDED, 5, 6)),
+        ("merge-back", unpin(SHARDED)),
+    ]
     for i, tenant in enumerate(STRICT[:6]):
         moves.append(("move", pin(tenant, (i * 5 + 2) % PARTITIONS)))
     for tenant in STRICT[6:]:
         moves.append(("merge-back", unpin(tenant)))
     for round_ in range(2):
         for i, tenant in enumerate(RELAXED):
-            moves.append(("relaxed", pin(tenant, (i + round_ * 4) % PARTITIONS,
-                                         mode=RouteMode.RELAXED)))
+            moves.append(("relaxed", pin(tenant, (i + round_ * 4) % PARTITIONS, mode=RouteMode.RELAXED)))
     return moves
 
 
-def run_drain(settings: Settings, *, rate: float = 1500.0, reporter: Reporter | None = None,
-              restart_producer: bool = True, workdir: Path | None = None) -> dict[str, Any]:
+def run_drain(
+    settings: Settings,
+    *,
+    rate: float = 1500.0,
+    reporter: Reporter | None = None,
+    restart_producer: bool = True,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
     """``workdir``: where the worker's log stays (a temporary folder otherwise)."""
     reporter = reporter or SilentReporter()
     with Scratch(settings, reporter) as scratch, tempfile.TemporaryDirectory() as temporary:
@@ -122,8 +141,15 @@ def run_drain(settings: Settings, *, rate: float = 1500.0, reporter: Reporter | 
         group = f"bench-drain-checker-{scratch.suffix}"
         # The planner stays out of the way (no automatic moves): the moves here are the ones
         # the scenario makes, one kind after another, through the same writer.
-        s = _scratch_settings(settings, scratch, "drain", lag_groups=group, window_s=2.0,
-                              drain_timeout_ms=30_000, planner_policy="max_moves_per_cycle=0")
+        s = _scratch_settings(
+            settings,
+            scratch,
+            "drain",
+            lag_groups=group,
+            window_s=2.0,
+            drain_timeout_ms=30_000,
+            planner_policy="max_moves_per_cycle=0",
+        )
         data = scratch.topic("drain-data", PARTITIONS)
         workers = _start_workers(s, 1, Path(tmp), reporter)
         try:
@@ -152,15 +178,21 @@ class _Traffic:
         # The sharded tenant also sends key-only records: its keyless stream must keep its order
         # through shard, grow, shrink and merge back too.
         self.streams += [(SHARDED, u) for u in USERS] + [(SHARDED, None)]
-        self._consumer_thread = threading.Thread(target=self._consume, name="drain-checker",
-                                                 daemon=True)
-        self._producer_thread = threading.Thread(target=self._produce, name="drain-producer",
-                                                 daemon=True)
+        self._consumer_thread = threading.Thread(target=self._consume, name="drain-checker", daemon=True)
+        self._producer_thread = threading.Thread(target=self._produce, name="drain-producer", daemon=True)
 
     def new_producer(self, index: int) -> RoutingProducer:
-        producer = RoutingProducer(self._s.producer_config(**{
-            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-            "routing.usage.interval.ms": 500, "routing.producer.id": f"drain-bench-{index}"}))
+        producer = RoutingProducer(
+            self._s.producer_config(
+                **{
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "routing.usage.interval.ms": 500,
+                    "routing.producer.id": f"drain-bench-{index}",
+                }
+            )
+        )
         producer.wait_ready(30)
         return producer
 
@@ -184,9 +216,18 @@ class _Traffic:
         return left
 
     def _consume(self) -> None:
-        consumer = Consumer(client_settings(self._s.kafka, **{
-            "group.id": self._group, "auto.offset.reset": "earliest", "enable.auto.commit": True,
-            "auto.commit.interval.ms": 100, "isolation.level": "read_committed"}))
+        consumer = Consumer(
+            client_settings(
+                self._s.kafka,
+                **{
+                    "group.id": self._group,
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": True,
+                    "auto.commit.interval.ms": 100,
+                    "isolation.level": "read_committed",
+                },
+            )
+        )
         consumer.subscribe([self._data])
         try:
             while not self._stop.is_set() or self.checker.received < self.produced:
@@ -207,8 +248,7 @@ class _Traffic:
                 started = time.monotonic()
                 with self.lock:
                     self._send_round(self.holder[0])
-                time.sleep(max(0.0, len(self.streams) / self._rate
-                               - (time.monotonic() - started)))
+                time.sleep(max(0.0, len(self.streams) / self._rate - (time.monotonic() - started)))
         except BaseException as exc:
             self.errors.append(exc)
 
@@ -226,14 +266,32 @@ class _Traffic:
             self.produced += 1
 
 
-def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporter,
-              restart_producer: bool) -> dict[str, Any]:
+def _scenario(
+    s: Settings, data: str, group: str, rate: float, reporter: Reporter, restart_producer: bool
+) -> dict[str, Any]:
     traffic = _Traffic(s, data, group, rate)
     crashy = subprocess.Popen(
-        [sys.executable, "-c", _CRASHY_PRODUCER, json.dumps(s.producer_config(**{
-            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-            "routing.usage.interval.ms": 500, "routing.producer.id": "drain-bench-crashy"})),
-         data], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-c",
+            _CRASHY_PRODUCER,
+            json.dumps(
+                s.producer_config(
+                    **{
+                        "enable.idempotence": True,
+                        "acks": "all",
+                        "linger.ms": 5,
+                        "routing.usage.interval.ms": 500,
+                        "routing.producer.id": "drain-bench-crashy",
+                    }
+                )
+            ),
+            data,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         if crashy.stdout is None or crashy.stdout.readline().strip() != "ready":
             raise RuntimeError("the crashing producer did not start")
@@ -254,9 +312,15 @@ def _scenario(s: Settings, data: str, group: str, rate: float, reporter: Reporte
     return _figures(s, traffic, applied, left, restart_producer)
 
 
-def _make_moves(control: ControlClient, traffic: _Traffic, crashy: subprocess.Popen[str],
-                data: str, moves: list[tuple[str, ControlCommand]], restart_at: int,
-                crash_at: int) -> list[tuple[str, ReassignmentEvent]]:
+def _make_moves(
+    control: ControlClient,
+    traffic: _Traffic,
+    crashy: subprocess.Popen[str],
+    data: str,
+    moves: list[tuple[str, ControlCommand]],
+    restart_at: int,
+    crash_at: int,
+) -> list[tuple[str, ReassignmentEvent]]:
     """Every move, one after another, each waited for; the crashing producer is killed and its
     tenant moved before move ``crash_at``, the producer in use is replaced during move
     ``restart_at``."""
@@ -266,24 +330,47 @@ def _make_moves(control: ControlClient, traffic: _Traffic, crashy: subprocess.Po
         if index == crash_at:
             crashy.kill()  # -9: no goodbye, records in its queue are lost
             crashy.wait(10)
-            applied.append(("crash", _move(control, traffic.holder, data, ControlCommand(
-                ControlAction.PIN, data, CRASHY, now_ms(), (6,), reason="bench drain"),
-                on_start=lambda: traffic.streams.append((CRASHY, "after")))))
+            applied.append(
+                (
+                    "crash",
+                    _move(
+                        control,
+                        traffic.holder,
+                        data,
+                        ControlCommand(ControlAction.PIN, data, CRASHY, now_ms(), (6,), reason="bench drain"),
+                        on_start=lambda: traffic.streams.append((CRASHY, "after")),
+                    ),
+                )
+            )
         if index == restart_at:
             # A producer restart in the middle of a drain: the new one rebuilds its
             # routes, finds the tenant draining and holds; the old one releases what
             # it held when the move ends, then closes.
-            applied.append((kind, _move(control, traffic.holder, data, command,
-                                        on_start=lambda: _swap(traffic.holder, traffic.lock,
-                                                               traffic.new_producer))))
+            applied.append(
+                (
+                    kind,
+                    _move(
+                        control,
+                        traffic.holder,
+                        data,
+                        command,
+                        on_start=lambda: _swap(traffic.holder, traffic.lock, traffic.new_producer),
+                    ),
+                )
+            )
         else:
             applied.append((kind, _move(control, traffic.holder, data, command)))
         time.sleep(0.3)
     return applied
 
 
-def _figures(s: Settings, traffic: _Traffic, applied: list[tuple[str, ReassignmentEvent]],
-             left: int, restart_producer: bool) -> dict[str, Any]:
+def _figures(
+    s: Settings,
+    traffic: _Traffic,
+    applied: list[tuple[str, ReassignmentEvent]],
+    left: int,
+    restart_producer: bool,
+) -> dict[str, Any]:
     checker = traffic.checker
     timeouts: list[str] = []
     pauses = _pauses(s, {e.tenant for _, e in applied}, timeouts)
@@ -299,13 +386,14 @@ def _figures(s: Settings, traffic: _Traffic, applied: list[tuple[str, Reassignme
         "strict_moves": sum(1 for _, e in applied if e.status == RouteStatus.DRAINING.value),
         "kinds": sorted({k for k, _ in applied}),
         **_pause_figures(pauses, live_pauses, answered),
-        "records": traffic.produced, "received": checker.received, "unsent_at_close": left,
+        "records": traffic.produced,
+        "received": checker.received,
+        "unsent_at_close": left,
         "lost_strict": sum(n for t, n in lost.items() if t in strict_tenants),
         "duplicated_strict": sum(n for t, n in checker.duplicated.items() if t in strict_tenants),
         "reordered_strict": sum(n for t, n in checker.reordered.items() if t in strict_tenants),
         "lost_relaxed": sum(n for t, n in lost.items() if t not in strict_tenants),
-        "reordered_relaxed": sum(n for t, n in checker.reordered.items()
-                                 if t not in strict_tenants),
+        "reordered_relaxed": sum(n for t, n in checker.reordered.items() if t not in strict_tenants),
         "producer_restarted_mid_drain": restart_producer,
         # Every record of the killed producer was consumed before the first one sent after
         # its tenant moved (the move waited for it to expire).
@@ -316,16 +404,13 @@ def _figures(s: Settings, traffic: _Traffic, applied: list[tuple[str, Reassignme
     }
 
 
-def _pause_figures(pauses: list[float], live_pauses: list[float], answered: list[float]
-                   ) -> dict[str, Any]:
+def _pause_figures(pauses: list[float], live_pauses: list[float], answered: list[float]) -> dict[str, Any]:
     return {
         "pause_p50_ms": round(statistics.median(pauses), 1) if pauses else None,
         "pause_p99_ms": round(_percentile(pauses, 0.99), 1) if pauses else None,
         "pause_max_ms": round(max(pauses), 1) if pauses else None,
-        "pause_p50_ms_live_producers": round(statistics.median(live_pauses), 1)
-        if live_pauses else None,
-        "pause_p99_ms_live_producers": round(_percentile(live_pauses, 0.99), 1)
-        if live_pauses else None,
+        "pause_p50_ms_live_producers": round(statistics.median(live_pauses), 1) if live_pauses else None,
+        "pause_p99_ms_live_producers": round(_percentile(live_pauses, 0.99), 1) if live_pauses else None,
         # Of that pause, the producers' part: from the draining write to the last answer (the
         # roll call over); the rest is the consumer group's (the checker commits every 100 ms).
         "answered_p50_ms": round(statistics.median(answered), 1) if answered else None,
@@ -338,33 +423,38 @@ def _pause_figures(pauses: list[float], live_pauses: list[float], answered: list
     }
 
 
-def _move(control: ControlClient, holder: list[RoutingProducer], topic: str,
-          command: ControlCommand, on_start: Callable[[], None] | None = None
-          ) -> ReassignmentEvent:
+def _move(
+    control: ControlClient,
+    holder: list[RoutingProducer],
+    topic: str,
+    command: ControlCommand,
+    on_start: Callable[[], None] | None = None,
+) -> ReassignmentEvent:
     """Sends the command and waits until the producer in use sees the move over; ``on_start``
     runs once the move has begun (the producer holds the tenant, for a strict move)."""
     answer: list[ReassignmentEvent | None] = []
-    sender = threading.Thread(target=lambda: answer.append(control.send(replace_time(command),
-                                                                        wait_s=60)))
+    sender = threading.Thread(target=lambda: answer.append(control.send(replace_time(command), wait_s=60)))
     sender.start()
     if on_start is not None:
         deadline = time.monotonic() + 30
-        while (time.monotonic() < deadline and not answer
-               and holder[0].counters["draining_tenants"] == 0):
+        while time.monotonic() < deadline and not answer and holder[0].counters["draining_tenants"] == 0:
             time.sleep(0.005)
         on_start()
     sender.join(70)
     event = answer[0] if answer else None
     if event is None or not event.applied:
-        raise RuntimeError(f"move of {command.tenant}: "
-                           f"{'no answer' if event is None else event.reason}")
-    _wait_settled(holder, topic, command.tenant, event.to_epoch or 0,
-                  ends_hashed=command.action is ControlAction.UNPIN)
+        raise RuntimeError(f"move of {command.tenant}: {'no answer' if event is None else event.reason}")
+    _wait_settled(
+        holder, topic, command.tenant, event.to_epoch or 0, ends_hashed=command.action is ControlAction.UNPIN
+    )
     return event
 
 
-def _swap(holder: list[RoutingProducer], traffic_lock: threading.Lock,
-          new_producer: Callable[[int], RoutingProducer]) -> None:
+def _swap(
+    holder: list[RoutingProducer],
+    traffic_lock: threading.Lock,
+    new_producer: Callable[[int], RoutingProducer],
+) -> None:
     with traffic_lock:
         old = holder[0]
         holder[0] = new_producer(1)
@@ -378,8 +468,15 @@ def replace_time(command: ControlCommand) -> ControlCommand:
     return replace(command, issued_at_ms=now_ms())
 
 
-def _wait_settled(holder: list[RoutingProducer], topic: str, tenant: str, epoch: int, *,
-                  ends_hashed: bool, timeout: float = 40.0) -> None:
+def _wait_settled(
+    holder: list[RoutingProducer],
+    topic: str,
+    tenant: str,
+    epoch: int,
+    *,
+    ends_hashed: bool,
+    timeout: float = 40.0,
+) -> None:
     """Until the producer sees the tenant's move over: active at the move's epoch, or back on
     default hashing."""
     deadline = time.monotonic() + timeout
@@ -401,13 +498,15 @@ def _lost(sent: dict[tuple[str, str], int], checker: Checker) -> dict[str, int]:
     return lost
 
 
-def _pauses(s: Settings, tenants: set[str], timeouts: list[str] | None = None,
-            answered: list[float] | None = None) -> list[float]:
+def _pauses(
+    s: Settings, tenants: set[str], timeouts: list[str] | None = None, answered: list[float] | None = None
+) -> list[float]:
     """pause_ms of every drain's end on the events topic; the reasons of those that timed out
     go to ``timeouts``, the producers' part of each pause (answered_ms) to ``answered``."""
     codec = AvroCodec(registry_client(s.registry_config()), EVENT_SCHEMA, s.events_topic)
-    consumer = Consumer(client_settings(s.kafka, **{
-        "group.id": f"bench-drain-{uuid.uuid4()}", "enable.auto.commit": False}))
+    consumer = Consumer(
+        client_settings(s.kafka, **{"group.id": f"bench-drain-{uuid.uuid4()}", "enable.auto.commit": False})
+    )
     pauses: list[float] = []
     try:
         tp = TopicPartition(s.events_topic, 0)
@@ -437,4 +536,3 @@ def _pauses(s: Settings, tenants: set[str], timeouts: list[str] | None = None,
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-

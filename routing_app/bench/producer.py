@@ -72,8 +72,15 @@ class _Clock:
         return records / wall, cpu * 1e6 / records
 
 
-def _round_raw(settings: Settings, topic: str, keys: list[bytes], value: bytes,
-               warmup: list[bytes], batch_bytes: int, linger_ms: int) -> tuple[float, float]:
+def _round_raw(
+    settings: Settings,
+    topic: str,
+    keys: list[bytes],
+    value: bytes,
+    warmup: list[bytes],
+    batch_bytes: int,
+    linger_ms: int,
+) -> tuple[float, float]:
     failures: list[KafkaError] = []
 
     def on_delivery(err: KafkaError | None, _message: Message) -> None:
@@ -81,9 +88,14 @@ def _round_raw(settings: Settings, topic: str, keys: list[bytes], value: bytes,
             failures.append(err)
 
     # Producer-wide callback, as RoutingProducer has it: the fast way to learn of failures.
-    producer = Producer(client_settings(settings.kafka, partitioner="murmur2_random",
-                                        on_delivery=on_delivery,
-                                        **_librdkafka_settings(batch_bytes, linger_ms)))
+    producer = Producer(
+        client_settings(
+            settings.kafka,
+            partitioner="murmur2_random",
+            on_delivery=on_delivery,
+            **_librdkafka_settings(batch_bytes, linger_ms),
+        )
+    )
     produce, poll = producer.produce, producer.poll
 
     def send_all(batch: list[bytes]) -> int:
@@ -110,18 +122,28 @@ def _round_raw(settings: Settings, topic: str, keys: list[bytes], value: bytes,
     return rate, cpu_us
 
 
-def _round_routing(settings: Settings, topic: str, routes_topic: str, usage_topic: str,
-                   keys: list[bytes], value: bytes, warmup: list[bytes], batch_bytes: int,
-                   linger_ms: int) -> tuple[float, float, dict[str, int]]:
-    producer = RoutingProducer({
-        "bootstrap.servers": settings.bootstrap,
-        "schema.registry.url": settings.registry_url,
-        "routing.routes.topic": routes_topic,
-        "routing.usage.topic": usage_topic,
-        "routing.usage.interval.ms": int(settings.usage_interval_s * 1000),
-        "logger": client_settings(settings.bootstrap)["logger"],
-        **_librdkafka_settings(batch_bytes, linger_ms),
-    })
+def _round_routing(
+    settings: Settings,
+    topic: str,
+    routes_topic: str,
+    usage_topic: str,
+    keys: list[bytes],
+    value: bytes,
+    warmup: list[bytes],
+    batch_bytes: int,
+    linger_ms: int,
+) -> tuple[float, float, dict[str, int]]:
+    producer = RoutingProducer(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "schema.registry.url": settings.registry_url,
+            "routing.routes.topic": routes_topic,
+            "routing.usage.topic": usage_topic,
+            "routing.usage.interval.ms": int(settings.usage_interval_s * 1000),
+            "logger": client_settings(settings.bootstrap)["logger"],
+            **_librdkafka_settings(batch_bytes, linger_ms),
+        }
+    )
     try:
         producer.wait_ready(120)
         produce = producer.produce
@@ -139,17 +161,27 @@ def _round_routing(settings: Settings, topic: str, routes_topic: str, usage_topi
         producer.close()
     counters = dict(producer.counters)
     if left or counters["delivery_failed"]:
-        raise RuntimeError(f"routing producer: {left} records unacknowledged, "
-                           f"{counters['delivery_failed']} failed")
+        raise RuntimeError(
+            f"routing producer: {left} records unacknowledged, {counters['delivery_failed']} failed"
+        )
     if counters["routed"] != len(keys) + len(warmup):
-        raise RuntimeError(f"routing producer routed {counters['routed']} of "
-                           f"{len(keys) + len(warmup)} records: are all routes in the cache?")
+        raise RuntimeError(
+            f"routing producer routed {counters['routed']} of "
+            f"{len(keys) + len(warmup)} records: are all routes in the cache?"
+        )
     return rate, cpu_us, counters
 
 
-async def _aiokafka_round(settings: Settings, topic: str, keys: list[bytes], value: bytes,
-                          warmup: list[bytes], batch_bytes: int, linger_ms: int,
-                          chunk: int) -> tuple[float, float]:
+async def _aiokafka_round(
+    settings: Settings,
+    topic: str,
+    keys: list[bytes],
+    value: bytes,
+    warmup: list[bytes],
+    batch_bytes: int,
+    linger_ms: int,
+    chunk: int,
+) -> tuple[float, float]:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap,
         acks="all",
@@ -160,6 +192,7 @@ async def _aiokafka_round(settings: Settings, topic: str, keys: list[bytes], val
     )
     await producer.start()
     try:
+
         async def send_all(batch: list[bytes]) -> None:
             send = producer.send
             pending: list[asyncio.Future[Any]] = []
@@ -217,35 +250,65 @@ def run_producer(
         routes_topic = scratch.routes_topic()
         usage_topic = scratch.usage_topic()
         now_ms = int(time.time() * 1000)
-        write_routes(settings, routes_topic, (
-            Route(data_topic, name, (i % partitions,), 1, updated_at_ms=now_ms,
-                  decided_by="bench") for i, name in enumerate(names)),
-            tenants, say, f"writing {tenants:,} routes")
+        write_routes(
+            settings,
+            routes_topic,
+            (
+                Route(data_topic, name, (i % partitions,), 1, updated_at_ms=now_ms, decided_by="bench")
+                for i, name in enumerate(names)
+            ),
+            tenants,
+            say,
+            f"writing {tenants:,} routes",
+        )
         for round_no in range(1, rounds + 1):
             for kind in kinds:
                 if kind == "raw":
-                    rate, cpu_us = _round_raw(settings, data_topic, keys, value, warmup,
-                                              batch_bytes, linger_ms)
+                    rate, cpu_us = _round_raw(
+                        settings, data_topic, keys, value, warmup, batch_bytes, linger_ms
+                    )
                 elif kind == "routing":
-                    rate, cpu_us, counters = _round_routing(settings, data_topic, routes_topic,
-                                                            usage_topic, keys, value, warmup,
-                                                            batch_bytes, linger_ms)
+                    rate, cpu_us, counters = _round_routing(
+                        settings,
+                        data_topic,
+                        routes_topic,
+                        usage_topic,
+                        keys,
+                        value,
+                        warmup,
+                        batch_bytes,
+                        linger_ms,
+                    )
                     for name in usage:
                         usage[name] += counters[name]
                 else:
-                    rate, cpu_us = asyncio.run(_aiokafka_round(
-                        settings, data_topic, keys, value, warmup, batch_bytes, linger_ms,
-                        aiokafka_chunk))
+                    rate, cpu_us = asyncio.run(
+                        _aiokafka_round(
+                            settings, data_topic, keys, value, warmup, batch_bytes, linger_ms, aiokafka_chunk
+                        )
+                    )
                 rps[kind].append(rate)
                 cpu[kind].append(cpu_us)
-                say.note(f"round {round_no}/{rounds} {kind:>8}: {rate:>10,.0f} records/s, "
-                         f"{cpu_us:.2f} µs CPU a record")
+                say.note(
+                    f"round {round_no}/{rounds} {kind:>8}: {rate:>10,.0f} records/s, "
+                    f"{cpu_us:.2f} µs CPU a record"
+                )
         profiled = ""
         if profile:
             say.note("profiling one more routing round (not counted)")
             profiler = cProfile.Profile()
-            profiler.runcall(_round_routing, settings, data_topic, routes_topic, usage_topic,
-                             keys, value, warmup, batch_bytes, linger_ms)
+            profiler.runcall(
+                _round_routing,
+                settings,
+                data_topic,
+                routes_topic,
+                usage_topic,
+                keys,
+                value,
+                warmup,
+                batch_bytes,
+                linger_ms,
+            )
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(20)
             profiled = text.getvalue()

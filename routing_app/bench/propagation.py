@@ -71,15 +71,16 @@ class _Arrivals:
 class _TailingConsumer(threading.Thread):
     """The baseline observer: an idiomatic poll() loop, decoding only the key."""
 
-    def __init__(self, settings: Settings, topic: str, arrivals: _Arrivals,
-                 codec: RouteCodec) -> None:
+    def __init__(self, settings: Settings, topic: str, arrivals: _Arrivals, codec: RouteCodec) -> None:
         super().__init__(name="bench-baseline-consumer", daemon=True)
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap,
-            "group.id": f"routing-app-bench-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 50,  # as the route cache
-        })
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap,
+                "group.id": f"routing-app-bench-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,  # as the route cache
+            }
+        )
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
         self._arrivals = arrivals
         self._codec = codec
@@ -114,15 +115,15 @@ class _Latencies:
     per_cache: list[float] = field(default_factory=list)  # every cache, every change
     baseline: list[float] = field(default_factory=list)
 
-    def add(self, route: Route, written: float, seen: dict[str, float],
-            change_timeout_s: float) -> None:
+    def add(self, route: Route, written: float, seen: dict[str, float], change_timeout_s: float) -> None:
         """``seen``: when each observer saw the change; every cache must have."""
         producers = self.producers
         caches = [seen[f"cache-{i}"] - written for i in range(producers) if f"cache-{i}" in seen]
         if len(caches) < producers:
             raise RuntimeError(
                 f"change {route.tenant} epoch {route.epoch}: {producers - len(caches)} of "
-                f"{producers} caches did not see it within {change_timeout_s} s")
+                f"{producers} caches did not see it within {change_timeout_s} s"
+            )
         self.last_cache.append(max(caches))
         self.per_cache.extend(caches)
         if "baseline" in seen:
@@ -152,13 +153,15 @@ class _Latencies:
 
 
 def _route_producer(settings: Settings, routes_topic: str, index: int) -> RoutingProducer:
-    return RoutingProducer({
-        "bootstrap.servers": settings.bootstrap,
-        "schema.registry.url": settings.registry_url,
-        "routing.routes.topic": routes_topic,
-        "routing.usage.enabled": False,  # nothing is produced: nothing to report
-        "routing.producer.id": f"bench-propagation-{index}",
-    })
+    return RoutingProducer(
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "schema.registry.url": settings.registry_url,
+            "routing.routes.topic": routes_topic,
+            "routing.usage.enabled": False,  # nothing is produced: nothing to report
+            "routing.producer.id": f"bench-propagation-{index}",
+        }
+    )
 
 
 def _report_arrivals(client: RoutingProducer, observer: str, arrivals: _Arrivals) -> None:
@@ -172,8 +175,14 @@ def _report_arrivals(client: RoutingProducer, observer: str, arrivals: _Arrivals
     client.cache.add_listener(listener)
 
 
-def _time_change(writer: Producer, codec: RouteCodec, routes_topic: str, route: Route,
-                 arrivals: _Arrivals, change_timeout_s: float) -> tuple[float, dict[str, float]]:
+def _time_change(
+    writer: Producer,
+    codec: RouteCodec,
+    routes_topic: str,
+    route: Route,
+    arrivals: _Arrivals,
+    change_timeout_s: float,
+) -> tuple[float, dict[str, float]]:
     """Writes one route change: (when its produce() was called, when each observer saw it)."""
     key, value = RouteCodec.encode_key(route.topic, route.tenant), codec.encode(route)
     arrivals.expect(route.tenant, route.epoch)
@@ -204,9 +213,17 @@ def run_propagation(
         data_topic = f"bench.data.{scratch.suffix}"  # named by the routes; never written
         now_ms = int(time.time() * 1000)
         names = [tenant_id(i) for i in range(tenants)]
-        write_routes(settings, routes_topic, (
-            Route(data_topic, name, (i % 12,), 1, updated_at_ms=now_ms, decided_by="bench")
-            for i, name in enumerate(names)), tenants, say, f"writing {tenants:,} routes")
+        write_routes(
+            settings,
+            routes_topic,
+            (
+                Route(data_topic, name, (i % 12,), 1, updated_at_ms=now_ms, decided_by="bench")
+                for i, name in enumerate(names)
+            ),
+            tenants,
+            say,
+            f"writing {tenants:,} routes",
+        )
 
         codec = RouteCodec(registry_client(settings.registry_config()), routes_topic)
         arrivals = _Arrivals(producers + 1)
@@ -223,17 +240,23 @@ def run_propagation(
             tail.start()
             codec.encode(Route(data_topic, names[0], (0,), 1))  # register outside the clock
             time.sleep(1.0)  # let the tailing consumer's assignment settle at the end offset
-            say.note(f"{producers} routing producers ready; {changes} changes to "
-                     f"{routes_topic}")
+            say.note(f"{producers} routing producers ready; {changes} changes to {routes_topic}")
             epochs = dict.fromkeys(names, 1)
             with say.progress("route changes", changes) as advance:
                 for _ in range(changes):
                     tenant = rng.choice(names)
                     epochs[tenant] += 1
-                    route = Route(data_topic, tenant, (rng.randrange(12),), epochs[tenant],
-                                  updated_at_ms=int(time.time() * 1000), decided_by="bench")
-                    written, seen = _time_change(writer, codec, routes_topic, route, arrivals,
-                                                 change_timeout_s)
+                    route = Route(
+                        data_topic,
+                        tenant,
+                        (rng.randrange(12),),
+                        epochs[tenant],
+                        updated_at_ms=int(time.time() * 1000),
+                        decided_by="bench",
+                    )
+                    written, seen = _time_change(
+                        writer, codec, routes_topic, route, arrivals, change_timeout_s
+                    )
                     latencies.add(route, written, seen, change_timeout_s)
                     advance(1)
                     time.sleep(rng.uniform(0, max_gap_ms / 1000.0))

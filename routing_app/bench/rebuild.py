@@ -22,13 +22,20 @@ from routing_app.config import Settings
 from routing_app.routes import Route
 
 
-def _child(settings: Settings, mode: str, topic: str, timeout: float,
-           **extra: Any) -> dict[str, Any]:
-    args = {"mode": mode, "bootstrap": settings.bootstrap, "registry_url": settings.registry_url,
-            "topic": topic, "timeout": timeout, **extra}
+def _child(settings: Settings, mode: str, topic: str, timeout: float, **extra: Any) -> dict[str, Any]:
+    args = {
+        "mode": mode,
+        "bootstrap": settings.bootstrap,
+        "registry_url": settings.registry_url,
+        "topic": topic,
+        "timeout": timeout,
+        **extra,
+    }
     done = subprocess.run(
         [sys.executable, "-m", "routing_app.bench.rebuild_child", json.dumps(args)],
-        capture_output=True, text=True, timeout=timeout + 120,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 120,
         check=False,
     )
     if done.returncode != 0:
@@ -81,10 +88,24 @@ def run_rebuild(
         routes_topic = scratch.routes_topic()
         data_topic = f"bench.data.{scratch.suffix}"  # named by the routes; never written
         now_ms = int(time.time() * 1000)
-        write_routes(settings, routes_topic, (
-            Route(data_topic, f"tenant-{i:07d}", (i % partitions,), 1, updated_at_ms=now_ms,
-                  decided_by="bench") for i in range(routes)),
-            routes, say, f"writing {routes:,} routes")
+        write_routes(
+            settings,
+            routes_topic,
+            (
+                Route(
+                    data_topic,
+                    f"tenant-{i:07d}",
+                    (i % partitions,),
+                    1,
+                    updated_at_ms=now_ms,
+                    decided_by="bench",
+                )
+                for i in range(routes)
+            ),
+            routes,
+            say,
+            f"writing {routes:,} routes",
+        )
         caches: list[dict[str, Any]] = []
         baselines: list[dict[str, Any]] = []
         for round_no in range(1, rounds + 1):
@@ -98,13 +119,14 @@ def run_rebuild(
                 raise RuntimeError(f"route cache not ready within {timeout} s")
             caches.append(cache)
             growth = (cache["peak_kb"] - cache["baseline_kb"]) / 1024
-            say.note(f"round {round_no}/{rounds} route cache:  {cache['seconds']:.2f} s, "
-                     f"{cache['cache_routes']:,} routes, +{growth:.0f} MB peak RSS")
+            say.note(
+                f"round {round_no}/{rounds} route cache:  {cache['seconds']:.2f} s, "
+                f"{cache['cache_routes']:,} routes, +{growth:.0f} MB peak RSS"
+            )
         profiled: dict[str, Any] | None = None
         if profile:
             say.note("profiling the rebuild (cProfile of the cache thread, then each stage)")
-            profiled = _child(settings, "profile", routes_topic, timeout,
-                              consumer_config=conf)
+            profiled = _child(settings, "profile", routes_topic, timeout, consumer_config=conf)
 
     seconds = statistics.median(c["seconds"] for c in caches)
     base_seconds = statistics.median(b["seconds"] for b in baselines)
@@ -118,8 +140,7 @@ def run_rebuild(
         "peak_rss_mb": rounded(max(c["peak_kb"] for c in caches) / 1024, 1),
         "baseline_rss_mb": rounded(max(c["baseline_kb"] for c in caches) / 1024, 1),
         "consume_only_seconds": rounded(base_seconds),
-        "consume_only_rss_mb": rounded(
-            max((b["peak_kb"] - b["baseline_kb"]) / 1024 for b in baselines), 1),
+        "consume_only_rss_mb": rounded(max((b["peak_kb"] - b["baseline_kb"]) / 1024 for b in baselines), 1),
         "ratio_vs_consume_only": rounded(seconds / base_seconds),
         "rounds": rounds,
     }

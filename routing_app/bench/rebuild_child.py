@@ -48,8 +48,9 @@ def _consumer(bootstrap: str, extra: dict[str, Any]) -> Consumer:
     return Consumer(cache_consumer_config({"bootstrap.servers": bootstrap, **extra}))
 
 
-def _read_all(bootstrap: str, topic: str, keep: bool,
-              extra: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]]]:
+def _read_all(
+    bootstrap: str, topic: str, keep: bool, extra: dict[str, Any]
+) -> tuple[int, list[tuple[bytes, bytes]]]:
     """Reads the partition to the end offset seen at start, like the cache's ready condition."""
     consumer = _consumer(bootstrap, extra)
     kept: list[tuple[bytes, bytes]] = []
@@ -77,13 +78,13 @@ def _read_all(bootstrap: str, topic: str, keep: bool,
     return count, kept
 
 
-def measure_cache(bootstrap: str, registry_url: str, topic: str, timeout: float,
-                  extra: dict[str, Any]) -> dict[str, Any]:
+def measure_cache(
+    bootstrap: str, registry_url: str, topic: str, timeout: float, extra: dict[str, Any]
+) -> dict[str, Any]:
     codec = RouteCodec(registry_client(registry_url), topic)
     gc.collect()
     baseline_kb = _kb("VmRSS")
-    cache = RouteCache({"bootstrap.servers": bootstrap, **extra}, codec, topic,
-                       name="bench-rebuild")
+    cache = RouteCache({"bootstrap.servers": bootstrap, **extra}, codec, topic, name="bench-rebuild")
     started = time.perf_counter()
     cache.start()
     ready = cache.wait_ready(timeout)
@@ -92,9 +93,14 @@ def measure_cache(bootstrap: str, registry_url: str, topic: str, timeout: float,
     stats = cache.stats()
     cache.stop()
     return {
-        "ready": ready, "seconds": seconds, "cache_routes": stats.routes,
-        "records_read": stats.position, "undecodable": stats.undecodable,
-        "baseline_kb": baseline_kb, "peak_kb": peak_kb, "after_kb": after_kb,
+        "ready": ready,
+        "seconds": seconds,
+        "cache_routes": stats.routes,
+        "records_read": stats.position,
+        "undecodable": stats.undecodable,
+        "baseline_kb": baseline_kb,
+        "peak_kb": peak_kb,
+        "after_kb": after_kb,
     }
 
 
@@ -104,8 +110,13 @@ def measure_consume(bootstrap: str, topic: str, extra: dict[str, Any]) -> dict[s
     started = time.perf_counter()
     count, _ = _read_all(bootstrap, topic, False, extra)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "records_read": count, "baseline_kb": baseline_kb,
-            "peak_kb": _kb("VmHWM"), "after_kb": _kb("VmRSS")}
+    return {
+        "seconds": seconds,
+        "records_read": count,
+        "baseline_kb": baseline_kb,
+        "peak_kb": _kb("VmHWM"),
+        "after_kb": _kb("VmRSS"),
+    }
 
 
 def _timed(label: str, results: dict[str, float], fn: Any, *args: Any) -> Any:
@@ -115,10 +126,10 @@ def _timed(label: str, results: dict[str, float], fn: Any, *args: Any) -> Any:
     return out
 
 
-def profile(bootstrap: str, registry_url: str, topic: str, timeout: float, top: int,
-            extra: dict[str, Any]) -> dict[str, Any]:
-    profiled_seconds, cprofile = _profile_cache_thread(bootstrap, registry_url, topic, timeout,
-                                                       top, extra)
+def profile(
+    bootstrap: str, registry_url: str, topic: str, timeout: float, top: int, extra: dict[str, Any]
+) -> dict[str, Any]:
+    profiled_seconds, cprofile = _profile_cache_thread(bootstrap, registry_url, topic, timeout, top, extra)
     gc.collect()
     n, t = _time_stages(bootstrap, registry_url, topic, extra)
     per_route = {label: seconds / n * 1e6 for label, seconds in t.items()}
@@ -131,13 +142,13 @@ def profile(bootstrap: str, registry_url: str, topic: str, timeout: float, top: 
     }
 
 
-def _profile_cache_thread(bootstrap: str, registry_url: str, topic: str, timeout: float,
-                          top: int, extra: dict[str, Any]) -> tuple[float, str]:
+def _profile_cache_thread(
+    bootstrap: str, registry_url: str, topic: str, timeout: float, top: int, extra: dict[str, Any]
+) -> tuple[float, str]:
     """cProfile of the real cache thread (its _run wrapped on the instance, library untouched):
     seconds from start() to ready, and the ``top`` functions by own time."""
     codec = RouteCodec(registry_client(registry_url), topic)
-    cache = RouteCache({"bootstrap.servers": bootstrap, **extra}, codec, topic,
-                       name="bench-profile")
+    cache = RouteCache({"bootstrap.servers": bootstrap, **extra}, codec, topic, name="bench-profile")
     profiler = cProfile.Profile()
     run = cache._run
     setattr(cache, "_run", lambda: profiler.runcall(run))  # noqa: B010 (instance override)
@@ -152,8 +163,9 @@ def _profile_cache_thread(bootstrap: str, registry_url: str, topic: str, timeout
     return profiled_seconds, text.getvalue()
 
 
-def _time_stages(bootstrap: str, registry_url: str, topic: str,
-                 extra: dict[str, Any]) -> tuple[int, dict[str, float]]:
+def _time_stages(
+    bootstrap: str, registry_url: str, topic: str, extra: dict[str, Any]
+) -> tuple[int, dict[str, float]]:
     """Each stage alone, over the same records held in memory: (records, seconds per stage)."""
     t: dict[str, float] = {}
     _, records = _timed("consume", t, _read_all, bootstrap, topic, True, extra)
@@ -162,9 +174,13 @@ def _time_stages(bootstrap: str, registry_url: str, topic: str,
     decode_value = codec.values.decode
     decode_value(records[0][1])  # fetch the writer schema from the registry outside the clock
     fresh = RouteCache({"bootstrap.servers": bootstrap}, codec, topic, name="bench-apply")
-    batches = [[Message(topic=topic, partition=0, offset=offset, key=key, value=value)
-                for offset, (key, value) in enumerate(records[start:start + 10_000], start)]
-               for start in range(0, n, 10_000)]
+    batches = [
+        [
+            Message(topic=topic, partition=0, offset=offset, key=key, value=value)
+            for offset, (key, value) in enumerate(records[start : start + 10_000], start)
+        ]
+        for start in range(0, n, 10_000)
+    ]
     gc.collect()
     gc.disable()  # as the cache does while it catches up
     try:
@@ -188,35 +204,36 @@ def _parse_keys(records: list[tuple[bytes, bytes]]) -> None:
         parse_route_key(key)
 
 
-def _decode_values(records: list[tuple[bytes, bytes]],
-                   decode_value: Callable[[bytes], Any]) -> None:
+def _decode_values(records: list[tuple[bytes, bytes]], decode_value: Callable[[bytes], Any]) -> None:
     for _, value in records:
         decode_value(value)
 
 
-def _decode_routes(records: list[tuple[bytes, bytes]], decode_value: Callable[[bytes], Any],
-                   from_record: Callable[[Any], Route]) -> None:
+def _decode_routes(
+    records: list[tuple[bytes, bytes]],
+    decode_value: Callable[[bytes], Any],
+    from_record: Callable[[Any], Route],
+) -> None:
     for _, value in records:
         from_record(decode_value(value))
 
 
-def _fast_reads(records: list[tuple[bytes, bytes]],
-                read: Callable[[bytes, str, str, bytes], Route | None]) -> None:
+def _fast_reads(
+    records: list[tuple[bytes, bytes]], read: Callable[[bytes, str, str, bytes], Route | None]
+) -> None:
     """What RouteCodec.decode does with a value of the schema the cache knows: key to Route."""
     for key, value in records:
         topic, _, tenant = key.decode("utf-8").partition("/")
-        if read(value, topic, tenant, key[len(topic) + 1:]) is None:
+        if read(value, topic, tenant, key[len(topic) + 1 :]) is None:
             raise AssertionError(f"the fast reader left {key!r} to fastavro")
 
 
-def _decode_records(records: list[tuple[bytes, bytes]],
-                    decode: Callable[[bytes, bytes], Any]) -> None:
+def _decode_records(records: list[tuple[bytes, bytes]], decode: Callable[[bytes, bytes], Any]) -> None:
     for key, value in records:
         decode(key, value)
 
 
-def _handle_batches(batches: list[list[Message]], handle: Callable[[list[Message]], None]
-                    ) -> None:
+def _handle_batches(batches: list[list[Message]], handle: Callable[[list[Message]], None]) -> None:
     for batch in batches:
         handle(batch)
 
@@ -226,13 +243,18 @@ def main(argv: list[str]) -> int:
     mode = args["mode"]
     extra: dict[str, Any] = args.get("consumer_config") or {}
     if mode == "cache":
-        out = measure_cache(args["bootstrap"], args["registry_url"], args["topic"],
-                            args["timeout"], extra)
+        out = measure_cache(args["bootstrap"], args["registry_url"], args["topic"], args["timeout"], extra)
     elif mode == "consume":
         out = measure_consume(args["bootstrap"], args["topic"], extra)
     elif mode == "profile":
-        out = profile(args["bootstrap"], args["registry_url"], args["topic"], args["timeout"],
-                      args.get("top", 25), extra)
+        out = profile(
+            args["bootstrap"],
+            args["registry_url"],
+            args["topic"],
+            args["timeout"],
+            args.get("top", 25),
+            extra,
+        )
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     sys.stdout.write(json.dumps(out) + "\n")

@@ -29,8 +29,7 @@ def _plain(axis: Axis, log: bool = True) -> None:
     if log:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.set_minor_formatter(NullFormatter())
-    axis.set_major_formatter(FuncFormatter(
-        lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -41,10 +40,16 @@ def _save(figure: Figure, path: Path) -> None:
 
 def throughput(figures: dict[str, Any], path: Path) -> None:
     """Median records/s of the routing producer and its two baselines; each round as a dot."""
-    kinds = [("routing", "RoutingProducer", OURS), ("raw", "raw confluent-kafka", BASE),
-             ("aiokafka", "aiokafka", HASH)]
-    shown = [(kind, label, colour) for kind, label, colour in kinds
-             if isinstance(figures.get(f"{kind}_rps"), int | float)]
+    kinds = [
+        ("routing", "RoutingProducer", OURS),
+        ("raw", "raw confluent-kafka", BASE),
+        ("aiokafka", "aiokafka", HASH),
+    ]
+    shown = [
+        (kind, label, colour)
+        for kind, label, colour in kinds
+        if isinstance(figures.get(f"{kind}_rps"), int | float)
+    ]
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
     rounds = figures.get("rounds_rps") or {}
     for x, (kind, _, colour) in enumerate(shown):
@@ -52,14 +57,23 @@ def throughput(figures: dict[str, Any], path: Path) -> None:
         axes.bar(x, median, color=colour, width=0.6)
         axes.annotate(f"{median:,.0f}", (x, median), ha="center", va="bottom", fontsize=9)
         values = rounds.get(kind) or []
-        axes.scatter([x] * len(values), values, color="black", s=10, zorder=3,
-                     label="one round" if x == 0 and values else None)
+        axes.scatter(
+            [x] * len(values),
+            values,
+            color="black",
+            s=10,
+            zorder=3,
+            label="one round" if x == 0 and values else None,
+        )
     axes.set_xticks(range(len(shown)), [label for _, label, _ in shown])
     axes.set_ylabel("records/s (acknowledged, end to end)")
     _plain(axes.yaxis, log=False)
-    axes.set_title(f"producer throughput: {figures.get('records', 0):,} records, "
-                   f"{figures.get('tenants', 0):,} tenants, median of {figures.get('rounds', 0)} "
-                   "round(s)", fontsize=10)
+    axes.set_title(
+        f"producer throughput: {figures.get('records', 0):,} records, "
+        f"{figures.get('tenants', 0):,} tenants, median of {figures.get('rounds', 0)} "
+        "round(s)",
+        fontsize=10,
+    )
     if rounds:
         axes.legend(loc="upper right", fontsize=8)
     _save(figure, path)
@@ -73,8 +87,7 @@ def flash_crowd(figures: dict[str, Any], path: Path) -> None:
     for start, end in series.get("flash_periods_s") or []:
         axes.axvspan(start / 60, end / 60, color="#ffd54f", alpha=0.35, lw=0)
     axes.plot(minutes, series["hash_max_over_mean"], color=HASH, lw=1, label="murmur2 hashing")
-    axes.plot(minutes, series["pkg_max_over_mean"], color=PKG, lw=1,
-              label="power of two choices (PKG)")
+    axes.plot(minutes, series["pkg_max_over_mean"], color=PKG, lw=1, label="power of two choices (PKG)")
     axes.plot(minutes, series["max_over_mean"], color=OURS, lw=1.4, label="routing_app planner")
     if series.get("flash_periods_s"):
         axes.plot([], [], color="#ffd54f", lw=8, alpha=0.6, label="flash crowd (one tenant x20)")
@@ -82,9 +95,12 @@ def flash_crowd(figures: dict[str, Any], path: Path) -> None:
     _plain(axes.yaxis)
     axes.set_xlabel("simulated minutes")
     axes.set_ylabel("max / mean partition load (log)")
-    axes.set_title(f"{figures.get('tenants', 0):,} tenants (Zipf {figures.get('zipf', 0):g}) on "
-                   f"{figures.get('partitions', 0)} partitions, {figures.get('window_s', 0):g} s "
-                   "windows", fontsize=10)
+    axes.set_title(
+        f"{figures.get('tenants', 0):,} tenants (Zipf {figures.get('zipf', 0):g}) on "
+        f"{figures.get('partitions', 0)} partitions, {figures.get('window_s', 0):g} s "
+        "windows",
+        fontsize=10,
+    )
     axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     axes.grid(True, which="both", alpha=0.3)
     _save(figure, path)
@@ -96,13 +112,18 @@ def rebuild(points: Sequence[dict[str, Any]], path: Path) -> None:
     routes = [p["routes"] for p in points]
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
     axes.plot(routes, [p["seconds"] for p in points], "o-", color=OURS, label="RouteCache rebuild")
-    base = [(p["routes"], p["consume_only_seconds"]) for p in points
-            if isinstance(p.get("consume_only_seconds"), int | float)]
+    base = [
+        (p["routes"], p["consume_only_seconds"])
+        for p in points
+        if isinstance(p.get("consume_only_seconds"), int | float)
+    ]
     if base:
-        axes.plot(*zip(*base, strict=True), "s--", color=BASE,
-                  label="consume only (same consumer, no decoding)")
-    axes.scatter([1_000_000], [5.0], marker="*", s=120, color=HASH, zorder=3,
-                 label="target: 5 s at 1M routes")
+        axes.plot(
+            *zip(*base, strict=True), "s--", color=BASE, label="consume only (same consumer, no decoding)"
+        )
+    axes.scatter(
+        [1_000_000], [5.0], marker="*", s=120, color=HASH, zorder=3, label="target: 5 s at 1M routes"
+    )
     axes.set_xscale("log")
     axes.set_yscale("log")
     _plain(axes.xaxis)
@@ -121,8 +142,7 @@ def reaction(figures: dict[str, Any], path: Path) -> None:
     marks = [(0.0, "x20 onset\n(a window starts)", HASH)]
     marks.append((window, "one window\nlater", BASE))
     if isinstance(figures.get("off_old_partition_s"), int | float):
-        marks.append((float(figures["off_old_partition_s"]), "off the old partition\n(draining)",
-                      PKG))
+        marks.append((float(figures["off_old_partition_s"]), "off the old partition\n(draining)", PKG))
     marks.append((float(figures["seconds"]), "routed to the\nnew partition", OURS))
     end = max(m[0] for m in marks)
     target = figures.get("target_s")
@@ -131,24 +151,38 @@ def reaction(figures: dict[str, Any], path: Path) -> None:
     axes.axvspan(0, window, color="#eeeeee", lw=0)
     for i, (t, label, colour) in enumerate(marks):
         axes.plot([t], [0], "o", color=colour, ms=9, zorder=3)
-        axes.annotate(f"{label}\n{t:.2f} s", (t, 0), xytext=(0, 18 if i % 2 == 0 else -48),
-                      textcoords="offset points", ha="center", fontsize=8)
+        axes.annotate(
+            f"{label}\n{t:.2f} s",
+            (t, 0),
+            xytext=(0, 18 if i % 2 == 0 else -48),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
     others = figures.get("all_seconds") or []
     if len(others) > 1:
-        axes.plot(others, [0.25] * len(others), "|", color=OURS, ms=12,
-                  label=f"each of {len(others)} rounds")
+        axes.plot(others, [0.25] * len(others), "|", color=OURS, ms=12, label=f"each of {len(others)} rounds")
         axes.legend(fontsize=8, loc="upper left")
     if isinstance(target, int | float):
         axes.axvline(target, color=HASH, ls="--", lw=1)
-        axes.annotate(f"target {target:g} s", (target, 0.8), ha="right", fontsize=8,
-                      color=HASH, xytext=(-3, 0), textcoords="offset points")
+        axes.annotate(
+            f"target {target:g} s",
+            (target, 0.8),
+            ha="right",
+            fontsize=8,
+            color=HASH,
+            xytext=(-3, 0),
+            textcoords="offset points",
+        )
         end = max(end, target)
     axes.set_xlim(-0.05 * end - 0.2, end * 1.1 + 0.2)
     axes.set_ylim(-1, 1)
     axes.set_yticks([])
     axes.set_xlabel("seconds after the onset")
-    axes.set_title(f"reaction to a x20 hotspot ({window:g} s windows, median of "
-                   f"{figures.get('rounds', 1)} round(s))", fontsize=10)
+    axes.set_title(
+        f"reaction to a x20 hotspot ({window:g} s windows, median of {figures.get('rounds', 1)} round(s))",
+        fontsize=10,
+    )
     _save(figure, path)
 
 
@@ -162,16 +196,20 @@ def drain_pauses(figures: dict[str, Any], path: Path) -> None:
     edges = [low * (high / low) ** (i / 24) for i in range(25)]
     edges[0], edges[-1] = low * 0.99, high * 1.01
     figure, axes = plt.subplots(figsize=(6.4, 4.0))
-    axes.hist([max(p, low) for p in live], bins=edges, color=OURS,
-              label=f"moves with live producers ({len(live)})")
+    axes.hist(
+        [max(p, low) for p in live], bins=edges, color=OURS, label=f"moves with live producers ({len(live)})"
+    )
     if waits:
-        axes.hist([max(p, low) for p in waits], bins=edges, color=HASH,
-                  label=f"waited for a killed producer to expire ({len(waits)})")
+        axes.hist(
+            [max(p, low) for p in waits],
+            bins=edges,
+            color=HASH,
+            label=f"waited for a killed producer to expire ({len(waits)})",
+        )
     for key, style in (("pause_p50_ms", ":"), ("pause_p99_ms", "--")):
         value = figures.get(key)
         if isinstance(value, int | float) and value > 0:
-            axes.axvline(value, color="black", ls=style, lw=1,
-                         label=f"{key.split('_')[1]} {value:,.0f} ms")
+            axes.axvline(value, color="black", ls=style, lw=1, label=f"{key.split('_')[1]} {value:,.0f} ms")
     axes.set_xscale("log")
     _plain(axes.xaxis)
     axes.set_xlabel("pause of a strict move (ms, log)")
@@ -184,5 +222,8 @@ def drain_pauses(figures: dict[str, Any], path: Path) -> None:
 
 def finite_numbers(values: Any) -> bool:
     """A non-empty list of finite numbers (what a distribution or series needs)."""
-    return (isinstance(values, list) and bool(values)
-            and all(isinstance(v, int | float) and math.isfinite(v) for v in values))
+    return (
+        isinstance(values, list)
+        and bool(values)
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+    )

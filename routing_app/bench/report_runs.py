@@ -62,23 +62,46 @@ def plan_runs(benches: Iterable[str], quick: bool) -> list[Run]:
         if bench in chosen:
             runs.append(Run(name, bench, (*args, "--json")))
 
-    add("producer", "producer", "bench", "producer",
-        *(("--records", "50000", "--rounds", "1") if quick else ()))
+    add(
+        "producer",
+        "producer",
+        "bench",
+        "producer",
+        *(("--records", "50000", "--rounds", "1") if quick else ()),
+    )
     for routes in QUICK_REBUILD_SIZES if quick else FULL_REBUILD_SIZES:
         add(f"rebuild-{routes}", "rebuild", "bench", "rebuild", "--routes", str(routes))
-    add("propagation", "propagation", "bench", "propagation",
-        *(("--changes", "50", "--producers", "2") if quick else ()))
-    add("reaction", "reaction", "bench", "reaction",
-        *(("--window-s", "5") if quick else ("--rounds", "3")))
+    add(
+        "propagation",
+        "propagation",
+        "bench",
+        "propagation",
+        *(("--changes", "50", "--producers", "2") if quick else ()),
+    )
+    add("reaction", "reaction", "bench", "reaction", *(("--window-s", "5") if quick else ("--rounds", "3")))
     add("drain", "drain", "bench", "drain")
-    add("aggregate", "aggregate", "bench", "aggregate",
-        *(("--reports", "200000", "--rounds", "1") if quick else ()))
+    add(
+        "aggregate",
+        "aggregate",
+        "bench",
+        "aggregate",
+        *(("--reports", "200000", "--rounds", "1") if quick else ()),
+    )
     # A flash crowd starts at 15 min and every 30 min after, for 5 min (simulate's defaults).
     add("simulate-flash", "simulate", "simulate", "--hours", "0.5" if quick else "1", "--series")
     for zipf in BALANCE_ZIPFS:
         for partitions in BALANCE_PARTITIONS:
-            add(balance_name(zipf, partitions), "simulate", "simulate", "--zipf", f"{zipf:g}",
-                "--partitions", str(partitions), "--hours", "0.25" if quick else "2")
+            add(
+                balance_name(zipf, partitions),
+                "simulate",
+                "simulate",
+                "--zipf",
+                f"{zipf:g}",
+                "--partitions",
+                str(partitions),
+                "--hours",
+                "0.25" if quick else "2",
+            )
     return runs
 
 
@@ -102,9 +125,14 @@ def subprocess_executor(cli_prefix: Sequence[str], timeout_s: float = 3600.0) ->
 
     def execute(run: Run, log: Path) -> dict[str, Any]:
         with log.open("w") as err:
-            done = subprocess.run([sys.executable, "-m", "routing_app", *cli_prefix, *run.args],
-                                  stdout=subprocess.PIPE, stderr=err, text=True,
-                                  timeout=timeout_s, check=False)
+            done = subprocess.run(
+                [sys.executable, "-m", "routing_app", *cli_prefix, *run.args],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
         if done.returncode != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError(f"exit {done.returncode}: " + " | ".join(tail))
@@ -113,14 +141,21 @@ def subprocess_executor(cli_prefix: Sequence[str], timeout_s: float = 3600.0) ->
     return execute
 
 
-def execute_runs(runs: Sequence[Run], execute: Executor, quick: bool, save: Path | None,
-                 note: Callable[[str], None], invocation: str | None = None,
-                 extra: dict[str, Any] | None = None, remark: str | None = None
-                 ) -> BenchResults:
+def execute_runs(
+    runs: Sequence[Run],
+    execute: Executor,
+    quick: bool,
+    save: Path | None,
+    note: Callable[[str], None],
+    invocation: str | None = None,
+    extra: dict[str, Any] | None = None,
+    remark: str | None = None,
+) -> BenchResults:
     """Runs every command in turn; a failed one is recorded and the others still run.
     ``extra``: more about the machine (the Kafka address); ``remark``: the person's note."""
-    outcome = BenchResults(quick=quick, machine={**machine_now(), **(extra or {})},
-                           invocation=invocation, note=remark)
+    outcome = BenchResults(
+        quick=quick, machine={**machine_now(), **(extra or {})}, invocation=invocation, note=remark
+    )
     outcome.machine["started"] = _now_text()
     logs = save or Path(tempfile.mkdtemp(prefix="bench-report-"))
     logs.mkdir(parents=True, exist_ok=True)
@@ -137,15 +172,25 @@ def execute_runs(runs: Sequence[Run], execute: Executor, quick: bool, save: Path
         note(f"    done in {time.monotonic() - started:.0f} s")
         if save is not None:
             (save / f"{run.name}.json").write_text(
-                json.dumps(outcome.results[run.name], separators=(",", ":")) + "\n")
+                json.dumps(outcome.results[run.name], separators=(",", ":")) + "\n"
+            )
     outcome.machine["finished"] = _now_text()
     outcome.machine["load_avg_end"] = _load_average()
     if save is not None:
-        (save / RUN_FILE).write_text(json.dumps({
-            "machine": outcome.machine, "commands": outcome.commands,
-            "failed": outcome.failed, "quick": quick, "invocation": invocation,
-            "note": remark},
-            indent=1) + "\n")
+        (save / RUN_FILE).write_text(
+            json.dumps(
+                {
+                    "machine": outcome.machine,
+                    "commands": outcome.commands,
+                    "failed": outcome.failed,
+                    "quick": quick,
+                    "invocation": invocation,
+                    "note": remark,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return outcome
 
 
@@ -178,7 +223,8 @@ def machine_now() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "memory_gib": round(memory["MemTotal"] / 2**20, 1) if "MemTotal" in memory else None,
         "memory_available_gib": round(memory["MemAvailable"] / 2**20, 1)
-        if "MemAvailable" in memory else None,
+        if "MemAvailable" in memory
+        else None,
         "load_avg_start": _load_average(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),

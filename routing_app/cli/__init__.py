@@ -24,8 +24,15 @@ class _Cli(click.Group):
 
         try:
             return super().invoke(ctx)
-        except (KafkaUnreachable, RegistryUnavailable, RoutingProducerError, ConfigError,
-                KafkaException, TimeoutError, CommandRefused) as exc:
+        except (
+            KafkaUnreachable,
+            RegistryUnavailable,
+            RoutingProducerError,
+            ConfigError,
+            KafkaException,
+            TimeoutError,
+            CommandRefused,
+        ) as exc:
             message = str(exc) or type(exc).__name__
             if isinstance(exc, KafkaException) and isinstance(ctx.obj, Settings):
                 # librdkafka's errors do not say where: the address is what to check first.
@@ -35,17 +42,27 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="TOML config file (default: $ROUTING_CONFIG or ./routing-app.toml).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML config file (default: $ROUTING_CONFIG or ./routing-app.toml).",
+)
 @click.option("--bootstrap-servers", default=None, help="Existing Kafka cluster (skips the local stack).")
 @click.option("--schema-registry-url", default=None, help="Existing Confluent-compatible registry.")
 @click.pass_context
-def main(ctx: click.Context, config_file: Path | None, bootstrap_servers: str | None,
-         schema_registry_url: str | None) -> None:
+def main(
+    ctx: click.Context,
+    config_file: Path | None,
+    bootstrap_servers: str | None,
+    schema_registry_url: str | None,
+) -> None:
     """Tenant-aware smart partitioning for Apache Kafka."""
     try:
-        ctx.obj = load_settings(config_file, bootstrap_servers=bootstrap_servers,
-                                schema_registry_url=schema_registry_url)
+        ctx.obj = load_settings(
+            config_file, bootstrap_servers=bootstrap_servers, schema_registry_url=schema_registry_url
+        )
     except ConfigError as exc:
         # One line that names the variable or key to fix; click's usage text would bury it.
         click.echo(f"error: {exc}", err=True)

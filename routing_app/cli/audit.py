@@ -57,13 +57,13 @@ class _TimeArgsCommand(click.Command):
     """Reads "-2h" as a time, where click would see options (-2 and -h: help)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        takes_time_argument = any(isinstance(p, click.Argument) and p.type is TIME
-                                  for p in self.params)
+        takes_time_argument = any(isinstance(p, click.Argument) and p.type is TIME for p in self.params)
         rewritten: list[str] = []
         after = ""
         for arg in args:
-            if is_relative(arg) and (after in _TIME_OPTIONS
-                                     or (takes_time_argument and after not in _VALUE_OPTIONS)):
+            if is_relative(arg) and (
+                after in _TIME_OPTIONS or (takes_time_argument and after not in _VALUE_OPTIONS)
+            ):
                 arg = as_ago(arg)
             rewritten.append(arg)
             after = arg if arg.startswith("--") else ""
@@ -80,10 +80,14 @@ def audit() -> None:
 
 def _formats(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")(command)
-    command = click.option("--json", "as_json", is_flag=True,
-                           help="One JSON document on stdout.")(command)
-    return click.option("--timeout", type=float, default=30.0, show_default=True,
-                        help="Give up when a topic delivers nothing for this many seconds.")(command)
+    command = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")(command)
+    return click.option(
+        "--timeout",
+        type=float,
+        default=30.0,
+        show_default=True,
+        help="Give up when a topic delivers nothing for this many seconds.",
+    )(command)
 
 
 def _fmt(as_json: bool, as_csv: bool) -> str:
@@ -99,9 +103,11 @@ def _read(settings: Settings, timeout: float) -> AuditInput:
         err.print(f"[red]error[/]: {exc}")
         sys.exit(2)
     if found.undecodable:
-        err.print(f"[yellow]warning[/]: {found.undecodable_routes} undecodable record(s) on "
-                  f"{settings.routes_topic!r} and {found.undecodable_events} on "
-                  f"{settings.events_topic!r} skipped (audit verify lists them)")
+        err.print(
+            f"[yellow]warning[/]: {found.undecodable_routes} undecodable record(s) on "
+            f"{settings.routes_topic!r} and {found.undecodable_events} on "
+            f"{settings.events_topic!r} skipped (audit verify lists them)"
+        )
     return found
 
 
@@ -125,8 +131,14 @@ def _route_ref(step: Step) -> str:
     return "gone" if step.route_offset is None else f"#{step.route_offset}"
 
 
-def _emit(fmt: str, document: dict[str, Any], rows: Sequence[Any], columns: Sequence[Column],
-          csv_columns: Sequence[Column], title: str | None = None) -> None:
+def _emit(
+    fmt: str,
+    document: dict[str, Any],
+    rows: Sequence[Any],
+    columns: Sequence[Column],
+    csv_columns: Sequence[Column],
+    title: str | None = None,
+) -> None:
     if fmt == "json":
         click.echo(json.dumps(document, indent=None, sort_keys=False))
     elif fmt == "csv":
@@ -147,16 +159,24 @@ def _str(value: Any) -> str:
 
 
 _STEP_CSV: list[Column] = [
-    ("at", lambda s: _str(iso_time(s.at_ms))), ("at_ms", lambda s: str(s.at_ms)),
-    ("topic", lambda s: s.topic), ("tenant", lambda s: s.tenant), ("action", lambda s: s.action),
+    ("at", lambda s: _str(iso_time(s.at_ms))),
+    ("at_ms", lambda s: str(s.at_ms)),
+    ("topic", lambda s: s.topic),
+    ("tenant", lambda s: s.tenant),
+    ("action", lambda s: s.action),
     ("from_partitions", lambda s: " ".join(map(str, s.from_partitions))),
     ("to_partitions", lambda s: " ".join(map(str, s.to_partitions))),
-    ("from_epoch", lambda s: _str(s.from_epoch)), ("to_epoch", lambda s: _str(s.to_epoch)),
-    ("status", lambda s: s.status), ("mode", lambda s: s.mode),
+    ("from_epoch", lambda s: _str(s.from_epoch)),
+    ("to_epoch", lambda s: _str(s.to_epoch)),
+    ("status", lambda s: s.status),
+    ("mode", lambda s: s.mode),
     ("placement", lambda s: "hashed" if s.placement is None else " ".join(map(str, s.placement))),
-    ("epoch", lambda s: _str(s.epoch)), ("reason", lambda s: s.reason),
-    ("pause_ms", lambda s: _str(s.pause_ms)), ("worker_id", lambda s: s.worker_id),
-    ("command_id", lambda s: _str(s.command_id)), ("event_offset", lambda s: str(s.event_offset)),
+    ("epoch", lambda s: _str(s.epoch)),
+    ("reason", lambda s: s.reason),
+    ("pause_ms", lambda s: _str(s.pause_ms)),
+    ("worker_id", lambda s: s.worker_id),
+    ("command_id", lambda s: _str(s.command_id)),
+    ("event_offset", lambda s: str(s.event_offset)),
     ("route_offset", lambda s: _str(s.route_offset)),
 ]
 
@@ -168,8 +188,16 @@ _STEP_CSV: list[Column] = [
 @click.option("--until", type=TIME, default=None, help="Up to this time (same forms).")
 @_formats
 @pass_settings
-def replay(settings: Settings, topic: str | None, tenant: str | None, since: int | None,
-           until: int | None, as_json: bool, as_csv: bool, timeout: float) -> None:
+def replay(
+    settings: Settings,
+    topic: str | None,
+    tenant: str | None,
+    since: int | None,
+    until: int | None,
+    as_json: bool,
+    as_csv: bool,
+    timeout: float,
+) -> None:
     """The timeline of every decision, replayed from both topics' beginnings.
 
     The route column names the offset of the record the decision wrote on the routes topic, or
@@ -177,62 +205,94 @@ def replay(settings: Settings, topic: str | None, tenant: str | None, since: int
     """
     fmt = _fmt(as_json, as_csv)
     found = _read(settings, timeout)
-    steps = timeline(found.events, found.routes, topic=topic, tenant=tenant, since_ms=since,
-                     until_ms=until)
+    steps = timeline(found.events, found.routes, topic=topic, tenant=tenant, since_ms=since, until_ms=until)
     document = {
-        "routes_topic": settings.routes_topic, "events_topic": settings.events_topic,
+        "routes_topic": settings.routes_topic,
+        "events_topic": settings.events_topic,
         "filters": {"topic": topic, "tenant": tenant, "since_ms": since, "until_ms": until},
-        "events_read": len(found.events), "route_records_read": len(found.routes.records),
+        "events_read": len(found.events),
+        "route_records_read": len(found.routes.records),
         "undecodable": [vars(u) for u in found.undecodable],
         "timeline": [s.to_json() for s in steps],
     }
     columns: list[Column] = [
-        ("time", lambda s: format_time(s.at_ms)), ("topic/tenant", lambda s: s.key),
+        ("time", lambda s: format_time(s.at_ms)),
+        ("topic/tenant", lambda s: s.key),
         ("action", lambda s: s.action),
-        ("change", lambda s: f"{_parts(s.from_partitions)} → {_parts(s.to_partitions)}"
-         if s.changes_route else ""),
+        (
+            "change",
+            lambda s: f"{_parts(s.from_partitions)} → {_parts(s.to_partitions)}" if s.changes_route else "",
+        ),
         ("epoch", lambda s: _epochs(s.from_epoch, s.to_epoch) if s.changes_route else ""),
-        ("status", lambda s: s.status), ("reason", lambda s: s.reason),
-        ("pause", lambda s: _pause(s.pause_ms)), ("route", _route_ref),
+        ("status", lambda s: s.status),
+        ("reason", lambda s: s.reason),
+        ("pause", lambda s: _pause(s.pause_ms)),
+        ("route", _route_ref),
     ]
     _emit(fmt, document, steps, columns, _STEP_CSV)
     if fmt == "table":
-        err.print(f"{len(steps)} of {len(found.events)} events shown; "
-                  f"{len(found.routes.records)} records on {settings.routes_topic!r}")
+        err.print(
+            f"{len(steps)} of {len(found.events)} events shown; "
+            f"{len(found.routes.records)} records on {settings.routes_topic!r}"
+        )
 
 
 _PLACEMENT_COLUMNS: list[Column] = [
-    ("topic", lambda p: p.topic), ("tenant", lambda p: p.tenant),
-    ("partitions", lambda p: _parts(p.partitions)), ("epoch", lambda p: _str(p.epoch)),
-    ("status", lambda p: p.status), ("mode", lambda p: p.mode),
+    ("topic", lambda p: p.topic),
+    ("tenant", lambda p: p.tenant),
+    ("partitions", lambda p: _parts(p.partitions)),
+    ("epoch", lambda p: _str(p.epoch)),
+    ("status", lambda p: p.status),
+    ("mode", lambda p: p.mode),
     ("since", lambda p: format_time(p.since_ms) if p.since_ms else ""),
-    ("action", lambda p: p.action), ("reason", lambda p: p.reason),
+    ("action", lambda p: p.action),
+    ("reason", lambda p: p.reason),
 ]
 _PLACEMENT_CSV: list[Column] = [
-    ("topic", lambda p: p.topic), ("tenant", lambda p: p.tenant),
+    ("topic", lambda p: p.topic),
+    ("tenant", lambda p: p.tenant),
     ("partitions", lambda p: "hashed" if p.partitions is None else " ".join(map(str, p.partitions))),
-    ("epoch", lambda p: _str(p.epoch)), ("status", lambda p: p.status), ("mode", lambda p: p.mode),
+    ("epoch", lambda p: _str(p.epoch)),
+    ("status", lambda p: p.status),
+    ("mode", lambda p: p.mode),
     ("since", lambda p: _str(iso_time(p.since_ms) if p.since_ms else None)),
-    ("since_ms", lambda p: _str(p.since_ms or None)), ("action", lambda p: p.action),
-    ("reason", lambda p: p.reason), ("event_offset", lambda p: _str(p.event_offset)),
+    ("since_ms", lambda p: _str(p.since_ms or None)),
+    ("action", lambda p: p.action),
+    ("reason", lambda p: p.reason),
+    ("event_offset", lambda p: _str(p.event_offset)),
 ]
 
 
 def _never_routed(topic: str | None, tenant: str) -> Placement:
-    return Placement(topic=topic or "*", tenant=tenant, partitions=None, epoch=None, status="",
-                     mode="", since_ms=0, action="", reason="no route at that time: default hashing",
-                     event_offset=-1)
+    return Placement(
+        topic=topic or "*",
+        tenant=tenant,
+        partitions=None,
+        epoch=None,
+        status="",
+        mode="",
+        since_ms=0,
+        action="",
+        reason="no route at that time: default hashing",
+        event_offset=-1,
+    )
 
 
 @audit.command(cls=_TimeArgsCommand)
 @click.argument("when", metavar="TIME", type=TIME)
 @click.option("--topic", default=None, help="Only this data topic.")
-@click.option("--tenant", default=None,
-              help="Only this tenant; shows it even where it used default hashing.")
+@click.option("--tenant", default=None, help="Only this tenant; shows it even where it used default hashing.")
 @_formats
 @pass_settings
-def at(settings: Settings, when: int, topic: str | None, tenant: str | None, as_json: bool,
-       as_csv: bool, timeout: float) -> None:
+def at(
+    settings: Settings,
+    when: int,
+    topic: str | None,
+    tenant: str | None,
+    as_json: bool,
+    as_csv: bool,
+    timeout: float,
+) -> None:
     """The routing table as it was at TIME, each route with the decision that made it.
 
     TIME: ISO-8601 (local time if no zone), HH:MM[:SS] today, epoch ms, -15m / -2h / -1d, now.
@@ -240,18 +300,19 @@ def at(settings: Settings, when: int, topic: str | None, tenant: str | None, as_
     fmt = _fmt(as_json, as_csv)
     found = _read(settings, timeout)
     table = table_at(found.events, when, include_hashed=tenant is not None)
-    rows = sorted((p for p in table.values()
-                   if topic in (None, p.topic) and tenant in (None, p.tenant)),
-                  key=lambda p: p.key)
+    rows = sorted(
+        (p for p in table.values() if topic in (None, p.topic) and tenant in (None, p.tenant)),
+        key=lambda p: p.key,
+    )
     if tenant is not None and not rows:
         rows = [_never_routed(topic, tenant)]
     document = {"at_ms": when, "at": iso_time(when), "routes": [p.to_json() for p in rows]}
-    _emit(fmt, document, rows, _PLACEMENT_COLUMNS, _PLACEMENT_CSV,
-          title=f"routing table at {format_time(when)}")
+    _emit(
+        fmt, document, rows, _PLACEMENT_COLUMNS, _PLACEMENT_CSV, title=f"routing table at {format_time(when)}"
+    )
     if fmt == "table":
         routed = sum(1 for p in rows if p.partitions is not None)
-        err.print(f"{routed} routed tenant(s) at {format_time(when)}; any other tenant used "
-                  f"default hashing")
+        err.print(f"{routed} routed tenant(s) at {format_time(when)}; any other tenant used default hashing")
 
 
 @audit.command()
@@ -259,62 +320,93 @@ def at(settings: Settings, when: int, topic: str | None, tenant: str | None, as_
 @click.option("--topic", default=None, help="Only this data topic.")
 @_formats
 @pass_settings
-def tenant(settings: Settings, tenant: str, topic: str | None, as_json: bool, as_csv: bool,
-           timeout: float) -> None:
+def tenant(
+    settings: Settings, tenant: str, topic: str | None, as_json: bool, as_csv: bool, timeout: float
+) -> None:
     """One tenant's history: placements, epochs, reasons, drains and their pauses (exit 1 when
     it has none)."""
     fmt = _fmt(as_json, as_csv)
     found = _read(settings, timeout)
     steps = timeline(found.events, found.routes, topic=topic, tenant=tenant)
     now_ms = int(time.time() * 1000)
-    current = sorted((p for p in table_at(found.events, now_ms, include_hashed=True).values()
-                      if p.tenant == tenant and topic in (None, p.topic)), key=lambda p: p.key)
-    document = {"tenant": tenant, "topic": topic, "history": [s.to_json() for s in steps],
-                "current": [p.to_json() for p in current]}
+    current = sorted(
+        (
+            p
+            for p in table_at(found.events, now_ms, include_hashed=True).values()
+            if p.tenant == tenant and topic in (None, p.topic)
+        ),
+        key=lambda p: p.key,
+    )
+    document = {
+        "tenant": tenant,
+        "topic": topic,
+        "history": [s.to_json() for s in steps],
+        "current": [p.to_json() for p in current],
+    }
     columns: list[Column] = [
-        ("time", lambda s: format_time(s.at_ms)), ("topic", lambda s: s.topic),
+        ("time", lambda s: format_time(s.at_ms)),
+        ("topic", lambda s: s.topic),
         ("action", lambda s: s.action),
         ("placement", lambda s: _parts(s.placement)),
         ("epoch", lambda s: _str(s.to_epoch) if s.changes_route else ""),
-        ("status", lambda s: s.status), ("reason", lambda s: s.reason),
-        ("pause", lambda s: _pause(s.pause_ms)), ("by", lambda s: s.worker_id),
+        ("status", lambda s: s.status),
+        ("reason", lambda s: s.reason),
+        ("pause", lambda s: _pause(s.pause_ms)),
+        ("by", lambda s: s.worker_id),
         ("route", _route_ref),
     ]
     if steps or fmt != "table":
         _emit(fmt, document, steps, columns, _STEP_CSV, title=f"history of tenant {tenant!r}")
     linked = {s.route_offset for s in steps if s.route_offset is not None}
-    unexplained = [r for r in found.routes.records if r.tenant == tenant
-                   and topic in (None, r.topic) and r.offset not in linked]
+    unexplained = [
+        r
+        for r in found.routes.records
+        if r.tenant == tenant and topic in (None, r.topic) and r.offset not in linked
+    ]
     if unexplained:
-        err.print(f"[yellow]warning[/]: {len(unexplained)} record(s) of tenant {tenant!r} on "
-                  f"{settings.routes_topic!r} match no event (offsets "
-                  f"{', '.join(str(r.offset) for r in unexplained[:10])}); run `audit verify`")
+        err.print(
+            f"[yellow]warning[/]: {len(unexplained)} record(s) of tenant {tenant!r} on "
+            f"{settings.routes_topic!r} match no event (offsets "
+            f"{', '.join(str(r.offset) for r in unexplained[:10])}); run `audit verify`"
+        )
     if not steps:
-        err.print(f"no events for tenant {tenant!r}" + (f" on {topic!r}" if topic else "")
-                  + ": by the events topic, it has always used default hashing")
+        err.print(
+            f"no events for tenant {tenant!r}"
+            + (f" on {topic!r}" if topic else "")
+            + ": by the events topic, it has always used default hashing"
+        )
         sys.exit(1)
     if fmt == "table":
         for p in current:
-            err.print(f"now: {p.key} on {_parts(p.partitions)}"
-                      + (f" (epoch {p.epoch}, {p.status})" if p.partitions is not None else "")
-                      + f" since {format_time(p.since_ms)}: {p.reason}")
+            err.print(
+                f"now: {p.key} on {_parts(p.partitions)}"
+                + (f" (epoch {p.epoch}, {p.status})" if p.partitions is not None else "")
+                + f" since {format_time(p.since_ms)}: {p.reason}"
+            )
 
 
 _DISCREPANCY_COLUMNS: list[Column] = [
-    ("key", lambda d: d.key), ("kind", lambda d: d.kind), ("expected", lambda d: d.expected),
-    ("found", lambda d: d.found), ("event offset", lambda d: _str(d.event_offset)),
+    ("key", lambda d: d.key),
+    ("kind", lambda d: d.kind),
+    ("expected", lambda d: d.expected),
+    ("found", lambda d: d.found),
+    ("event offset", lambda d: _str(d.event_offset)),
     ("route offset", lambda d: _str(d.route_offset)),
 ]
 
 
 @audit.command("verify")
-@click.option("--settle", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="On discrepancies, read again after this many seconds and report what is left "
-                   "(a change in flight shows on one topic before the other). 0: read once.")
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="On discrepancies, read again after this many seconds and report what is left "
+    "(a change in flight shows on one topic before the other). 0: read once.",
+)
 @_formats
 @pass_settings
-def verify_command(settings: Settings, settle: float, as_json: bool, as_csv: bool,
-                   timeout: float) -> None:
+def verify_command(settings: Settings, settle: float, as_json: bool, as_csv: bool, timeout: float) -> None:
     """Check that the routes topic is the replay of the events topic (exit 1 on discrepancies).
 
     Every route record still on the routes topic has its event and every route-changing event its
@@ -327,27 +419,36 @@ def verify_command(settings: Settings, settle: float, as_json: bool, as_csv: boo
         time.sleep(settle)
         report = _verify_once(settings, timeout)
     if fmt != "table" or not report.ok:
-        _emit(fmt, report.to_json(), report.discrepancies, _DISCREPANCY_COLUMNS,
-              [*_DISCREPANCY_COLUMNS[:4], ("event_offset", lambda d: _str(d.event_offset)),
-               ("route_offset", lambda d: _str(d.route_offset))],
-              title=f"{len(report.discrepancies)} discrepancies")
-    summary = (f"{report.keys} keys, {report.events} events ({report.route_changes} route changes), "
-               f"{report.route_records} route records ({report.linked_records} linked to their event)"
-               + ("; compaction has removed older route records" if report.compacted else ""))
+        _emit(
+            fmt,
+            report.to_json(),
+            report.discrepancies,
+            _DISCREPANCY_COLUMNS,
+            [
+                *_DISCREPANCY_COLUMNS[:4],
+                ("event_offset", lambda d: _str(d.event_offset)),
+                ("route_offset", lambda d: _str(d.route_offset)),
+            ],
+            title=f"{len(report.discrepancies)} discrepancies",
+        )
+    summary = (
+        f"{report.keys} keys, {report.events} events ({report.route_changes} route changes), "
+        f"{report.route_records} route records ({report.linked_records} linked to their event)"
+        + ("; compaction has removed older route records" if report.compacted else "")
+    )
     if report.ok:
         if fmt == "table":
             Console(soft_wrap=True).print(
                 f"[green]OK[/]: routes topic {settings.routes_topic!r} is the replay of events "
-                f"topic {settings.events_topic!r}: {summary}")
+                f"topic {settings.events_topic!r}: {summary}"
+            )
         return
     keys = sorted({d.key for d in report.discrepancies})
     named = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more keys" if len(keys) > 10 else "")
-    err.print(f"[red]FAILED[/]: {len(report.discrepancies)} discrepancies ({named}); "
-              f"checked {summary}")
+    err.print(f"[red]FAILED[/]: {len(report.discrepancies)} discrepancies ({named}); checked {summary}")
     sys.exit(1)
 
 
 def _verify_once(settings: Settings, timeout: float) -> VerifyReport:
     found = _read(settings, timeout)
     return verify(found.routes, found.events, found.undecodable)
-

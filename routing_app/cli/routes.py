@@ -50,8 +50,10 @@ def _send(settings: Settings, command: ControlCommand, wait: float) -> None:
     event, end = outcome.answer, outcome.end
     who = f"{command.topic}/{command.tenant}"
     if event is None:
-        err.print(f"[red]no answer from a worker within {wait}s[/] (command {command.command_id}"
-                  f" is queued on {settings.control_topic!r}; is a worker running?)")
+        err.print(
+            f"[red]no answer from a worker within {wait}s[/] (command {command.command_id}"
+            f" is queued on {settings.control_topic!r}; is a worker running?)"
+        )
         sys.exit(2)
     if not event.applied:
         err.print(f"[red]rejected[/]: {event.reason}")
@@ -60,31 +62,43 @@ def _send(settings: Settings, command: ControlCommand, wait: float) -> None:
         err.print(f"[red]aborted[/]: {command.action.value} {who} did not happen: {end.reason}")
         sys.exit(1)
     if outcome.moving:
-        err.print(f"[yellow]still moving[/] after {wait}s: {who} "
-                  f"{list(event.from_partitions) or 'hashed'} -> "
-                  f"{list(event.to_partitions) or 'hashed'} is draining (epoch {event.to_epoch})"
-                  f"; it ends with drain-complete or drain-abort on {settings.events_topic!r} "
-                  f"(`routing-app routes show {command.topic} {command.tenant}`)")
+        err.print(
+            f"[yellow]still moving[/] after {wait}s: {who} "
+            f"{list(event.from_partitions) or 'hashed'} -> "
+            f"{list(event.to_partitions) or 'hashed'} is draining (epoch {event.to_epoch})"
+            f"; it ends with drain-complete or drain-abort on {settings.events_topic!r} "
+            f"(`routing-app routes show {command.topic} {command.tenant}`)"
+        )
         sys.exit(2)
     if outcome.forced and end is not None:
         err.print(f"[yellow]forced[/]: {end.reason}")
     if command.action in (ControlAction.PIN, ControlAction.UNPIN):
-        err.print(f"[green]{event.action}[/] {who}: "
-                  f"{list(event.from_partitions) or 'hashed'} -> "
-                  f"{list(event.to_partitions) or 'hashed'} (epoch {event.to_epoch})"
-                  + (f", {end.reason}" if end is not None and not outcome.forced else ""))
+        err.print(
+            f"[green]{event.action}[/] {who}: "
+            f"{list(event.from_partitions) or 'hashed'} -> "
+            f"{list(event.to_partitions) or 'hashed'} (epoch {event.to_epoch})"
+            + (f", {end.reason}" if end is not None and not outcome.forced else "")
+        )
     else:
         err.print(f"[green]{event.action}[/] {who}: {event.reason}")
 
 
 # A day: anything longer is a typo, and a negative wait used to be taken as "don't wait".
 _MAX_WAIT_S = 86_400.0
-_wait = click.option("--wait", type=click.FloatRange(0, _MAX_WAIT_S), default=15.0,
-                     show_default=True,
-                     help="Seconds to wait for the writer's answer (0: don't wait).")
-_timeout = click.option("--timeout", type=click.FloatRange(0, _MAX_WAIT_S, min_open=True),
-                        default=30.0, show_default=True,
-                        help="Seconds to wait for the routes topic to be read.")
+_wait = click.option(
+    "--wait",
+    type=click.FloatRange(0, _MAX_WAIT_S),
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for the writer's answer (0: don't wait).",
+)
+_timeout = click.option(
+    "--timeout",
+    type=click.FloatRange(0, _MAX_WAIT_S, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the routes topic to be read.",
+)
 _partitions_help = "Target partition; repeat to shard the tenant across several."
 _reason = click.option("--reason", default="", help="Why; recorded with the route and event.")
 
@@ -92,19 +106,48 @@ _reason = click.option("--reason", default="", help="Why; recorded with the rout
 @routes.command()
 @click.argument("topic")
 @click.argument("tenant")
-@click.option("--partition", "-p", "partitions", type=click.IntRange(min=0), multiple=True,
-              required=True, help=_partitions_help)
-@click.option("--mode", type=click.Choice([m.value for m in RouteMode]), default=None,
-              help="strict keeps order on moves; relaxed switches at once.")
+@click.option(
+    "--partition",
+    "-p",
+    "partitions",
+    type=click.IntRange(min=0),
+    multiple=True,
+    required=True,
+    help=_partitions_help,
+)
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in RouteMode]),
+    default=None,
+    help="strict keeps order on moves; relaxed switches at once.",
+)
 @_reason
 @_wait
 @pass_settings
-def pin(settings: Settings, topic: str, tenant: str, partitions: tuple[int, ...],
-        mode: str | None, reason: str, wait: float) -> None:
+def pin(
+    settings: Settings,
+    topic: str,
+    tenant: str,
+    partitions: tuple[int, ...],
+    mode: str | None,
+    reason: str,
+    wait: float,
+) -> None:
     """Pin TENANT of TOPIC to the given partition(s)."""
-    _send(settings, ControlCommand(ControlAction.PIN, topic, tenant, now_ms(), partitions,
-                                   RouteMode(mode) if mode else None, reason, _issuer(settings)),
-          wait)
+    _send(
+        settings,
+        ControlCommand(
+            ControlAction.PIN,
+            topic,
+            tenant,
+            now_ms(),
+            partitions,
+            RouteMode(mode) if mode else None,
+            reason,
+            _issuer(settings),
+        ),
+        wait,
+    )
 
 
 def _tenant_command(action: ControlAction, doc: str) -> None:
@@ -117,8 +160,11 @@ def _tenant_command(action: ControlAction, doc: str) -> None:
     @_wait
     @pass_settings
     def command(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
-        _send(settings, ControlCommand(action, topic, tenant, now_ms(), reason=reason,
-                                       issued_by=_issuer(settings)), wait)
+        _send(
+            settings,
+            ControlCommand(action, topic, tenant, now_ms(), reason=reason, issued_by=_issuer(settings)),
+            wait,
+        )
 
 
 _tenant_command(ControlAction.UNPIN, "Send TENANT of TOPIC back to default hashing.")
@@ -127,14 +173,29 @@ _tenant_command(ControlAction.UNFREEZE, "Let the planner move TENANT again.")
 
 
 _evacuate_partitions = click.option(
-    "--partition", "-p", "partitions", type=click.IntRange(min=0), multiple=True,
-    help="Partition to evacuate; repeat for several. None: stop evacuating TOPIC.")
+    "--partition",
+    "-p",
+    "partitions",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="Partition to evacuate; repeat for several. None: stop evacuating TOPIC.",
+)
 
 
-def _evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
-              wait: float) -> None:
-    _send(settings, ControlCommand(ControlAction.EVACUATE, topic, "", now_ms(), partitions,
-                                   reason=reason, issued_by=_issuer(settings)), wait)
+def _evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str, wait: float) -> None:
+    _send(
+        settings,
+        ControlCommand(
+            ControlAction.EVACUATE,
+            topic,
+            "",
+            now_ms(),
+            partitions,
+            reason=reason,
+            issued_by=_issuer(settings),
+        ),
+        wait,
+    )
 
 
 @routes.command()
@@ -143,8 +204,7 @@ def _evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reaso
 @_reason
 @_wait
 @pass_settings
-def evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
-             wait: float) -> None:
+def evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str, wait: float) -> None:
     """Move every tenant off partitions of TOPIC, and keep them off (the planner moves them,
     bounded per cycle)."""
     _evacuate(settings, topic, partitions, reason, wait)
@@ -158,32 +218,35 @@ def evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reason
 @_reason
 @_wait
 @pass_settings
-def drain_alias(settings: Settings, topic: str, partitions: tuple[int, ...], reason: str,
-                wait: float) -> None:
+def drain_alias(
+    settings: Settings, topic: str, partitions: tuple[int, ...], reason: str, wait: float
+) -> None:
     """Deprecated alias of ``routes evacuate``."""
-    click.echo("`routing-app routes drain` is deprecated: use `routing-app routes evacuate` "
-               "(the same command)", err=True)
+    click.echo(
+        "`routing-app routes drain` is deprecated: use `routing-app routes evacuate` (the same command)",
+        err=True,
+    )
     _evacuate(settings, topic, partitions, reason, wait)
 
 
 def _load(settings: Settings, timeout: float) -> RouteCache:
     codec = RouteCodec(registry_client(settings.registry_config()), settings.routes_topic)
-    cache = RouteCache(polled_client_settings(settings.kafka), codec,
-                       settings.routes_topic).start()
+    cache = RouteCache(polled_client_settings(settings.kafka), codec, settings.routes_topic).start()
     if not cache.wait_ready(timeout):
         cache.stop()
         stats = cache.stats()
         if stats.end_offset_at_start < 0:
             why = f"Kafka at {settings.bootstrap} did not answer"
         else:
-            why = (f"read {stats.position} of {stats.end_offset_at_start} records from Kafka "
-                   f"at {settings.bootstrap}")
+            why = (
+                f"read {stats.position} of {stats.end_offset_at_start} records from Kafka "
+                f"at {settings.bootstrap}"
+            )
         failure = codec.values.last_failure
         problem = str(failure) if failure is not None else probe_registry(settings.registry_url)
         if problem is not None:
             why += f"; the schema registry at {settings.registry_url} does not answer ({problem})"
-        err.print(f"[red]routes topic {settings.routes_topic!r} not read within {timeout}s[/]: "
-                  f"{why}")
+        err.print(f"[red]routes topic {settings.routes_topic!r} not read within {timeout}s[/]: {why}")
         sys.exit(2)
     return cache
 
@@ -204,8 +267,9 @@ def list_routes(settings: Settings, topic: str | None, as_json: bool, timeout: f
             return
         table = Table("topic", "tenant", "partitions", "mode", "status", "epoch", "reason")
         for r in found:
-            table.add_row(r.topic, r.tenant, ",".join(map(str, r.partitions)), r.mode, r.status,
-                          str(r.epoch), r.reason)
+            table.add_row(
+                r.topic, r.tenant, ",".join(map(str, r.partitions)), r.mode, r.status, str(r.epoch), r.reason
+            )
         Console().print(table)
         stats = cache.stats()
         err.print(f"{len(found)} routes; {stats.undecodable} undecodable records skipped")
@@ -223,8 +287,9 @@ def show(settings: Settings, topic: str, tenant: str, timeout: float) -> None:
     cache = _load(settings, timeout)
     try:
         route: Route | None = cache.get(topic, tenant)
-        click.echo(json.dumps(route.to_json() if route else
-                              {"topic": topic, "tenant": tenant, "route": None}))
+        click.echo(
+            json.dumps(route.to_json() if route else {"topic": topic, "tenant": tenant, "route": None})
+        )
         if route is None:
             sys.exit(1)
     finally:

@@ -38,8 +38,7 @@ def ensure(settings: Settings) -> None:
     (FULL_TRANSITIVE), so no worker or producer can register one the others cannot read."""
     specs = routing_topics(settings)
     try:
-        created, tolerated = ensure_topics(settings.kafka, specs,
-                                           settings.replication_factor)
+        created, tolerated = ensure_topics(settings.kafka, specs, settings.replication_factor)
     except TopicSettingsError as exc:
         for problem in exc.problems:
             console.print(f"[red]✗[/] {problem}")
@@ -58,8 +57,9 @@ def ensure(settings: Settings) -> None:
         console.print(f"[red]✗[/] {exc}")
         sys.exit(1)
     for subject, before in changed:
-        console.print(f"[green]compatibility[/] {SUBJECT_COMPATIBILITY} on {subject} "
-                      f"(was {before or 'unset'})")
+        console.print(
+            f"[green]compatibility[/] {SUBJECT_COMPATIBILITY} on {subject} (was {before or 'unset'})"
+        )
 
 
 @topics.command()
@@ -67,8 +67,7 @@ def ensure(settings: Settings) -> None:
 def check(settings: Settings) -> None:
     """Report each topic's state; exit 1 when one is missing or wrong."""
     specs = routing_topics(settings)
-    missing, problems = check_topics(settings.kafka, specs,
-                                     replication_factor=settings.replication_factor)
+    missing, problems = check_topics(settings.kafka, specs, replication_factor=settings.replication_factor)
     table = Table("topic", "partitions", "state")
     for spec in specs:
         mine = [p for p in problems if p.topic == spec.name]
@@ -93,8 +92,9 @@ def check(settings: Settings) -> None:
 def create(settings: Settings, name: str, partitions: int) -> None:
     """Create a data topic (producers never create topics implicitly)."""
     try:
-        created = create_topic(settings.kafka, name, partitions,
-                               replication_factor=settings.replication_factor)
+        created = create_topic(
+            settings.kafka, name, partitions, replication_factor=settings.replication_factor
+        )
     except TopicReplicationError as exc:
         raise click.ClickException(str(exc)) from exc
     if created:

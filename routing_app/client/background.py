@@ -23,9 +23,16 @@ HELLO_INTERVAL_S = 10.0
 
 
 class Poller:
-    def __init__(self, name: str, producer: Producer, drains: DrainCoordinator,
-                 metadata: PartitionCounts, report_usage: Callable[[], None],
-                 usage_interval_s: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        name: str,
+        producer: Producer,
+        drains: DrainCoordinator,
+        metadata: PartitionCounts,
+        report_usage: Callable[[], None],
+        usage_interval_s: float,
+        stop: threading.Event,
+    ) -> None:
         self._producer: Producer | None = producer
         self._drains = drains
         self._metadata = metadata

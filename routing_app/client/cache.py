@@ -29,9 +29,22 @@ log = logging.getLogger(__name__)
 
 # Settings a consumer shares with the producer it serves: where the cluster is and how to talk to it.
 _SHARED_PREFIXES = (
-    "bootstrap.servers", "security.", "sasl.", "ssl.", "client.", "socket.", "broker.",
-    "metadata.", "api.version", "reconnect.", "retry.backoff", "connections.", "log_level",
-    "debug", "resolve.", "client.dns",
+    "bootstrap.servers",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "client.",
+    "socket.",
+    "broker.",
+    "metadata.",
+    "api.version",
+    "reconnect.",
+    "retry.backoff",
+    "connections.",
+    "log_level",
+    "debug",
+    "resolve.",
+    "client.dns",
 )
 
 RouteListener = Callable[[str, str, Route | None], None]
@@ -338,8 +351,7 @@ class RouteCache:
                     self._store(topic, tenant, None)
                     continue
                 current = routes.get(tenant)
-                if current is not None and route.epoch <= current.epoch and not _ends_drain(
-                        current, route):
+                if current is not None and route.epoch <= current.epoch and not _ends_drain(current, route):
                     stale += 1
                     if route != current:
                         self._out_of_order(key, route, current, offset)
@@ -347,12 +359,13 @@ class RouteCache:
                 # _fits' first tests inline; the rest (asking the broker) stays there
                 count = counts.get(topic)
                 if count == _ABSENT:  # a topic the broker did not list: ask again once due
-                    if monotonic() - self._counts_at >= METADATA_MIN_INTERVAL_S and not (
-                            self._fits(route)):
+                    if monotonic() - self._counts_at >= METADATA_MIN_INTERVAL_S and not (self._fits(route)):
                         continue
-                elif (count is None or max(route.partitions) >= count or (
-                        route.previous_partitions and max(route.previous_partitions) >= count)
-                        ) and not self._fits(route):
+                elif (
+                    count is None
+                    or max(route.partitions) >= count
+                    or (route.previous_partitions and max(route.previous_partitions) >= count)
+                ) and not self._fits(route):
                     continue
                 routes[tenant] = route
                 applied += 1
@@ -375,9 +388,12 @@ class RouteCache:
                 log.warning(
                     "route cache: skipped %s record at %s offset %d%s: %s",
                     "an invalid route" if isinstance(exc, InvalidRoute) else "an undecodable",
-                    self._topic, offset,
-                    "" if kept is None else f" (the route of {kept.key!r} stays "
-                    f"{list(kept.partitions)}, epoch {kept.epoch})", why,
+                    self._topic,
+                    offset,
+                    ""
+                    if kept is None
+                    else f" (the route of {kept.key!r} stays {list(kept.partitions)}, epoch {kept.epoch})",
+                    why,
                 )
                 return
             except RegistryUnavailable as exc:
@@ -403,8 +419,7 @@ class RouteCache:
         if current is not None and route.epoch <= current.epoch and not _ends_drain(current, route):
             self._stale += 1
             if route != current:
-                self._out_of_order(route.key.encode("utf-8", "surrogateescape"), route, current,
-                                   offset)
+                self._out_of_order(route.key.encode("utf-8", "surrogateescape"), route, current, offset)
             return
         if not self._fits(route):
             return
@@ -419,11 +434,20 @@ class RouteCache:
         take it. Only a writer that is not ours (or a retry without idempotence) puts one there:
         treated as poison, so the worker writes the route again."""
         self._out_of_order_count += 1
-        log.warning("route cache: %s offset %d: route %r %s (epoch %d) is older than the route "
-                    "already read (%s, epoch %d); skipped", self._topic, offset, route.key,
-                    list(route.partitions), route.epoch, list(current.partitions), current.epoch)
-        self._poison(key, f"offset {offset}: an older route (epoch {route.epoch}) after epoch "
-                          f"{current.epoch}")
+        log.warning(
+            "route cache: %s offset %d: route %r %s (epoch %d) is older than the route "
+            "already read (%s, epoch %d); skipped",
+            self._topic,
+            offset,
+            route.key,
+            list(route.partitions),
+            route.epoch,
+            list(current.partitions),
+            current.epoch,
+        )
+        self._poison(
+            key, f"offset {offset}: an older route (epoch {route.epoch}) after epoch {current.epoch}"
+        )
 
     # -- poison under a live key ----------------------------------------------------------------
     def _poison(self, key: bytes | None, reason: str) -> Route | None:
@@ -485,16 +509,24 @@ class RouteCache:
             kept = self.get(route.topic, route.tenant)
             log.warning(
                 "route cache: route %r (epoch %d) names partitions %s but %r has %d partitions; "
-                "keeping %s until they exist", route.key, route.epoch,
-                sorted({*route.partitions, *route.previous_partitions}), route.topic, count,
-                "default hashing" if kept is None else
-                f"its route {list(kept.partitions)} (epoch {kept.epoch})")
+                "keeping %s until they exist",
+                route.key,
+                route.epoch,
+                sorted({*route.partitions, *route.previous_partitions}),
+                route.topic,
+                count,
+                "default hashing"
+                if kept is None
+                else f"its route {list(kept.partitions)} (epoch {kept.epoch})",
+            )
             self._pending[key] = route
             # The newest record under the key is one nobody can follow: to a new reader after
             # compaction, the route would be gone. (A route the writer really wrote for
             # partitions just added is re-asserted as is: harmless.)
-            self._poison(route.key.encode("utf-8", "surrogateescape"),
-                         f"names partitions beyond the {count} of {route.topic!r}")
+            self._poison(
+                route.key.encode("utf-8", "surrogateescape"),
+                f"names partitions beyond the {count} of {route.topic!r}",
+            )
         return False
 
     def _refresh_counts(self, topic: str) -> int | None:
@@ -507,8 +539,7 @@ class RouteCache:
             except KafkaException as exc:
                 log.warning("route cache: cannot read partition counts: %s", exc)
             else:
-                counts = {name: len(t.partitions) for name, t in metadata.topics.items()
-                          if t.error is None}
+                counts = {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
                 for known in self._counts:
                     counts.setdefault(known, _ABSENT)
                 counts.setdefault(topic, _ABSENT)
@@ -532,8 +563,12 @@ class RouteCache:
                 self._pending.pop(key, None)
                 self._poisoned.pop(route.key, None)
             if self._applied != applied:
-                log.info("route cache: route %r (epoch %d) applied: its partitions %s exist now",
-                         route.key, route.epoch, list(route.partitions))
+                log.info(
+                    "route cache: route %r (epoch %d) applied: its partitions %s exist now",
+                    route.key,
+                    route.epoch,
+                    list(route.partitions),
+                )
 
     def _notify(self, topic: str, tenant: str, route: Route | None) -> None:
         for listener in self._listeners:
@@ -552,8 +587,11 @@ def brief(exc: BaseException, limit: int = 300) -> str:
 
 def _ends_drain(current: Route, route: Route) -> bool:
     """A move's second write reuses the draining route's epoch (see control.drain)."""
-    return (route.epoch == current.epoch and current.status is RouteStatus.DRAINING
-            and route.status is RouteStatus.ACTIVE)
+    return (
+        route.epoch == current.epoch
+        and current.status is RouteStatus.DRAINING
+        and route.status is RouteStatus.ACTIVE
+    )
 
 
 class _GcPause:

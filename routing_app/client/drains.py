@@ -33,10 +33,19 @@ class DrainCoordinator:
     hold's barrier (records sent to the old partitions before it) must be an exact cut of
     librdkafka's order, and a record must either go out before that cut or queue in the hold."""
 
-    def __init__(self, producer_id: str, producer: Producer, answers_topic: str,
-                 hold_max_records: int, ledger: SendLedger, memo: Memo,
-                 cache: RouteCache | None, acks_codec: AvroCodec | None,
-                 registry_url: str | None, resend: Resend) -> None:
+    def __init__(
+        self,
+        producer_id: str,
+        producer: Producer,
+        answers_topic: str,
+        hold_max_records: int,
+        ledger: SendLedger,
+        memo: Memo,
+        cache: RouteCache | None,
+        acks_codec: AvroCodec | None,
+        registry_url: str | None,
+        resend: Resend,
+    ) -> None:
         # By (topic, tenant); replaced never, so hot paths may hold it.
         self.holds: dict[tuple[str, str], TenantHold] = {}
         self.acks = self.released = self.held_total = 0
@@ -57,8 +66,7 @@ class DrainCoordinator:
 
     def route_changed(self, topic: str, tenant: str, route: Route | None) -> None:
         """Cache thread: a strict route draining holds its tenant; any other change releases."""
-        if route is not None and route.status is RouteStatus.DRAINING and (
-                route.mode is RouteMode.STRICT):
+        if route is not None and route.status is RouteStatus.DRAINING and (route.mode is RouteMode.STRICT):
             self._begin(route)
         elif (topic, tenant) in self.holds:
             self._release(topic, tenant)
@@ -71,9 +79,13 @@ class DrainCoordinator:
             hold.released.wait(None if deadline is None else max(deadline - time.monotonic(), 0))
 
     def counters(self) -> dict[str, int]:
-        return {"held": self.held_records(), "held_total": self.held_total,
-                "draining_tenants": len(self.holds), "drain_acks": self.acks,
-                "holds_released": self.released}
+        return {
+            "held": self.held_records(),
+            "held_total": self.held_total,
+            "draining_tenants": len(self.holds),
+            "drain_acks": self.acks,
+            "holds_released": self.released,
+        }
 
     def detach(self) -> None:
         """The producer is closing: let go of librdkafka (see RoutingProducer.close)."""
@@ -90,15 +102,24 @@ class DrainCoordinator:
             self._memo.take(route.topic, route.tenant.encode("utf-8", "surrogateescape"))
             old = set(route.previous_partitions)
             sent = self._ledger.sent
-            barrier = {p: sent.get((route.topic, p), 0) + unsent
-                       for p, unsent in self._memo.unsent_on(route.topic, old).items()}
+            barrier = {
+                p: sent.get((route.topic, p), 0) + unsent
+                for p, unsent in self._memo.unsent_on(route.topic, old).items()
+            }
             if current is not None:  # a newer drain of the same tenant: keep what is held
                 current.epoch, current.barrier, current.acked = route.epoch, barrier, False
             else:
-                self.holds[key] = TenantHold(route.topic, route.tenant, route.epoch, barrier,
-                                             self._hold_max_records)
-        log.info("%s: holding %s while it moves %s -> %s (epoch %d)", self._producer_id,
-                 route.key, list(route.previous_partitions), list(route.partitions), route.epoch)
+                self.holds[key] = TenantHold(
+                    route.topic, route.tenant, route.epoch, barrier, self._hold_max_records
+                )
+        log.info(
+            "%s: holding %s while it moves %s -> %s (epoch %d)",
+            self._producer_id,
+            route.key,
+            list(route.previous_partitions),
+            list(route.partitions),
+            route.epoch,
+        )
 
     # -- acknowledge ----------------------------------------------------------------------------
     def acknowledge(self) -> None:
@@ -111,9 +132,15 @@ class DrainCoordinator:
                 continue
             if any(done.get((hold.topic, p), 0) < n for p, n in hold.barrier.items()):
                 continue
-            ack = DrainAck(self._producer_id, hold.topic, hold.tenant, hold.epoch,
-                           {p: last_offsets.get((hold.topic, p), -1) for p in hold.barrier},
-                           int(time.time() * 1000), held=len(hold.records))
+            ack = DrainAck(
+                self._producer_id,
+                hold.topic,
+                hold.tenant,
+                hold.epoch,
+                {p: last_offsets.get((hold.topic, p), -1) for p in hold.barrier},
+                int(time.time() * 1000),
+                held=len(hold.records),
+            )
             if self._codec is None or self._producer is None:
                 return
             if not self._codec.registered:
@@ -121,19 +148,32 @@ class DrainCoordinator:
                 # registry from here, it would stop delivery reports for seconds per try.
                 if not hold.ack_error_logged:
                     hold.ack_error_logged = True
-                    log.warning("%s: drain ack for %s/%s waits for the schema registry at %s "
-                                "(the drain-ack schema is not resolved yet)", self._producer_id,
-                                hold.topic, hold.tenant, self._registry_url)
+                    log.warning(
+                        "%s: drain ack for %s/%s waits for the schema registry at %s "
+                        "(the drain-ack schema is not resolved yet)",
+                        self._producer_id,
+                        hold.topic,
+                        hold.tenant,
+                        self._registry_url,
+                    )
                 continue
             try:
-                self._producer.produce(self._answers_topic, self._codec.encode(ack.to_record()),
-                                       route_key(hold.topic, hold.tenant).encode("utf-8"),
-                                       headers=[MessageKind.DRAIN_ACK.header])
+                self._producer.produce(
+                    self._answers_topic,
+                    self._codec.encode(ack.to_record()),
+                    route_key(hold.topic, hold.tenant).encode("utf-8"),
+                    headers=[MessageKind.DRAIN_ACK.header],
+                )
             except (BufferError, RegistryUnavailable, KafkaException) as exc:
                 if not hold.ack_error_logged:
                     hold.ack_error_logged = True
-                    log.warning("%s: drain ack for %s/%s not sent yet (retrying): %s",
-                                self._producer_id, hold.topic, hold.tenant, exc)
+                    log.warning(
+                        "%s: drain ack for %s/%s not sent yet (retrying): %s",
+                        self._producer_id,
+                        hold.topic,
+                        hold.tenant,
+                        exc,
+                    )
                 continue
             hold.acked = True
             self.acks += 1
@@ -151,9 +191,13 @@ class DrainCoordinator:
             # A callback of its own: a lost hello is not a failed record of the application's
             # (the producer-wide callback counts those).
             answered = on_delivery or _keep_alive_answered
-            producer.produce(self._answers_topic, producer_id, producer_id,
-                             headers=[MessageKind.PRODUCER_HELLO.header],
-                             on_delivery=lambda err, _message: answered(err))
+            producer.produce(
+                self._answers_topic,
+                producer_id,
+                producer_id,
+                headers=[MessageKind.PRODUCER_HELLO.header],
+                on_delivery=lambda err, _message: answered(err),
+            )
         return True
 
     def say_goodbye(self) -> None:
@@ -165,17 +209,24 @@ class DrainCoordinator:
         try:
             with self._farewell:
                 self._said_goodbye = True
-                self._producer.produce(self._answers_topic, producer_id, producer_id,
-                                       headers=[MessageKind.PRODUCER_CLOSED.header],
-                                       on_delivery=self._goodbye_answered)
+                self._producer.produce(
+                    self._answers_topic,
+                    producer_id,
+                    producer_id,
+                    headers=[MessageKind.PRODUCER_CLOSED.header],
+                    on_delivery=self._goodbye_answered,
+                )
             self._producer.flush(2.0)
         except (BufferError, KafkaException) as exc:
             log.warning("%s: could not announce its close: %s", self._producer_id, exc)
 
     def _goodbye_answered(self, err: KafkaError | None, _message: object) -> None:
         if err is not None:  # not an application record: the producer-wide callback never sees it
-            log.warning("%s: could not announce its close (drains wait for it until its usage "
-                        "reports expire): %s", self._producer_id, err)
+            log.warning(
+                "%s: could not announce its close (drains wait for it until its usage reports expire): %s",
+                self._producer_id,
+                err,
+            )
 
     # -- release --------------------------------------------------------------------------------
     def _release(self, topic: str, tenant: str) -> None:
@@ -198,8 +249,7 @@ class DrainCoordinator:
                 released += 1
         self.released += 1
         self.held_total += released
-        log.info("%s: released %d held records of %s/%s", self._producer_id, released, topic,
-                 tenant)
+        log.info("%s: released %d held records of %s/%s", self._producer_id, released, topic, tenant)
         self._report_release(hold, released)
 
     def _report_release(self, hold: TenantHold, released: int) -> None:
@@ -207,18 +257,32 @@ class DrainCoordinator:
         many were held when it went out, early in the hold. A rebuild replaying drains long
         over (cache not ready yet) reports nothing."""
         codec, producer = self._codec, self._producer
-        if (codec is None or not codec.registered or self._cache is None
-                or not self._cache.ready or producer is None):
+        if (
+            codec is None
+            or not codec.registered
+            or self._cache is None
+            or not self._cache.ready
+            or producer is None
+        ):
             return
-        report = DrainAck(self._producer_id, hold.topic, hold.tenant, hold.epoch, {},
-                          int(time.time() * 1000), held=released)
+        report = DrainAck(
+            self._producer_id, hold.topic, hold.tenant, hold.epoch, {}, int(time.time() * 1000), held=released
+        )
         try:
-            producer.produce(self._answers_topic, codec.encode(report.to_record()),
-                             route_key(hold.topic, hold.tenant).encode("utf-8"),
-                             headers=[MessageKind.DRAIN_RELEASED.header])
+            producer.produce(
+                self._answers_topic,
+                codec.encode(report.to_record()),
+                route_key(hold.topic, hold.tenant).encode("utf-8"),
+                headers=[MessageKind.DRAIN_RELEASED.header],
+            )
         except (BufferError, RegistryUnavailable, KafkaException) as exc:
-            log.warning("%s: release report for %s/%s not sent (the drain event will lack "
-                        "its held count): %s", self._producer_id, hold.topic, hold.tenant, exc)
+            log.warning(
+                "%s: release report for %s/%s not sent (the drain event will lack its held count): %s",
+                self._producer_id,
+                hold.topic,
+                hold.tenant,
+                exc,
+            )
 
 
 def _keep_alive_answered(err: KafkaError | None) -> None:

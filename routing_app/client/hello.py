@@ -36,10 +36,12 @@ class Greeting:
     """The hello and the routes topic's end offset after it, on a thread of their own, retried
     until they succeed or the producer closes."""
 
-    def __init__(self, say_hello: SayHello, rdkafka: dict[str, Any], routes_topic: str,
-                 name: str) -> None:
-        conf = {**consumer_settings_from(rdkafka), "group.id": reader_group(CACHE_GROUP_PREFIX),
-                "enable.auto.commit": False}
+    def __init__(self, say_hello: SayHello, rdkafka: dict[str, Any], routes_topic: str, name: str) -> None:
+        conf = {
+            **consumer_settings_from(rdkafka),
+            "group.id": reader_group(CACHE_GROUP_PREFIX),
+            "enable.auto.commit": False,
+        }
         if "logger" in rdkafka:
             conf["logger"] = rdkafka["logger"]
         self._conf = with_client_log(conf, polled=False)
@@ -84,14 +86,16 @@ class Greeting:
                     # No route writer has ever run (it creates the answers topic before it
                     # serves): no move can be under way. The keep-alive hellos introduce this
                     # producer once one starts.
-                    log.info("%s: the answers topic does not exist (no route writer has run "
-                             "yet); routes are read without a hello", self._name)
+                    log.info(
+                        "%s: the answers topic does not exist (no route writer has run "
+                        "yet); routes are read without a hello",
+                        self._name,
+                    )
                     self.acknowledged = True
                     continue
                 self.failure = str(exc)
                 if attempt == 2:  # the first tries fail on a cold broker: not worth a warning
-                    log.warning("%s: no hello to the route writer yet (retrying): %s",
-                                self._name, exc)
+                    log.warning("%s: no hello to the route writer yet (retrying): %s", self._name, exc)
             self._stop.wait(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
             attempt += 1
 
@@ -118,8 +122,9 @@ class Greeting:
     def _routes_end(self) -> int:
         consumer = Consumer(self._conf)
         try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(self._routes_topic, 0),
-                                                     timeout=_WATERMARK_TIMEOUT_S)
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(self._routes_topic, 0), timeout=_WATERMARK_TIMEOUT_S
+            )
             return int(high)
         finally:
             consumer.close()
@@ -127,5 +132,4 @@ class Greeting:
 
 def _no_answers_topic(exc: Exception) -> bool:
     error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
-    return error is not None and error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                  KafkaError._UNKNOWN_TOPIC)
+    return error is not None and error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)

@@ -49,16 +49,22 @@ class SendLedger:
         tp = (topic, partition)
         self.sent[tp] = self.sent.get(tp, 0) + records
 
-    def count(self, path: RoutingPath, topic: str, name: str | None, chosen: int | None,
-              value: Any, stream: Any) -> None:
+    def count(
+        self, path: RoutingPath, topic: str, name: str | None, chosen: int | None, value: Any, stream: Any
+    ) -> None:
         """One record, under the lock right after it went to librdkafka. ``stream``: the
         secondary key (None: the record is its tenant's keyless stream)."""
         self.paths[path] += 1
         if chosen is not None:
             self.count_sent(topic, chosen, 1)
         if self.usage is not None:
-            self.usage.add(topic, name or "", len(value) if value is not None else 0,
-                           -1 if chosen is None else chosen, stream)
+            self.usage.add(
+                topic,
+                name or "",
+                len(value) if value is not None else 0,
+                -1 if chosen is None else chosen,
+                stream,
+            )
 
     def on_delivery_report(self, err: KafkaError | None, message: Message) -> None:
         # Every record's report, in librdkafka's order per partition: what drains wait for.
@@ -125,8 +131,7 @@ class _LastOffsets(Mapping[tuple[str, int], int]):
     def __getitem__(self, tp: tuple[str, int]) -> int:
         topic, partition = tp
         counts = self._reports.get(topic)
-        message = (counts[1][partition] if counts is not None
-                   and 0 <= partition < len(counts[1]) else None)
+        message = counts[1][partition] if counts is not None and 0 <= partition < len(counts[1]) else None
         if message is None:
             raise KeyError(tp)
         return message.offset()  # type: ignore[return-value]

@@ -160,8 +160,7 @@ class Memo:
             if cell.partition >= 0:
                 ledger.count_sent(topic, cell.partition, cell.records)
             if ledger.usage is not None:
-                ledger.usage.add_counts(
-                    [(topic, cell.tenant, cell.partition, cell.records, cell.nbytes)])
+                ledger.usage.add_counts([(topic, cell.tenant, cell.partition, cell.records, cell.nbytes)])
             cell.records = cell.nbytes = 0
 
 

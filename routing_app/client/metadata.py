@@ -15,8 +15,14 @@ log = logging.getLogger(__name__)
 
 
 class PartitionCounts:
-    def __init__(self, producer: Producer, bootstrap: str, timeout_s: float, refresh_s: float,
-                 on_change: Callable[[list[str]], None]) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        bootstrap: str,
+        timeout_s: float,
+        refresh_s: float,
+        on_change: Callable[[list[str]], None],
+    ) -> None:
         # Topic -> partitions; replaced whole on each load, so read it afresh (never hold it).
         self.counts: dict[str, int] = {}
         self._producer: Producer | None = producer
@@ -45,9 +51,7 @@ class PartitionCounts:
                 raise UnknownTopicError(
                     f"cannot read metadata for {topic!r} from {self._bootstrap}: {exc}"
                 ) from exc
-            counts = {
-                name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None
-            }
+            counts = {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
             previous, self.counts = self.counts, counts
             self._loaded_at = time.monotonic()
             changed = [name for name, n in previous.items() if counts.get(name) != n]

@@ -59,8 +59,9 @@ def as_bool(name: str, value: Any) -> bool:
     raise ConfigurationError(f"{name}: {value!r} is not a boolean (true/false)")
 
 
-def split_config(conf: dict[str, Any]
-                 ) -> tuple[dict[str, Any], ProducerOptions, dict[str, str] | None, Any, Any]:
+def split_config(
+    conf: dict[str, Any],
+) -> tuple[dict[str, Any], ProducerOptions, dict[str, str] | None, Any, Any]:
     """(librdkafka settings, routing options, registry settings or None, key serializer,
     value serializer) from one producer configuration."""
     rdkafka: dict[str, Any] = {}
@@ -85,8 +86,9 @@ def split_config(conf: dict[str, Any]
     if not opts.producer_id:
         opts = ProducerOptions(**{**options, "producer_id": f"producer-{uuid.uuid4().hex[:12]}"})
     if registry and "url" not in registry:
-        raise ConfigurationError(f"{', '.join(REGISTRY_PREFIX + k for k in sorted(registry))} "
-                                 "given without 'schema.registry.url'")
+        raise ConfigurationError(
+            f"{', '.join(REGISTRY_PREFIX + k for k in sorted(registry))} given without 'schema.registry.url'"
+        )
     return rdkafka, opts, registry or None, key_serializer, value_serializer
 
 
@@ -110,6 +112,8 @@ def _default_idempotence(rdkafka: dict[str, Any]) -> None:
     if "enable.idempotence" not in rdkafka and acks in ("all", "-1"):
         rdkafka["enable.idempotence"] = True
     elif not as_bool("enable.idempotence", rdkafka.get("enable.idempotence", False)):
-        log.warning("enable.idempotence is off (acks=%s): a retried send can land behind a later "
-                    "one, so tenants in strict mode may see records out of order around a move",
-                    acks)
+        log.warning(
+            "enable.idempotence is off (acks=%s): a retried send can land behind a later "
+            "one, so tenants in strict mode may see records out of order around a move",
+            acks,
+        )

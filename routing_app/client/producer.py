@@ -58,8 +58,15 @@ from routing_app.usage import USAGE_SCHEMA, UsageAccumulator
 
 # Importable from here as before; routing_app.client is their public home.
 __all__ = [
-    "ConfigurationError", "HoldTimeout", "PartitionOutOfRange", "ProduceOptions", "ProduceTimeout",
-    "RecordMetadata", "RoutesNotReady", "RoutingProducer", "RoutingProducerError",
+    "ConfigurationError",
+    "HoldTimeout",
+    "PartitionOutOfRange",
+    "ProduceOptions",
+    "ProduceTimeout",
+    "RecordMetadata",
+    "RoutesNotReady",
+    "RoutingProducer",
+    "RoutingProducerError",
     "UnknownTopicError",
 ]
 
@@ -92,45 +99,81 @@ class RoutingProducer:
                 "'schema.registry.url' is required to read routes and write usage reports "
                 "(or set routing.cache.enabled=false and routing.usage.enabled=false)"
             )
-        usage = (UsageAccumulator(self.producer_id)
-                 if options.usage_enabled and registry_conf else None)
+        usage = UsageAccumulator(self.producer_id) if options.usage_enabled and registry_conf else None
         self._ledger = ledger = SendLedger(usage)
         try:
             # Failures are counted by a producer-wide delivery callback: passing one with every
             # record takes a keyword argument, which doubles the cost of librdkafka's produce().
             # Connection trouble goes to logging, once per broker (routing_app.connection).
-            self._producer = producer = Producer(with_client_log(
-                {**rdkafka, "on_delivery": ledger.on_delivery_report}))
+            self._producer = producer = Producer(
+                with_client_log({**rdkafka, "on_delivery": ledger.on_delivery_report})
+            )
         except KafkaException as exc:
             raise ConfigurationError(f"librdkafka refused the configuration: {exc}") from exc
         self._bootstrap: str = rdkafka["bootstrap.servers"]
         self._max_block_s = options.max_block_ms / 1000.0
         registry = registry_client(registry_conf) if registry_conf else None
-        route_codec = (RouteCodec(registry, options.routes_topic)
-                       if options.cache_enabled and registry is not None else None)
-        self._cache = cache = _route_cache(rdkafka, route_codec, options.routes_topic,
-                                           self.producer_id)
-        self._routes = RoutesGate(cache, route_codec, options.routes_topic,
-                                  options.max_block_ms, self._bootstrap, registry_url)
+        route_codec = (
+            RouteCodec(registry, options.routes_topic)
+            if options.cache_enabled and registry is not None
+            else None
+        )
+        self._cache = cache = _route_cache(rdkafka, route_codec, options.routes_topic, self.producer_id)
+        self._routes = RoutesGate(
+            cache, route_codec, options.routes_topic, options.max_block_ms, self._bootstrap, registry_url
+        )
         self._memo = Memo(ledger, cache)
-        self._metadata = PartitionCounts(producer, self._bootstrap, self._max_block_s,
-                                         options.metadata_refresh_ms / 1000.0,
-                                         self._memo.forget_topics)
-        acks_codec = (None if registry is None else AvroCodec(
-            registry, DRAIN_ACK_SCHEMA, options.answers_topic,
-            subject=drain_ack_subject(options.answers_topic)))
-        self._drains = DrainCoordinator(self.producer_id, producer, options.answers_topic,
-                                        options.hold_max_records, ledger, self._memo, cache,
-                                        acks_codec, registry_url, self._send_released)
+        self._metadata = PartitionCounts(
+            producer,
+            self._bootstrap,
+            self._max_block_s,
+            options.metadata_refresh_ms / 1000.0,
+            self._memo.forget_topics,
+        )
+        acks_codec = (
+            None
+            if registry is None
+            else AvroCodec(
+                registry,
+                DRAIN_ACK_SCHEMA,
+                options.answers_topic,
+                subject=drain_ack_subject(options.answers_topic),
+            )
+        )
+        self._drains = DrainCoordinator(
+            self.producer_id,
+            producer,
+            options.answers_topic,
+            options.hold_max_records,
+            ledger,
+            self._memo,
+            cache,
+            acks_codec,
+            registry_url,
+            self._send_released,
+        )
         # Before any send: the writer learns of this producer before it reads the routes, so a
         # drain never needs a grace period for producers it does not know (client/hello.py).
         self._routes.greet_first(self._drains.say_hello, rdkafka, self.producer_id)
         self._router = Router(self._metadata, cache, self._drains.holds)
-        usage_codec = (None if usage is None or registry is None
-                       else AvroCodec(registry, USAGE_SCHEMA, options.usage_topic))
-        self._usage = (None if usage is None or usage_codec is None else UsageReporter(
-            producer, usage, usage_codec, options.usage_topic, options.usage_top_k,
-            self._metadata, registry_url))
+        usage_codec = (
+            None
+            if usage is None or registry is None
+            else AvroCodec(registry, USAGE_SCHEMA, options.usage_topic)
+        )
+        self._usage = (
+            None
+            if usage is None or usage_codec is None
+            else UsageReporter(
+                producer,
+                usage,
+                usage_codec,
+                options.usage_topic,
+                options.usage_top_k,
+                self._metadata,
+                registry_url,
+            )
+        )
         # The hot path's references, held here to save an attribute lookup per record.
         self._produce = producer.produce
         self._cells = self._memo.cells
@@ -140,17 +183,35 @@ class RoutingProducer:
         self._plain = self._key_serializer is None and self._value_serializer is None
         self._closed = False
         stop = threading.Event()
-        self._poller = Poller(f"{self.producer_id}-poll", producer, self._drains, self._metadata,
-                              self._report_usage, options.usage_interval_ms / 1000.0, stop)
+        self._poller = Poller(
+            f"{self.producer_id}-poll",
+            producer,
+            self._drains,
+            self._metadata,
+            self._report_usage,
+            options.usage_interval_ms / 1000.0,
+            stop,
+        )
         if cache is not None:
             cache.add_listener(self._route_changed)
             cache.start()
         self._poller.start()
-        codecs = [(acks_codec, True), (usage_codec, True),
-                  (route_codec.values if route_codec else None, False)]
-        threading.Thread(target=resolve_schemas, name=f"{self.producer_id}-schemas", daemon=True,
-                         args=([(c, register) for c, register in codecs if c is not None], stop,
-                               self.producer_id, registry_url)).start()
+        codecs = [
+            (acks_codec, True),
+            (usage_codec, True),
+            (route_codec.values if route_codec else None, False),
+        ]
+        threading.Thread(
+            target=resolve_schemas,
+            name=f"{self.producer_id}-schemas",
+            daemon=True,
+            args=(
+                [(c, register) for c, register in codecs if c is not None],
+                stop,
+                self.producer_id,
+                registry_url,
+            ),
+        ).start()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def wait_ready(self, timeout: float | None = None) -> None:
@@ -198,8 +259,12 @@ class RoutingProducer:
 
         self._produce = closed
         if remaining:
-            log.error("%s closed with %d records not acknowledged (held records of tenants still "
-                      "moving are among them)", self.producer_id, remaining)
+            log.error(
+                "%s closed with %d records not acknowledged (held records of tenants still "
+                "moving are among them)",
+                self.producer_id,
+                remaining,
+            )
 
     def __enter__(self) -> RoutingProducer:
         return self
@@ -318,31 +383,61 @@ class RoutingProducer:
         if self._key_serializer is not None and key is not None:
             key = self._key_serializer(key, SerializationContext(topic, MessageField.KEY, headers))
         if self._value_serializer is not None:
-            value = self._value_serializer(value, SerializationContext(topic, MessageField.VALUE,
-                                                                       headers))
+            value = self._value_serializer(value, SerializationContext(topic, MessageField.VALUE, headers))
         name = tenant_name(tenant, key)
         deadline = time.monotonic() + self._max_block_s
         if not self._routes.ready and name is not None and partition is None:
             self._routes.wait(deadline)
-        self._send(topic, value, key, tenant, partition, headers, timestamp, on_delivery,
-                   deadline, name, may_hold=partition is None)
+        self._send(
+            topic,
+            value,
+            key,
+            tenant,
+            partition,
+            headers,
+            timestamp,
+            on_delivery,
+            deadline,
+            name,
+            may_hold=partition is None,
+        )
 
     def _send_released(self, topic: str, value: Any, key: Any, options: dict[str, Any]) -> None:
         """A held record, by its tenant's settled route (cache thread, see client.drains)."""
         tenant = options["tenant"]
-        self._send(topic, value, key, tenant, None, options["headers"], options["timestamp"],
-                   options["on_delivery"], time.monotonic() + self._max_block_s,
-                   tenant_name(tenant, key), may_hold=False)
+        self._send(
+            topic,
+            value,
+            key,
+            tenant,
+            None,
+            options["headers"],
+            options["timestamp"],
+            options["on_delivery"],
+            time.monotonic() + self._max_block_s,
+            tenant_name(tenant, key),
+            may_hold=False,
+        )
 
-    def _send(self, topic: str, value: Any, key: Any, tenant: str | bytes | None,
-              partition: int | None, headers: Any, timestamp: int | None,
-              on_delivery: DeliveryCallback | None, deadline: float, name: str | None,
-              *, may_hold: bool) -> None:
+    def _send(
+        self,
+        topic: str,
+        value: Any,
+        key: Any,
+        tenant: str | bytes | None,
+        partition: int | None,
+        headers: Any,
+        timestamp: int | None,
+        on_delivery: DeliveryCallback | None,
+        deadline: float,
+        name: str | None,
+        *,
+        may_hold: bool,
+    ) -> None:
         """Chooses, then sends under the send lock, or queues in the tenant's hold while its
         route drains (``may_hold``: not a record the hold is releasing)."""
         # None: the producer-wide callback, which counts failures.
-        callback = (None if on_delivery is None
-                    else adapt(on_delivery, self._ledger.on_delivery_report))
+        callback = None if on_delivery is None else adapt(on_delivery, self._ledger.on_delivery_report)
         kwargs: dict[str, Any] = {}
         if headers is not None:
             kwargs["headers"] = headers
@@ -357,19 +452,24 @@ class RoutingProducer:
                     continue  # a route changed while we chose: choose again
                 hold = holds.get((topic, name)) if may_hold and holds and name is not None else None
                 if hold is not None:
-                    if hold.offer(value, key, {"tenant": tenant, "headers": headers,
-                                               "timestamp": timestamp,
-                                               "on_delivery": on_delivery}):
+                    if hold.offer(
+                        value,
+                        key,
+                        {
+                            "tenant": tenant,
+                            "headers": headers,
+                            "timestamp": timestamp,
+                            "on_delivery": on_delivery,
+                        },
+                    ):
                         return
                 else:
                     try:
-                        self._produce(topic, value, key, -1 if chosen is None else chosen,
-                                      callback, **kwargs)
+                        self._produce(topic, value, key, -1 if chosen is None else chosen, callback, **kwargs)
                     except BufferError:
                         pass
                     else:
-                        self._ledger.count(path, topic, name, chosen, value,
-                                           None if tenant is None else key)
+                        self._ledger.count(path, topic, name, chosen, value, None if tenant is None else key)
                         return
             # Full: the local queue, or the tenant's hold while its route drains.
             self._wait_for_room(hold, deadline, topic, name)
@@ -396,13 +496,20 @@ class RoutingProducer:
                 assert metadata is not None
                 future.set_result(metadata)
 
-        self.produce(topic, value, key, tenant=tenant, partition=partition, headers=headers,
-                     timestamp=timestamp, on_delivery=resolve)
+        self.produce(
+            topic,
+            value,
+            key,
+            tenant=tenant,
+            partition=partition,
+            headers=headers,
+            timestamp=timestamp,
+            on_delivery=resolve,
+        )
         return future
 
     # -- waiting -------------------------------------------------------------------------------
-    def _wait_for_room(self, hold: TenantHold | None, deadline: float, topic: str,
-                       name: str | None) -> None:
+    def _wait_for_room(self, hold: TenantHold | None, deadline: float, topic: str, name: str | None) -> None:
         """Waits up to routing.max.block.ms in all for the queue or the hold to have room."""
         if time.monotonic() >= deadline:
             if hold is not None:
@@ -411,11 +518,13 @@ class RoutingProducer:
                     f"{hold.epoch}) and {len(hold.records)} of its records are held "
                     f"(routing.hold.max.records={self._options.hold_max_records}) for "
                     f"{self._options.max_block_ms} ms (routing.max.block.ms): is a worker "
-                    f"running the route writer?")
+                    f"running the route writer?"
+                )
             raise ProduceTimeout(
                 f"local queue full for {self._options.max_block_ms} ms "
                 f"(routing.max.block.ms); {len(self._producer)} records wait for "
-                f"{self._bootstrap}: is the broker reachable?")
+                f"{self._bootstrap}: is the broker reachable?"
+            )
         if hold is not None:
             hold.wait_for_room(min(0.05, max(deadline - time.monotonic(), 0.001)))
             return
@@ -435,12 +544,12 @@ class RoutingProducer:
             self._usage.send()
 
 
-def _route_cache(rdkafka: dict[str, Any], codec: RouteCodec | None, routes_topic: str,
-                 producer_id: str) -> RouteCache | None:
+def _route_cache(
+    rdkafka: dict[str, Any], codec: RouteCodec | None, routes_topic: str, producer_id: str
+) -> RouteCache | None:
     if codec is None:
         return None
     cache_conf = consumer_settings_from(rdkafka)
     if "logger" in rdkafka:
         cache_conf["logger"] = rdkafka["logger"]
-    return RouteCache(with_client_log(cache_conf), codec, routes_topic,
-                      name=f"{producer_id}-routes")
+    return RouteCache(with_client_log(cache_conf), codec, routes_topic, name=f"{producer_id}-routes")

@@ -18,8 +18,15 @@ _POSITION_POLL_S = 0.005
 
 
 class RoutesGate:
-    def __init__(self, cache: RouteCache | None, codec: RouteCodec | None, routes_topic: str,
-                 max_block_ms: int, bootstrap: str, registry_url: str | None) -> None:
+    def __init__(
+        self,
+        cache: RouteCache | None,
+        codec: RouteCodec | None,
+        routes_topic: str,
+        max_block_ms: int,
+        bootstrap: str,
+        registry_url: str | None,
+    ) -> None:
         # Once true, stays true: the cache only falls behind, never back before its start.
         self.ready = cache is None
         self._cache = cache
@@ -36,8 +43,7 @@ class RoutesGate:
         when the producer starts (before any send); nothing to do without a route cache."""
         if self._cache is None or self._greeting is not None:
             return
-        self._greeting = Greeting(say_hello, rdkafka, self._routes_topic,
-                                  f"{producer_id}-hello").start()
+        self._greeting = Greeting(say_hello, rdkafka, self._routes_topic, f"{producer_id}-hello").start()
         self._cache.on_stop(self._greeting.stop)
 
     def wait_ready(self, timeout: float | None) -> None:
@@ -55,14 +61,14 @@ class RoutesGate:
         cache = self._cache
         if cache is not None and not self.ready:
             try:
-                ready = (cache.wait_ready(max(deadline - time.monotonic(), 0.0))
-                         and self._greeted(deadline))
+                ready = cache.wait_ready(max(deadline - time.monotonic(), 0.0)) and self._greeted(deadline)
             except RuntimeError as exc:
                 raise RoutingProducerError(str(exc)) from exc
             if not ready:
                 raise RoutesNotReady(
                     f"routes not read within {self._max_block_ms} ms "
-                    f"(routing.max.block.ms), so the record was not sent: {self.problem()}")
+                    f"(routing.max.block.ms), so the record was not sent: {self.problem()}"
+                )
         self.ready = True
 
     def _greeted(self, deadline: float | None) -> bool:
@@ -87,22 +93,33 @@ class RoutesGate:
         topic = self._routes_topic
         greeting = self._greeting
         if stats.end_offset_at_start < 0:
-            where = (f"it could not read the end of {topic!r} from Kafka at {self._bootstrap} "
-                     f"(is the broker reachable, does the topic exist?)")
+            where = (
+                f"it could not read the end of {topic!r} from Kafka at {self._bootstrap} "
+                f"(is the broker reachable, does the topic exist?)"
+            )
         elif greeting is not None and greeting.done and stats.ready:
-            where = (f"it read {stats.position} of the {greeting.routes_end} records "
-                     f"{topic!r} had after its hello, from Kafka at {self._bootstrap}")
+            where = (
+                f"it read {stats.position} of the {greeting.routes_end} records "
+                f"{topic!r} had after its hello, from Kafka at {self._bootstrap}"
+            )
         else:
-            where = (f"it read {stats.position} of {stats.end_offset_at_start} records of "
-                     f"{topic!r} from Kafka at {self._bootstrap}")
+            where = (
+                f"it read {stats.position} of {stats.end_offset_at_start} records of "
+                f"{topic!r} from Kafka at {self._bootstrap}"
+            )
         if greeting is not None and not greeting.done:
-            where += ("; its hello to the route writer (the answers topic) is not "
-                      + ("acknowledged yet" if greeting.failure is None else
-                         f"through: {greeting.failure}"))
+            where += "; its hello to the route writer (the answers topic) is not " + (
+                "acknowledged yet" if greeting.failure is None else f"through: {greeting.failure}"
+            )
         failure = self._codec.values.last_failure if self._codec else None
-        problem = str(failure) if failure is not None else (
-            probe_registry(self._registry_url) if self._registry_url else None)
+        problem = (
+            str(failure)
+            if failure is not None
+            else (probe_registry(self._registry_url) if self._registry_url else None)
+        )
         if problem is not None:
-            where += (f"; the schema registry at {self._registry_url}, which it needs to read "
-                      f"routes, does not answer ({problem})")
+            where += (
+                f"; the schema registry at {self._registry_url}, which it needs to read "
+                f"routes, does not answer ({problem})"
+            )
         return where

@@ -16,9 +16,16 @@ log = logging.getLogger(__name__)
 
 
 class UsageReporter:
-    def __init__(self, producer: Producer, accumulator: UsageAccumulator, codec: AvroCodec,
-                 topic: str, top_k: int, metadata: PartitionCounts,
-                 registry_url: str | None) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        accumulator: UsageAccumulator,
+        codec: AvroCodec,
+        topic: str,
+        top_k: int,
+        metadata: PartitionCounts,
+        registry_url: str | None,
+    ) -> None:
         self.reports = 0  # tenant reports sent, however many records carried them
         self.deferred = 0  # intervals whose reports waited for the next one
         self._producer: Producer | None = producer
@@ -41,22 +48,25 @@ class UsageReporter:
             if not self._codec.registered:
                 # Resolved by the schema thread; asking the registry here would block.
                 raise RegistryUnavailable(
-                    f"the usage schema is not resolved yet (schema registry at "
-                    f"{self._registry_url})")
+                    f"the usage schema is not resolved yet (schema registry at {self._registry_url})"
+                )
             count = self._metadata.get(self._topic)
             # One record per usage partition (split if large): every report in it has a key
             # that hashes there, and so does the record's key (its first report's).
             batches = batch_reports(reports, count)
             for batch in batches:
                 # Timestamped inside the interval (its last ms): workers window by it.
-                self._producer.produce(self._topic, self._codec.encode(batch.to_record()),
-                                       batch.key, partition=java_partition(batch.key, count),
-                                       timestamp=batch.interval_end - 1)
+                self._producer.produce(
+                    self._topic,
+                    self._codec.encode(batch.to_record()),
+                    batch.key,
+                    partition=java_partition(batch.key, count),
+                    timestamp=batch.interval_end - 1,
+                )
                 sent += 1
         except (UnknownTopicError, RegistryUnavailable, BufferError) as exc:
             # Usage is telemetry: keep producing data, keep the counts for the next interval.
-            self._accumulator.restore([r for b in batches[sent:] for r in b.reports] if batches
-                                      else reports)
+            self._accumulator.restore([r for b in batches[sent:] for r in b.reports] if batches else reports)
             self.deferred += 1
             if not self._error_logged and not isinstance(exc, BufferError):
                 log.error("usage reports not sent (kept for the next interval): %s", exc)

@@ -25,14 +25,14 @@ _UNKEYED = RoutingPath.UNKEYED.value
 
 
 class Router:
-    def __init__(self, metadata: PartitionCounts, cache: RouteCache | None,
-                 holds: dict[tuple[str, str], TenantHold]) -> None:
+    def __init__(
+        self, metadata: PartitionCounts, cache: RouteCache | None, holds: dict[tuple[str, str], TenantHold]
+    ) -> None:
         self._metadata = metadata
         self._cache = cache
         # Tenants whose records wait while their routes drain (drains.DrainCoordinator's).
         self._holds = holds
-        self._routes_by_topic: dict[str, dict[str, Route]] = (
-            {} if cache is None else cache.routes_by_topic)
+        self._routes_by_topic: dict[str, dict[str, Route]] = {} if cache is None else cache.routes_by_topic
         self._round_robin = itertools.count().__next__
         self.out_of_range = 0  # records hashed because their route named unknown partitions
 
@@ -62,14 +62,16 @@ class Router:
         if tenant_bytes is not None and self._cache is not None:
             routes = self._cache.routes_for_topic(topic)
             if routes:
-                tenant_name = (tenant if isinstance(tenant, str)
-                               else tenant_bytes.decode("utf-8", "surrogateescape"))
+                tenant_name = (
+                    tenant if isinstance(tenant, str) else tenant_bytes.decode("utf-8", "surrogateescape")
+                )
                 route = routes.get(tenant_name)
                 if route is not None:
                     route_partitions = self._usable(route, count)
                     relaxed = route.mode is RouteMode.RELAXED
-        return choose_partition(count, route_partitions, tenant_bytes, secondary, self._round_robin,
-                                spread_keyless=relaxed)
+        return choose_partition(
+            count, route_partitions, tenant_bytes, secondary, self._round_robin, spread_keyless=relaxed
+        )
 
     def plain_choice(self, topic: str, key: Any, count: int) -> tuple[int, str] | None:
         """(partition, path value) of a plain record, as partition_for would choose; None for
@@ -99,6 +101,11 @@ class Router:
         if route.usable_for(count):
             return route.partitions
         self.out_of_range += 1
-        log.warning("route %s names partitions %s but %r has %d; hashing instead",
-                    route.key, list(route.partitions), route.topic, count)
+        log.warning(
+            "route %s names partitions %s but %r has %d; hashing instead",
+            route.key,
+            list(route.partitions),
+            route.topic,
+            count,
+        )
         return None

@@ -11,8 +11,9 @@ from routing_app.codec import AvroCodec, RegistryUnavailable
 log = logging.getLogger(__name__)
 
 
-def resolve_schemas(pending: list[tuple[AvroCodec, bool]], stop: threading.Event,
-                    producer_id: str, registry_url: str | None) -> None:
+def resolve_schemas(
+    pending: list[tuple[AvroCodec, bool]], stop: threading.Event, producer_id: str, registry_url: str | None
+) -> None:
     """Schema thread: registers (True) or looks up (False) each codec's schema, retrying while
     the registry is down; logs the outage once and its end.
 
@@ -30,13 +31,21 @@ def resolve_schemas(pending: list[tuple[AvroCodec, bool]], stop: threading.Event
         except RegistryUnavailable as exc:
             if failed_at is None:
                 failed_at = time.monotonic()
-                log.warning("%s: schema registry at %s unreachable (%s); drain acks and "
-                            "usage reports wait for it, records do not", producer_id,
-                            registry_url, exc)
+                log.warning(
+                    "%s: schema registry at %s unreachable (%s); drain acks and "
+                    "usage reports wait for it, records do not",
+                    producer_id,
+                    registry_url,
+                    exc,
+                )
             stop.wait(delay)
             delay = min(delay * 2, 10.0)
             continue
         pending.pop(0)
     if failed_at is not None and not pending:
-        log.warning("%s: schema registry at %s reachable again after %.1f s",
-                    producer_id, registry_url, time.monotonic() - failed_at)
+        log.warning(
+            "%s: schema registry at %s reachable again after %.1f s",
+            producer_id,
+            registry_url,
+            time.monotonic() - failed_at,
+        )

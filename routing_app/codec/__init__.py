@@ -9,5 +9,11 @@ from routing_app.codec.avro import (
 )
 from routing_app.codec.schemas import load_schema
 
-__all__ = ["AvroCodec", "DecodeError", "RegistryUnavailable", "load_schema", "probe_registry",
-           "registry_client"]
+__all__ = [
+    "AvroCodec",
+    "DecodeError",
+    "RegistryUnavailable",
+    "load_schema",
+    "probe_registry",
+    "registry_client",
+]

@@ -43,16 +43,14 @@ def registry_client(target: str | Mapping[str, str]) -> SchemaRegistryClient:
     """A registry client for a URL, or for SchemaRegistryClient settings (``url`` and, say,
     ``basic.auth.user.info``: Settings.registry_config())."""
     # new_client, unlike the constructor, also understands mock:// URLs (unit tests).
-    return SchemaRegistryClient.new_client(
-        {"url": target} if isinstance(target, str) else dict(target))
+    return SchemaRegistryClient.new_client({"url": target} if isinstance(target, str) else dict(target))
 
 
 def probe_registry(url: str, timeout_s: float = 2.0) -> str | None:
     """None when the registry at ``url`` answers; otherwise why not, for an error message. One
     request, no retries: a reader stuck on a record may be inside a slow retry loop of its own
     and not have failed yet."""
-    client = SchemaRegistryClient.new_client({"url": url, "timeout": timeout_s,
-                                              "max.retries": 0})
+    client = SchemaRegistryClient.new_client({"url": url, "timeout": timeout_s, "max.retries": 0})
     try:
         client.get_subjects()
     except SchemaRegistryError as exc:
@@ -77,8 +75,9 @@ class AvroCodec:
     record type, as the control topic does; then each type has its own subject.
     """
 
-    def __init__(self, registry: SchemaRegistryClient, schema_name: str, topic: str,
-                 subject: str | None = None) -> None:
+    def __init__(
+        self, registry: SchemaRegistryClient, schema_name: str, topic: str, subject: str | None = None
+    ) -> None:
         self._registry = registry
         self.schema_name = schema_name
         self.topic = topic
@@ -104,14 +103,18 @@ class AvroCodec:
             try:
                 self._schema_id = self._registry.register_schema(self.subject, Schema(text, "AVRO"))
             except SchemaRegistryError as exc:
-                raise self._failed(RegistryUnavailable(
-                    f"schema registry refused schema {self.schema_name!r} for subject "
-                    f"{self.subject!r}: {exc}"
-                )) from exc
+                raise self._failed(
+                    RegistryUnavailable(
+                        f"schema registry refused schema {self.schema_name!r} for subject "
+                        f"{self.subject!r}: {exc}"
+                    )
+                ) from exc
             except Exception as exc:
-                raise self._failed(RegistryUnavailable(
-                    f"schema registry unreachable while registering {self.subject!r}: {exc}"
-                )) from exc
+                raise self._failed(
+                    RegistryUnavailable(
+                        f"schema registry unreachable while registering {self.subject!r}: {exc}"
+                    )
+                ) from exc
             self.last_failure = None
             self._readers[self._schema_id] = (self._reader, False)
             self._writer_json[self._schema_id] = self._schema_json
@@ -139,12 +142,13 @@ class AvroCodec:
             if exc.http_status_code == 404:
                 self.last_failure = None
                 return False
-            raise self._failed(RegistryUnavailable(
-                f"schema registry error looking up {self.subject!r}: {exc}")) from exc
+            raise self._failed(
+                RegistryUnavailable(f"schema registry error looking up {self.subject!r}: {exc}")
+            ) from exc
         except Exception as exc:
-            raise self._failed(RegistryUnavailable(
-                f"schema registry unreachable while looking up {self.subject!r}: {exc}"
-            )) from exc
+            raise self._failed(
+                RegistryUnavailable(f"schema registry unreachable while looking up {self.subject!r}: {exc}")
+            ) from exc
         self.last_failure = None
         if found.schema_id is None:
             return False
@@ -216,12 +220,13 @@ class AvroCodec:
                 self.last_failure = None
                 self._unknown_ids[schema_id] = time.monotonic() + _UNKNOWN_ID_RETRY_S
                 raise DecodeError(f"unknown schema id {schema_id} (not in the registry)") from exc
-            raise self._failed(RegistryUnavailable(
-                f"schema registry error for id {schema_id}: {exc}")) from exc
+            raise self._failed(
+                RegistryUnavailable(f"schema registry error for id {schema_id}: {exc}")
+            ) from exc
         except Exception as exc:
-            raise self._failed(RegistryUnavailable(
-                f"schema registry unreachable while looking up id {schema_id}: {exc}"
-            )) from exc
+            raise self._failed(
+                RegistryUnavailable(f"schema registry unreachable while looking up id {schema_id}: {exc}")
+            ) from exc
         self.last_failure = None
         if schema.schema_type not in (None, "AVRO"):
             raise DecodeError(f"schema id {schema_id} is {schema.schema_type}, not AVRO")

@@ -24,4 +24,3 @@ def load_schema(name: str) -> dict[str, Any]:
     path = schema_dir() / f"{name}.avsc"
     schema: dict[str, Any] = json.loads(path.read_text())
     return schema
-

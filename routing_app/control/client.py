@@ -66,8 +66,9 @@ class ControlClient:
         registry = registry_client(settings.registry_config())
         self._commands = AvroCodec(registry, CONTROL_SCHEMA, settings.control_topic)
         self._events = AvroCodec(registry, EVENT_SCHEMA, settings.events_topic)
-        self._producer = Producer(polled_client_settings(settings.kafka, acks="all",
-                                                  **{"enable.idempotence": True}))
+        self._producer = Producer(
+            polled_client_settings(settings.kafka, acks="all", **{"enable.idempotence": True})
+        )
 
     def send(self, command: ControlCommand, wait_s: float = 15.0) -> ReassignmentEvent | None:
         """The writer's event for the command (applied or rejected; for a strict move its
@@ -80,50 +81,60 @@ class ControlClient:
         if "_producer" not in self.__dict__:
             raise RuntimeError("this ControlClient is closed")
         bootstrap = self._settings.kafka
-        consumer = Consumer(polled_client_settings(bootstrap, **{
-            "group.id": reader_group(CLI_GROUP_PREFIX), "enable.auto.commit": False}))
+        consumer = Consumer(
+            polled_client_settings(
+                bootstrap, **{"group.id": reader_group(CLI_GROUP_PREFIX), "enable.auto.commit": False}
+            )
+        )
         try:
             events = TopicPartition(self._settings.events_topic, 0)
             try:
                 _, high = consumer.get_watermark_offsets(events, timeout=_WATERMARK_TIMEOUT_S)
             except KafkaException as exc:
-                raise KafkaUnreachable(
-                    unreachable_message(bootstrap, _WATERMARK_TIMEOUT_S, exc)) from exc
+                raise KafkaUnreachable(unreachable_message(bootstrap, _WATERMARK_TIMEOUT_S, exc)) from exc
             consumer.assign([TopicPartition(self._settings.events_topic, 0, high)])
             try:
                 value = self._commands.encode(command.to_record())
             except RegistryUnavailable as exc:
                 raise RegistryUnavailable(
-                    f"{exc} (schema registry at {self._settings.registry_url})") from exc
+                    f"{exc} (schema registry at {self._settings.registry_url})"
+                ) from exc
             refused: list[KafkaError] = []
 
             def delivered(error: KafkaError | None, _: object) -> None:
                 if error is not None:
                     refused.append(error)
 
-            self._producer.produce(self._settings.control_topic, value,
-                                   route_key(command.topic, command.tenant).encode("utf-8"),
-                                   on_delivery=delivered)
+            self._producer.produce(
+                self._settings.control_topic,
+                value,
+                route_key(command.topic, command.tenant).encode("utf-8"),
+                on_delivery=delivered,
+            )
             if self._producer.flush(_FLUSH_TIMEOUT_S):
                 raise KafkaUnreachable(
                     f"command not acknowledged by Kafka at {bootstrap} within "
-                    f"{_FLUSH_TIMEOUT_S:g}s; is the broker reachable?")
+                    f"{_FLUSH_TIMEOUT_S:g}s; is the broker reachable?"
+                )
             if refused:
                 error = refused[0]
                 who = self._settings.principal or "an unauthenticated client"
-                hint = (f"; {who} may not write it: commands are for operator principals "
-                        "(README, Security)"
-                        if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED else "")
-                raise CommandRefused(f"Kafka at {bootstrap} refused the command on "
-                                     f"{self._settings.control_topic!r}: {error.str()}{hint}")
+                hint = (
+                    f"; {who} may not write it: commands are for operator principals (README, Security)"
+                    if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+                    else ""
+                )
+                raise CommandRefused(
+                    f"Kafka at {bootstrap} refused the command on "
+                    f"{self._settings.control_topic!r}: {error.str()}{hint}"
+                )
             if wait_s <= 0:
                 return CommandOutcome(None)
             return self._await_answers(consumer, command, wait_s)
         finally:
             consumer.close()
 
-    def _await_answers(self, consumer: Consumer, command: ControlCommand,
-                       wait_s: float) -> CommandOutcome:
+    def _await_answers(self, consumer: Consumer, command: ControlCommand, wait_s: float) -> CommandOutcome:
         deadline = time.monotonic() + wait_s
         answer: ReassignmentEvent | None = None
         while time.monotonic() < deadline:
@@ -141,9 +152,12 @@ class ControlClient:
                 # command for the tenant is not refused for a drain still running, and an
                 # aborted move is not taken for a done one.
                 answer = event
-            elif (answer is not None and event.action.startswith("drain-")
-                  and (event.topic, event.tenant) == (answer.topic, answer.tenant)
-                  and event.to_epoch == answer.to_epoch):
+            elif (
+                answer is not None
+                and event.action.startswith("drain-")
+                and (event.topic, event.tenant) == (answer.topic, answer.tenant)
+                and event.to_epoch == answer.to_epoch
+            ):
                 return CommandOutcome(answer, event)
         return CommandOutcome(answer)
 

@@ -57,18 +57,27 @@ class ControlCommand:
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "command_id": self.command_id, "action": action_symbol(self.action), "topic": self.topic,
-            "tenant": self.tenant, "partitions": list(self.partitions),
-            "mode": self.mode.value if self.mode else None, "reason": self.reason,
-            "issued_by": self.issued_by, "issued_at": self.issued_at_ms,
+            "command_id": self.command_id,
+            "action": action_symbol(self.action),
+            "topic": self.topic,
+            "tenant": self.tenant,
+            "partitions": list(self.partitions),
+            "mode": self.mode.value if self.mode else None,
+            "reason": self.reason,
+            "issued_by": self.issued_by,
+            "issued_at": self.issued_at_ms,
         }
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> ControlCommand:
         return cls(
-            action=action_of_symbol(r.get("action")), topic=r["topic"],
-            tenant=r["tenant"], issued_at_ms=int(r["issued_at"]),
+            action=action_of_symbol(r.get("action")),
+            topic=r["topic"],
+            tenant=r["tenant"],
+            issued_at_ms=int(r["issued_at"]),
             partitions=tuple(r.get("partitions") or ()),
-            mode=RouteMode(r["mode"]) if r.get("mode") else None, reason=r.get("reason", ""),
-            issued_by=r.get("issued_by", ""), command_id=r["command_id"],
+            mode=RouteMode(r["mode"]) if r.get("mode") else None,
+            reason=r.get("reason", ""),
+            issued_by=r.get("issued_by", ""),
+            command_id=r["command_id"],
         )

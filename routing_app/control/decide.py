@@ -29,12 +29,19 @@ class Decision:
 
 
 def rejected(command: ControlCommand, reason: str, worker_id: str, now_ms: int) -> Decision:
-    return Decision(ReassignmentEvent(
-        topic=command.topic, tenant=command.tenant, action="rejected",
-        reason=f"{command.action.value} rejected: {reason}", decided_at_ms=now_ms,
-        worker_id=worker_id, to_partitions=command.partitions, command_id=command.command_id,
-        reason_kind=WriterReasonKind.REJECTED.value,
-    ))
+    return Decision(
+        ReassignmentEvent(
+            topic=command.topic,
+            tenant=command.tenant,
+            action="rejected",
+            reason=f"{command.action.value} rejected: {reason}",
+            decided_at_ms=now_ms,
+            worker_id=worker_id,
+            to_partitions=command.partitions,
+            command_id=command.command_id,
+            reason_kind=WriterReasonKind.REJECTED.value,
+        )
+    )
 
 
 def apply_command(
@@ -53,71 +60,108 @@ def apply_command(
     except RouteError as exc:
         return rejected(command, str(exc), worker_id, now_ms)
     if partition_count is None:
-        return rejected(command, f"data topic {command.topic!r} does not exist", worker_id,
-                         now_ms)
+        return rejected(command, f"data topic {command.topic!r} does not exist", worker_id, now_ms)
     if command.action is ControlAction.EVACUATE:
         bad = [p for p in command.partitions if not 0 <= p < partition_count]
         if bad:
-            return rejected(command, f"partition {bad[0]} does not exist on {command.topic!r} "
-                             f"(valid: 0..{partition_count - 1})", worker_id, now_ms)
-        what = (f"evacuate partitions {sorted(set(command.partitions))}" if command.partitions
-                else "stop evacuating")
-        return Decision(ReassignmentEvent(
-            topic=command.topic, tenant=command.tenant, action=ControlAction.EVACUATE.value,
-            reason=f"operator {what}" + (f" ({command.reason})" if command.reason else ""),
-            decided_at_ms=now_ms, worker_id=worker_id,
-            to_partitions=tuple(sorted(set(command.partitions))), command_id=command.command_id,
-            reason_kind=OPERATOR))
+            return rejected(
+                command,
+                f"partition {bad[0]} does not exist on {command.topic!r} (valid: 0..{partition_count - 1})",
+                worker_id,
+                now_ms,
+            )
+        what = (
+            f"evacuate partitions {sorted(set(command.partitions))}"
+            if command.partitions
+            else "stop evacuating"
+        )
+        return Decision(
+            ReassignmentEvent(
+                topic=command.topic,
+                tenant=command.tenant,
+                action=ControlAction.EVACUATE.value,
+                reason=f"operator {what}" + (f" ({command.reason})" if command.reason else ""),
+                decided_at_ms=now_ms,
+                worker_id=worker_id,
+                to_partitions=tuple(sorted(set(command.partitions))),
+                command_id=command.command_id,
+                reason_kind=OPERATOR,
+            )
+        )
     if not command.tenant:
         return rejected(command, "empty tenant id", worker_id, now_ms)
     if command.action in (ControlAction.FREEZE, ControlAction.UNFREEZE):
         verb = command.action.value
-        return Decision(ReassignmentEvent(
-            topic=command.topic, tenant=command.tenant, action=verb,
-            reason=f"operator {verb}" + (f" ({command.reason})" if command.reason else ""),
-            decided_at_ms=now_ms, worker_id=worker_id,
-            from_partitions=current.partitions if current else (),
-            to_partitions=current.partitions if current else (),
-            from_epoch=current.epoch if current else None,
-            to_epoch=current.epoch if current else None, command_id=command.command_id,
-            reason_kind=OPERATOR))
+        return Decision(
+            ReassignmentEvent(
+                topic=command.topic,
+                tenant=command.tenant,
+                action=verb,
+                reason=f"operator {verb}" + (f" ({command.reason})" if command.reason else ""),
+                decided_at_ms=now_ms,
+                worker_id=worker_id,
+                from_partitions=current.partitions if current else (),
+                to_partitions=current.partitions if current else (),
+                from_epoch=current.epoch if current else None,
+                to_epoch=current.epoch if current else None,
+                command_id=command.command_id,
+                reason_kind=OPERATOR,
+            )
+        )
     epoch = max(last_epoch, current.epoch if current else 0) + 1
     note = f" ({command.reason})" if command.reason else ""
     by = f"operator:{command.issued_by}" if command.issued_by else "operator"
 
     if command.action is ControlAction.PIN:
         route = Route(
-            topic=command.topic, tenant=command.tenant,
-            partitions=tuple(command.partitions), epoch=epoch,
+            topic=command.topic,
+            tenant=command.tenant,
+            partitions=tuple(command.partitions),
+            epoch=epoch,
             mode=command.mode or (current.mode if current else RouteMode.STRICT),
-            status=RouteStatus.ACTIVE, reason=f"operator pin{note}", updated_at_ms=now_ms,
-            decided_by=by, attributes={**(current.attributes if current else {}), PINNED: "true"},
+            status=RouteStatus.ACTIVE,
+            reason=f"operator pin{note}",
+            updated_at_ms=now_ms,
+            decided_by=by,
+            attributes={**(current.attributes if current else {}), PINNED: "true"},
         )
         try:
             route.validate(partition_count)
         except RouteError as exc:
             return rejected(command, str(exc), worker_id, now_ms)
-        if current is not None and (current.partitions, current.mode) == (route.partitions,
-                                                                        route.mode):
-            return rejected(command, f"already on {list(route.partitions)} ({route.mode})",
-                             worker_id, now_ms)
-        event = ReassignmentEvent.for_change(current, route, action="pin", reason=route.reason,
-                                             decided_at_ms=now_ms, worker_id=worker_id,
-                                             command_id=command.command_id, reason_kind=OPERATOR)
+        if current is not None and (current.partitions, current.mode) == (route.partitions, route.mode):
+            return rejected(command, f"already on {list(route.partitions)} ({route.mode})", worker_id, now_ms)
+        event = ReassignmentEvent.for_change(
+            current,
+            route,
+            action="pin",
+            reason=route.reason,
+            decided_at_ms=now_ms,
+            worker_id=worker_id,
+            command_id=command.command_id,
+            reason_kind=OPERATOR,
+        )
         return Decision(event, route=route)
 
     if command.action is ControlAction.UNPIN:
         if current is None:
-            return rejected(command, "tenant has no route (already on default hashing)",
-                             worker_id, now_ms)
+            return rejected(command, "tenant has no route (already on default hashing)", worker_id, now_ms)
         event = ReassignmentEvent.for_change(
-            current, None, action="unpin", reason=f"operator unpin{note}", decided_at_ms=now_ms,
-            worker_id=worker_id, command_id=command.command_id, reason_kind=OPERATOR)
+            current,
+            None,
+            action="unpin",
+            reason=f"operator unpin{note}",
+            decided_at_ms=now_ms,
+            worker_id=worker_id,
+            command_id=command.command_id,
+            reason_kind=OPERATOR,
+        )
         # The tombstone uses up an epoch too, so history stays totally ordered per key.
         return Decision(replace(event, to_epoch=epoch), tombstone=True)
 
-    return rejected(command, f"action {command.action.value!r} is not supported by this writer",
-                     worker_id, now_ms)
+    return rejected(
+        command, f"action {command.action.value!r} is not supported by this writer", worker_id, now_ms
+    )
 
 
 def decide_planned(
@@ -134,22 +178,38 @@ def decide_planned(
         if current is None:
             return None
         event = ReassignmentEvent.for_change(
-            current, None, action=change.action.value, reason=change.reason,
-            decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed,
-            reason_kind=change.kind.value)
+            current,
+            None,
+            action=change.action.value,
+            reason=change.reason,
+            decided_at_ms=now_ms,
+            worker_id=worker_id,
+            observed=change.observed,
+            reason_kind=change.kind.value,
+        )
         return Decision(replace(event, to_epoch=epoch), tombstone=True)
     if current is not None and current.partitions == tuple(change.partitions):
         return None
     route = Route(
-        topic=change.topic, tenant=change.tenant, partitions=tuple(change.partitions),
-        epoch=epoch, mode=current.mode if current else RouteMode.STRICT,
-        status=RouteStatus.ACTIVE, reason=change.reason, updated_at_ms=now_ms,
+        topic=change.topic,
+        tenant=change.tenant,
+        partitions=tuple(change.partitions),
+        epoch=epoch,
+        mode=current.mode if current else RouteMode.STRICT,
+        status=RouteStatus.ACTIVE,
+        reason=change.reason,
+        updated_at_ms=now_ms,
         decided_by=f"planner:{worker_id}",
-        attributes={k: v for k, v in (current.attributes if current else {}).items()
-                    if k != PINNED},
+        attributes={k: v for k, v in (current.attributes if current else {}).items() if k != PINNED},
     )
     event = ReassignmentEvent.for_change(
-        current, route, action=change.action.value, reason=change.reason,
-        decided_at_ms=now_ms, worker_id=worker_id, observed=change.observed,
-        reason_kind=change.kind.value)
+        current,
+        route,
+        action=change.action.value,
+        reason=change.reason,
+        decided_at_ms=now_ms,
+        worker_id=worker_id,
+        observed=change.observed,
+        reason_kind=change.kind.value,
+    )
     return Decision(event, route=route)

@@ -44,9 +44,21 @@ from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, DrainAck, drain_ack_s
 from routing_app.routes.events import ReassignmentEvent, WriterReasonKind
 from routing_app.routes.model import Route, RouteMode, RouteStatus
 
-__all__ = ["DRAIN_ACK_SCHEMA", "Drain", "DrainAck", "OnTimeout", "Phase", "Progress",
-           "describe_wait", "drain_ack_subject", "finish", "hello_joins", "needs_drain", "progress",
-           "start"]
+__all__ = [
+    "DRAIN_ACK_SCHEMA",
+    "Drain",
+    "DrainAck",
+    "OnTimeout",
+    "Phase",
+    "Progress",
+    "describe_wait",
+    "drain_ack_subject",
+    "finish",
+    "hello_joins",
+    "needs_drain",
+    "progress",
+    "start",
+]
 
 # A draining route that ends in a tombstone (merge back, unpin) says so, for every reader...
 THEN_TOMBSTONE = "drain.then"
@@ -90,24 +102,42 @@ class Drain:
         return replace(self, acks=acks, held=self.held + ack.held)
 
     def to_record(self) -> dict[str, Any]:
-        return {"topic": self.topic, "tenant": self.tenant, "epoch": self.epoch,
-                "from": list(self.from_partitions), "to": list(self.to_partitions),
-                "then_tombstone": self.then_tombstone, "started_ms": self.started_ms,
-                "deadline_ms": self.deadline_ms, "expected": sorted(self.expected),
-                "action": self.action, "held": self.held, "answered_ms": self.answered_ms,
-                "acks": {pid: {str(p): o for p, o in offsets.items()}
-                         for pid, offsets in self.acks.items()}}
+        return {
+            "topic": self.topic,
+            "tenant": self.tenant,
+            "epoch": self.epoch,
+            "from": list(self.from_partitions),
+            "to": list(self.to_partitions),
+            "then_tombstone": self.then_tombstone,
+            "started_ms": self.started_ms,
+            "deadline_ms": self.deadline_ms,
+            "expected": sorted(self.expected),
+            "action": self.action,
+            "held": self.held,
+            "answered_ms": self.answered_ms,
+            "acks": {pid: {str(p): o for p, o in offsets.items()} for pid, offsets in self.acks.items()},
+        }
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> Drain:
-        return cls(topic=r["topic"], tenant=r["tenant"], epoch=int(r["epoch"]),
-                   from_partitions=tuple(r["from"]), to_partitions=tuple(r["to"]),
-                   then_tombstone=bool(r["then_tombstone"]), started_ms=int(r["started_ms"]),
-                   deadline_ms=int(r["deadline_ms"]), expected=frozenset(r["expected"]),
-                   action=r["action"], held=int(r.get("held", 0)),
-                   answered_ms=None if r.get("answered_ms") is None else int(r["answered_ms"]),
-                   acks={pid: {int(p): int(o) for p, o in offsets.items()}
-                         for pid, offsets in (r.get("acks") or {}).items()})
+        return cls(
+            topic=r["topic"],
+            tenant=r["tenant"],
+            epoch=int(r["epoch"]),
+            from_partitions=tuple(r["from"]),
+            to_partitions=tuple(r["to"]),
+            then_tombstone=bool(r["then_tombstone"]),
+            started_ms=int(r["started_ms"]),
+            deadline_ms=int(r["deadline_ms"]),
+            expected=frozenset(r["expected"]),
+            action=r["action"],
+            held=int(r.get("held", 0)),
+            answered_ms=None if r.get("answered_ms") is None else int(r["answered_ms"]),
+            acks={
+                pid: {int(p): int(o) for p, o in offsets.items()}
+                for pid, offsets in (r.get("acks") or {}).items()
+            },
+        )
 
 
 class Phase(StrEnum):
@@ -140,8 +170,15 @@ def needs_drain(decision: Decision, current: Route | None) -> bool:
     return (after.partitions if after is not None else None) != before
 
 
-def start(decision: Decision, current: Route | None, hashed_partition: int, *, now_ms: int,
-          timeout_ms: int, live_producers: Set[str]) -> tuple[Decision, Drain]:
+def start(
+    decision: Decision,
+    current: Route | None,
+    hashed_partition: int,
+    *,
+    now_ms: int,
+    timeout_ms: int,
+    live_producers: Set[str],
+) -> tuple[Decision, Drain]:
     """The draining route (same epoch the decision would have used) and the drain to follow."""
     event = decision.event
     epoch = event.to_epoch if decision.route is None else decision.route.epoch
@@ -156,17 +193,36 @@ def start(decision: Decision, current: Route | None, hashed_partition: int, *, n
         attributes[THEN_TOMBSTONE] = "tombstone"
     if current is None:
         attributes[WAS_HASHED] = "hashed"
-    draining = replace(template, partitions=to_partitions, previous_partitions=from_partitions,
-                       epoch=epoch, status=RouteStatus.DRAINING, reason=event.reason,
-                       updated_at_ms=now_ms, attributes=attributes)
-    drain = Drain(topic=event.topic, tenant=event.tenant, epoch=epoch,
-                  from_partitions=from_partitions, to_partitions=to_partitions,
-                  then_tombstone=then_tombstone, started_ms=now_ms,
-                  deadline_ms=now_ms + timeout_ms, expected=frozenset(live_producers),
-                  action=event.action)
-    draining_event = replace(event, from_partitions=from_partitions, to_partitions=to_partitions,
-                             to_epoch=epoch, status=RouteStatus.DRAINING.value,
-                             mode=draining.mode.value)
+    draining = replace(
+        template,
+        partitions=to_partitions,
+        previous_partitions=from_partitions,
+        epoch=epoch,
+        status=RouteStatus.DRAINING,
+        reason=event.reason,
+        updated_at_ms=now_ms,
+        attributes=attributes,
+    )
+    drain = Drain(
+        topic=event.topic,
+        tenant=event.tenant,
+        epoch=epoch,
+        from_partitions=from_partitions,
+        to_partitions=to_partitions,
+        then_tombstone=then_tombstone,
+        started_ms=now_ms,
+        deadline_ms=now_ms + timeout_ms,
+        expected=frozenset(live_producers),
+        action=event.action,
+    )
+    draining_event = replace(
+        event,
+        from_partitions=from_partitions,
+        to_partitions=to_partitions,
+        to_epoch=epoch,
+        status=RouteStatus.DRAINING.value,
+        mode=draining.mode.value,
+    )
     return Decision(draining_event, route=draining), drain
 
 
@@ -177,9 +233,16 @@ def hello_joins(roll_call_end: int | None, hello_offset: int) -> bool:
     return roll_call_end is None or hello_offset < roll_call_end
 
 
-def progress(drain: Drain, now_ms: int, live_producers: Set[str], *, ack_grace_ms: int,
-             roll_call_done: bool = True, committed: Mapping[int, int] | None = None,
-             end_offsets: Mapping[int, int] | None = None) -> Progress:
+def progress(
+    drain: Drain,
+    now_ms: int,
+    live_producers: Set[str],
+    *,
+    ack_grace_ms: int,
+    roll_call_done: bool = True,
+    committed: Mapping[int, int] | None = None,
+    end_offsets: Mapping[int, int] | None = None,
+) -> Progress:
     """Where the drain stands. ``roll_call_done``: the writer has read the answers topic up to
     the drain's E, so ``expected`` names every producer that may have read the routes before
     the draining route (see the module's text); ``committed``: the lowest offset the consumer
@@ -192,8 +255,9 @@ def progress(drain: Drain, now_ms: int, live_producers: Set[str], *, ack_grace_m
     if waiting or not roll_call_done or now_ms < drain.started_ms + ack_grace_ms:
         open_ = not roll_call_done
         if timed_out:
-            return Progress(Phase.TIMED_OUT, waiting_for=waiting, stuck_in=Phase.PRODUCERS,
-                            roll_call_open=open_)
+            return Progress(
+                Phase.TIMED_OUT, waiting_for=waiting, stuck_in=Phase.PRODUCERS, roll_call_open=open_
+            )
         return Progress(Phase.PRODUCERS, waiting_for=waiting, roll_call_open=open_)
     silent = bool(drain.expected - set(drain.acks) - set(live_producers))
     targets = {p: 0 for p in drain.from_partitions}
@@ -219,28 +283,45 @@ def describe_wait(drain: Drain, step: Progress, groups: Sequence[str]) -> tuple[
     """What a timed-out drain was waiting for, in words for its closing event."""
     if step.stuck_in is Phase.PRODUCERS:
         if step.waiting_for:
-            return (f"{'producer' if len(step.waiting_for) == 1 else 'producers'} "
-                    f"{', '.join(step.waiting_for)} (no drain ack)",)
+            return (
+                f"{'producer' if len(step.waiting_for) == 1 else 'producers'} "
+                f"{', '.join(step.waiting_for)} (no drain ack)",
+            )
         if step.roll_call_open:
-            return ("the writer to read the producers' hellos up to the move's start (the "
-                    "answers topic)",)
+            return ("the writer to read the producers' hellos up to the move's start (the answers topic)",)
         return ("producers unknown to the writer (drain_ack_grace_ms)",)
     behind = {p: t for p, t in sorted(step.targets.items()) if t > 0}
     where = ", ".join(f"partition {p} up to offset {t}" for p, t in behind.items())
     if groups:
-        return (f"{'consumer group' if len(groups) == 1 else 'consumer groups'} "
-                f"{', '.join(groups)} to read {drain.topic} {where or 'to its end'}",)
-    return (f"the end offsets of {drain.topic} {list(drain.from_partitions)} (a producer went "
-            "silent without answering)",)
+        return (
+            f"{'consumer group' if len(groups) == 1 else 'consumer groups'} "
+            f"{', '.join(groups)} to read {drain.topic} {where or 'to its end'}",
+        )
+    return (
+        f"the end offsets of {drain.topic} {list(drain.from_partitions)} (a producer went "
+        "silent without answering)",
+    )
 
 
-def finish(drain: Drain, draining: Route | None, outcome: Phase, on_timeout: OnTimeout, *,
-           now_ms: int, worker_id: str, waiting_for: tuple[str, ...] = ()) -> Decision:
+def finish(
+    drain: Drain,
+    draining: Route | None,
+    outcome: Phase,
+    on_timeout: OnTimeout,
+    *,
+    now_ms: int,
+    worker_id: str,
+    waiting_for: tuple[str, ...] = (),
+) -> Decision:
     """The second write: the new placement (done, forced) or the old one (aborted)."""
     pause_ms = float(now_ms - drain.started_ms)
     # held_records comes from the producers' release reports (see the module's docstring).
-    observed = {"pause_ms": pause_ms, "producers_acked": float(len(drain.acks)),
-                "producers_expected": float(len(drain.expected)), "held_at_ack": float(drain.held)}
+    observed = {
+        "pause_ms": pause_ms,
+        "producers_acked": float(len(drain.acks)),
+        "producers_expected": float(len(drain.expected)),
+        "held_at_ack": float(drain.held),
+    }
     if drain.answered_ms is not None:
         observed["answered_ms"] = float(drain.answered_ms - drain.started_ms)
     if outcome is Phase.DONE:
@@ -250,28 +331,47 @@ def finish(drain: Drain, draining: Route | None, outcome: Phase, on_timeout: OnT
         forward, kind = True, WriterReasonKind.DRAINED
     elif on_timeout is OnTimeout.FORCE:
         action, forward, kind = "drain-forced", True, WriterReasonKind.DRAIN_FORCED
-        reason = (f"{drain.action} forced after {pause_ms:.0f} ms waiting for "
-                  f"{', '.join(waiting_for) or _UNNAMED}: order may break")
+        reason = (
+            f"{drain.action} forced after {pause_ms:.0f} ms waiting for "
+            f"{', '.join(waiting_for) or _UNNAMED}: order may break"
+        )
     else:
         action, forward, kind = "drain-abort", False, WriterReasonKind.DRAIN_ABORTED
-        reason = (f"{drain.action} aborted after {pause_ms:.0f} ms waiting for "
-                  f"{', '.join(waiting_for) or _UNNAMED}: back to "
-                  f"{list(drain.from_partitions)}")
+        reason = (
+            f"{drain.action} aborted after {pause_ms:.0f} ms waiting for "
+            f"{', '.join(waiting_for) or _UNNAMED}: back to "
+            f"{list(drain.from_partitions)}"
+        )
     partitions = drain.to_partitions if forward else drain.from_partitions
     tombstone = drain.then_tombstone if forward else draining is None or _was_hashed(draining)
     base = ReassignmentEvent(
-        topic=drain.topic, tenant=drain.tenant, action=action, reason=reason,
-        decided_at_ms=now_ms, worker_id=worker_id, from_partitions=drain.from_partitions,
-        to_partitions=() if tombstone else partitions, from_epoch=drain.epoch, to_epoch=drain.epoch,
+        topic=drain.topic,
+        tenant=drain.tenant,
+        action=action,
+        reason=reason,
+        decided_at_ms=now_ms,
+        worker_id=worker_id,
+        from_partitions=drain.from_partitions,
+        to_partitions=() if tombstone else partitions,
+        from_epoch=drain.epoch,
+        to_epoch=drain.epoch,
         mode=draining.mode.value if draining else RouteMode.STRICT.value,
-        status="" if tombstone else RouteStatus.ACTIVE.value, observed=observed,
-        reason_kind=kind.value)
+        status="" if tombstone else RouteStatus.ACTIVE.value,
+        observed=observed,
+        reason_kind=kind.value,
+    )
     if tombstone or draining is None:
         return Decision(base, tombstone=True)
     attributes = {k: v for k, v in draining.attributes.items() if k not in _MARKERS}
-    route = replace(draining, partitions=partitions, previous_partitions=(),
-                    status=RouteStatus.ACTIVE, reason=reason, updated_at_ms=now_ms,
-                    attributes=attributes)
+    route = replace(
+        draining,
+        partitions=partitions,
+        previous_partitions=(),
+        status=RouteStatus.ACTIVE,
+        reason=reason,
+        updated_at_ms=now_ms,
+        attributes=attributes,
+    )
     return Decision(base, route=route)
 
 

@@ -34,8 +34,10 @@ HOT_RATIO = 2.0
 # should carry (0.7 x capacity), so tenant-hot (336/s, 2x the mean) is isolated. tolerance=0.75:
 # hashing alone leaves these 200 tenants at up to 1.45x the mean, which the demo leaves alone.
 # merge_back_threshold=0.15: tenant-hot's own 20/s (12% of the mean) counts as cooled down.
-DEMO_POLICY = ("partition_capacity=1000,shard_fill=5,tolerance=0.75,min_dwell_s=30,"
-               "cooldown_s=20,merge_back_threshold=0.15")
+DEMO_POLICY = (
+    "partition_capacity=1000,shard_fill=5,tolerance=0.75,min_dwell_s=30,"
+    "cooldown_s=20,merge_back_threshold=0.15"
+)
 DEMO_WINDOW_S = 5.0
 
 
@@ -50,10 +52,12 @@ class EventTail:
     """Reads the events topic from where it ends now."""
 
     def __init__(self, settings: Settings) -> None:
-        self._codec = AvroCodec(registry_client(settings.registry_config()), EVENT_SCHEMA,
-                                settings.events_topic)
-        self._consumer = Consumer(client_settings(settings.kafka, **{
-            "group.id": "routing-app-demo", "enable.auto.commit": False}))
+        self._codec = AvroCodec(
+            registry_client(settings.registry_config()), EVENT_SCHEMA, settings.events_topic
+        )
+        self._consumer = Consumer(
+            client_settings(settings.kafka, **{"group.id": "routing-app-demo", "enable.auto.commit": False})
+        )
         tp = TopicPartition(settings.events_topic, 0)
         _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
         self._consumer.assign([TopicPartition(settings.events_topic, 0, high)])
@@ -75,8 +79,9 @@ class EventTail:
 def _render(state: DemoState, traffic: TrafficGenerator, hot_partition: int) -> Group:
     peak = max(state.loads.values(), default=1.0) or 1.0
     mean = statistics.fmean(state.loads.values()) if state.loads else 0.0
-    table = Table(title=f"partition load of {traffic.plan.topic} (records/s, from broker offsets)",
-                  expand=True)
+    table = Table(
+        title=f"partition load of {traffic.plan.topic} (records/s, from broker offsets)", expand=True
+    )
     table.add_column("p", justify="right")
     table.add_column("rate", justify="right")
     table.add_column("", ratio=1)
@@ -86,16 +91,26 @@ def _render(state: DemoState, traffic: TrafficGenerator, hot_partition: int) -> 
         marker = "  ← tenant-hot hashes here" if p == hot_partition else ""
         table.add_row(str(p), f"{rate:,.0f}", f"[{style}]{bar}[/]{marker}")
     phase = "HOT" if traffic.hot() else "normal"
-    header = (f"t={traffic.elapsed():5.1f}s  sent={traffic.sent:,}  tenant-hot: {phase}  "
-              f"max/mean={peak / mean if mean else 0:.2f}")
+    header = (
+        f"t={traffic.elapsed():5.1f}s  sent={traffic.sent:,}  tenant-hot: {phase}  "
+        f"max/mean={peak / mean if mean else 0:.2f}"
+    )
     events = Table("decided", "action", "tenant", "from → to", "epoch", "reason", expand=True)
     for e in state.events:
-        events.add_row(time.strftime("%H:%M:%S", time.localtime(e.decided_at_ms / 1000)),
-                       e.action, e.tenant,
-                       f"{list(e.from_partitions) or 'hash'} → {list(e.to_partitions) or 'hash'}",
-                       str(e.to_epoch), e.reason)
-    return Group(Panel(header), table, Panel(events, title="reassignment events"),
-                 Panel("\n".join(state.notes) or "…", title="planner"))
+        events.add_row(
+            time.strftime("%H:%M:%S", time.localtime(e.decided_at_ms / 1000)),
+            e.action,
+            e.tenant,
+            f"{list(e.from_partitions) or 'hash'} → {list(e.to_partitions) or 'hash'}",
+            str(e.to_epoch),
+            e.reason,
+        )
+    return Group(
+        Panel(header),
+        table,
+        Panel(events, title="reassignment events"),
+        Panel("\n".join(state.notes) or "…", title="planner"),
+    )
 
 
 def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: Console) -> int:
@@ -110,23 +125,23 @@ def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: 
         worker_settings = info.settings_for(settings, security.WORKER)
         producer_settings = info.settings_for(settings, security.PRODUCER)
         settings = info.settings_for(settings, security.ADMIN)
-        console.print("    secure: workers, producer and this console log in as "
-                      f"{security.WORKER}, {security.PRODUCER} and {security.ADMIN}")
+        console.print(
+            "    secure: workers, producer and this console log in as "
+            f"{security.WORKER}, {security.PRODUCER} and {security.ADMIN}"
+        )
     console.print("[bold]2/4[/] topics")
     ensure_topics(settings.kafka, routing_topics(settings), settings.replication_factor)
     create_topic(settings.kafka, plan.topic, DATA_PARTITIONS)
     console.print("[bold]3/4[/] two workers (faust -A routing_app.app worker)")
     logs = settings.state_dir / "logs"
     workers: list[WorkerProcess] = [
-        launch_worker(worker_settings, Path(logs / f"worker-{i}").absolute(),
-                      web_port=settings.web_port + i)
+        launch_worker(worker_settings, Path(logs / f"worker-{i}").absolute(), web_port=settings.web_port + i)
         for i in range(2)
     ]
     try:
         for w in workers:
             if not w.wait_ready(120):
-                console.print(f"[red]worker failed to start[/]; log: {w.log_path}\n"
-                              f"{w.log()[-2000:]}")
+                console.print(f"[red]worker failed to start[/]; log: {w.log_path}\n{w.log()[-2000:]}")
                 return 1
         for w in workers:
             base = f"http://127.0.0.1:{w.web_port}"
@@ -138,8 +153,9 @@ def run_demo(settings: Settings, duration_s: float, plan: TrafficPlan, console: 
             w.stop()
 
 
-def _run_traffic(settings: Settings, producer_settings: Settings, duration_s: float,
-                 plan: TrafficPlan, console: Console) -> int:
+def _run_traffic(
+    settings: Settings, producer_settings: Settings, duration_s: float, plan: TrafficPlan, console: Console
+) -> int:
     state = DemoState()
     hot_partition = java_partition(plan.hot_tenant.encode(), DATA_PARTITIONS)
     sampler = PartitionLoadSampler(settings.kafka, plan.topic)
@@ -151,8 +167,9 @@ def _run_traffic(settings: Settings, producer_settings: Settings, duration_s: fl
         traffic = TrafficGenerator(producer, plan)
         traffic.start()
         try:
-            with Live(_render(state, traffic, hot_partition), console=console,
-                      refresh_per_second=2, transient=False) as live:
+            with Live(
+                _render(state, traffic, hot_partition), console=console, refresh_per_second=2, transient=False
+            ) as live:
                 while traffic.elapsed() < duration_s:
                     time.sleep(1.0)
                     state.loads = sampler.sample()
@@ -169,11 +186,15 @@ def _run_traffic(settings: Settings, producer_settings: Settings, duration_s: fl
     events.close()
     console.print("[bold]events written during the demo[/] (from the events topic):")
     for e in all_events:
-        console.print(f"  {e.action:<8} {e.topic}/{e.tenant}: {list(e.from_partitions) or 'hash'}"
-                      f" → {list(e.to_partitions) or 'hash'} epoch {e.to_epoch} — {e.reason}")
+        console.print(
+            f"  {e.action:<8} {e.topic}/{e.tenant}: {list(e.from_partitions) or 'hash'}"
+            f" → {list(e.to_partitions) or 'hash'} epoch {e.to_epoch} — {e.reason}"
+        )
     counts = Counter(e.action for e in all_events)
-    console.print("decisions by action: " + (", ".join(
-        f"{action} {count}" for action, count in sorted(counts.items())) or "none"))
+    console.print(
+        "decisions by action: "
+        + (", ".join(f"{action} {count}" for action, count in sorted(counts.items())) or "none")
+    )
     console.print(f"sent {traffic.sent:,} records; producer paths: {producer.counters}")
     console.print("The stack keeps running; stop it with `routing-app stack down`.")
     return 0

@@ -27,7 +27,7 @@ class TrafficPlan:
 
     def weights(self, hot: bool) -> tuple[list[str], list[float]]:
         names = [f"tenant-{i:04d}" for i in range(1, self.tenants + 1)]
-        zipf = [1.0 / (rank ** self.zipf) for rank in range(1, self.tenants + 1)]
+        zipf = [1.0 / (rank**self.zipf) for rank in range(1, self.tenants + 1)]
         total = sum(zipf)
         shares = [w / total * (1 - self.hot_share) for w in zipf]
         hot_share = self.hot_share * (self.hot_factor if hot else 1.0)
@@ -92,8 +92,9 @@ class LiveRates(threading.Thread):
     TrafficGenerator there is no randomness, so a x20 spike is exactly x20.
     """
 
-    def __init__(self, producer: RoutingProducer, topic: str, rates: dict[str, float],
-                 value_bytes: int = 100) -> None:
+    def __init__(
+        self, producer: RoutingProducer, topic: str, rates: dict[str, float], value_bytes: int = 100
+    ) -> None:
         super().__init__(name="live-rates", daemon=True)
         self.producer = producer
         self.topic = topic

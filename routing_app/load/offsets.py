@@ -42,8 +42,9 @@ class PartitionLoadSampler:
         elapsed = max(now - previous[0], 1e-6)
         return {p: (offsets[p] - previous[1].get(p, offsets[p])) / elapsed for p in offsets}
 
-    def window_rates(self, start_ms: int, end_ms: int, latest: Mapping[int, int] | None = None,
-                     timeout: float = 10.0) -> WindowRates:
+    def window_rates(
+        self, start_ms: int, end_ms: int, latest: Mapping[int, int] | None = None, timeout: float = 10.0
+    ) -> WindowRates:
         """Records per second written to each partition in [start_ms, end_ms), by the offsets of
         the records stamped at the window's edges.
 
@@ -60,8 +61,7 @@ class PartitionLoadSampler:
         errors += end_errors
         if errors and not found_start:
             raise errors[0]  # every partition would be unknown: say why
-        return rates_from_edge_offsets(start_ms, end_ms, self.partitions, found_start, found_end,
-                                       latest)
+        return rates_from_edge_offsets(start_ms, end_ms, self.partitions, found_start, found_end, latest)
 
     def rates_for_window(self, start_ms: int, end_ms: int) -> dict[int, float]:
         """Records per second over the window, each partition that cannot have that falling back
@@ -78,13 +78,14 @@ class PartitionLoadSampler:
             self._fell_back(f"no offsets by timestamp for partitions {list(exact.unknown)}")
         return {**{p: sampled[p] for p in exact.unknown if p in sampled}, **exact.rates}
 
-    def _ask(self, timestamp_ms: int, timeout: float
-             ) -> dict[TopicPartition, Future[ListOffsetsResultInfo]]:
+    def _ask(self, timestamp_ms: int, timeout: float) -> dict[TopicPartition, Future[ListOffsetsResultInfo]]:
         """Each partition's first offset stamped at or after ``timestamp_ms``, as futures."""
-        request = {TopicPartition(self._topic, p): OffsetSpec.for_timestamp(timestamp_ms)
-                   for p in self.partitions}
+        request = {
+            TopicPartition(self._topic, p): OffsetSpec.for_timestamp(timestamp_ms) for p in self.partitions
+        }
         answers: dict[TopicPartition, Future[ListOffsetsResultInfo]] = self._admin.list_offsets(
-            request, request_timeout=timeout)
+            request, request_timeout=timeout
+        )
         return answers
 
     def _fell_back(self, why: str) -> None:
@@ -93,13 +94,17 @@ class PartitionLoadSampler:
             log.debug("%s: window rates fall back to end-offset samples: %s", self._topic, why)
             return
         self._fallback_logged = True
-        log.warning("%s: %s; planning on end-offset samples instead, i.e. the write rate between "
-                    "two planning times rather than over the planned window (logged once)",
-                    self._topic, why)
+        log.warning(
+            "%s: %s; planning on end-offset samples instead, i.e. the write rate between "
+            "two planning times rather than over the planned window (logged once)",
+            self._topic,
+            why,
+        )
 
 
-def _answers(futures: Mapping[TopicPartition, Future[ListOffsetsResultInfo]], timeout: float
-             ) -> tuple[dict[int, int], list[Exception]]:
+def _answers(
+    futures: Mapping[TopicPartition, Future[ListOffsetsResultInfo]], timeout: float
+) -> tuple[dict[int, int], list[Exception]]:
     found: dict[int, int] = {}
     errors: list[Exception] = []
     for tp, future in futures.items():
@@ -110,8 +115,9 @@ def _answers(futures: Mapping[TopicPartition, Future[ListOffsetsResultInfo]], ti
     return found, errors
 
 
-def consumer_lag(bootstrap: Kafka, groups: list[str], topic: str, end_offsets: dict[int, int],
-                 timeout: float = 10.0) -> dict[int, int]:
+def consumer_lag(
+    bootstrap: Kafka, groups: list[str], topic: str, end_offsets: dict[int, int], timeout: float = 10.0
+) -> dict[int, int]:
     """The largest lag of any of ``groups`` on each partition of ``topic`` (0 if none commits)."""
     if not groups:
         return {}
@@ -120,8 +126,9 @@ def consumer_lag(bootstrap: Kafka, groups: list[str], topic: str, end_offsets: d
     admin = admin_client(bootstrap)
     lag: dict[int, int] = {}
     for group in groups:
-        request = [ConsumerGroupTopicPartitions(
-            group, [TopicPartition(topic, p) for p in sorted(end_offsets)])]
+        request = [
+            ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in sorted(end_offsets)])
+        ]
         result = admin.list_consumer_group_offsets(request, request_timeout=timeout)
         for future in result.values():
             for tp in future.result(timeout).topic_partitions or []:
@@ -132,8 +139,9 @@ def consumer_lag(bootstrap: Kafka, groups: list[str], topic: str, end_offsets: d
     return lag
 
 
-def committed_offsets(admin: AdminClient, groups: list[str], topic: str, partitions: list[int],
-                      timeout: float = 10.0) -> dict[int, int] | None:
+def committed_offsets(
+    admin: AdminClient, groups: list[str], topic: str, partitions: list[int], timeout: float = 10.0
+) -> dict[int, int] | None:
     """The lowest offset any of ``groups`` committed on each partition (-1: not yet), counting
     only groups that committed on ``topic`` at all; None when no such group exists."""
     if not groups or not partitions:
@@ -142,11 +150,14 @@ def committed_offsets(admin: AdminClient, groups: list[str], topic: str, partiti
 
     lowest: dict[int, int] | None = None
     for group in groups:
-        request = [ConsumerGroupTopicPartitions(
-            group, [TopicPartition(topic, p) for p in sorted(partitions)])]
+        request = [
+            ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in sorted(partitions)])
+        ]
         for future in admin.list_consumer_group_offsets(request, request_timeout=timeout).values():
-            found = {tp.partition: (tp.offset if tp.offset is not None and tp.offset >= 0 else -1)
-                     for tp in future.result(timeout).topic_partitions or []}
+            found = {
+                tp.partition: (tp.offset if tp.offset is not None and tp.offset >= 0 else -1)
+                for tp in future.result(timeout).topic_partitions or []
+            }
             if all(o < 0 for o in found.values()):
                 # The group has never committed here, or does not read this topic.
                 continue
@@ -157,8 +168,9 @@ def committed_offsets(admin: AdminClient, groups: list[str], topic: str, partiti
     return lowest
 
 
-def end_offsets(admin: AdminClient, topic: str, partitions: list[int],
-                timeout: float = 10.0) -> dict[int, int]:
+def end_offsets(
+    admin: AdminClient, topic: str, partitions: list[int], timeout: float = 10.0
+) -> dict[int, int]:
     request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
     results = admin.list_offsets(request, request_timeout=timeout)
     return {tp.partition: future.result(timeout).offset for tp, future in results.items()}

@@ -23,9 +23,14 @@ class WindowRates:
     unknown: tuple[int, ...]  # partitions the answers left out: the caller needs another source
 
 
-def rates_from_edge_offsets(start_ms: int, end_ms: int, partitions: Iterable[int],
-                            at_start: Mapping[int, int], at_end: Mapping[int, int],
-                            latest: Mapping[int, int]) -> WindowRates:
+def rates_from_edge_offsets(
+    start_ms: int,
+    end_ms: int,
+    partitions: Iterable[int],
+    at_start: Mapping[int, int],
+    at_end: Mapping[int, int],
+    latest: Mapping[int, int],
+) -> WindowRates:
     """Records/s per partition in [start_ms, end_ms).
 
     ``at_start`` / ``at_end``: the offset the broker found for each edge's timestamp (negative:

@@ -15,23 +15,26 @@ def metric_name(*parts: str) -> str:
     return "_".join(p for p in (_NOT_NAME.sub("_", part).strip("_") for part in parts) if p)
 
 
-def counter(name: str, documentation: str, value: float, labels: Mapping[str, str] | None = None
-            ) -> CounterMetricFamily:
+def counter(
+    name: str, documentation: str, value: float, labels: Mapping[str, str] | None = None
+) -> CounterMetricFamily:
     """One counter sample. ``name`` without ``_total``: the exposition adds it."""
     family = CounterMetricFamily(name, documentation, labels=list(labels or {}))
     family.add_metric(list((labels or {}).values()), value)
     return family
 
 
-def gauge(name: str, documentation: str, value: float, labels: Mapping[str, str] | None = None
-          ) -> GaugeMetricFamily:
+def gauge(
+    name: str, documentation: str, value: float, labels: Mapping[str, str] | None = None
+) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, documentation, labels=list(labels or {}))
     family.add_metric(list((labels or {}).values()), value)
     return family
 
 
-def counters_as_families(prefix: str, counters: Mapping[str, float], what: str,
-                         skip: Sequence[str] = ()) -> Iterator[Metric]:
+def counters_as_families(
+    prefix: str, counters: Mapping[str, float], what: str, skip: Sequence[str] = ()
+) -> Iterator[Metric]:
     """Every key of ``counters`` (but ``skip``) as its own counter ``<prefix>_<key>_total``.
 
     Generic on purpose: a key added to the dict later shows up without a change here.
@@ -39,8 +42,7 @@ def counters_as_families(prefix: str, counters: Mapping[str, float], what: str,
     for key in sorted(counters):
         if key in skip:
             continue
-        yield counter(metric_name(prefix, key), f"{what}: {key.replace('_', ' ')}",
-                      float(counters[key]))
+        yield counter(metric_name(prefix, key), f"{what}: {key.replace('_', ' ')}", float(counters[key]))
 
 
 class Families:
@@ -50,8 +52,7 @@ class Families:
     def __init__(self) -> None:
         self._families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
 
-    def add(self, kind: str, name: str, documentation: str, labels: Mapping[str, str],
-            value: float) -> None:
+    def add(self, kind: str, name: str, documentation: str, labels: Mapping[str, str], value: float) -> None:
         family = self._families.get(name)
         if family is None:
             cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily

@@ -43,15 +43,19 @@ log = logging.getLogger(__name__)
 PATHS = frozenset(p.value for p in RoutingPath)
 # Counters keys that are levels, not counts: key -> (gauge name after "routing_producer_", help).
 GAUGES: dict[str, tuple[str, str]] = {
-    "held": ("held_records", "Records held now: their tenant is moving (its route is draining) "
-                             "and they wait for the move to end"),
+    "held": (
+        "held_records",
+        "Records held now: their tenant is moving (its route is draining) and they wait for the move to end",
+    ),
     "draining_tenants": ("draining_tenants", "Tenants whose move this producer is waiting on now"),
 }
 # CacheStats fields that are levels; the others are counts.
-_CACHE_GAUGES = {"routes": "Routes held by the producer's route cache",
-                 "position": "Next offset of the routes topic the producer's cache will read",
-                 "end_offset_at_start": "End of the routes topic when the cache started",
-                 "ready": "1 once the cache has read the routes topic up to its end at start"}
+_CACHE_GAUGES = {
+    "routes": "Routes held by the producer's route cache",
+    "position": "Next offset of the routes topic the producer's cache will read",
+    "end_offset_at_start": "End of the routes topic when the cache started",
+    "ready": "1 once the cache has read the routes topic up to its end at start",
+}
 DEFAULT_ROUTES_TOPIC = "routing.routes"
 
 
@@ -77,11 +81,14 @@ class RoutesWatermark:
     """The routes topic's high watermark (its one partition), fetched at most every
     ``max_age_s``; ``None`` while the broker does not answer."""
 
-    def __init__(self, conf: Mapping[str, Any], routes_topic: str, *, max_age_s: float = 5.0,
-                 timeout_s: float = 2.0) -> None:
-        self._conf = {**consumer_settings_from(dict(conf)),
-                      "group.id": reader_group(METRICS_GROUP_PREFIX),
-                      "enable.auto.commit": False}
+    def __init__(
+        self, conf: Mapping[str, Any], routes_topic: str, *, max_age_s: float = 5.0, timeout_s: float = 2.0
+    ) -> None:
+        self._conf = {
+            **consumer_settings_from(dict(conf)),
+            "group.id": reader_group(METRICS_GROUP_PREFIX),
+            "enable.auto.commit": False,
+        }
         self.topic = routes_topic
         self._max_age_s = max_age_s
         self._timeout_s = timeout_s
@@ -102,7 +109,8 @@ class RoutesWatermark:
                 if self._consumer is None:
                     self._consumer = Consumer(self._conf)
                 _, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, 0), timeout=self._timeout_s)
+                    TopicPartition(self.topic, 0), timeout=self._timeout_s
+                )
                 self._value = int(high)
             except (KafkaException, RuntimeError) as exc:
                 log.debug("routes topic %s: no high watermark: %s", self.topic, exc)
@@ -127,16 +135,27 @@ class _Entry:
 class ProducerMetrics:
     """A collector for any number of producers of this process, labelled ``producer``."""
 
-    def __init__(self, *, watermark_max_age_s: float = 5.0, watermark_timeout_s: float = 2.0,
-                 gauges: Mapping[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        watermark_max_age_s: float = 5.0,
+        watermark_timeout_s: float = 2.0,
+        gauges: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         self._entries: list[_Entry] = []
         self._lock = threading.Lock()
         self._max_age_s = watermark_max_age_s
         self._timeout_s = watermark_timeout_s
         self._gauges = dict(GAUGES if gauges is None else gauges)
 
-    def add(self, producer: _Producer, conf: Mapping[str, Any] | None = None,
-            name: str | None = None, *, watermark: Watermark | None = None) -> None:
+    def add(
+        self,
+        producer: _Producer,
+        conf: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        *,
+        watermark: Watermark | None = None,
+    ) -> None:
         """Export ``producer`` (held weakly: a dropped producer leaves the metrics).
 
         ``conf``: the configuration the producer was made with; without it (or ``watermark``)
@@ -144,11 +163,11 @@ class ProducerMetrics:
         ``producer`` label, by default the producer's ``routing.producer.id``.
         """
         cache = producer.cache
-        if (watermark is None and cache is not None and conf is not None
-                and "bootstrap.servers" in conf):  # without a cache there is no lag to show
+        if (
+            watermark is None and cache is not None and conf is not None and "bootstrap.servers" in conf
+        ):  # without a cache there is no lag to show
             topic = str(conf.get("routing.routes.topic", DEFAULT_ROUTES_TOPIC))
-            watermark = RoutesWatermark(conf, topic, max_age_s=self._max_age_s,
-                                        timeout_s=self._timeout_s)
+            watermark = RoutesWatermark(conf, topic, max_age_s=self._max_age_s, timeout_s=self._timeout_s)
         if watermark is not None:
             # Its client lives as long as the producer: closed with the producer's route cache
             # (RoutingProducer.close stops it), or when the producer is collected unclosed.
@@ -198,16 +217,26 @@ class ProducerMetrics:
         for key in sorted(counters):
             value = float(counters[key])
             if key in PATHS:
-                families.add("counter", "routing_producer_records",
-                             "Records sent, by how their partition was chosen (explicit, routed, "
-                             "sharded, hashed, unkeyed)", {**who, "path": key}, value)
+                families.add(
+                    "counter",
+                    "routing_producer_records",
+                    "Records sent, by how their partition was chosen (explicit, routed, "
+                    "sharded, hashed, unkeyed)",
+                    {**who, "path": key},
+                    value,
+                )
             elif key in self._gauges:
                 suffix, doc = self._gauges[key]
                 families.add("gauge", metric_name("routing_producer", suffix), doc, who, value)
             else:
                 base = key.removesuffix("_total")
-                families.add("counter", metric_name("routing_producer", base),
-                             f"Producer: {base.replace('_', ' ')}", who, value)
+                families.add(
+                    "counter",
+                    metric_name("routing_producer", base),
+                    f"Producer: {base.replace('_', ' ')}",
+                    who,
+                    value,
+                )
         cache = producer.cache
         if cache is None:
             return
@@ -215,26 +244,43 @@ class ProducerMetrics:
         for field, raw in stats.items():
             value = float(raw)
             if field in _CACHE_GAUGES:
-                families.add("gauge", metric_name("routing_producer_route_cache", field),
-                             _CACHE_GAUGES[field], who, value)
+                families.add(
+                    "gauge",
+                    metric_name("routing_producer_route_cache", field),
+                    _CACHE_GAUGES[field],
+                    who,
+                    value,
+                )
             else:
-                families.add("counter", metric_name("routing_producer_route_cache", field),
-                             f"Route cache: {field.replace('_', ' ')} records", who, value)
+                families.add(
+                    "counter",
+                    metric_name("routing_producer_route_cache", field),
+                    f"Route cache: {field.replace('_', ' ')} records",
+                    who,
+                    value,
+                )
         high = entry.watermark.get() if entry.watermark is not None else None
         if high is not None:
-            families.add("gauge", "routing_producer_routes_end_offset",
-                         "High watermark of the routes topic (its one partition)", who,
-                         float(high))
-            families.add("gauge", "routing_producer_route_cache_lag_records",
-                         "Records of the routes topic the producer's cache has not read yet "
-                         "(high watermark minus cache position)", who,
-                         float(max(0, high - int(stats["position"]))))
+            families.add(
+                "gauge",
+                "routing_producer_routes_end_offset",
+                "High watermark of the routes topic (its one partition)",
+                who,
+                float(high),
+            )
+            families.add(
+                "gauge",
+                "routing_producer_route_cache_lag_records",
+                "Records of the routes topic the producer's cache has not read yet "
+                "(high watermark minus cache position)",
+                who,
+                float(max(0, high - int(stats["position"]))),
+            )
 
 
 # Weakly: a registry dropped by its application takes its ProducerMetrics (and their clients)
 # with it, and a new registry never inherits a dead one's by reusing its id().
-_defaults: weakref.WeakKeyDictionary[CollectorRegistry, ProducerMetrics] = (
-    weakref.WeakKeyDictionary())
+_defaults: weakref.WeakKeyDictionary[CollectorRegistry, ProducerMetrics] = weakref.WeakKeyDictionary()
 _defaults_lock = threading.Lock()
 
 
@@ -248,9 +294,14 @@ def producer_metrics(registry: CollectorRegistry = REGISTRY) -> ProducerMetrics:
         return metrics
 
 
-def serve_producer_metrics(producer: _Producer, conf: Mapping[str, Any] | None = None, *,
-                           port: int = 9108, addr: str = "127.0.0.1",
-                           registry: CollectorRegistry = REGISTRY) -> tuple[Any, threading.Thread]:
+def serve_producer_metrics(
+    producer: _Producer,
+    conf: Mapping[str, Any] | None = None,
+    *,
+    port: int = 9108,
+    addr: str = "127.0.0.1",
+    registry: CollectorRegistry = REGISTRY,
+) -> tuple[Any, threading.Thread]:
     """Exports ``producer`` on ``registry`` and serves it at ``http://addr:port/metrics``.
 
     Returns prometheus_client's (server, thread); ``server.shutdown()`` stops it. To export more

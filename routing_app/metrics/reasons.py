@@ -20,23 +20,41 @@ from routing_app.planner import Action, PlannedChange, ReasonKind
 from routing_app.routes.events import REPAIR, ReassignmentEvent, WriterReasonKind
 
 # Actions as written on events; anything else is counted as "other" (labels stay bounded).
-ACTIONS = frozenset({"isolate", "shard", "merge", "rebalance", "evacuate", "pin", "unpin",
-                     "freeze", "unfreeze", "rejected", "drain-complete", "drain-forced",
-                     "drain-abort", REPAIR})
+ACTIONS = frozenset(
+    {
+        "isolate",
+        "shard",
+        "merge",
+        "rebalance",
+        "evacuate",
+        "pin",
+        "unpin",
+        "freeze",
+        "unfreeze",
+        "rejected",
+        "drain-complete",
+        "drain-forced",
+        "drain-abort",
+        REPAIR,
+    }
+)
 # Actions renamed since: events already on the topic count under today's name. "drain" was
 # both the operator's command and the planner step that carries it out, now "evacuate" (drain
 # means only a strict move's ordering pause).
 _RENAMED_ACTIONS = {"drain": Action.EVACUATE.value}
 
 # The second write of a strict move (routing_app/control/drain.py): how the drain ended.
-_DRAIN_ENDS = {"drain-complete": WriterReasonKind.DRAINED.value,
-               "drain-forced": WriterReasonKind.DRAIN_FORCED.value,
-               "drain-abort": WriterReasonKind.DRAIN_ABORTED.value}
+_DRAIN_ENDS = {
+    "drain-complete": WriterReasonKind.DRAINED.value,
+    "drain-forced": WriterReasonKind.DRAIN_FORCED.value,
+    "drain-abort": WriterReasonKind.DRAIN_ABORTED.value,
+}
 
 OTHER = "other"
 # Every kind a label can take: the planner's, the writer's own, and "other".
-REASON_KINDS = frozenset({kind.value for kind in ReasonKind}
-                         | {kind.value for kind in WriterReasonKind} | {OTHER})
+REASON_KINDS = frozenset(
+    {kind.value for kind in ReasonKind} | {kind.value for kind in WriterReasonKind} | {OTHER}
+)
 
 
 def action_label(action: str) -> str:
@@ -44,8 +62,7 @@ def action_label(action: str) -> str:
     return action if action in ACTIONS else OTHER
 
 
-def reason_kind(action: str, reason: str, *, operator: bool = False,
-                kind: ReasonKind | None = None) -> str:
+def reason_kind(action: str, reason: str, *, operator: bool = False, kind: ReasonKind | None = None) -> str:
     """The kind of a decision's reason from its action and words: what an event without its
     ``reason_kind`` (written before the field existed) is labelled with. ``operator`` is true
     for an operator command's event; ``kind`` is the planner's own when known (its words are
@@ -74,8 +91,9 @@ def event_labels(event: ReassignmentEvent) -> tuple[str, str]:
     if event.reason_kind is not None:
         kind = event.reason_kind if event.reason_kind in REASON_KINDS else OTHER
         return action_label(event.action), kind
-    return action_label(event.action), reason_kind(event.action, event.reason,
-                                                   operator=event.command_id is not None)
+    return action_label(event.action), reason_kind(
+        event.action, event.reason, operator=event.command_id is not None
+    )
 
 
 # -- LEGACY: reading the kind from the words ------------------------------------------------------

@@ -43,8 +43,7 @@ def settle(state: Placement) -> None:
     """Isolate, rebalance and merge until nothing changes."""
     # A later step can open room for an earlier one (a relieved source becomes a target);
     # looping until quiet is what makes a plan, applied and planned again, produce nothing.
-    cool = sorted(t for t in state.routed
-                  if state.rate(t) < state.cool_level and t not in state.broken)
+    cool = sorted(t for t in state.routed if state.rate(t) < state.cool_level and t not in state.broken)
     complete = state.inp.complete
     while True:
         moved = isolate(state)
@@ -55,8 +54,7 @@ def settle(state: Placement) -> None:
             return
 
 
-def placements(inp: PlannerInput, budget: Budget,
-               changes: list[PlannedChange]) -> list[Placement]:
+def placements(inp: PlannerInput, budget: Budget, changes: list[PlannedChange]) -> list[Placement]:
     """One placement per data topic with tenants or routes, in topic order."""
     routes: dict[str, dict[str, Route]] = {}
     for (topic, tenant), route in inp.routes.items():
@@ -76,10 +74,20 @@ def placements(inp: PlannerInput, budget: Budget,
         n = inp.partition_counts.get(topic, 0)
         if n <= 0:
             continue  # unknown topic: nothing can be placed, nothing is named
-        out.append(Placement(topic, n, inp, budget, changes,
-                             tenants.get(topic) or TopicTenants.empty(n),
-                             routes.get(topic, {}), residual.get(topic, {}), loads.get(topic, {}),
-                             evacuated.get(topic, set())))
+        out.append(
+            Placement(
+                topic,
+                n,
+                inp,
+                budget,
+                changes,
+                tenants.get(topic) or TopicTenants.empty(n),
+                routes.get(topic, {}),
+                residual.get(topic, {}),
+                loads.get(topic, {}),
+                evacuated.get(topic, set()),
+            )
+        )
     return out
 
 

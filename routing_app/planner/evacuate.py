@@ -46,6 +46,5 @@ def _evacuate_one(state: Placement, tenant: str) -> None:
     else:
         # A broken route with nothing missing or evacuated repeats a partition (or names none).
         kind = ReasonKind.DUPLICATE_PARTITION
-    reason = reasons.evacuate(tenant, rate, bad, n, route.partitions if route else (),
-                              added or new)
+    reason = reasons.evacuate(tenant, rate, bad, n, route.partitions if route else (), added or new)
     state.move(tenant, new, kind, reason, state.observed(tenant, source, added))

@@ -65,8 +65,10 @@ class PartitionFigures:
     def _views(self, p: int) -> tuple[tuple[float, float, bool], ...]:
         """(load, its mean, measured?) for each view of p."""
         if self.measured and self.offset[p] != 0.0:
-            return ((self.est[p], self.mean, False),
-                    (max(0.0, self.est[p] + self.offset[p]), self.meas_mean, True))
+            return (
+                (self.est[p], self.mean, False),
+                (max(0.0, self.est[p] + self.offset[p]), self.meas_mean, True),
+            )
         return ((self.est[p], self.mean, False),)
 
     def headroom(self, p: int, factor: float) -> float:
@@ -98,8 +100,7 @@ class PartitionFigures:
     def hot(self, factor: float) -> list[int]:
         """The active partitions over factor x the mean, the most loaded first."""
         rooms = self.rooms(factor)
-        return sorted((p for p in self.active if rooms[p] < 0),
-                      key=lambda p: (-self.ratio(p), p))
+        return sorted((p for p in self.active if rooms[p] < 0), key=lambda p: (-self.ratio(p), p))
 
     def describe(self, p: int) -> str:
         load, mean, measured = max(self._views(p), key=lambda v: v[0] / v[1] if v[1] > 0 else 0.0)
@@ -135,7 +136,8 @@ class PartitionFigures:
         if known is None:
             low = self.min_move
             known = self._fixed[p] = self.residual[p] + math.fsum(
-                [size for size in self.pieces_on[p] if size < low])
+                [size for size in self.pieces_on[p] if size < low]
+            )
         return known
 
     def largest_piece(self, p: int) -> float:
@@ -150,17 +152,24 @@ class PartitionFigures:
         load is least (then the best score), among those with no piece of a unit or more."""
         if self._least_fixed is None:
             unit = self.unit
-            self._least_fixed = heapq.nsmallest(2, ((self.fixed_load(q), self.score(q), q)
-                                                    for q in self.active
-                                                    if self.largest_piece(q) < unit))
+            self._least_fixed = heapq.nsmallest(
+                2,
+                ((self.fixed_load(q), self.score(q), q) for q in self.active if self.largest_piece(q) < unit),
+            )
         for fixed, _, q in self._least_fixed:
             if q != but:
                 return fixed, q
         return None
 
-    def best_fit(self, exclude: Iterable[int], amount: float, factor: float | None,
-                 only: Iterable[int] | None = None, extra: Mapping[int, float] | None = None,
-                 cap: float | None = None) -> int | None:
+    def best_fit(
+        self,
+        exclude: Iterable[int],
+        amount: float,
+        factor: float | None,
+        only: Iterable[int] | None = None,
+        extra: Mapping[int, float] | None = None,
+        cap: float | None = None,
+    ) -> int | None:
         """The best-ranked partition taking ``amount`` with both views under factor x mean
         (and the estimate under ``cap``), or None. ``only``: some of the active partitions."""
         rooms = self.rooms(factor) if factor is not None else None

@@ -30,10 +30,12 @@ def isolate(state: Placement) -> bool:
         target = _isolation_target(state, p, tenant, rate)
         if target is None:
             continue
-        reason = reasons.hot_partition(state.describe(p), tenant, rate, target,
-                                       state.est[target], state.lag[target])
-        state.move(tenant, (target,), ReasonKind.HOT_PARTITION, reason,
-                   state.observed(tenant, (p,), (target,)))
+        reason = reasons.hot_partition(
+            state.describe(p), tenant, rate, target, state.est[target], state.lag[target]
+        )
+        state.move(
+            tenant, (target,), ReasonKind.HOT_PARTITION, reason, state.observed(tenant, (p,), (target,))
+        )
         moved = True
     return moved
 
@@ -58,8 +60,7 @@ def _heaviest_single(state: Placement, p: int) -> str | None:
 
 
 def _single(state: Placement, tenant: str) -> bool:
-    return (len(state.parts[tenant]) == 1 and state.rate(tenant) > 0
-            and state.movable(tenant))
+    return len(state.parts[tenant]) == 1 and state.rate(tenant) > 0 and state.movable(tenant)
 
 
 def _isolation_target(state: Placement, p: int, tenant: str, rate: float) -> int | None:
@@ -69,12 +70,15 @@ def _isolation_target(state: Placement, p: int, tenant: str, rate: float) -> int
     the hot partition's load by settle_tolerance x mean when it leaves its hash partition,
     by the tolerance when it is routed already (it does not wander between equals)."""
     dedicated = [q for q in state.active if state.heavy[q] == 0]
-    margin = (state.policy.tolerance if tenant in state.routed
-              else state.policy.settle_tolerance)
+    margin = state.policy.tolerance if tenant in state.routed else state.policy.settle_tolerance
     better = state.est[p] - margin * state.mean
     hot = state.hot_factor
-    for factor, cap, only in ((hot, None, dedicated), (hot, None, None),
-                              (None, better, dedicated), (None, better, None)):
+    for factor, cap, only in (
+        (hot, None, dedicated),
+        (hot, None, None),
+        (None, better, dedicated),
+        (None, better, None),
+    ):
         target = state.best_fit((p,), rate, factor, only, cap=cap)
         if target is not None:
             return target
@@ -95,8 +99,9 @@ def isolate_unsplittable(state: Placement, tenant: str, rate: float) -> None:
     # the hot level is no reason to move: a partition of its own is the point. First where
     # the load no rebalance moves away (residual, tenants below min_move) is least, as
     # rebalancing then clears the rest; else where the whole load is clearly less.
-    margin = (state.policy.tolerance if tenant in state.routed
-              else state.policy.settle_tolerance) * state.mean
+    margin = (
+        state.policy.tolerance if tenant in state.routed else state.policy.settle_tolerance
+    ) * state.mean
     here = _unmovable(state, p, tenant)
     # Not onto another tenant bigger than a shard: rebalancing could not clear it away. The
     # tenant is on p alone, so elsewhere all of the partition's fixed load counts; the
@@ -108,8 +113,9 @@ def isolate_unsplittable(state: Placement, tenant: str, rate: float) -> None:
     if target is None:
         return
     top = state.heaviest_stream(tenant)
-    reason = reasons.unsplittable(tenant, rate, state.unit, top, state.streams(tenant),
-                                  target, state.est[target])
+    reason = reasons.unsplittable(
+        tenant, rate, state.unit, top, state.streams(tenant), target, state.est[target]
+    )
     observed = state.observed(tenant, (p,), (target,))
     observed["top_stream_rate"] = top
     state.move(tenant, (target,), ReasonKind.UNSPLITTABLE, reason, observed)

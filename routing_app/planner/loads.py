@@ -15,8 +15,9 @@ from routing_app.routes.model import Route
 def shard_unit(policy: Policy, mean: float) -> float:
     """What one shard (or an unsharded tenant) should carry at most, for a mean partition load."""
     capacity = policy.partition_capacity
-    return min(policy.target_load * capacity,
-               max(policy.shard_fill * mean, policy.min_shard_fraction * capacity))
+    return min(
+        policy.target_load * capacity, max(policy.shard_fill * mean, policy.min_shard_fraction * capacity)
+    )
 
 
 def estimate_loads(
@@ -26,8 +27,9 @@ def estimate_loads(
     residual: Mapping[PartitionKey, float] | None = None,
 ) -> dict[PartitionKey, float]:
     """Records/s per partition if every tenant sends its rate where its route (or murmur2) says."""
-    parts: dict[str, list[list[float]]] = {t: [[] for _ in range(n)]
-                                           for t, n in partition_counts.items() if n > 0}
+    parts: dict[str, list[list[float]]] = {
+        t: [[] for _ in range(n)] for t, n in partition_counts.items() if n > 0
+    }
     for (topic, tenant), tr in rates.items():
         shares = parts.get(topic)
         rate = clean(tr.records_per_s)

@@ -14,8 +14,9 @@ MAX_EVICTIONS = 4
 Eviction = tuple[str, float, int]  # (tenant, its piece, where it goes)
 
 
-def make_room(state: Placement, p: int, order: list[tuple[float, str]]
-              ) -> tuple[str, float, int, list[Eviction]] | None:
+def make_room(
+    state: Placement, p: int, order: list[tuple[float, str]]
+) -> tuple[str, float, int, list[Eviction]] | None:
     """(tenant of ``order`` that then fits, its piece, the partition cleared for it, the
     evictions that clear it); nothing is moved yet. None when no candidate gets room."""
     for amount, tenant in order:
@@ -28,17 +29,14 @@ def make_room(state: Placement, p: int, order: list[tuple[float, str]]
     return None
 
 
-def _evictions(state: Placement, q: int, below: float, need: float,
-               avoid: set[int]) -> list[Eviction] | None:
-    small = [(piece, t) for piece, t in state.pieces_to_move(q)
-             if piece < below and state.movable(t)]
+def _evictions(state: Placement, q: int, below: float, need: float, avoid: set[int]) -> list[Eviction] | None:
+    small = [(piece, t) for piece, t in state.pieces_to_move(q) if piece < below and state.movable(t)]
     extra: dict[int, float] = {}
     out: list[Eviction] = []
     while need > 0 and small and len(out) < MAX_EVICTIONS:
         cut = bisect_left(small, (need, ""))
         for size, t in small[cut:] + small[:cut][::-1]:
-            dest = state.best_fit(avoid | set(state.parts[t]), size, state.settle_factor,
-                                  extra=extra)
+            dest = state.best_fit(avoid | set(state.parts[t]), size, state.settle_factor, extra=extra)
             if dest is not None:
                 out.append((t, size, dest))
                 extra[dest] = extra.get(dest, 0.0) + size

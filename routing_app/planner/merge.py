@@ -32,18 +32,19 @@ def _merge_one(state: Placement, tenant: str, home: int, cool_for_s: float) -> b
     # Only where its hash partition stays below the rebalance trigger (and the hot
     # level): a merge must not make rebalancing or isolation move someone else.
     if rate <= 0 or state.headroom(home, state.merge_factor) + own_there >= rate:
-        reason = reasons.cooled(tenant, rate, state.policy.merge_back_threshold, state.mean,
-                                cool_for_s, home, state.est[home])
-        state.move(tenant, None, ReasonKind.COOLED, reason,
-                   state.observed(tenant, current, (home,)))
+        reason = reasons.cooled(
+            tenant, rate, state.policy.merge_back_threshold, state.mean, cool_for_s, home, state.est[home]
+        )
+        state.move(tenant, None, ReasonKind.COOLED, reason, state.observed(tenant, current, (home,)))
         return True
     if len(current) < 2:
         return False
     ((room, keep),) = state.roomiest_for(tenant, list(current), 1)
     if room < rate:
         return False
-    reason = reasons.cooled_kept_one_shard(tenant, rate, cool_for_s, home, state.est[home], keep,
-                                           len(current))
+    reason = reasons.cooled_kept_one_shard(
+        tenant, rate, cool_for_s, home, state.est[home], keep, len(current)
+    )
     observed = state.observed(tenant, current, (keep,))
     observed["shards"] = 1.0
     state.move(tenant, (keep,), ReasonKind.COOLED_KEPT_ONE_SHARD, reason, observed)

@@ -199,8 +199,9 @@ class PlannedChange:
 
     def __post_init__(self) -> None:
         if self.kind.action is not self.action:
-            raise ValueError(f"reason kind {self.kind} belongs to action {self.kind.action}, "
-                             f"not {self.action}")
+            raise ValueError(
+                f"reason kind {self.kind} belongs to action {self.kind.action}, not {self.action}"
+            )
 
 
 @dataclass(frozen=True)

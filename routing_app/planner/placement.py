@@ -49,10 +49,19 @@ class Placement(PartitionFigures):
     is over a level when either view is; a target fits only where both views stay under it.
     """
 
-    def __init__(self, name: str, n: int, inp: PlannerInput, budget: Budget,
-                 changes: list[PlannedChange], tenants: TopicTenants, routes: dict[str, Route],
-                 residual: dict[int, float], loads: dict[int, PartitionLoad],
-                 evacuated: set[int]) -> None:
+    def __init__(
+        self,
+        name: str,
+        n: int,
+        inp: PlannerInput,
+        budget: Budget,
+        changes: list[PlannedChange],
+        tenants: TopicTenants,
+        routes: dict[str, Route],
+        residual: dict[int, float],
+        loads: dict[int, PartitionLoad],
+        evacuated: set[int],
+    ) -> None:
         self.name, self.n, self.policy, self.now = name, n, inp.policy, inp.now_ms
         self.inp, self.budget, self.changes = inp, budget, changes
         self.tenants, self.routes = tenants, routes
@@ -79,11 +88,13 @@ class Placement(PartitionFigures):
         # What the broker measured beyond (or short of) the estimate: traffic the rates do not
         # explain. It stays with its partition while tenants move, so the measured view of a
         # partition is always estimate + offset, against a mean shifted the same way.
-        self.offset = [offset(loads[p].records_per_s, self.est[p]) if p in loads else 0.0
-                       for p in range(n)]
+        self.offset = [offset(loads[p].records_per_s, self.est[p]) if p in loads else 0.0 for p in range(n)]
         self.measured = any(self.offset[p] != 0.0 for p in self.active)
-        self.meas_mean = (self.mean + math.fsum(self.offset[p] for p in self.active)
-                          / len(self.active)) if self.measured else self.mean
+        self.meas_mean = (
+            (self.mean + math.fsum(self.offset[p] for p in self.active) / len(self.active))
+            if self.measured
+            else self.mean
+        )
         self._set_levels()
         # "Dedicated" targets carry no other routed tenant of this weight.
         self.heavy = [0] * n
@@ -132,8 +143,9 @@ class Placement(PartitionFigures):
         self.cool_level = policy.merge_back_threshold * self.mean
         # Rebalancing moves no tenant the merge rule would send straight back: a moved tenant
         # stays above the cool level by the hysteresis (no rebalance -> merge flapping).
-        self.min_move = max(policy.min_move_fraction,
-                            policy.merge_back_threshold * (1 + policy.hysteresis)) * self.mean
+        self.min_move = (
+            max(policy.min_move_fraction, policy.merge_back_threshold * (1 + policy.hysteresis)) * self.mean
+        )
         self.unit = shard_unit(policy, self.mean)
         cap = policy.max_shards if policy.max_shards is not None else self.n
         self.max_shards = max(1, min(cap, len(self.active)))
@@ -240,14 +252,16 @@ class Placement(PartitionFigures):
         if known is None:
             low = self.min_move
             if p in self._touched:
-                pairs = [(piece, t) for piece, t in map(self._piece_of, self.members[p])
-                         if piece >= low]
+                pairs = [(piece, t) for piece, t in map(self._piece_of, self.members[p]) if piece >= low]
             else:  # as grouped: a hashed tenant's piece is its rate
-                pairs = [(rate, t) for rate, t in zip(self.tenants.rates[p],
-                                                       self.tenants.names[p], strict=True)
-                         if rate >= low]
-                pairs.extend(pair for pair in map(self._piece_of, self.members.routed_on(p))
-                             if pair[0] >= low)
+                pairs = [
+                    (rate, t)
+                    for rate, t in zip(self.tenants.rates[p], self.tenants.names[p], strict=True)
+                    if rate >= low
+                ]
+                pairs.extend(
+                    pair for pair in map(self._piece_of, self.members.routed_on(p)) if pair[0] >= low
+                )
             known = self._pieces[p] = sorted(pairs)
         return known
 
@@ -256,8 +270,14 @@ class Placement(PartitionFigures):
 
     # -- moving ----------------------------------------------------------------------------------
 
-    def move(self, tenant: str, new_parts: tuple[int, ...] | None, kind: ReasonKind, reason: str,
-             observed: dict[str, float]) -> None:
+    def move(
+        self,
+        tenant: str,
+        new_parts: tuple[int, ...] | None,
+        kind: ReasonKind,
+        reason: str,
+        observed: dict[str, float],
+    ) -> None:
         """Record one change and apply it to the state (raises OutOfMoves when over budget)."""
         self.budget.take()
         old = self.parts.get(tenant, ())
@@ -294,12 +314,19 @@ class Placement(PartitionFigures):
                 pieces = [self.piece(t) for t in self.members[p]]
             self._refresh(p, pieces)
         self.changed.add(tenant)
-        self.changes.append(PlannedChange(self.name, tenant, kind.action, new_parts, reason,
-                                          {k: round(v, 3) for k, v in observed.items()},
-                                          kind=kind))
+        self.changes.append(
+            PlannedChange(
+                self.name,
+                tenant,
+                kind.action,
+                new_parts,
+                reason,
+                {k: round(v, 3) for k, v in observed.items()},
+                kind=kind,
+            )
+        )
 
-    def observed(self, tenant: str, source: Iterable[int], target: Iterable[int]
-                 ) -> dict[str, float]:
+    def observed(self, tenant: str, source: Iterable[int], target: Iterable[int]) -> dict[str, float]:
         """The figures a change carries (its event's ``observed``), before it moves."""
         src, dst = list(source), list(target)
         out = {

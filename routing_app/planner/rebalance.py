@@ -53,8 +53,7 @@ def _relieve(state: Placement, p: int) -> bool:
     return moved
 
 
-def _direct_fit(state: Placement, p: int, order: list[tuple[float, str]]
-                ) -> tuple[str, float, int] | None:
+def _direct_fit(state: Placement, p: int, order: list[tuple[float, str]]) -> tuple[str, float, int] | None:
     roomiest = state.roomiest_except(p)
     for amount, tenant in order:
         if amount > roomiest:
@@ -65,15 +64,15 @@ def _direct_fit(state: Placement, p: int, order: list[tuple[float, str]]
     return None
 
 
-def _move(state: Placement, tenant: str, amount: float, source: int, target: int,
-          making_room_why: str = "") -> None:
+def _move(
+    state: Placement, tenant: str, amount: float, source: int, target: int, making_room_why: str = ""
+) -> None:
     """One shard (or the whole tenant) from source to target; ``making_room_why`` when it
     only moves aside for a bigger tenant from a hot partition."""
     new = tuple(target if old == source else old for old in state.parts[tenant])
     if making_room_why:
         kind, why = ReasonKind.MAKING_ROOM, making_room_why
     else:
-        kind, why = ReasonKind.OVER_MEAN, reasons.over_mean(state.describe(source),
-                                                             state.policy.tolerance)
+        kind, why = ReasonKind.OVER_MEAN, reasons.over_mean(state.describe(source), state.policy.tolerance)
     reason = reasons.moving(why, tenant, amount, len(new), target, state.est[target])
     state.move(tenant, new, kind, reason, state.observed(tenant, (source,), (target,)))

@@ -42,11 +42,17 @@ def apply_changes(
             table.pop(key, None)
             continue
         route = Route(
-            topic=change.topic, tenant=change.tenant, partitions=change.partitions, epoch=epoch,
-            reason=change.reason, updated_at_ms=now_ms, decided_by=decided_by,
+            topic=change.topic,
+            tenant=change.tenant,
+            partitions=change.partitions,
+            epoch=epoch,
+            reason=change.reason,
+            updated_at_ms=now_ms,
+            decided_by=decided_by,
         )
         if before is not None:
-            route = replace(route, mode=before.mode, previous_partitions=before.partitions,
-                            attributes=before.attributes)
+            route = replace(
+                route, mode=before.mode, previous_partitions=before.partitions, attributes=before.attributes
+            )
         table[key] = route
     return table

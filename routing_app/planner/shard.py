@@ -43,8 +43,7 @@ def _reshard(state: Placement, tenant: str) -> None:
         reason = reasons.shard_grow(tenant, rate, state.mean, state.unit, count, len(current))
     else:
         kind = ReasonKind.SHARD_SHRINK
-        reason = reasons.shard_shrink(tenant, rate, state.unit, state.policy.hysteresis, count,
-                                      len(current))
+        reason = reasons.shard_shrink(tenant, rate, state.unit, state.policy.hysteresis, count, len(current))
     observed = state.observed(tenant, current, new)
     observed["shards"] = float(count)
     state.move(tenant, new, kind, reason, observed)
@@ -94,7 +93,7 @@ def _placement(state: Placement, tenant: str, count: int) -> tuple[int, ...]:
         missing = k - len(current)
         if ranked[missing - 1][0] >= rate / k:
             return tuple(current + [p for _, p in ranked[:missing]])
-    return tuple(current + [p for _, p in ranked[:largest - len(current)]])
+    return tuple(current + [p for _, p in ranked[: largest - len(current)]])
 
 
 def split(state: Placement, p: int) -> bool:
@@ -107,10 +106,14 @@ def split(state: Placement, p: int) -> bool:
         # nobody else there, and splitting it would cost a move (a drain) to gain only a
         # lower max/mean.
         return False
-    candidates = sorted((t for t in state.members[p]
-                         if state.rate(t) > big and t not in state.broken and state.movable(t)
-                         and state.splittable(t)),
-                        key=lambda t: (-state.piece(t), t))
+    candidates = sorted(
+        (
+            t
+            for t in state.members[p]
+            if state.rate(t) > big and t not in state.broken and state.movable(t) and state.splittable(t)
+        ),
+        key=lambda t: (-state.piece(t), t),
+    )
     for tenant in candidates:
         current, rate = state.parts[tenant], state.rate(tenant)
         own = set(current)
@@ -122,7 +125,7 @@ def split(state: Placement, p: int) -> bool:
                 continue
             new = (*current, *(q for _, q in ranked[:missing]))
             reason = reasons.shard_split(state.describe(p), tenant, rate, count, len(current))
-            observed = state.observed(tenant, (p,), new[len(current):])
+            observed = state.observed(tenant, (p,), new[len(current) :])
             observed["shards"] = float(count)
             state.move(tenant, new, ReasonKind.SHARD_SPLIT, reason, observed)
             return True

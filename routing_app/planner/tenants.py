@@ -50,9 +50,11 @@ class TopicTenants:
         return out
 
 
-def group_tenants(rates: Mapping[TenantKey, TenantRate],
-                  routes: Mapping[str, Mapping[str, Route]],
-                  partition_counts: Mapping[str, int]) -> dict[str, TopicTenants]:
+def group_tenants(
+    rates: Mapping[TenantKey, TenantRate],
+    routes: Mapping[str, Mapping[str, Route]],
+    partition_counts: Mapping[str, int],
+) -> dict[str, TopicTenants]:
     """Every topic's tenants in one pass over the window's rates (see the module docstring).
     A rate that is not a positive finite number (a broken report) counts as none."""
     out: dict[str, TopicTenants] = {}
@@ -140,8 +142,7 @@ class Parts(Mapping[str, tuple[int, ...]]):
 class RateOf:
     """A tenant's rate, looked up in the window's rates when first asked (0.0: none)."""
 
-    def __init__(self, topic: str, rates: Mapping[TenantKey, TenantRate],
-                 known: dict[str, float]) -> None:
+    def __init__(self, topic: str, rates: Mapping[TenantKey, TenantRate], known: dict[str, float]) -> None:
         self._topic, self._rates, self._known = topic, rates, dict(known)
 
     def __call__(self, tenant: str) -> float:

@@ -42,8 +42,9 @@ def check_route(route: Route, partition_count: int | None = None) -> Route:
 
 
 class RouteCodec:
-    def __init__(self, registry: SchemaRegistryClient, routes_topic: str, *,
-                 fast_reader: bool = True) -> None:
+    def __init__(
+        self, registry: SchemaRegistryClient, routes_topic: str, *, fast_reader: bool = True
+    ) -> None:
         self.values = AvroCodec(registry, ROUTE_SCHEMA, routes_topic)
         self._topics: dict[str, str] = {}
         self._valid_shapes: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
@@ -52,8 +53,7 @@ class RouteCodec:
         # what it does not take still goes to fastavro (routes/wire.py). ``fast_reader=False``:
         # fastavro only (the tests compare the two).
         self._schema = load_schema(ROUTE_SCHEMA)
-        self._fast_reader = (RouteReader() if fast_reader and has_route_layout(self._schema)
-                             else None)
+        self._fast_reader = RouteReader() if fast_reader and has_route_layout(self._schema) else None
         self._fast_headers: set[bytes] = set()
         self._layouts_seen: set[int] = set()
 
@@ -93,7 +93,8 @@ class RouteCodec:
         if value[:_HEADER_SIZE] in self._fast_headers:
             # Topic names are ASCII (validated above): the tenant's bytes follow len(topic) + 1.
             route = self._fast_reader.read(  # type: ignore[union-attr]
-                value, topic, tenant, key[len(topic) + 1:])
+                value, topic, tenant, key[len(topic) + 1 :]
+            )
         if route is None:
             route = self._decode_value(key, value, topic, tenant)
         # Route.validate costs ~2.7 us a route (~3 s of a million-route rebuild); the topic is

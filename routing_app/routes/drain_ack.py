@@ -29,12 +29,24 @@ class DrainAck:
     held: int = 0
 
     def to_record(self) -> dict[str, Any]:
-        return {"producer_id": self.producer_id, "topic": self.topic, "tenant": self.tenant,
-                "epoch": self.epoch, "held": self.held, "acked_at": self.acked_at_ms,
-                "offsets": [{"partition": p, "offset": o} for p, o in sorted(self.offsets.items())]}
+        return {
+            "producer_id": self.producer_id,
+            "topic": self.topic,
+            "tenant": self.tenant,
+            "epoch": self.epoch,
+            "held": self.held,
+            "acked_at": self.acked_at_ms,
+            "offsets": [{"partition": p, "offset": o} for p, o in sorted(self.offsets.items())],
+        }
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> DrainAck:
-        return cls(producer_id=r["producer_id"], topic=r["topic"], tenant=r["tenant"],
-                   epoch=int(r["epoch"]), acked_at_ms=int(r["acked_at"]), held=int(r.get("held", 0)),
-                   offsets={int(x["partition"]): int(x["offset"]) for x in r.get("offsets") or ()})
+        return cls(
+            producer_id=r["producer_id"],
+            topic=r["topic"],
+            tenant=r["tenant"],
+            epoch=int(r["epoch"]),
+            acked_at_ms=int(r["acked_at"]),
+            held=int(r.get("held", 0)),
+            offsets={int(x["partition"]): int(x["offset"]) for x in r.get("offsets") or ()},
+        )

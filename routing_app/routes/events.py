@@ -57,44 +57,77 @@ class ReassignmentEvent:
         return self.action != "rejected"
 
     @classmethod
-    def for_change(cls, before: Route | None, after: Route | None, *, action: str, reason: str,
-                   decided_at_ms: int, worker_id: str, command_id: str | None = None,
-                   observed: Mapping[str, float] | None = None,
-                   reason_kind: str | None = None) -> ReassignmentEvent:
+    def for_change(
+        cls,
+        before: Route | None,
+        after: Route | None,
+        *,
+        action: str,
+        reason: str,
+        decided_at_ms: int,
+        worker_id: str,
+        command_id: str | None = None,
+        observed: Mapping[str, float] | None = None,
+        reason_kind: str | None = None,
+    ) -> ReassignmentEvent:
         subject = after or before
         assert subject is not None, "a change has a route before or after it"
         return cls(
-            topic=subject.topic, tenant=subject.tenant, action=action, reason=reason,
-            decided_at_ms=decided_at_ms, worker_id=worker_id,
+            topic=subject.topic,
+            tenant=subject.tenant,
+            action=action,
+            reason=reason,
+            decided_at_ms=decided_at_ms,
+            worker_id=worker_id,
             from_partitions=before.partitions if before else (),
             to_partitions=after.partitions if after else (),
             from_epoch=before.epoch if before else None,
             to_epoch=after.epoch if after else None,
-            mode=(after or subject).mode.value, status=after.status.value if after else "",
-            observed=dict(observed or {}), command_id=command_id, reason_kind=reason_kind,
+            mode=(after or subject).mode.value,
+            status=after.status.value if after else "",
+            observed=dict(observed or {}),
+            command_id=command_id,
+            reason_kind=reason_kind,
         )
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "event_id": self.event_id, "topic": self.topic, "tenant": self.tenant,
-            "action": self.action, "reason": self.reason,
-            "from_partitions": list(self.from_partitions), "to_partitions": list(self.to_partitions),
-            "from_epoch": self.from_epoch, "to_epoch": self.to_epoch, "mode": self.mode,
-            "status": self.status, "observed": dict(self.observed), "command_id": self.command_id,
-            "decided_at": self.decided_at_ms, "worker_id": self.worker_id,
+            "event_id": self.event_id,
+            "topic": self.topic,
+            "tenant": self.tenant,
+            "action": self.action,
+            "reason": self.reason,
+            "from_partitions": list(self.from_partitions),
+            "to_partitions": list(self.to_partitions),
+            "from_epoch": self.from_epoch,
+            "to_epoch": self.to_epoch,
+            "mode": self.mode,
+            "status": self.status,
+            "observed": dict(self.observed),
+            "command_id": self.command_id,
+            "decided_at": self.decided_at_ms,
+            "worker_id": self.worker_id,
             "reason_kind": self.reason_kind,
         }
 
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> ReassignmentEvent:
         return cls(
-            topic=r["topic"], tenant=r["tenant"], action=r["action"], reason=r["reason"],
-            decided_at_ms=int(r["decided_at"]), worker_id=r.get("worker_id", ""),
+            topic=r["topic"],
+            tenant=r["tenant"],
+            action=r["action"],
+            reason=r["reason"],
+            decided_at_ms=int(r["decided_at"]),
+            worker_id=r.get("worker_id", ""),
             from_partitions=tuple(r.get("from_partitions") or ()),
             to_partitions=tuple(r.get("to_partitions") or ()),
-            from_epoch=r.get("from_epoch"), to_epoch=r.get("to_epoch"), mode=r.get("mode", ""),
-            status=r.get("status", ""), observed=dict(r.get("observed") or {}),
-            command_id=r.get("command_id"), event_id=r["event_id"],
+            from_epoch=r.get("from_epoch"),
+            to_epoch=r.get("to_epoch"),
+            mode=r.get("mode", ""),
+            status=r.get("status", ""),
+            observed=dict(r.get("observed") or {}),
+            command_id=r.get("command_id"),
+            event_id=r["event_id"],
             reason_kind=r.get("reason_kind"),
         )
 

@@ -55,5 +55,11 @@ class MessageKind(Enum):
         return cls.COMMAND
 
 
-_FROM_PRODUCERS = frozenset({MessageKind.PRODUCER_HELLO, MessageKind.DRAIN_ACK,
-                             MessageKind.DRAIN_RELEASED, MessageKind.PRODUCER_CLOSED})
+_FROM_PRODUCERS = frozenset(
+    {
+        MessageKind.PRODUCER_HELLO,
+        MessageKind.DRAIN_ACK,
+        MessageKind.DRAIN_RELEASED,
+        MessageKind.PRODUCER_CLOSED,
+    }
+)

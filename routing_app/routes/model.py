@@ -31,9 +31,7 @@ class RouteError(ValueError):
 
 def validate_topic_name(topic: str) -> str:
     if not _TOPIC_NAME.match(topic) or topic in (".", ".."):
-        raise RouteError(
-            f"{topic!r} is not a Kafka topic name (1-249 characters of A-Z a-z 0-9 . _ -)"
-        )
+        raise RouteError(f"{topic!r} is not a Kafka topic name (1-249 characters of A-Z a-z 0-9 . _ -)")
     return topic
 
 
@@ -87,8 +85,9 @@ class Route:
         view of the producers share. Routes read from the topic are validated already; the
         count is what may lag behind a route written for partitions just added."""
         parts = self.partitions
-        return (bool(parts) and min(parts) >= 0 and max(parts) < partition_count
-                and len(set(parts)) == len(parts))
+        return (
+            bool(parts) and min(parts) >= 0 and max(parts) < partition_count and len(set(parts)) == len(parts)
+        )
 
     def validate(self, partition_count: int | None = None) -> Route:
         """Raises RouteError naming the first problem; returns self so calls chain."""
@@ -99,8 +98,13 @@ class Route:
             raise RouteError(f"route {self.key!r} names a partition twice: {list(self.partitions)}")
         for p in (*self.partitions, *self.previous_partitions):
             if p < 0 or (partition_count is not None and p >= partition_count):
-                limit = (">= 0" if partition_count is None else
-                         f"0..{partition_count - 1}" if partition_count > 0 else "none")
+                limit = (
+                    ">= 0"
+                    if partition_count is None
+                    else f"0..{partition_count - 1}"
+                    if partition_count > 0
+                    else "none"
+                )
                 raise RouteError(
                     f"route {self.key!r}: partition {p} does not exist on topic "
                     f"{self.topic!r} (valid: {limit})"
@@ -139,16 +143,37 @@ class Route:
 
 _MODES: dict[Any, RouteMode] = {mode.value: mode for mode in RouteMode}
 _STATUSES: dict[Any, RouteStatus] = {status.value: status for status in RouteStatus}
-_FIELDS = ("topic", "tenant", "partitions", "epoch", "mode", "status", "reason", "updated_at_ms",
-           "previous_partitions", "decided_by", "attributes")
+_FIELDS = (
+    "topic",
+    "tenant",
+    "partitions",
+    "epoch",
+    "mode",
+    "status",
+    "reason",
+    "updated_at_ms",
+    "previous_partitions",
+    "decided_by",
+    "attributes",
+)
 if tuple(Route.__dataclass_fields__) != _FIELDS:
     # route_from_record fills every slot itself; a new field would be left unset.
     raise RuntimeError(f"Route fields are {tuple(Route.__dataclass_fields__)}: update route_from_record")
 # The frozen dataclass __init__ goes through object.__setattr__ field by field (~1.5 us a route);
 # the slot descriptors write the same slots directly. Route itself stays frozen to everyone else.
-(_set_topic, _set_tenant, _set_partitions, _set_epoch, _set_mode, _set_status, _set_reason,
- _set_updated_at, _set_previous, _set_decided_by, _set_attributes) = (
-    Route.__dict__[name].__set__ for name in _FIELDS)
+(
+    _set_topic,
+    _set_tenant,
+    _set_partitions,
+    _set_epoch,
+    _set_mode,
+    _set_status,
+    _set_reason,
+    _set_updated_at,
+    _set_previous,
+    _set_decided_by,
+    _set_attributes,
+) = (Route.__dict__[name].__set__ for name in _FIELDS)
 _new = object.__new__
 
 

@@ -82,10 +82,13 @@ class _NotMine(Exception):
 # Single-byte zigzag varints (0x00-0x7f): their values.
 _ZIGZAG = tuple((b >> 1) ^ -(b & 1) for b in range(0x80))
 # Enum symbols by their one-byte encoding (index 0 -> 0x00, 1 -> 0x02); None: not a symbol.
-_MODE_BY_BYTE: tuple[RouteMode | None, ...] = (
-    RouteMode.STRICT, None, RouteMode.RELAXED, *(None,) * 253)
+_MODE_BY_BYTE: tuple[RouteMode | None, ...] = (RouteMode.STRICT, None, RouteMode.RELAXED, *(None,) * 253)
 _STATUS_BY_BYTE: tuple[RouteStatus | None, ...] = (
-    RouteStatus.ACTIVE, None, RouteStatus.DRAINING, *(None,) * 253)
+    RouteStatus.ACTIVE,
+    None,
+    RouteStatus.DRAINING,
+    *(None,) * 253,
+)
 # Distinct partition-list encodings remembered with their tuples (a million routes name a few
 # hundred), and short texts with their interned str; past the bound the rest are read every
 # time. Only lists of single-byte items go in, whose bytes can be read only one way.
@@ -96,8 +99,19 @@ _MAX_SHARED_TEXT = 200  # longer texts are decoded each time, not remembered
 # _UnfrozenRoute has the very same slots and plain assignments; an instance filled in turns into
 # a Route by assigning its __class__, which CPython allows between classes of one layout (half
 # the cost of eleven slot-descriptor calls). Route stays frozen to everyone else.
-_FIELDS = ("topic", "tenant", "partitions", "epoch", "mode", "status", "reason", "updated_at_ms",
-           "previous_partitions", "decided_by", "attributes")
+_FIELDS = (
+    "topic",
+    "tenant",
+    "partitions",
+    "epoch",
+    "mode",
+    "status",
+    "reason",
+    "updated_at_ms",
+    "previous_partitions",
+    "decided_by",
+    "attributes",
+)
 if tuple(Route.__dataclass_fields__) != _FIELDS:
     raise RuntimeError(f"Route fields are {tuple(Route.__dataclass_fields__)}: update wire.py")
 
@@ -105,10 +119,20 @@ if tuple(Route.__dataclass_fields__) != _FIELDS:
 class _UnfrozenRoute:
     __slots__ = Route.__slots__
 
-    def __init__(self, topic: str, tenant: str, partitions: tuple[int, ...], epoch: int,
-                 mode: RouteMode, status: RouteStatus, reason: str, updated_at_ms: int,
-                 previous_partitions: tuple[int, ...], decided_by: str,
-                 attributes: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        topic: str,
+        tenant: str,
+        partitions: tuple[int, ...],
+        epoch: int,
+        mode: RouteMode,
+        status: RouteStatus,
+        reason: str,
+        updated_at_ms: int,
+        previous_partitions: tuple[int, ...],
+        decided_by: str,
+        attributes: Mapping[str, str],
+    ) -> None:
         self.topic = topic
         self.tenant = tenant
         self.partitions = partitions
@@ -131,13 +155,25 @@ def _new_route(*fields: Any) -> Route:
 
 
 _SLOT_SETTERS: tuple[Callable[[Route, Any], None], ...] = tuple(
-    Route.__dict__[name].__set__ for name in _FIELDS)
+    Route.__dict__[name].__set__ for name in _FIELDS
+)
 _NO_ATTRIBUTES: Mapping[str, str] = Route("t", "t", (0,), 0).attributes  # the shared empty one
 
 
 def _class_switch_works() -> bool:
-    probe_fields = ("t", "n", (1,), 2, RouteMode.RELAXED, RouteStatus.DRAINING, "r", 3, (4,), "d",
-                    _NO_ATTRIBUTES)
+    probe_fields = (
+        "t",
+        "n",
+        (1,),
+        2,
+        RouteMode.RELAXED,
+        RouteStatus.DRAINING,
+        "r",
+        3,
+        (4,),
+        "d",
+        _NO_ATTRIBUTES,
+    )
     try:
         probe = _UnfrozenRoute(*probe_fields)
         probe.__class__ = Route  # type: ignore[assignment]
@@ -187,8 +223,7 @@ def _ints(data: bytes, pos: int) -> tuple[tuple[int, ...], int]:
             items.append(item)
 
 
-def _shared_ints(data: bytes, pos: int, shared: dict[bytes, tuple[int, ...]]
-                 ) -> tuple[tuple[int, ...], int]:
+def _shared_ints(data: bytes, pos: int, shared: dict[bytes, tuple[int, ...]]) -> tuple[tuple[int, ...], int]:
     """_ints, sharing the tuple among routes that name the same list (and skipping the read)."""
     count = data[pos]
     end = pos + (count >> 1) + 2  # a one-block list of single-byte items, if it is one
@@ -197,8 +232,13 @@ def _shared_ints(data: bytes, pos: int, shared: dict[bytes, tuple[int, ...]]
     if items is not None:
         return items, end
     items, after = _ints(data, pos)
-    if after == end and len(shared) < _MAX_SHARED and count < 0x80 and not count & 1 \
-            and max(raw[1:-1], default=0) < 0x80:
+    if (
+        after == end
+        and len(shared) < _MAX_SHARED
+        and count < 0x80
+        and not count & 1
+        and max(raw[1:-1], default=0) < 0x80
+    ):
         shared[raw] = items
     return items, after
 
@@ -294,7 +334,7 @@ class RouteReader:
                 reason, pos = self._text(data, pos)
             # updated_at: milliseconds since 1970 take 6 bytes (until 2109), five with the
             # continuation bit: their 7-bit groups gathered in a few operations on one int.
-            raw = _from_bytes(data[pos:pos + 6], "little")
+            raw = _from_bytes(data[pos : pos + 6], "little")
             if raw & 0x808080808080 == 0x008080808080:
                 raw = (raw & 0x007F007F007F) | ((raw & 0x7F007F007F00) >> 1)
                 raw = (raw & 0x3FFF) | ((raw & 0x3FFF0000) >> 2) | ((raw & 0x3FFF00000000) >> 4)
@@ -315,7 +355,7 @@ class RouteReader:
             # decided_by: a few distinct names, shared by their bytes (see _text)
             byte = data[pos]
             end = pos + 1 + (byte >> 1)
-            decided_by = texts.get(data[pos + 1:end]) if byte < 0x80 and not byte & 1 else None
+            decided_by = texts.get(data[pos + 1 : end]) if byte < 0x80 and not byte & 1 else None
             if decided_by is None:
                 decided_by, end = self._text(data, pos)
             pos = end
@@ -331,10 +371,32 @@ class RouteReader:
         if pos != len(data):
             return None
         if not _CLASS_SWITCH:
-            return _new_route(topic, tenant, partitions, epoch, mode, status, reason, updated_at,
-                              previous, decided_by, attributes)
-        route = _UnfrozenRoute(topic, tenant, partitions, epoch, mode, status, reason, updated_at,
-                               previous, decided_by, attributes)
+            return _new_route(
+                topic,
+                tenant,
+                partitions,
+                epoch,
+                mode,
+                status,
+                reason,
+                updated_at,
+                previous,
+                decided_by,
+                attributes,
+            )
+        route = _UnfrozenRoute(
+            topic,
+            tenant,
+            partitions,
+            epoch,
+            mode,
+            status,
+            reason,
+            updated_at,
+            previous,
+            decided_by,
+            attributes,
+        )
         route.__class__ = Route  # type: ignore[assignment]
         return route  # type: ignore[return-value]
 

@@ -49,9 +49,18 @@ class Replay:
         return Counter(change.action.value for _, change in self.decisions)
 
 
-def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
-                partitions: int = 12, window_s: float = 5.0, plan_delay_s: float = 2.0,
-                drain_s: float = 1.0, seed: int = 1, keys: int = 0) -> Replay:
+def replay_demo(
+    traffic: TrafficPlan,
+    policy: Policy,
+    duration_s: float,
+    *,
+    partitions: int = 12,
+    window_s: float = 5.0,
+    plan_delay_s: float = 2.0,
+    drain_s: float = 1.0,
+    seed: int = 1,
+    keys: int = 0,
+) -> Replay:
     """Every decision ``plan`` makes on ``traffic`` over ``duration_s`` seconds. ``keys``:
     secondary keys per tenant, records spread evenly (0: key-only records, as the demo)."""
     rng = random.Random(seed)
@@ -104,13 +113,21 @@ def replay_demo(traffic: TrafficPlan, policy: Policy, duration_s: float, *,
             in_window = [a + b for a, b in zip(in_window, written[s], strict=True)]
         loads = {(topic, p): PartitionLoad(topic, p, in_window[p] / window_s) for p in range(n)}
         inp = PlannerInput(
-            now_ms=_EPOCH_MS + round(end * 1000), partition_counts={topic: n}, routes=routes,
-            rates={(topic, tenant): _rate(topic, tenant, count / window_s, keys)
-                   for tenant, count in usage.items()},
-            loads=loads, history=history, policy=policy)
+            now_ms=_EPOCH_MS + round(end * 1000),
+            partition_counts={topic: n},
+            routes=routes,
+            rates={
+                (topic, tenant): _rate(topic, tenant, count / window_s, keys)
+                for tenant, count in usage.items()
+            },
+            loads=loads,
+            history=history,
+            policy=policy,
+        )
         decided = plan(inp)
-        routes = apply_changes(routes, decided.changes, _EPOCH_MS + round(t * 1000), epochs,
-                               decided_by="replay")
+        routes = apply_changes(
+            routes, decided.changes, _EPOCH_MS + round(t * 1000), epochs, decided_by="replay"
+        )
         history = dict(decided.history)
         for change in decided.changes:
             result.decisions.append((t, change))

@@ -97,7 +97,7 @@ class SimResult:
 
     def settled(self) -> list[WindowStats]:
         """The second half of the run: after the start-up moves, still with flashes and churn."""
-        return self.windows[len(self.windows) // 2:]
+        return self.windows[len(self.windows) // 2 :]
 
     def summary(self) -> dict[str, Any]:
         cfg = self.config
@@ -113,7 +113,8 @@ class SimResult:
             "hash_max_over_mean": _r(statistics.median(w.hash_max_over_mean for w in settled)),
             "pkg_max_over_mean": _r(statistics.median(w.pkg_max_over_mean for w in settled)),
             "moved_fraction_per_hour": round(settled_moves / cfg.traffic.tenants / settled_hours, 5)
-            if settled_hours > 0 else 0.0,
+            if settled_hours > 0
+            else 0.0,
             "moves_per_hour": _r(settled_moves / settled_hours) if settled_hours > 0 else 0.0,
             "moves_total": sum(w.moves for w in self.windows),
             "sharded_tenants": len(shard_counts),
@@ -162,17 +163,19 @@ class SimResult:
         size = max(1, len(self.windows) // buckets)
         rows = []
         for start in range(0, len(self.windows), size):
-            chunk = self.windows[start:start + size]
-            rows.append({
-                "minute": round(chunk[0].t_s / 60, 1),
-                "max_over_mean": _r(statistics.median(w.max_over_mean for w in chunk)),
-                "hash_max_over_mean": _r(statistics.median(w.hash_max_over_mean for w in chunk)),
-                "pkg_max_over_mean": _r(statistics.median(w.pkg_max_over_mean for w in chunk)),
-                "moves": sum(w.moves for w in chunk),
-                "sharded": chunk[-1].sharded,
-                "routed": chunk[-1].routed,
-                "unsplittable": chunk[-1].unsplittable,
-            })
+            chunk = self.windows[start : start + size]
+            rows.append(
+                {
+                    "minute": round(chunk[0].t_s / 60, 1),
+                    "max_over_mean": _r(statistics.median(w.max_over_mean for w in chunk)),
+                    "hash_max_over_mean": _r(statistics.median(w.hash_max_over_mean for w in chunk)),
+                    "pkg_max_over_mean": _r(statistics.median(w.pkg_max_over_mean for w in chunk)),
+                    "moves": sum(w.moves for w in chunk),
+                    "sharded": chunk[-1].sharded,
+                    "routed": chunk[-1].routed,
+                    "unsplittable": chunk[-1].unsplittable,
+                }
+            )
         return rows
 
 
@@ -190,8 +193,9 @@ def _max_over_mean(loads: list[float]) -> float:
     return max(loads) * len(loads) / total if total > 0 else 1.0
 
 
-def pkg_loads(rates: dict[str, float], first: dict[str, int], second: dict[str, int],
-               partitions: int) -> list[float]:
+def pkg_loads(
+    rates: dict[str, float], first: dict[str, int], second: dict[str, int], partitions: int
+) -> list[float]:
     # `rates` comes largest tenant first (Zipf rank order; a flashing tenant keeps its rank).
     loads = [0.0] * partitions
     for tenant, rate in rates.items():
@@ -207,8 +211,7 @@ def pkg_loads(rates: dict[str, float], first: dict[str, int], second: dict[str, 
     return loads
 
 
-def run_simulation(config: SimConfig,
-                   progress: Callable[[int, int], None] | None = None) -> SimResult:
+def run_simulation(config: SimConfig, progress: Callable[[int, int], None] | None = None) -> SimResult:
     n = config.partitions
     if n < 1:
         raise ValueError("at least one partition")
@@ -246,7 +249,8 @@ def run_simulation(config: SimConfig,
         mean = sum(rates.values()) / n
         unit = shard_unit(policy, mean)
         heaviest, window_elephants, window_unsplittable = _count_elephants(
-            tenant_rates, unit, unit * (1 + policy.hysteresis), elephants, unsplittable)
+            tenant_rates, unit, unit * (1 + policy.hysteresis), elephants, unsplittable
+        )
 
         inp = PlannerInput(
             now_ms=now_ms,
@@ -272,27 +276,42 @@ def run_simulation(config: SimConfig,
             else:
                 placement[change.tenant] = change.partitions
 
-        stats.append(WindowStats(
-            t_s=t_s, max_over_mean=_max_over_mean(loads),
-            hash_max_over_mean=_max_over_mean(hashed), pkg_max_over_mean=_max_over_mean(pkg),
-            moves=len(result.changes),
-            sharded=sum(1 for parts in placement.values() if len(parts) > 1),
-            routed=len(placement), max_lag=max(lag), plan_s=plan_s,
-            elephants=window_elephants, unsplittable=window_unsplittable,
-            stream_floor=heaviest / mean if mean > 0 else 0.0,
-        ))
+        stats.append(
+            WindowStats(
+                t_s=t_s,
+                max_over_mean=_max_over_mean(loads),
+                hash_max_over_mean=_max_over_mean(hashed),
+                pkg_max_over_mean=_max_over_mean(pkg),
+                moves=len(result.changes),
+                sharded=sum(1 for parts in placement.values() if len(parts) > 1),
+                routed=len(placement),
+                max_lag=max(lag),
+                plan_s=plan_s,
+                elephants=window_elephants,
+                unsplittable=window_unsplittable,
+                stream_floor=heaviest / mean if mean > 0 else 0.0,
+            )
+        )
         if progress is not None:
             progress(index + 1, config.windows)
 
-    return SimResult(config=config, windows=stats, actions=actions, routes=routes,
-                     seconds=time.perf_counter() - started, arrivals=traffic.arrivals,
-                     flashes=len(traffic.flashes), elephants=elephants, unsplittable=unsplittable,
-                     unsplittable_isolations=isolations, unsplittable_isolated=isolated,
-                     flash_periods=[(f.start_s, f.end_s) for f in traffic.flashes])
+    return SimResult(
+        config=config,
+        windows=stats,
+        actions=actions,
+        routes=routes,
+        seconds=time.perf_counter() - started,
+        arrivals=traffic.arrivals,
+        flashes=len(traffic.flashes),
+        elephants=elephants,
+        unsplittable=unsplittable,
+        unsplittable_isolations=isolations,
+        unsplittable_isolated=isolated,
+        flash_periods=[(f.start_s, f.end_s) for f in traffic.flashes],
+    )
 
 
-def _hash_newcomers(rates: dict[str, float], first: dict[str, int], second: dict[str, int],
-                    n: int) -> None:
+def _hash_newcomers(rates: dict[str, float], first: dict[str, int], second: dict[str, int], n: int) -> None:
     """Each new tenant's murmur2 home, and its second choice for PKG."""
     for tenant in rates:
         if tenant not in first:
@@ -300,8 +319,9 @@ def _hash_newcomers(rates: dict[str, float], first: dict[str, int], second: dict
             second[tenant] = java_partition(f"{tenant}\x00second-choice".encode(), n)
 
 
-def _window_loads(rates: dict[str, float], first: dict[str, int],
-                  placement: dict[str, tuple[int, ...]], n: int) -> tuple[list[float], list[float]]:
+def _window_loads(
+    rates: dict[str, float], first: dict[str, int], placement: dict[str, tuple[int, ...]], n: int
+) -> tuple[list[float], list[float]]:
     """(load per partition under the planner's routes, load per partition under hashing)."""
     loads = [0.0] * n
     hashed = [0.0] * n
@@ -318,9 +338,13 @@ def _window_loads(rates: dict[str, float], first: dict[str, int],
     return loads, hashed
 
 
-def _count_elephants(tenant_rates: Mapping[TenantKey, TenantRate], unit: float,
-                     grow_above: float, elephants: set[str], unsplittable: set[str]
-                     ) -> tuple[float, int, int]:
+def _count_elephants(
+    tenant_rates: Mapping[TenantKey, TenantRate],
+    unit: float,
+    grow_above: float,
+    elephants: set[str],
+    unsplittable: set[str],
+) -> tuple[float, int, int]:
     """(heaviest stream, elephants, unsplittable elephants) of one window; the tenants are
     added to the run's sets. An elephant is above the shard level; it is unsplittable when its
     heaviest stream alone exceeds a shard's unit."""
@@ -338,14 +362,15 @@ def _count_elephants(tenant_rates: Mapping[TenantKey, TenantRate], unit: float,
     return heaviest, window_elephants, window_unsplittable
 
 
-def tenant_rates_of(traffic: Traffic, rates: dict[str, float],
-                    topic: str = TOPIC) -> dict[TenantKey, TenantRate]:
+def tenant_rates_of(
+    traffic: Traffic, rates: dict[str, float], topic: str = TOPIC
+) -> dict[TenantKey, TenantRate]:
     """The planner's rates for one window: every tenant's heaviest ordered stream and stream
     count from its key distribution, as a producer reports them."""
     out: dict[TenantKey, TenantRate] = {}
     for tenant, rate in rates.items():
         profile = traffic.profile(tenant)
-        out[(topic, tenant)] = TenantRate(topic, tenant, rate,
-                                          top_stream_per_s=profile.top_stream(rate),
-                                          streams=profile.keys)
+        out[(topic, tenant)] = TenantRate(
+            topic, tenant, rate, top_stream_per_s=profile.top_stream(rate), streams=profile.keys
+        )
     return out

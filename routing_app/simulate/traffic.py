@@ -73,7 +73,7 @@ def zipf_top_share(keys: int, exponent: float) -> float:
     if keys <= 1:
         return 1.0
     exact = min(keys, 256)
-    total = math.fsum(k ** -exponent for k in range(1, exact + 1))
+    total = math.fsum(k**-exponent for k in range(1, exact + 1))
     if keys > exact:
         a, b = float(exact), float(keys)
         if abs(exponent - 1.0) < 1e-12:
@@ -81,8 +81,11 @@ def zipf_top_share(keys: int, exponent: float) -> float:
         else:
             integral = (b ** (1 - exponent) - a ** (1 - exponent)) / (1 - exponent)
         # sum_{a < k <= b} f(k) = integral + (f(b) - f(a)) / 2 + (f'(b) - f'(a)) / 12 + ...
-        total += integral + (b ** -exponent - a ** -exponent) / 2 \
+        total += (
+            integral
+            + (b**-exponent - a**-exponent) / 2
             - exponent * (b ** (-exponent - 1) - a ** (-exponent - 1)) / 12
+        )
     return 1.0 / total
 
 
@@ -113,7 +116,7 @@ class Traffic:
             raise ValueError("at least one tenant")
         self.config = config
         self._rng = random.Random(config.seed)
-        weights = [rank ** -config.zipf for rank in range(1, config.tenants + 1)]
+        weights = [rank**-config.zipf for rank in range(1, config.tenants + 1)]
         total = math.fsum(weights)
         self.base = [config.total_rate * w / total for w in weights]
         self.names = [f"tenant-{i:06d}" for i in range(config.tenants)]
@@ -143,7 +146,7 @@ class Traffic:
         self._churn(window_s)
         self._start_flashes(t_s)
         level = self.diurnal_factor(t_s)
-        burst = self.config.noise ** 2
+        burst = self.config.noise**2
         uniform = self._rng.random
         sqrt = math.sqrt
         rates: dict[str, float] = {}
@@ -182,6 +185,5 @@ class Traffic:
             rank = int(math.exp(self._rng.uniform(math.log(low), math.log(high + 1))))
             rank = min(max(rank, low), high)
             start = self._next_flash_s
-            self.flashes.append(Flash(start, start + cfg.flash_duration_s, self.names[rank - 1],
-                                      rank))
+            self.flashes.append(Flash(start, start + cfg.flash_duration_s, self.names[rank - 1], rank))
             self._next_flash_s += cfg.flash_every_s

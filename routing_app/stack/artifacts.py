@@ -152,8 +152,9 @@ def _publish(staging: Path, home: Path) -> None:
     (home / MARKER).write_text("ok\n")
 
 
-def _fetch_once(settings: Settings, home: Path, announce: str, progress: Progress,
-                fill: Callable[[Path], Path]) -> Path:
+def _fetch_once(
+    settings: Settings, home: Path, announce: str, progress: Progress, fill: Callable[[Path], Path]
+) -> Path:
     """``home`` complete, fetching it the first time. ``fill`` downloads into a private staging
     folder and returns the folder to publish; concurrent callers wait on a lock, and a failed
     or interrupted download leaves nothing that looks complete."""
@@ -190,9 +191,12 @@ def ensure_kafka(settings: Settings, progress: Progress = _quiet) -> Path:
         return staging
 
     return _fetch_once(
-        settings, kafka_home(settings),
+        settings,
+        kafka_home(settings),
         f"Downloading Kafka {KAFKA_VERSION} jars from Maven Central (first run only)",
-        progress, fill)
+        progress,
+        fill,
+    )
 
 
 def ensure_registry(settings: Settings, progress: Progress = _quiet) -> Path:
@@ -222,7 +226,9 @@ def ensure_registry(settings: Settings, progress: Progress = _quiet) -> Path:
         return app
 
     return _fetch_once(
-        settings, registry_home(settings),
-        f"Downloading Apicurio Registry {APICURIO_VERSION} (~160 MB) from Maven Central "
-        "(first run only)",
-        progress, fill)
+        settings,
+        registry_home(settings),
+        f"Downloading Apicurio Registry {APICURIO_VERSION} (~160 MB) from Maven Central (first run only)",
+        progress,
+        fill,
+    )

@@ -58,12 +58,19 @@ class KafkaNode:
 
 def single_node(settings: Settings, secure: bool = False) -> KafkaNode:
     folder = SECURE_DIR if secure else NAME
-    return KafkaNode(1, NAME, settings.kafka_port, settings.controller_port,
-                     settings.state_dir / folder, settings.state_dir / f"{folder}-data")
+    return KafkaNode(
+        1,
+        NAME,
+        settings.kafka_port,
+        settings.controller_port,
+        settings.state_dir / folder,
+        settings.state_dir / f"{folder}-data",
+    )
 
 
-def cluster_nodes(settings: Settings, brokers: int,
-                  ports: Sequence[tuple[int, int]] = (), secure: bool = False) -> list[KafkaNode]:
+def cluster_nodes(
+    settings: Settings, brokers: int, ports: Sequence[tuple[int, int]] = (), secure: bool = False
+) -> list[KafkaNode]:
     """The nodes of a ``brokers``-node stack. Node 1 listens on the settings' ports (so
     ``settings.bootstrap`` reaches the cluster); ``ports`` gives (broker, controller) ports of
     nodes 2..n. ``secure``: the secure stack's folders."""
@@ -73,9 +80,17 @@ def cluster_nodes(settings: Settings, brokers: int,
         raise ValueError(f"{brokers} brokers need ports for {brokers - 1} more nodes, got {len(ports)}")
     pairs = [(settings.kafka_port, settings.controller_port), *ports]
     folder = SECURE_DIR if secure else NAME
-    return [KafkaNode(i, f"{NAME}-{i}", port, controller, settings.state_dir / f"{folder}-{i}",
-                      settings.state_dir / f"{folder}-{i}" / "data")
-            for i, (port, controller) in enumerate(pairs, start=1)]
+    return [
+        KafkaNode(
+            i,
+            f"{NAME}-{i}",
+            port,
+            controller,
+            settings.state_dir / f"{folder}-{i}",
+            settings.state_dir / f"{folder}-{i}" / "data",
+        )
+        for i, (port, controller) in enumerate(pairs, start=1)
+    ]
 
 
 def bootstrap_of(nodes: Sequence[KafkaNode]) -> str:
@@ -94,9 +109,12 @@ def process(settings: Settings, node: KafkaNode | None = None) -> ManagedProcess
     return ManagedProcess((node or single_node(settings)).name, settings.state_dir)
 
 
-def server_properties(settings: Settings, node: KafkaNode | None = None,
-                      nodes: Sequence[KafkaNode] = (), credentials: Credentials | None = None
-                      ) -> str:
+def server_properties(
+    settings: Settings,
+    node: KafkaNode | None = None,
+    nodes: Sequence[KafkaNode] = (),
+    credentials: Credentials | None = None,
+) -> str:
     """The node's server.properties; with ``credentials``, the secure stack's (see
     :func:`security_properties`)."""
     node = node or single_node(settings)
@@ -109,10 +127,8 @@ def server_properties(settings: Settings, node: KafkaNode | None = None,
     lines = {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
-        "controller.quorum.voters": ",".join(
-            f"{v.node_id}@{host}:{v.controller_port}" for v in voters),
-        "listeners": f"PLAINTEXT://{host}:{node.port},"
-        f"CONTROLLER://{host}:{node.controller_port}",
+        "controller.quorum.voters": ",".join(f"{v.node_id}@{host}:{v.controller_port}" for v in voters),
+        "listeners": f"PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{host}:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -159,29 +175,28 @@ def security_properties(node: KafkaNode, credentials: Credentials) -> dict[str, 
     """
     admin = security.ADMIN
     admin_password = credentials.password(admin)
-    controller_user, controller_password = (credentials.controller_user,
-                                            credentials.controller_password)
+    controller_user, controller_password = (credentials.controller_user, credentials.controller_password)
     client = CLIENT_LISTENER.lower()
     scram = security.SCRAM_MECHANISM.lower()
     return {
-        "listeners": f"{CLIENT_LISTENER}://{HOST}:{node.port},CONTROLLER://{HOST}:"
-        f"{node.controller_port}",
+        "listeners": f"{CLIENT_LISTENER}://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
         "advertised.listeners": f"{CLIENT_LISTENER}://{HOST}:{node.port}",
         "inter.broker.listener.name": CLIENT_LISTENER,
-        "listener.security.protocol.map":
-            f"{CLIENT_LISTENER}:{security.SECURITY_PROTOCOL},"
-            f"CONTROLLER:{security.SECURITY_PROTOCOL}",
+        "listener.security.protocol.map": f"{CLIENT_LISTENER}:{security.SECURITY_PROTOCOL},"
+        f"CONTROLLER:{security.SECURITY_PROTOCOL}",
         f"listener.name.{client}.sasl.enabled.mechanisms": security.SCRAM_MECHANISM,
         "sasl.mechanism.inter.broker.protocol": security.SCRAM_MECHANISM,
-        f"listener.name.{client}.{scram}.sasl.jaas.config":
+        f"listener.name.{client}.{scram}.sasl.jaas.config": (
             "org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{admin}" password="{admin_password}";',
+            f'username="{admin}" password="{admin_password}";'
+        ),
         "sasl.mechanism.controller.protocol": security.CONTROLLER_MECHANISM,
         "listener.name.controller.sasl.enabled.mechanisms": security.CONTROLLER_MECHANISM,
-        "listener.name.controller.plain.sasl.jaas.config":
+        "listener.name.controller.plain.sasl.jaas.config": (
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{controller_user}" password="{controller_password}" '
-            f'user_{controller_user}="{controller_password}";',
+            f'user_{controller_user}="{controller_password}";'
+        ),
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "allow.everyone.if.no.acl.found": "false",
         "super.users": f"{security.principal(admin)};{security.principal(controller_user)}",
@@ -197,8 +212,7 @@ def new_cluster_id() -> str:
             return text
 
 
-def argv(settings: Settings, java: str, classpath: str, node: KafkaNode | None = None
-         ) -> list[str]:
+def argv(settings: Settings, java: str, classpath: str, node: KafkaNode | None = None) -> list[str]:
     return [
         java,
         f"-Xmx{settings.kafka_heap}",
@@ -225,9 +239,15 @@ def formatted_cluster_id(node: KafkaNode) -> str | None:
     return None
 
 
-def prepare(settings: Settings, java: str, classpath: str, node: KafkaNode | None = None,
-            nodes: Sequence[KafkaNode] = (), cluster_id: str | None = None,
-            credentials: Credentials | None = None) -> None:
+def prepare(
+    settings: Settings,
+    java: str,
+    classpath: str,
+    node: KafkaNode | None = None,
+    nodes: Sequence[KafkaNode] = (),
+    cluster_id: str | None = None,
+    credentials: Credentials | None = None,
+) -> None:
     """Writes server.properties and formats the KRaft storage once (meta.properties = done).
 
     The nodes of one cluster must be formatted with the same ``cluster_id``. With
@@ -246,13 +266,28 @@ def prepare(settings: Settings, java: str, classpath: str, node: KafkaNode | Non
     node.data_dir.mkdir(parents=True, exist_ok=True)
     # StorageTool takes SCRAM credentials only as arguments: for the second or two it runs
     # they are in its command line (visible to `ps` of other users of this machine).
-    scram = [] if credentials is None else [
-        arg for user, password in sorted(credentials.users.items())
-        for arg in ("--add-scram",
-                    f"{security.SCRAM_MECHANISM}=[name={user},password={password}]")]
+    scram = (
+        []
+        if credentials is None
+        else [
+            arg
+            for user, password in sorted(credentials.users.items())
+            for arg in ("--add-scram", f"{security.SCRAM_MECHANISM}=[name={user},password={password}]")
+        ]
+    )
     done = subprocess.run(
-        [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-         "-t", cluster_id or new_cluster_id(), "-c", str(props.resolve()), *scram],
+        [
+            java,
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id or new_cluster_id(),
+            "-c",
+            str(props.resolve()),
+            *scram,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -288,13 +323,23 @@ def node_access(node: KafkaNode, credentials: Credentials | None) -> KafkaAccess
     return credentials.access(node.address, security.ADMIN)
 
 
-def wait_ready(settings: Settings, pid: int | None, timeout_s: float = READY_TIMEOUT_S,
-               node: KafkaNode | None = None, brokers: int = 1,
-               credentials: Credentials | None = None) -> float:
+def wait_ready(
+    settings: Settings,
+    pid: int | None,
+    timeout_s: float = READY_TIMEOUT_S,
+    node: KafkaNode | None = None,
+    brokers: int = 1,
+    credentials: Credentials | None = None,
+) -> float:
     """Blocks until the node answers and sees ``brokers`` brokers; returns the seconds waited."""
     node = node or single_node(settings)
     what = "Kafka" if node.name == NAME else f"Kafka node {node.node_id}"
     access = node_access(node, credentials)
-    return wait_answering(process(settings, node), pid, what, node.address,
-                          lambda: answers(access, timeout_s=2.0, brokers=brokers),
-                          timeout_s)
+    return wait_answering(
+        process(settings, node),
+        pid,
+        what,
+        node.address,
+        lambda: answers(access, timeout_s=2.0, brokers=brokers),
+        timeout_s,
+    )

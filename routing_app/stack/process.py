@@ -149,9 +149,7 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return None
 
-    def start(
-        self, argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None
-    ) -> int:
+    def start(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         if self.log_file.exists():
@@ -221,8 +219,14 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-def wait_answering(proc: ManagedProcess, pid: int | None, what: str, address: str,
-                   answers: Callable[[], bool], timeout_s: float) -> float:
+def wait_answering(
+    proc: ManagedProcess,
+    pid: int | None,
+    what: str,
+    address: str,
+    answers: Callable[[], bool],
+    timeout_s: float,
+) -> float:
     """Blocks until ``answers()``; returns the seconds waited. A process that exits while
     starting, or never answers, raises StackError with the tail of its log."""
     start = time.monotonic()
@@ -230,10 +234,12 @@ def wait_answering(proc: ManagedProcess, pid: int | None, what: str, address: st
         if answers():
             return time.monotonic() - start
         if pid is not None and proc.exited(pid):
-            raise StackError(f"{what} exited while starting. Last lines of {proc.log_file}:\n"
-                             f"{tail(proc.log_file)}")
+            raise StackError(
+                f"{what} exited while starting. Last lines of {proc.log_file}:\n{tail(proc.log_file)}"
+            )
         if time.monotonic() - start > timeout_s:
             raise StackError(
                 f"{what} did not answer on {address} within {timeout_s:.0f} s. "
-                f"Last lines of {proc.log_file}:\n{tail(proc.log_file)}")
+                f"Last lines of {proc.log_file}:\n{tail(proc.log_file)}"
+            )
         time.sleep(0.5)

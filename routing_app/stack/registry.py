@@ -65,8 +65,9 @@ def local_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.registry_port}{CCOMPAT_PATH}"
 
 
-def _request(url: str, method: str = "GET", body: dict[str, str] | None = None,
-             timeout_s: float = 5.0) -> object:
+def _request(
+    url: str, method: str = "GET", body: dict[str, str] | None = None, timeout_s: float = 5.0
+) -> object:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -88,9 +89,7 @@ def set_global_compatibility(url: str, level: str = DEFAULT_COMPATIBILITY) -> No
     try:
         _request(f"{url.rstrip('/')}/config", method="PUT", body={"compatibility": level})
     except (OSError, ValueError, urllib.error.URLError) as exc:
-        raise StackError(
-            f"Setting the registry's global compatibility at {url} failed: {exc}"
-        ) from exc
+        raise StackError(f"Setting the registry's global compatibility at {url} failed: {exc}") from exc
 
 
 def global_compatibility(url: str) -> str | None:
@@ -106,5 +105,11 @@ def global_compatibility(url: str) -> str | None:
 
 def wait_ready(settings: Settings, pid: int | None, timeout_s: float = READY_TIMEOUT_S) -> float:
     """Blocks until the registry answers; returns the seconds waited."""
-    return wait_answering(process(settings), pid, "Apicurio Registry", settings.registry_url,
-                          lambda: answers(settings.registry_url, timeout_s=2.0), timeout_s)
+    return wait_answering(
+        process(settings),
+        pid,
+        "Apicurio Registry",
+        settings.registry_url,
+        lambda: answers(settings.registry_url, timeout_s=2.0),
+        timeout_s,
+    )

@@ -73,14 +73,19 @@ class Credentials:
         try:
             return self.users[user]
         except KeyError:
-            raise StackError(f"the secure stack has no user {user!r}; its users are "
-                             f"{', '.join(sorted(self.users))}") from None
+            raise StackError(
+                f"the secure stack has no user {user!r}; its users are {', '.join(sorted(self.users))}"
+            ) from None
 
     def settings_values(self, user: str) -> dict[str, str]:
         """``Settings`` fields that make a process log in as ``user``
         (``settings.replace(**values)``)."""
-        values = {"security_protocol": SECURITY_PROTOCOL, "sasl_mechanism": SCRAM_MECHANISM,
-                  "sasl_username": user, "sasl_password": self.password(user)}
+        values = {
+            "security_protocol": SECURITY_PROTOCOL,
+            "sasl_mechanism": SCRAM_MECHANISM,
+            "sasl_username": user,
+            "sasl_password": self.password(user),
+        }
         if user == WORKER:
             # The writer applies commands issued by these only (the CLI signs with its principal).
             values["operator_principals"] = f"{principal(OPERATOR)},{principal(ADMIN)}"
@@ -88,8 +93,12 @@ class Credentials:
 
     def security(self, user: str) -> dict[str, str]:
         """librdkafka's settings for ``user`` (security.protocol, sasl.*)."""
-        return {"security.protocol": SECURITY_PROTOCOL, "sasl.mechanism": SCRAM_MECHANISM,
-                "sasl.username": user, "sasl.password": self.password(user)}
+        return {
+            "security.protocol": SECURITY_PROTOCOL,
+            "sasl.mechanism": SCRAM_MECHANISM,
+            "sasl.username": user,
+            "sasl.password": self.password(user),
+        }
 
     def access(self, bootstrap: str, user: str = ADMIN) -> KafkaAccess:
         return KafkaAccess(bootstrap, tuple(sorted(self.security(user).items())))
@@ -98,19 +107,24 @@ class Credentials:
         return settings.replace(**self.settings_values(user))
 
     def by_principal(self) -> dict[str, dict[str, str]]:
-        """"User:<name>" -> Settings values, for every SCRAM user."""
+        """ "User:<name>" -> Settings values, for every SCRAM user."""
         return {principal(user): self.settings_values(user) for user in self.users}
 
     def env_lines(self, user: str) -> list[str]:
-        return [f"ROUTING_{name.upper()}={value}"
-                for name, value in self.settings_values(user).items()]
+        return [f"ROUTING_{name.upper()}={value}" for name, value in self.settings_values(user).items()]
 
     def to_json(self) -> dict[str, object]:
-        return {"version": _VERSION, "security_protocol": SECURITY_PROTOCOL,
-                "sasl_mechanism": SCRAM_MECHANISM, "users": dict(self.users),
-                "controller": {"username": self.controller_user,
-                               "password": self.controller_password,
-                               "sasl_mechanism": CONTROLLER_MECHANISM}}
+        return {
+            "version": _VERSION,
+            "security_protocol": SECURITY_PROTOCOL,
+            "sasl_mechanism": SCRAM_MECHANISM,
+            "users": dict(self.users),
+            "controller": {
+                "username": self.controller_user,
+                "password": self.controller_password,
+                "sasl_mechanism": CONTROLLER_MECHANISM,
+            },
+        }
 
 
 def credentials_file(state_dir: Path) -> Path:
@@ -134,12 +148,15 @@ def load(state_dir: Path) -> Credentials | None:
     try:
         users = {str(name): str(password) for name, password in dict(data["users"]).items()}
         controller = dict(data["controller"])
-        return Credentials(users, str(controller["password"]),
-                           str(controller.get("username", CONTROLLER_USER)))
+        return Credentials(
+            users, str(controller["password"]), str(controller.get("username", CONTROLLER_USER))
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        raise StackError(f"the secure stack's credentials in {path} are damaged ({exc!r}); "
-                         "run `routing-app stack down` and remove the secure stack's data "
-                         "(the kafka-secure* folders) and that file to start afresh") from exc
+        raise StackError(
+            f"the secure stack's credentials in {path} are damaged ({exc!r}); "
+            "run `routing-app stack down` and remove the secure stack's data "
+            "(the kafka-secure* folders) and that file to start afresh"
+        ) from exc
 
 
 def write_private(path: Path, text: str) -> None:
@@ -161,8 +178,11 @@ def load_or_create(state_dir: Path) -> Credentials:
         found = Credentials({user: _password() for user in USERS}, _password())
     missing = [user for user in USERS if user not in found.users]
     if missing:
-        found = Credentials({**found.users, **{user: _password() for user in missing}},
-                            found.controller_password, found.controller_user)
+        found = Credentials(
+            {**found.users, **{user: _password() for user in missing}},
+            found.controller_password,
+            found.controller_user,
+        )
     path = credentials_file(state_dir)
     text = json.dumps(found.to_json(), indent=2) + "\n"
     if not path.is_file() or path.read_text() != text:
@@ -177,7 +197,8 @@ def write_env_files(state_dir: Path, credentials: Credentials) -> dict[str, Path
     for user in credentials.users:
         path = env_file(state_dir, user)
         text = f"# Kafka principal {principal(user)} of the secure local stack\n" + "".join(
-            f"{line}\n" for line in credentials.env_lines(user))
+            f"{line}\n" for line in credentials.env_lines(user)
+        )
         if not path.is_file() or path.read_text() != text:
             write_private(path, text)
         paths[user] = path
@@ -189,8 +210,7 @@ def write_env_files(state_dir: Path, credentials: Credentials) -> dict[str, Path
 SCRAM_ITERATIONS = 4096
 
 
-def ensure_users(admin_access: KafkaAccess, credentials: Credentials,
-                 timeout: float = 30.0) -> list[str]:
+def ensure_users(admin_access: KafkaAccess, credentials: Credentials, timeout: float = 30.0) -> list[str]:
     """Creates the SCRAM users of ``credentials`` that the cluster does not have (those added
     since its storage was formatted with the others); returns their names. Existing users keep
     their password: the format gave them the ones in the file."""
@@ -207,32 +227,36 @@ def ensure_users(admin_access: KafkaAccess, credentials: Credentials,
     admin = admin_client(admin_access)
     mechanism = ScramMechanism.SCRAM_SHA_512
     missing = []
-    described_futures = admin.describe_user_scram_credentials(list(credentials.users),
-                                                              request_timeout=timeout)
+    described_futures = admin.describe_user_scram_credentials(
+        list(credentials.users), request_timeout=timeout
+    )
     assert isinstance(described_futures, dict)  # one future per user named
     for user, future in described_futures.items():
         try:
             described = future.result(timeout)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if not (isinstance(error, KafkaError)
-                    and error.code() == KafkaError.RESOURCE_NOT_FOUND):
-                raise StackError(f"cannot read the SCRAM users of the secure stack at "
-                                 f"{admin_access}: {exc}") from exc
+            if not (isinstance(error, KafkaError) and error.code() == KafkaError.RESOURCE_NOT_FOUND):
+                raise StackError(
+                    f"cannot read the SCRAM users of the secure stack at {admin_access}: {exc}"
+                ) from exc
             missing.append(user)
             continue
         if not any(info.mechanism == mechanism for info in described.scram_credential_infos):
             missing.append(user)
     if not missing:
         return []
-    upserts: list[UserScramCredentialAlteration] = [UserScramCredentialUpsertion(
-        user, ScramCredentialInfo(mechanism, SCRAM_ITERATIONS),
-        credentials.password(user).encode()) for user in missing]
-    for user, future in admin.alter_user_scram_credentials(
-            upserts, request_timeout=timeout).items():
+    upserts: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(
+            user, ScramCredentialInfo(mechanism, SCRAM_ITERATIONS), credentials.password(user).encode()
+        )
+        for user in missing
+    ]
+    for user, future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).items():
         try:
             future.result(timeout)
         except KafkaException as exc:
-            raise StackError(f"cannot create the SCRAM user {user!r} on the secure stack at "
-                             f"{admin_access}: {exc}") from exc
+            raise StackError(
+                f"cannot create the SCRAM user {user!r} on the secure stack at {admin_access}: {exc}"
+            ) from exc
     return missing

@@ -54,8 +54,9 @@ class SecureStack:
 
 
 @contextlib.contextmanager
-def secure_stack(state_dir: Path, base: Settings | None = None, *, brokers: int = 1,
-                 registry_url: str | None = None) -> Iterator[SecureStack]:
+def secure_stack(
+    state_dir: Path, base: Settings | None = None, *, brokers: int = 1, registry_url: str | None = None
+) -> Iterator[SecureStack]:
     """A private secure Kafka (SASL/SCRAM logins, the project's ACLs) in ``state_dir`` on
     fresh ports, stopped at the end.
 
@@ -66,9 +67,17 @@ def secure_stack(state_dir: Path, base: Settings | None = None, *, brokers: int 
     settings = base if base is not None else load_settings()
     ports = free_ports(3)
     settings = settings.replace(
-        bootstrap_servers=None, schema_registry_url=registry_url, state_dir=state_dir,
-        kafka_port=ports[0], controller_port=ports[1], registry_port=ports[2],
-        security_protocol="", sasl_mechanism="", sasl_username="", sasl_password="")
+        bootstrap_servers=None,
+        schema_registry_url=registry_url,
+        state_dir=state_dir,
+        kafka_port=ports[0],
+        controller_port=ports[1],
+        registry_port=ports[2],
+        security_protocol="",
+        sasl_mechanism="",
+        sasl_username="",
+        sasl_password="",
+    )
     stack = LocalStack(settings, brokers=brokers, secure=True)
     try:
         info = stack.up()

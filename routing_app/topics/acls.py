@@ -68,25 +68,38 @@ class AclSetError(ValueError):
     """The roles or data topics given cannot make a working least-privilege set."""
 
 
-def _allow(principal: str, kind: ResourceType, name: str, ops: Iterable[AclOperation],
-           pattern: ResourcePatternType = LITERAL) -> list[AclBinding]:
+def _allow(
+    principal: str,
+    kind: ResourceType,
+    name: str,
+    ops: Iterable[AclOperation],
+    pattern: ResourcePatternType = LITERAL,
+) -> list[AclBinding]:
     return [AclBinding(kind, name, pattern, principal, ANY_HOST, op, ALLOW) for op in ops]
 
 
-def _deny(principal: str, kind: ResourceType, name: str, ops: Iterable[AclOperation],
-          pattern: ResourcePatternType = LITERAL) -> list[AclBinding]:
+def _deny(
+    principal: str,
+    kind: ResourceType,
+    name: str,
+    ops: Iterable[AclOperation],
+    pattern: ResourcePatternType = LITERAL,
+) -> list[AclBinding]:
     return [AclBinding(kind, name, pattern, principal, ANY_HOST, op, DENY) for op in ops]
 
 
 def _check_principal(role: str, principal: str) -> None:
     kind, sep, name = principal.partition(":")
     if not sep or not kind or not name or name == ANY_NAME:
-        raise AclSetError(f"{role} principal {principal!r} is not a principal such as "
-                          "User:routing-worker (a wildcard would grant everyone)")
+        raise AclSetError(
+            f"{role} principal {principal!r} is not a principal such as "
+            "User:routing-worker (a wildcard would grant everyone)"
+        )
 
 
-def worker_acls(s: Settings, worker: str, data_topics: str = ANY_NAME,
-                data_prefixed: bool = False) -> list[AclBinding]:
+def worker_acls(
+    s: Settings, worker: str, data_topics: str = ANY_NAME, data_prefixed: bool = False
+) -> list[AclBinding]:
     """What ``faust -A routing_app.app worker`` with ``ROUTING_APP_ID=<s.app_id>`` needs."""
     own = (s.routes_topic, s.events_topic, s.control_topic, s.usage_topic, s.answers_topic)
     out: list[AclBinding] = []
@@ -121,8 +134,9 @@ def operator_acls(s: Settings, operator: str) -> list[AclBinding]:
     return out
 
 
-def producer_acls(s: Settings, producer: str, data_topics: str = ANY_NAME,
-                  data_prefixed: bool = False) -> list[AclBinding]:
+def producer_acls(
+    s: Settings, producer: str, data_topics: str = ANY_NAME, data_prefixed: bool = False
+) -> list[AclBinding]:
     """What a RoutingProducer needs: its data topics, usage, answers, and the routes to read.
 
     ``data_topics``: one topic's name, a prefix (``data_prefixed``) or ``*`` (every topic). A
@@ -140,8 +154,7 @@ def producer_acls(s: Settings, producer: str, data_topics: str = ANY_NAME,
         if _covers(data_topics, data_prefixed, topic):
             out += _deny(producer, TOPIC, topic, (W,))
     internal = f"{s.app_id}-"
-    if _covers(data_topics, data_prefixed, internal) or (
-            data_prefixed and data_topics.startswith(internal)):
+    if _covers(data_topics, data_prefixed, internal) or (data_prefixed and data_topics.startswith(internal)):
         out += _deny(producer, TOPIC, internal, (W,), PREFIXED)
     return out
 
@@ -153,8 +166,15 @@ def _covers(data_topics: str, data_prefixed: bool, name: str) -> bool:
     return name.startswith(data_topics) if data_prefixed else name == data_topics
 
 
-def routing_acls(settings: Settings, *, worker: str, operator: str, producer: str,
-                 data_topics: str = ANY_NAME, data_prefixed: bool = False) -> list[AclBinding]:
+def routing_acls(
+    settings: Settings,
+    *,
+    worker: str,
+    operator: str,
+    producer: str,
+    data_topics: str = ANY_NAME,
+    data_prefixed: bool = False,
+) -> list[AclBinding]:
     """Every binding the three roles need, for the topics and app id of ``settings``.
 
     ``data_topics``: the data topics producers write and the worker watches: a name, a prefix
@@ -165,25 +185,35 @@ def routing_acls(settings: Settings, *, worker: str, operator: str, producer: st
     if not data_topics:
         raise AclSetError("data topics: give a topic name, a prefix, or * for every topic")
     if data_prefixed and data_topics == ANY_NAME:
-        raise AclSetError("data topics: '*' is every topic already; a prefix of '*' would be "
-                          "the topics whose names start with a star")
-    own = {settings.routes_topic, settings.events_topic, settings.control_topic,
-           settings.usage_topic, settings.answers_topic}
+        raise AclSetError(
+            "data topics: '*' is every topic already; a prefix of '*' would be "
+            "the topics whose names start with a star"
+        )
+    own = {
+        settings.routes_topic,
+        settings.events_topic,
+        settings.control_topic,
+        settings.usage_topic,
+        settings.answers_topic,
+    }
     if not data_prefixed and data_topics in own:
-        raise AclSetError(f"data topics: {data_topics!r} is one of the routing topics, not a "
-                          "data topic")
-    denies = [b for b in producer_acls(settings, producer, data_topics, data_prefixed)
-              if b.permission_type == DENY]
+        raise AclSetError(f"data topics: {data_topics!r} is one of the routing topics, not a data topic")
+    denies = [
+        b for b in producer_acls(settings, producer, data_topics, data_prefixed) if b.permission_type == DENY
+    ]
     if denies and producer in (worker, operator):
         raise AclSetError(
             f"producer principal {producer} is also the "
             f"{'worker' if producer == worker else 'operator'}: a grant of data topics "
             f"{data_topics!r}{' (prefix)' if data_prefixed else ''} covers routing topics, and "
             "the DENY that keeps producers from writing them would lock that role out too. "
-            "Give producers a principal of their own, or name their data topics")
-    return [*worker_acls(settings, worker, data_topics, data_prefixed),
-            *operator_acls(settings, operator),
-            *producer_acls(settings, producer, data_topics, data_prefixed)]
+            "Give producers a principal of their own, or name their data topics"
+        )
+    return [
+        *worker_acls(settings, worker, data_topics, data_prefixed),
+        *operator_acls(settings, operator),
+        *producer_acls(settings, producer, data_topics, data_prefixed),
+    ]
 
 
 # -- what a set of bindings allows (Kafka's rules, for tests and for reading a set) ----------
@@ -202,8 +232,7 @@ _IMPLIES_DESCRIBE = frozenset({R, W, AclOperation.DELETE, AclOperation.ALTER, D}
 _IMPLIES_DESCRIBE_CONFIGS = frozenset({AclOperation.ALTER_CONFIGS, DC})
 
 
-def _op_matches(granted: AclOperation, wanted: AclOperation, permission: AclPermissionType
-                ) -> bool:
+def _op_matches(granted: AclOperation, wanted: AclOperation, permission: AclPermissionType) -> bool:
     if granted in (AclOperation.ALL, wanted):
         return True
     # Implications hold for ALLOW only: a DENY of WRITE does not deny DESCRIBE.
@@ -222,18 +251,23 @@ def _resource_matches(binding: AclBinding, kind: ResourceType, name: str) -> boo
     return binding.name in (ANY_NAME, name)
 
 
-def permits(bindings: Sequence[AclBinding], principal: str, operation: AclOperation,
-            kind: ResourceType, name: str) -> bool:
+def permits(
+    bindings: Sequence[AclBinding], principal: str, operation: AclOperation, kind: ResourceType, name: str
+) -> bool:
     """Whether StandardAuthorizer (without super users, allow.everyone.if.no.acl.found=false)
     lets ``principal`` do ``operation`` on the resource, given only ``bindings``."""
-    matching = [b for b in bindings
-                if b.principal in (principal, "User:*") and _resource_matches(b, kind, name)]
-    if any(b.permission_type == DENY
-           and _op_matches(_enum(AclOperation, b.operation), operation, DENY) for b in matching):
+    matching = [
+        b for b in bindings if b.principal in (principal, "User:*") and _resource_matches(b, kind, name)
+    ]
+    if any(
+        b.permission_type == DENY and _op_matches(_enum(AclOperation, b.operation), operation, DENY)
+        for b in matching
+    ):
         return False
-    return any(b.permission_type == ALLOW
-               and _op_matches(_enum(AclOperation, b.operation), operation, ALLOW)
-               for b in matching)
+    return any(
+        b.permission_type == ALLOW and _op_matches(_enum(AclOperation, b.operation), operation, ALLOW)
+        for b in matching
+    )
 
 
 # -- applying ---------------------------------------------------------------------------------
@@ -262,14 +296,17 @@ def apply_acls(kafka: Kafka, bindings: Sequence[AclBinding], timeout: float = 30
         binding, failure = refused
         error = failure.args[0] if failure.args else None
         if isinstance(error, KafkaError) and error.code() in (
-                KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED):
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            KafkaError.SASL_AUTHENTICATION_FAILED,
+        ):
             # The broker's own text here is a dump of the request: the cause is who we are.
-            reason = (f"{error.name()}: the principal of these settings may not create ACLs "
-                      "(a super user, or ALTER on the cluster, may)")
+            reason = (
+                f"{error.name()}: the principal of these settings may not create ACLs "
+                "(a super user, or ALTER on the cluster, may)"
+            )
         else:
             reason = str(error.str() if isinstance(error, KafkaError) else failure)[:300]
-        raise KafkaException(
-            f"cannot create ACL {describe(binding)} on {kafka}: {reason}") from failure
+        raise KafkaException(f"cannot create ACL {describe(binding)} on {kafka}: {reason}") from failure
     return len(bindings)
 
 
@@ -278,5 +315,7 @@ def describe(binding: AclBinding) -> str:
     pattern = " (prefix)" if binding.resource_pattern_type == PREFIXED else ""
     restype = _enum(ResourceType, binding.restype)
     kind = "cluster" if restype == CLUSTER_TYPE else restype.name.lower()
-    return (f"{_enum(AclPermissionType, binding.permission_type).name} {binding.principal} "
-            f"{_enum(AclOperation, binding.operation).name} {kind} {binding.name}{pattern}")
+    return (
+        f"{_enum(AclPermissionType, binding.permission_type).name} {binding.principal} "
+        f"{_enum(AclOperation, binding.operation).name} {kind} {binding.name}{pattern}"
+    )

@@ -32,8 +32,10 @@ class TopicProblem:
     fix: str
 
     def __str__(self) -> str:
-        return (f"topic {self.topic!r}: {self.setting} is {self.actual}, expected {self.expected}. "
-                f"Fix: {self.fix}")
+        return (
+            f"topic {self.topic!r}: {self.setting} is {self.actual}, expected {self.expected}. "
+            f"Fix: {self.fix}"
+        )
 
 
 class TopicSettingsError(RuntimeError):
@@ -46,32 +48,31 @@ class TopicReplicationError(RuntimeError):
     """The cluster cannot give a topic the replicas asked for (too few brokers)."""
 
 
-def _default_replication(admin: AdminClient, metadata: ClusterMetadata, timeout: float
-                         ) -> int | None:
+def _default_replication(admin: AdminClient, metadata: ClusterMetadata, timeout: float) -> int | None:
     """The brokers' default.replication.factor; None when the cluster will not say (ACLs)."""
     if not metadata.brokers:
         return None
     resource = ConfigResource(ResourceType.BROKER, str(min(metadata.brokers)))
     try:
-        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(
-            timeout)
+        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
         return int(entries["default.replication.factor"].value)
     except (KafkaException, KeyError, ValueError, TypeError) as exc:
-        log.warning("cannot read default.replication.factor from the cluster (%s); topics are "
-                    "created with the broker default and no min.insync.replicas", exc)
+        log.warning(
+            "cannot read default.replication.factor from the cluster (%s); topics are "
+            "created with the broker default and no min.insync.replicas",
+            exc,
+        )
         return None
 
 
-def _replicas(admin: AdminClient, metadata: ClusterMetadata, requested: int, timeout: float
-              ) -> int | None:
+def _replicas(admin: AdminClient, metadata: ClusterMetadata, requested: int, timeout: float) -> int | None:
     """Replicas a new topic gets: ``requested``, or the cluster's default for AUTO_REPLICATION."""
     if requested > AUTO_REPLICATION:
         return requested
     return _default_replication(admin, metadata, timeout)
 
 
-def replication_factor(bootstrap: Kafka, requested: int = AUTO_REPLICATION, timeout: float = 10.0
-                       ) -> int:
+def replication_factor(bootstrap: Kafka, requested: int = AUTO_REPLICATION, timeout: float = 10.0) -> int:
     """The replicas topics get on this cluster for the ``replication_factor`` setting.
 
     For clients that create topics themselves (Faust's changelogs) and need a number."""
@@ -91,8 +92,14 @@ def partition_count(bootstrap: Kafka, topic: str, timeout: float = 10.0) -> int 
     return len(found.partitions)
 
 
-def create_topic(bootstrap: Kafka, name: str, partitions: int, config: dict[str, str] | None = None,
-                 replication_factor: int = AUTO_REPLICATION, timeout: float = 30.0) -> bool:
+def create_topic(
+    bootstrap: Kafka,
+    name: str,
+    partitions: int,
+    config: dict[str, str] | None = None,
+    replication_factor: int = AUTO_REPLICATION,
+    timeout: float = 30.0,
+) -> bool:
     """Creates the topic; False when it already existed.
 
     ``replication_factor`` 0 (AUTO_REPLICATION) takes the cluster's default. With 3 or more
@@ -101,16 +108,32 @@ def create_topic(bootstrap: Kafka, name: str, partitions: int, config: dict[str,
     admin = admin_client(bootstrap)  # must outlive the future: destroying it cancels it
     metadata = cluster_metadata(admin, bootstrap, timeout)
     replicas = _replicas(admin, metadata, replication_factor, timeout)
-    return _create(admin, bootstrap, name, partitions,
-                   {**min_insync_config(replicas), **(config or {})}, replicas, timeout)
+    return _create(
+        admin,
+        bootstrap,
+        name,
+        partitions,
+        {**min_insync_config(replicas), **(config or {})},
+        replicas,
+        timeout,
+    )
 
 
-def _create(admin: AdminClient, bootstrap: Kafka, name: str, partitions: int,
-            config: dict[str, str], replicas: int | None, timeout: float) -> bool:
+def _create(
+    admin: AdminClient,
+    bootstrap: Kafka,
+    name: str,
+    partitions: int,
+    config: dict[str, str],
+    replicas: int | None,
+    timeout: float,
+) -> bool:
     # -1: the broker's default.replication.factor (KIP-464), when it could not be read.
     futures = admin.create_topics(
         [NewTopic(name, partitions, replicas if replicas is not None else -1, config=config)],
-        operation_timeout=timeout, request_timeout=timeout)
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
     try:
         futures[name].result(timeout)
     except KafkaException as exc:
@@ -122,24 +145,33 @@ def _create(admin: AdminClient, bootstrap: Kafka, name: str, partitions: int,
                 f"cannot create topic {name!r} on {bootstrap} with "
                 f"{replicas if replicas is not None else 'the default number of'} replicas: "
                 f"{error.str().rstrip('.')}. Set replication_factor "
-                f"(ROUTING_REPLICATION_FACTOR) to at most the number of live brokers") from exc
+                f"(ROUTING_REPLICATION_FACTOR) to at most the number of live brokers"
+            ) from exc
         raise
     return True
 
 
-def check_topics(bootstrap: Kafka, specs: list[TopicSpec], timeout: float = 15.0,
-                 replication_factor: int = AUTO_REPLICATION
-                 ) -> tuple[list[str], list[TopicProblem]]:
+def check_topics(
+    bootstrap: Kafka,
+    specs: list[TopicSpec],
+    timeout: float = 15.0,
+    replication_factor: int = AUTO_REPLICATION,
+) -> tuple[list[str], list[TopicProblem]]:
     """(missing topic names, problems with the ones that exist)."""
     admin = admin_client(bootstrap)
     metadata = cluster_metadata(admin, bootstrap, timeout)
     replicas = _replicas(admin, metadata, replication_factor, timeout)
-    return _check(admin, metadata, bootstrap, [s.replicated(replicas) for s in specs], replicas,
-                  timeout)
+    return _check(admin, metadata, bootstrap, [s.replicated(replicas) for s in specs], replicas, timeout)
 
 
-def _check(admin: AdminClient, metadata: ClusterMetadata, bootstrap: Kafka, specs: list[TopicSpec],
-           replicas: int | None, timeout: float) -> tuple[list[str], list[TopicProblem]]:
+def _check(
+    admin: AdminClient,
+    metadata: ClusterMetadata,
+    bootstrap: Kafka,
+    specs: list[TopicSpec],
+    replicas: int | None,
+    timeout: float,
+) -> tuple[list[str], list[TopicProblem]]:
     missing: list[str] = []
     problems: list[TopicProblem] = []
     existing: list[TopicSpec] = []
@@ -151,19 +183,33 @@ def _check(admin: AdminClient, metadata: ClusterMetadata, bootstrap: Kafka, spec
         existing.append(spec)
         count = len(found.partitions)
         if (count != spec.partitions) if spec.exact_partitions else (count < 1):
-            problems.append(TopicProblem(
-                spec.name, "partition count", str(spec.partitions), str(count), True,
-                f"this topic must have exactly {spec.partitions} partition(s) ({spec.purpose}); "
-                f"partitions cannot be removed: delete the topic and run "
-                f"`routing-app topics ensure`, or configure another topic name"))
+            problems.append(
+                TopicProblem(
+                    spec.name,
+                    "partition count",
+                    str(spec.partitions),
+                    str(count),
+                    True,
+                    f"this topic must have exactly {spec.partitions} partition(s) ({spec.purpose}); "
+                    f"partitions cannot be removed: delete the topic and run "
+                    f"`routing-app topics ensure`, or configure another topic name",
+                )
+            )
         copies = min((len(p.replicas) for p in found.partitions.values()), default=0)
         if replicas is not None and copies < replicas:
             # Tolerated: the topic works, it only survives fewer broker losses than it should.
-            problems.append(TopicProblem(
-                spec.name, "replication factor", str(replicas), str(copies), False,
-                f"add replicas with kafka-reassign-partitions.sh --bootstrap-server {bootstrap} "
-                f"(a plan listing {replicas} brokers for each partition)  "
-                f"(tolerated: only a warning)"))
+            problems.append(
+                TopicProblem(
+                    spec.name,
+                    "replication factor",
+                    str(replicas),
+                    str(copies),
+                    False,
+                    f"add replicas with kafka-reassign-partitions.sh --bootstrap-server {bootstrap} "
+                    f"(a plan listing {replicas} brokers for each partition)  "
+                    f"(tolerated: only a warning)",
+                )
+            )
     if not existing:
         return missing, problems
     resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in existing]
@@ -176,17 +222,27 @@ def _check(admin: AdminClient, metadata: ClusterMetadata, bootstrap: Kafka, spec
             if actual == expected:
                 continue
             fatal = setting in spec.required
-            problems.append(TopicProblem(
-                spec.name, setting, expected, str(actual), fatal,
-                f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics "
-                f"--entity-name {spec.name} --add-config {setting}={expected}"
-                + ("" if fatal else "  (tolerated: only a warning)")))
+            problems.append(
+                TopicProblem(
+                    spec.name,
+                    setting,
+                    expected,
+                    str(actual),
+                    fatal,
+                    f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics "
+                    f"--entity-name {spec.name} --add-config {setting}={expected}"
+                    + ("" if fatal else "  (tolerated: only a warning)"),
+                )
+            )
     return missing, problems
 
 
-def ensure_topics(bootstrap: Kafka, specs: list[TopicSpec],
-                  replication_factor: int = AUTO_REPLICATION, timeout: float = 30.0
-                  ) -> tuple[list[str], list[TopicProblem]]:
+def ensure_topics(
+    bootstrap: Kafka,
+    specs: list[TopicSpec],
+    replication_factor: int = AUTO_REPLICATION,
+    timeout: float = 30.0,
+) -> tuple[list[str], list[TopicProblem]]:
     """Creates missing topics; returns (created, tolerated problems).
 
     Raises TopicSettingsError when a topic exists with settings the project cannot work with
@@ -215,8 +271,9 @@ class SubjectCompatibilityError(RuntimeError):
     """A subject's compatibility level could not be read or set."""
 
 
-def ensure_compatibility(registry_url: str, specs: list[TopicSpec],
-                         level: str = SUBJECT_COMPATIBILITY) -> list[tuple[str, str | None]]:
+def ensure_compatibility(
+    registry_url: str, specs: list[TopicSpec], level: str = SUBJECT_COMPATIBILITY
+) -> list[tuple[str, str | None]]:
     """Makes the registry check both ways every schema registered for the specs' subjects.
 
     A subject whose level (its own, or the registry's global one) is not FULL or
@@ -238,7 +295,7 @@ def ensure_compatibility(registry_url: str, specs: list[TopicSpec],
             registry.set_compatibility(subject, level)
         except Exception as exc:  # registry errors and unreachable registries alike
             raise SubjectCompatibilityError(
-                f"cannot set compatibility {level} on subject {subject!r} at {registry_url}: "
-                f"{exc}") from exc
+                f"cannot set compatibility {level} on subject {subject!r} at {registry_url}: {exc}"
+            ) from exc
         changed.append((subject, current))
     return changed

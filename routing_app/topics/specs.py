@@ -63,30 +63,37 @@ def min_insync_config(replicas: int | None) -> dict[str, str]:
 def routing_topics(s: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(
-            s.routes_topic, 1, "routing table (compacted; one partition = one order of decisions)",
-            config={"cleanup.policy": "compact",
-                    "min.compaction.lag.ms": str(s.min_compaction_lag_ms)},
+            s.routes_topic,
+            1,
+            "routing table (compacted; one partition = one order of decisions)",
+            config={"cleanup.policy": "compact", "min.compaction.lag.ms": str(s.min_compaction_lag_ms)},
             # "compact,delete" would let retention drop routes that never changed.
             required={"cleanup.policy": "compact"},
             durable=True,
             subjects=(f"{s.routes_topic}-value",),
         ),
         TopicSpec(
-            s.events_topic, 1, "reassignment events (append-only history)",
+            s.events_topic,
+            1,
+            "reassignment events (append-only history)",
             config={"cleanup.policy": "delete", "retention.ms": str(s.events_retention_ms)},
             required={"cleanup.policy": "delete"},
             durable=True,
             subjects=(f"{s.events_topic}-value",),
         ),
         TopicSpec(
-            s.usage_topic, s.usage_partitions, "per-tenant usage reports from producers",
+            s.usage_topic,
+            s.usage_partitions,
+            "per-tenant usage reports from producers",
             config={"cleanup.policy": "delete", "retention.ms": str(6 * 3_600_000)},
             required={"cleanup.policy": "delete"},
             exact_partitions=False,
             subjects=(f"{s.usage_topic}-value",),
         ),
         TopicSpec(
-            s.control_topic, 1, "operator commands to the single route writer",
+            s.control_topic,
+            1,
+            "operator commands to the single route writer",
             config={"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3_600_000)},
             required={"cleanup.policy": "delete"},
             durable=True,
@@ -94,7 +101,8 @@ def routing_topics(s: Settings) -> list[TopicSpec]:
             subjects=(f"{s.control_topic}-value", f"{s.control_topic}-{WINDOW_SUMMARY_SCHEMA}"),
         ),
         TopicSpec(
-            s.answers_topic, 1,
+            s.answers_topic,
+            1,
             "producers' answers to the route writer (drain acks, release reports, goodbyes)",
             config={"cleanup.policy": "delete", "retention.ms": str(24 * 3_600_000)},
             required={"cleanup.policy": "delete"},

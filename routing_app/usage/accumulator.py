@@ -40,8 +40,7 @@ class UsageAccumulator:
         self._counts: dict[_RawKey, _Counts] = {}
         self._since_ms = int(time.time() * 1000)
 
-    def add(self, topic: str, tenant: str, nbytes: int, partition: int = -1,
-            stream: Hashable = None) -> None:
+    def add(self, topic: str, tenant: str, nbytes: int, partition: int = -1, stream: Hashable = None) -> None:
         """One record of ``tenant``; ``stream`` is its secondary key (None: it has none)."""
         key = (topic, tenant, partition)
         with self._lock:
@@ -96,8 +95,17 @@ class UsageAccumulator:
                 into[0] += counts[_RECORDS]
                 into[1] += counts[_BYTES]
         reports = [
-            UsageReport(self.producer_id, topic, tenant, counts[_RECORDS], counts[_BYTES], start,
-                        end, partition, *_streams_of(counts))
+            UsageReport(
+                self.producer_id,
+                topic,
+                tenant,
+                counts[_RECORDS],
+                counts[_BYTES],
+                start,
+                end,
+                partition,
+                *_streams_of(counts),
+            )
             for (topic, tenant, partition), counts in named
         ]
         reports.extend(
@@ -110,8 +118,7 @@ class UsageAccumulator:
         """Puts back reports that could not be sent, so the next interval carries them."""
         with self._lock:
             for r in reports:
-                counts = self._counts.setdefault((r.topic, r.tenant, r.partition),
-                                                 [0, 0, 0, None, 0, 0])
+                counts = self._counts.setdefault((r.topic, r.tenant, r.partition), [0, 0, 0, None, 0, 0])
                 counts[_RECORDS] += r.records
                 counts[_BYTES] += r.bytes
                 # An upper bound stays one when summed: the put-back heaviest stream may be
@@ -127,8 +134,7 @@ def _streams_of(counts: _Counts) -> tuple[int, int]:
     if keyed is not None:
         top = max(top, keyed.heaviest())
         streams += keyed.streams()
-    return min(counts[_RECORDS], top + counts[_CARRIED_TOP]), max(streams,
-                                                                    counts[_CARRIED_STREAMS])
+    return min(counts[_RECORDS], top + counts[_CARRIED_TOP]), max(streams, counts[_CARRIED_STREAMS])
 
 
 def _merge(into: _Counts, other: _Counts) -> None:
@@ -150,8 +156,11 @@ def _by_name(raw: dict[_RawKey, _Counts]) -> dict[_Key, _Counts]:
     if bytes not in set(map(type, map(_TENANT, raw))):  # in C; the producer gives names
         return raw  # type: ignore[return-value]  # every tenant is a str: it is a dict[_Key, _]
     counts: dict[_Key, _Counts] = {
-        (topic, tenant.decode("utf-8", "surrogateescape") if isinstance(tenant, bytes) else tenant,
-         partition): value
+        (
+            topic,
+            tenant.decode("utf-8", "surrogateescape") if isinstance(tenant, bytes) else tenant,
+            partition,
+        ): value
         for (topic, tenant, partition), value in raw.items()
     }
     if len(counts) == len(raw):  # the decoding is one-to-one: nothing to merge
@@ -168,8 +177,9 @@ def _by_name(raw: dict[_RawKey, _Counts]) -> dict[_Key, _Counts]:
     return counts
 
 
-def _busiest(named: list[tuple[_Key, _Counts]], k: int
-             ) -> tuple[list[tuple[_Key, _Counts]], list[tuple[_Key, _Counts]]]:
+def _busiest(
+    named: list[tuple[_Key, _Counts]], k: int
+) -> tuple[list[tuple[_Key, _Counts]], list[tuple[_Key, _Counts]]]:
     """(kept, folded): the k largest by (records, key), as heapq.nlargest would pick them.
 
     Sorting the plain record counts in C finds the k-th largest; only entries tied with it

@@ -48,15 +48,27 @@ class UsageBatch:
             "producer_id": self.producer_id,
             "interval_start": self.interval_start,
             "interval_end": self.interval_end,
-            "reports": [{"topic": r.topic, "tenant": r.tenant, "records": r.records,
-                         "bytes": r.bytes, "partition": r.partition, "top_stream": r.top_stream,
-                         "streams": r.streams} for r in self.reports],
+            "reports": [
+                {
+                    "topic": r.topic,
+                    "tenant": r.tenant,
+                    "records": r.records,
+                    "bytes": r.bytes,
+                    "partition": r.partition,
+                    "top_stream": r.top_stream,
+                    "streams": r.streams,
+                }
+                for r in self.reports
+            ],
         }
 
 
-def batch_reports(reports: Iterable[UsageReport], usage_partitions: int,
-                  max_reports: int = MAX_REPORTS_PER_RECORD,
-                  max_bytes: int = MAX_RECORD_BYTES) -> list[UsageBatch]:
+def batch_reports(
+    reports: Iterable[UsageReport],
+    usage_partitions: int,
+    max_reports: int = MAX_REPORTS_PER_RECORD,
+    max_bytes: int = MAX_RECORD_BYTES,
+) -> list[UsageBatch]:
     """Groups reports into records: one per (producer, interval, usage partition), split when a
     record would exceed ``max_reports`` entries or about ``max_bytes`` (UTF-8 worst case).
     Reports keep their order (the take's: busiest first)."""
@@ -86,10 +98,10 @@ def batch_reports(reports: Iterable[UsageReport], usage_partitions: int,
     return batches
 
 
-def _batch(partition: int, producer_id: str, start: int, end: int,
-           chunk: list[tuple[bytes, UsageReport]]) -> UsageBatch:
-    return UsageBatch(partition, chunk[0][0], producer_id, start, end,
-                      tuple(report for _, report in chunk))
+def _batch(
+    partition: int, producer_id: str, start: int, end: int, chunk: list[tuple[bytes, UsageReport]]
+) -> UsageBatch:
+    return UsageBatch(partition, chunk[0][0], producer_id, start, end, tuple(report for _, report in chunk))
 
 
 _ROW = itemgetter("topic", "tenant", "partition", "records", "bytes")
@@ -117,13 +129,20 @@ def usage_of(record: Mapping[str, Any]) -> list[TenantUsage]:
     if entries:
         for entry in entries:
             topic, tenant, partition, records, nbytes = _ROW(entry)
-            top, streams = bounded_streams(records, entry.get("top_stream", -1),
-                                           entry.get("streams", 0))
+            top, streams = bounded_streams(records, entry.get("top_stream", -1), entry.get("streams", 0))
             rows.append((topic, tenant, partition, records, nbytes, top, streams))
         return rows
     records = record["records"]
-    return [(record["topic"], record["tenant"], record.get("partition", -1), records,
-             record["bytes"], *bounded_streams(records, -1, 0))]
+    return [
+        (
+            record["topic"],
+            record["tenant"],
+            record.get("partition", -1),
+            records,
+            record["bytes"],
+            *bounded_streams(records, -1, 0),
+        )
+    ]
 
 
 def reports_of(record: Mapping[str, Any]) -> list[UsageReport]:
@@ -132,9 +151,10 @@ def reports_of(record: Mapping[str, Any]) -> list[UsageReport]:
     if not isinstance(producer_id, str):
         raise TypeError(f"producer_id is a {type(producer_id).__name__}, not a string")
     start, end = int(record["interval_start"]), int(record["interval_end"])
-    return [UsageReport(producer_id, topic, tenant, records, nbytes, start, end, partition, top,
-                        streams)
-            for topic, tenant, partition, records, nbytes, top, streams in usage_of(record)]
+    return [
+        UsageReport(producer_id, topic, tenant, records, nbytes, start, end, partition, top, streams)
+        for topic, tenant, partition, records, nbytes, top, streams in usage_of(record)
+    ]
 
 
 # -- what a usage report may claim -----------------------------------------------------------
@@ -145,8 +165,13 @@ REJECTED_INTERVAL = "rejected_interval"  # ends before it starts, or absurdly lo
 REJECTED_NEGATIVE = "rejected_negative"  # a negative count of records or bytes
 REJECTED_TOO_LARGE = "rejected_too_large"  # more than one producer can send in the interval
 REJECTED_MALFORMED = "rejected_malformed"  # not a topic name, or a partition below -1
-REJECTION_REASONS = (REJECTED_FUTURE, REJECTED_INTERVAL, REJECTED_NEGATIVE, REJECTED_TOO_LARGE,
-                     REJECTED_MALFORMED)
+REJECTION_REASONS = (
+    REJECTED_FUTURE,
+    REJECTED_INTERVAL,
+    REJECTED_NEGATIVE,
+    REJECTED_TOO_LARGE,
+    REJECTED_MALFORMED,
+)
 
 
 @dataclass(frozen=True)
@@ -177,17 +202,19 @@ class UsageLimits:
             return REJECTED_FUTURE, (
                 f"its interval ends {(end - now_ms) / 1000:.1f} s ahead of this worker's clock "
                 f"(allowed: {self.max_future_ms} ms of clock skew); is the producer's clock "
-                f"right?")
+                f"right?"
+            )
         if end < start:
             return REJECTED_INTERVAL, f"its interval ends ({end}) before it starts ({start})"
         if end - start > self.max_interval_ms:
             return REJECTED_INTERVAL, (
-                f"its interval lasts {(end - start) / 1000:.1f} s (at most "
-                f"{self.max_interval_ms / 1000:g} s)")
+                f"its interval lasts {(end - start) / 1000:.1f} s (at most {self.max_interval_ms / 1000:g} s)"
+            )
         return None
 
-    def bound(self, rows: list[TenantUsage], start: int, end: int
-              ) -> tuple[list[TenantUsage], list[tuple[str, str]]]:
+    def bound(
+        self, rows: list[TenantUsage], start: int, end: int
+    ) -> tuple[list[TenantUsage], list[tuple[str, str]]]:
         """(the entries kept, (reason, what is wrong) per entry refused) of one record whose
         interval passed ``interval_problem``."""
         seconds = max(end - start, self.window_ms) / 1000.0
@@ -198,16 +225,23 @@ class UsageLimits:
         for row in rows:
             topic, tenant, partition, records, nbytes = row[:5]
             if records < 0 or nbytes < 0:
-                refused.append((REJECTED_NEGATIVE, f"{topic[:80]}/{tenant[:80]}: {records} "
-                                                   f"records, {nbytes} bytes"))
+                refused.append(
+                    (REJECTED_NEGATIVE, f"{topic[:80]}/{tenant[:80]}: {records} records, {nbytes} bytes")
+                )
             elif records > max_records or nbytes > max_bytes:
-                refused.append((REJECTED_TOO_LARGE, (
-                    f"{topic[:80]}/{tenant[:80]}: {records} records, {nbytes} bytes in an interval of "
-                    f"{(end - start) / 1000:g} s (at most {max_records} records and "
-                    f"{max_bytes} bytes)")))
+                refused.append(
+                    (
+                        REJECTED_TOO_LARGE,
+                        (
+                            f"{topic[:80]}/{tenant[:80]}: {records} records, {nbytes} bytes "
+                            "in an interval of "
+                            f"{(end - start) / 1000:g} s (at most {max_records} records and "
+                            f"{max_bytes} bytes)"
+                        ),
+                    )
+                )
             elif partition < -1 or not _is_topic_name(topic):
-                refused.append((REJECTED_MALFORMED, f"topic {topic[:80]!r}, partition "
-                                                    f"{partition}"))
+                refused.append((REJECTED_MALFORMED, f"topic {topic[:80]!r}, partition {partition}"))
             else:
                 kept.append(row)
         return kept, refused

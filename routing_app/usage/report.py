@@ -49,7 +49,15 @@ class UsageReport:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> UsageReport:
-        return cls(record["producer_id"], record["topic"], record["tenant"], record["records"],
-                   record["bytes"], record["interval_start"], record["interval_end"],
-                   record.get("partition", -1), record.get("top_stream", -1),
-                   record.get("streams", 0))
+        return cls(
+            record["producer_id"],
+            record["topic"],
+            record["tenant"],
+            record["records"],
+            record["bytes"],
+            record["interval_start"],
+            record["interval_end"],
+            record.get("partition", -1),
+            record.get("top_stream", -1),
+            record.get("streams", 0),
+        )

@@ -65,8 +65,7 @@ class WindowCloser:
         if window_start >= clock.closed_before_ms:
             clock.open_windows.add(window_start)
 
-    def due(self, partition: int, now_ms: int, last_event_wall_ms: int | None
-            ) -> list[tuple[int, str]]:
+    def due(self, partition: int, now_ms: int, last_event_wall_ms: int | None) -> list[tuple[int, str]]:
         """Windows of the partition to close now, oldest first, with what closed them.
 
         Closing window W also closes every earlier window of the partition, and a quiet

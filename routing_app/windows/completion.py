@@ -85,9 +85,11 @@ class WindowCompletion:
             if missing and not overdue:
                 # A later window cannot be planned before this one: order matters for history.
                 break
-            out.append(CompleteWindow(start, self._ends[start],
-                                      tuple(by_partition[p] for p in sorted(by_partition)),
-                                      missing))
+            out.append(
+                CompleteWindow(
+                    start, self._ends[start], tuple(by_partition[p] for p in sorted(by_partition)), missing
+                )
+            )
             del self._pending[start], self._expected[start], self._ends[start]
             self.planned_through = start
         return out

@@ -69,8 +69,15 @@ def _rate(seen: _ProducerRate, index: int) -> float:
 
 
 class _Tenant:
-    __slots__ = ("above_reports", "above_since_ms", "fired_ms", "fired_rate", "producers",
-                 "total", "usage_partition")
+    __slots__ = (
+        "above_reports",
+        "above_since_ms",
+        "fired_ms",
+        "fired_rate",
+        "producers",
+        "total",
+        "usage_partition",
+    )
 
     def __init__(self, usage_partition: int) -> None:
         self.usage_partition = usage_partition
@@ -99,7 +106,8 @@ class SurgeDetector:
         """A window of the partition closed: its tenants' rates are their baselines now."""
         seconds = max(summary.window_end - summary.window_start, 1) / 1000.0
         baselines = self._baselines[summary.usage_partition] = {
-            key: records / seconds for key, (records, _) in summary.tenants.items()}
+            key: records / seconds for key, (records, _) in summary.tenants.items()
+        }
         # Tenants that sent nothing in the window, in no streak and no cool-down, are
         # forgotten (the detector holds the partition's recent tenants, not every one ever
         # seen), and so are producers that reported none of the window.
@@ -107,12 +115,14 @@ class SurgeDetector:
         for key, state in list(self._tenants.items()):
             if state.usage_partition != summary.usage_partition:
                 continue
-            if (key not in baselines and state.above_since_ms is None
-                    and (state.fired_ms is None or state.fired_ms < horizon)):
+            if (
+                key not in baselines
+                and state.above_since_ms is None
+                and (state.fired_ms is None or state.fired_ms < horizon)
+            ):
                 del self._tenants[key]
                 continue
-            for producer_id in [p for p, seen in state.producers.items()
-                                if seen[0] < summary.window_start]:
+            for producer_id in [p for p, seen in state.producers.items() if seen[0] < summary.window_start]:
                 state.total -= _rate(state.producers.pop(producer_id), 2)
 
     def forget(self, usage_partition: int) -> None:
@@ -121,8 +131,14 @@ class SurgeDetector:
         for key in [k for k, t in self._tenants.items() if t.usage_partition == usage_partition]:
             del self._tenants[key]
 
-    def observe(self, usage_partition: int, producer_id: str, interval_start_ms: int,
-                interval_end_ms: int, rows: Iterable[UsageRow]) -> list[Surge]:
+    def observe(
+        self,
+        usage_partition: int,
+        producer_id: str,
+        interval_start_ms: int,
+        interval_end_ms: int,
+        rows: Iterable[UsageRow],
+    ) -> list[Surge]:
         """One producer's usage record of one interval; returns the surges it confirms.
 
         On the usage worker's hot path (every tenant of every record): the common case, a
@@ -155,21 +171,23 @@ class SurgeDetector:
             else:
                 state.total += records * per_s - _rate(old, 2)
                 touched.append((key, state))
-            state.producers[producer_id] = (interval_end_ms, interval_ms, records, nbytes, top,
-                                            streams)
+            state.producers[producer_id] = (interval_end_ms, interval_ms, records, nbytes, top, streams)
         surges = []
         for key, state in touched:
             if state.above_since_ms is None and (
-                    state.total < floor or state.total < factor * baselines.get(key, 0.0)):
+                state.total < floor or state.total < factor * baselines.get(key, 0.0)
+            ):
                 continue
-            surge = self._judge(key, state, producer_id, baselines.get(key, 0.0),
-                                interval_start_ms, interval_end_ms)
+            surge = self._judge(
+                key, state, producer_id, baselines.get(key, 0.0), interval_start_ms, interval_end_ms
+            )
             if surge is not None:
                 surges.append(surge)
         return surges
 
-    def _judge(self, key: TenantKey, state: _Tenant, producer_id: str, window_rate: float,
-               start_ms: int, end_ms: int) -> Surge | None:
+    def _judge(
+        self, key: TenantKey, state: _Tenant, producer_id: str, window_rate: float, start_ms: int, end_ms: int
+    ) -> Surge | None:
         rules = self.rules
         # A producer that missed a report of the tenant (its interval and a half since the
         # last one) stopped sending it: reports name only tenants that sent something.
@@ -196,10 +214,18 @@ class SurgeDetector:
         state.fired_ms, state.fired_rate = end_ms, rate
         state.above_since_ms = None
         state.above_reports.clear()
-        return Surge(state.usage_partition, key[0], key[1], rate,
-                     sum(_rate(p, 3) for p in producers),
-                     min(rate, sum(_rate(p, 4) for p in producers)),
-                     max((p[5] for p in producers), default=0), baseline, since, end_ms)
+        return Surge(
+            state.usage_partition,
+            key[0],
+            key[1],
+            rate,
+            sum(_rate(p, 3) for p in producers),
+            min(rate, sum(_rate(p, 4) for p in producers)),
+            max((p[5] for p in producers), default=0),
+            baseline,
+            since,
+            end_ms,
+        )
 
     def tracked(self) -> int:
         return len(self._tenants)
@@ -217,6 +243,14 @@ def early_summary(surge: Surge, usage_partitions: int, worker_id: str) -> Window
     records = max(1, round(surge.records_per_s * span_s))
     top = min(records, round(surge.top_stream_per_s * span_s))
     return WindowSummary(
-        surge.usage_partition, usage_partitions, surge.since_ms, surge.until_ms, EARLY,
-        {key: (records, round(surge.bytes_per_s * span_s))}, {}, worker_id, (),
-        {key: (top, surge.streams)} if top < records else {})
+        surge.usage_partition,
+        usage_partitions,
+        surge.since_ms,
+        surge.until_ms,
+        EARLY,
+        {key: (records, round(surge.bytes_per_s * span_s))},
+        {},
+        worker_id,
+        (),
+        {key: (top, surge.streams)} if top < records else {},
+    )

@@ -70,15 +70,27 @@ class WindowSummary:
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "usage_partition": self.usage_partition, "usage_partitions": self.usage_partitions,
-            "window_start": self.window_start, "window_end": self.window_end,
-            "closed_by": self.closed_by, "worker_id": self.worker_id,
-            "tenants": [{"topic": t, "tenant": n, "records": r, "bytes": b,
-                         "top_stream": self.streams.get((t, n), (-1, 0))[0],
-                         "streams": self.streams.get((t, n), (-1, 0))[1]}
-                        for (t, n), (r, b) in sorted(self.tenants.items())],
-            "residuals": [{"topic": t, "partition": p, "records": r, "bytes": b}
-                          for (t, p), (r, b) in sorted(self.residuals.items())],
+            "usage_partition": self.usage_partition,
+            "usage_partitions": self.usage_partitions,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "closed_by": self.closed_by,
+            "worker_id": self.worker_id,
+            "tenants": [
+                {
+                    "topic": t,
+                    "tenant": n,
+                    "records": r,
+                    "bytes": b,
+                    "top_stream": self.streams.get((t, n), (-1, 0))[0],
+                    "streams": self.streams.get((t, n), (-1, 0))[1],
+                }
+                for (t, n), (r, b) in sorted(self.tenants.items())
+            ],
+            "residuals": [
+                {"topic": t, "partition": p, "records": r, "bytes": b}
+                for (t, p), (r, b) in sorted(self.residuals.items())
+            ],
             "producers": list(self.producers),
         }
 
@@ -87,18 +99,24 @@ class WindowSummary:
         streams = {}
         for t in r.get("tenants") or ():
             records = int(t["records"])
-            top, count = bounded_streams(records, int(t.get("top_stream", -1)),
-                                         int(t.get("streams", 0)))
+            top, count = bounded_streams(records, int(t.get("top_stream", -1)), int(t.get("streams", 0)))
             if top < records:
                 streams[(t["topic"], t["tenant"])] = (top, count)
         return cls(
-            usage_partition=int(r["usage_partition"]), usage_partitions=int(r["usage_partitions"]),
-            window_start=int(r["window_start"]), window_end=int(r["window_end"]),
-            closed_by=r["closed_by"], worker_id=r.get("worker_id", ""),
-            tenants={(t["topic"], t["tenant"]): (int(t["records"]), int(t["bytes"]))
-                     for t in r.get("tenants") or ()},
-            residuals={(x["topic"], int(x["partition"])): (int(x["records"]), int(x["bytes"]))
-                       for x in r.get("residuals") or ()},
+            usage_partition=int(r["usage_partition"]),
+            usage_partitions=int(r["usage_partitions"]),
+            window_start=int(r["window_start"]),
+            window_end=int(r["window_end"]),
+            closed_by=r["closed_by"],
+            worker_id=r.get("worker_id", ""),
+            tenants={
+                (t["topic"], t["tenant"]): (int(t["records"]), int(t["bytes"]))
+                for t in r.get("tenants") or ()
+            },
+            residuals={
+                (x["topic"], int(x["partition"])): (int(x["records"]), int(x["bytes"]))
+                for x in r.get("residuals") or ()
+            },
             producers=tuple(r.get("producers") or ()),
             streams=streams,
         )
@@ -129,8 +147,16 @@ class WindowAccumulator:
         if producer_id:
             self._producers.setdefault((usage_partition, window_start), set()).add(producer_id)
 
-    def add(self, usage_partition: int, window_start: int, topic: str, tenant: str,
-            partition: int, records: int, nbytes: int) -> None:
+    def add(
+        self,
+        usage_partition: int,
+        window_start: int,
+        topic: str,
+        tenant: str,
+        partition: int,
+        records: int,
+        nbytes: int,
+    ) -> None:
         slot = (usage_partition, window_start)
         if tenant:
             counts = self._tenants.setdefault(slot, {}).setdefault((topic, tenant), [0, 0])
@@ -139,8 +165,14 @@ class WindowAccumulator:
         counts[0] += records
         counts[1] += nbytes
 
-    def add_usage(self, usage_partition: int, window_start: int, producer_id: str,
-                  usage: Iterable[UsageRow], offset: int = -1) -> ProducerTotals:
+    def add_usage(
+        self,
+        usage_partition: int,
+        window_start: int,
+        producer_id: str,
+        usage: Iterable[UsageRow],
+        offset: int = -1,
+    ) -> ProducerTotals:
         """Adds the (topic, tenant, partition, records, bytes) entries of one usage record from
         one producer; returns that producer's totals in the window so far, one such row per
         (topic, tenant, partition): the value the worker writes to its windowed table.
@@ -162,13 +194,24 @@ class WindowAccumulator:
             old = get(key)
             # Heaviest streams of two intervals add up to a bound for both; the streams seen
             # in the window are at least the most seen in one interval.
-            mine[key] = row if old is None else (
-                row[0], row[1], row[2], old[3] + row[3], old[4] + row[4], old[5] + row[5],
-                max(old[6], row[6]))
+            mine[key] = (
+                row
+                if old is None
+                else (
+                    row[0],
+                    row[1],
+                    row[2],
+                    old[3] + row[3],
+                    old[4] + row[4],
+                    old[5] + row[5],
+                    max(old[6], row[6]),
+                )
+            )
         return list(mine.values())
 
-    def restore_producer(self, usage_partition: int, window_start: int, producer_id: str,
-                         stored: Any) -> bool:
+    def restore_producer(
+        self, usage_partition: int, window_start: int, producer_id: str, stored: Any
+    ) -> bool:
         """Puts back a producer's window totals read from the table's changelog (a
         ``stored_totals`` value). A producer this accumulator already holds for the window is
         left alone: what is in memory is newer. Returns whether it was restored."""
@@ -179,20 +222,26 @@ class WindowAccumulator:
         self.add_usage(usage_partition, window_start, producer_id, rows, offset)
         return True
 
-    def set_tenant(self, usage_partition: int, window_start: int, topic: str, tenant: str,
-                   records: int, nbytes: int) -> None:
+    def set_tenant(
+        self, usage_partition: int, window_start: int, topic: str, tenant: str, records: int, nbytes: int
+    ) -> None:
         """Restores a tenant's total for a window (from the windowed table's changelog)."""
-        self._tenants.setdefault((usage_partition, window_start), {})[(topic, tenant)] = [
-            records, nbytes]
+        self._tenants.setdefault((usage_partition, window_start), {})[(topic, tenant)] = [records, nbytes]
 
     def forget(self, usage_partition: int) -> None:
-        for slots in (self._tenants, self._residuals, self._producers, self._by_producer,
-                      self._applied):
+        for slots in (self._tenants, self._residuals, self._producers, self._by_producer, self._applied):
             for slot in [s for s in slots if s[0] == usage_partition]:
                 del slots[slot]
 
-    def close(self, usage_partition: int, window_start: int, window_size_ms: int,
-              usage_partitions: int, closed_by: str, worker_id: str) -> WindowSummary:
+    def close(
+        self,
+        usage_partition: int,
+        window_start: int,
+        window_size_ms: int,
+        usage_partitions: int,
+        closed_by: str,
+        worker_id: str,
+    ) -> WindowSummary:
         slot = (usage_partition, window_start)
         tenants = self._tenants.pop(slot, {})
         residuals = self._residuals.pop(slot, {})
@@ -237,10 +286,18 @@ class WindowAccumulator:
                 counts[0] += records
                 counts[1] += nbytes
         return WindowSummary(
-            usage_partition, usage_partitions, window_start, window_start + window_size_ms,
-            closed_by, {k: (min(v[0], MAX_COUNT), min(v[1], MAX_COUNT))
-                        for k, v in tenants.items()},
+            usage_partition,
+            usage_partitions,
+            window_start,
+            window_start + window_size_ms,
+            closed_by,
+            {k: (min(v[0], MAX_COUNT), min(v[1], MAX_COUNT)) for k, v in tenants.items()},
             {k: (min(v[0], MAX_COUNT), min(v[1], MAX_COUNT)) for k, v in residuals.items()},
-            worker_id, producers,
-            {k: (min(v[0], tenants[k][0], MAX_COUNT), v[1]) for k, v in streams.items()
-             if k in tenants and v[0] < tenants[k][0]})
+            worker_id,
+            producers,
+            {
+                k: (min(v[0], tenants[k][0], MAX_COUNT), v[1])
+                for k, v in streams.items()
+                if k in tenants and v[0] < tenants[k][0]
+            },
+        )

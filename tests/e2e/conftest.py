@@ -19,8 +19,7 @@ def routing_settings(stack_settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def worker(routing_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Worker]:
+def worker(routing_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     w = start_writer(routing_settings, tmp_path_factory.mktemp("worker"))
     assert w.process.poll() is None, f"worker exited:\n{w.log()[-3000:]}"
     yield w
@@ -33,4 +32,5 @@ def data_topic(routing_settings: Settings) -> Callable[[int], str]:
         name = f"orders-{uuid.uuid4().hex[:8]}"
         create_topic(routing_settings.bootstrap, name, partitions)
         return name
+
     return make

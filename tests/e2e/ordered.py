@@ -75,9 +75,18 @@ class OrderCheck(threading.Thread):
         self.partitions: dict[Stream, list[tuple[int, int]]] = {}  # stream -> [(seq, partition)]
         self.errors: list[BaseException] = []
         self._halt = threading.Event()
-        self._consumer = Consumer(client_settings(settings.bootstrap, **{
-            "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": True,
-            "auto.commit.interval.ms": 100, "isolation.level": "read_committed"}))
+        self._consumer = Consumer(
+            client_settings(
+                settings.bootstrap,
+                **{
+                    "group.id": group,
+                    "auto.offset.reset": "earliest",
+                    "enable.auto.commit": True,
+                    "auto.commit.interval.ms": 100,
+                    "isolation.level": "read_committed",
+                },
+            )
+        )
         self._consumer.subscribe([topic])
 
     def run(self) -> None:
@@ -89,7 +98,8 @@ class OrderCheck(threading.Thread):
                         self.checker.check(value)
                         tenant, key, seq = value.decode().split("|")
                         self.partitions.setdefault((tenant, key), []).append(
-                            (int(seq), message.partition() or 0))
+                            (int(seq), message.partition() or 0)
+                        )
         except BaseException as exc:
             self.errors.append(exc)
         finally:
@@ -105,18 +115,20 @@ class OrderCheck(threading.Thread):
         self.join(15)
         assert not self.errors, self.errors
         lost = {s: n - len(self.checker.seen.get(s, ())) for s, n in sent.items()}
-        return {"sent": total, "received": self.checker.received,
-                "lost": sum(max(n, 0) for n in lost.values()),
-                "duplicated": sum(self.checker.duplicated.values()),
-                "reordered": sum(self.checker.reordered.values()),
-                "lost_by_stream": {f"{t}|{k}": n for (t, k), n in lost.items() if n}}
+        return {
+            "sent": total,
+            "received": self.checker.received,
+            "lost": sum(max(n, 0) for n in lost.values()),
+            "duplicated": sum(self.checker.duplicated.values()),
+            "reordered": sum(self.checker.reordered.values()),
+            "lost_by_stream": {f"{t}|{k}": n for (t, k), n in lost.items() if n},
+        }
 
     def partitions_after(self, stream: Stream, seq: int) -> set[int]:
         return {p for s, p in self.partitions.get(stream, ()) if s >= seq}
 
 
-def run_until(condition: Callable[[], Any], traffic: NumberedStreams, timeout: float,
-              what: str) -> Any:
+def run_until(condition: Callable[[], Any], traffic: NumberedStreams, timeout: float, what: str) -> Any:
     """``condition()``'s first truthy value; fails at once if the traffic thread failed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

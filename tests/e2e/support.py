@@ -29,10 +29,14 @@ def fresh_routing_settings(stack: Settings, prefix: str, **changes: Any) -> Sett
     ``<prefix>.<kind>.<suffix>``: tests that share a cluster never see each other's routes."""
     suffix = uuid.uuid4().hex[:8]
     settings = stack.replace(
-        routes_topic=f"{prefix}.routes.{suffix}", events_topic=f"{prefix}.events.{suffix}",
-        usage_topic=f"{prefix}.usage.{suffix}", control_topic=f"{prefix}.control.{suffix}",
+        routes_topic=f"{prefix}.routes.{suffix}",
+        events_topic=f"{prefix}.events.{suffix}",
+        usage_topic=f"{prefix}.usage.{suffix}",
+        control_topic=f"{prefix}.control.{suffix}",
         answers_topic=f"{prefix}.answers.{suffix}",
-        app_id=f"{prefix.replace('.', '-')}-{suffix}", **changes)
+        app_id=f"{prefix.replace('.', '-')}-{suffix}",
+        **changes,
+    )
     ensure_topics(settings.kafka, routing_topics(settings))
     return settings
 
@@ -66,22 +70,38 @@ def start_writer(settings: Settings, workdir: Path, **env: str) -> Worker:
     than a command's default wait; tests should not race it."""
     worker = start_worker(settings, workdir, 90.0, **env)
     if worker.alive:
-        wait_for(lambda: worker.get("/writer/stats").get("planning"), timeout=90,
-                 what="the worker to own the control partition")
+        wait_for(
+            lambda: worker.get("/writer/stats").get("planning"),
+            timeout=90,
+            what="the worker to own the control partition",
+        )
     return worker
 
 
 def cli(settings: Settings, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "routing-app"), *args], env=settings_env(settings),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "routing-app"), *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def consume_all(bootstrap: Kafka, topic: str, expected: int, timeout: float = 30.0
-                ) -> list[tuple[int, bytes | None, bytes | None]]:
+def consume_all(
+    bootstrap: Kafka, topic: str, expected: int, timeout: float = 30.0
+) -> list[tuple[int, bytes | None, bytes | None]]:
     """(partition, key, value) of the first ``expected`` records of every partition of topic."""
-    consumer = Consumer(client_settings(bootstrap, **{
-        "group.id": f"e2e-{uuid.uuid4()}", "auto.offset.reset": "earliest",
-        "enable.auto.commit": False}))
+    consumer = Consumer(
+        client_settings(
+            bootstrap,
+            **{
+                "group.id": f"e2e-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
     metadata = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions])
     found: list[tuple[int, bytes | None, bytes | None]] = []
@@ -115,14 +135,16 @@ def leader(workers: list[Worker]) -> Worker | None:
 
 def events(settings: Settings) -> list[ReassignmentEvent]:
     codec = AvroCodec(registry_client(settings.registry_url), EVENT_SCHEMA, settings.events_topic)
-    consumer = Consumer(client_settings(settings.kafka, **{
-        "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
+    consumer = Consumer(
+        client_settings(settings.kafka, **{"group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False})
+    )
     consumer.assign([TopicPartition(settings.events_topic, 0, 0)])
     found = []
     try:
         while batch := consumer.consume(500, 1.0):
-            found += [ReassignmentEvent.from_record(codec.decode(m.value()))
-                      for m in batch if m.error() is None]
+            found += [
+                ReassignmentEvent.from_record(codec.decode(m.value())) for m in batch if m.error() is None
+            ]
     finally:
         consumer.close()
     return found

@@ -32,11 +32,11 @@ def audit_settings(stack_settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def audit_worker(audit_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[Worker]:
+def audit_worker(audit_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     # A short drain limit bounds the strict move below, whatever the producers do.
-    w = start_writer(audit_settings, Path(tmp_path_factory.mktemp("audit-worker")),
-                     ROUTING_DRAIN_TIMEOUT_MS="5000")
+    w = start_writer(
+        audit_settings, Path(tmp_path_factory.mktemp("audit-worker")), ROUTING_DRAIN_TIMEOUT_MS="5000"
+    )
     assert w.alive, f"worker exited:\n{w.log()[-3000:]}"
     yield w
     w.stop()
@@ -55,13 +55,13 @@ def audit_json(settings: Settings, *args: str, expect: int = 0) -> Any:
 
 
 def test_audit_answers_where_and_why_and_verify_catches_corruption(
-        audit_settings: Settings, audit_worker: Worker) -> None:
+    audit_settings: Settings, audit_worker: Worker
+) -> None:
     s = audit_settings
     topic = f"orders-{uuid.uuid4().hex[:8]}"
     create_topic(s.bootstrap, topic, 8)
 
-    run(s, "routes", "pin", topic, "acme", "-p", "3", "--mode", "relaxed",
-        "--reason", "noisy since 10:02")
+    run(s, "routes", "pin", topic, "acme", "-p", "3", "--mode", "relaxed", "--reason", "noisy since 10:02")
     time.sleep(0.5)
     between = int(time.time() * 1000)
     time.sleep(0.5)
@@ -71,8 +71,10 @@ def test_audit_answers_where_and_why_and_verify_catches_corruption(
     # ordering-safe moves; a plain active route otherwise.
     run(s, "routes", "pin", topic, "bigco", "-p", "2")
     history = wait_for(
-        lambda: (h := audit_json(s, "tenant", "bigco")["history"]) and h[-1]["status"] != "draining"
-        and h, timeout=30, what="bigco's move to end")
+        lambda: (h := audit_json(s, "tenant", "bigco")["history"]) and h[-1]["status"] != "draining" and h,
+        timeout=30,
+        what="bigco's move to end",
+    )
     epochs = {step["to_epoch"] for step in history if step["changes_route"]}
     assert epochs == {1}, history  # the drain's completion kept the draining epoch
 
@@ -99,7 +101,10 @@ def test_audit_answers_where_and_why_and_verify_catches_corruption(
 
     replay = audit_json(s, "replay", "--topic", topic)
     assert [(e["tenant"], e["action"]) for e in replay["timeline"]][:3] == [
-        ("acme", "pin"), ("acme", "pin"), ("acme", "unpin")]
+        ("acme", "pin"),
+        ("acme", "pin"),
+        ("acme", "unpin"),
+    ]
 
     # Corrupt the routes topic: a route no event wrote, and a bumped epoch on bigco.
     codec = RouteCodec(registry_client(s.registry_url), s.routes_topic)
@@ -107,15 +112,27 @@ def test_audit_answers_where_and_why_and_verify_catches_corruption(
     ghost = Route(topic, "ghost", (5,), 1, reason="written by hand")
     bumped = Route(topic, "bigco", (2,), 7, reason="written by hand")
     for route in (ghost, bumped):
-        producer.produce(s.routes_topic, key=codec.encode_key(route.topic, route.tenant),
-                         value=codec.encode(route))
+        producer.produce(
+            s.routes_topic, key=codec.encode_key(route.topic, route.tenant), value=codec.encode(route)
+        )
     assert producer.flush(10) == 0
     # The running writer repairs both (tests/e2e/test_forged_routes.py) and says so on the events
     # topic; what verify must still report is the forgery itself.
     repairs = wait_for(
-        lambda: len(r := [e for e in audit_json(s, "replay", "--topic", topic)["timeline"]
-                          if e["action"] == "repair"]) == 2 and r,
-        timeout=30, what="the writer's two repairs")
+        lambda: (
+            len(
+                r := [
+                    e
+                    for e in audit_json(s, "replay", "--topic", topic)["timeline"]
+                    if e["action"] == "repair"
+                ]
+            )
+            == 2
+            and r
+        ),
+        timeout=30,
+        what="the writer's two repairs",
+    )
     assert sorted(e["tenant"] for e in repairs) == ["bigco", "ghost"], repairs
 
     done = cli(s, "audit", "verify", "--settle", "0")
@@ -127,7 +144,9 @@ def test_audit_answers_where_and_why_and_verify_catches_corruption(
     # The forged records are reported; the running writer's repair records are not (the
     # tombstones are linked to its repair events, its route written again is a repeat), and
     # after the repair the table is the replay of the events again.
-    assert sorted(found) == [(f"{topic}/bigco", "route-without-event"),
-                             (f"{topic}/ghost", "route-without-event")], report
+    assert sorted(found) == [
+        (f"{topic}/bigco", "route-without-event"),
+        (f"{topic}/ghost", "route-without-event"),
+    ], report
     repaired = [d for d in report["discrepancies"] if "the writer repaired it" in d["found"]]
     assert len(repaired) == 2, report

@@ -47,8 +47,7 @@ def own_settings(stack_settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def own_worker(own_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Worker]:
+def own_worker(own_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     worker = start_writer(own_settings, tmp_path_factory.mktemp("bad-input-worker"))
     assert worker.alive, worker.log()[-3000:]
     yield worker
@@ -63,6 +62,7 @@ def new_topic(settings: Settings, partitions: int) -> str:
 
 # -- item 12: no client outlives its owner ------------------------------------------------------
 
+
 def test_a_closed_producer_and_its_metrics_leave_no_kafka_client(own_settings: Settings) -> None:
     topic = new_topic(own_settings, 2)
     before = kafka_client_threads()
@@ -74,9 +74,15 @@ def test_a_closed_producer_and_its_metrics_leave_no_kafka_client(own_settings: S
         producer.send(topic, b"v", b"tenant").result(10)
         producer_metrics(registry).add(producer, conf)
         # A scrape asks the broker for the routes topic's end: the metrics' own client.
-        wait_for(lambda: registry.get_sample_value(
-            "routing_producer_routes_end_offset", {"producer": producer.producer_id}) is not None,
-            what="the routes topic's end offset in the producer's metrics")
+        wait_for(
+            lambda: (
+                registry.get_sample_value(
+                    "routing_producer_routes_end_offset", {"producer": producer.producer_id}
+                )
+                is not None
+            ),
+            what="the routes topic's end offset in the producer's metrics",
+        )
         assert leaked_since(before), "the producer's clients are alive while it is open"
     finally:
         producer.close()
@@ -84,16 +90,23 @@ def test_a_closed_producer_and_its_metrics_leave_no_kafka_client(own_settings: S
     assert not leaked_since(before)
     with pytest.raises(RoutingProducerError, match="closed"):
         producer.produce(topic, b"late", b"tenant")
-    assert registry.get_sample_value("routing_producer_routes_end_offset",
-                                     {"producer": producer.producer_id}) is None
+    assert (
+        registry.get_sample_value("routing_producer_routes_end_offset", {"producer": producer.producer_id})
+        is None
+    )
     assert not leaked_since(before), "a scrape after close started a client again"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-def forge(settings: Settings, topic: str, records: list[tuple[bytes, bytes | None]],
-          partition: int | None = None,
-          headers: list[tuple[str, str | bytes | None]] | None = None) -> int:
+
+def forge(
+    settings: Settings,
+    topic: str,
+    records: list[tuple[bytes, bytes | None]],
+    partition: int | None = None,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+) -> int:
     """Writes ``records`` as anyone with network access can (plain confluent-kafka, no
     credentials); returns the offset after the last one."""
     offsets: list[int] = []
@@ -104,8 +117,14 @@ def forge(settings: Settings, topic: str, records: list[tuple[bytes, bytes | Non
 
     producer = Producer(client_settings(settings.bootstrap))
     for key, value in records:
-        producer.produce(topic, value, key, on_delivery=delivered,
-                         partition=-1 if partition is None else partition, headers=headers)
+        producer.produce(
+            topic,
+            value,
+            key,
+            on_delivery=delivered,
+            partition=-1 if partition is None else partition,
+            headers=headers,
+        )
     assert producer.flush(10) == 0
     return max(offsets) + 1
 
@@ -123,11 +142,19 @@ class MetadataRequests:
 
     def after(self, moment: float) -> int:
         """The count in the first sample taken after ``moment`` (monotonic)."""
-        return int(wait_for(lambda: next((n + 1 for t, n in self.samples if t > moment), 0),
-                            what="librdkafka statistics")) - 1
+        return (
+            int(
+                wait_for(
+                    lambda: next((n + 1 for t, n in self.samples if t > moment), 0),
+                    what="librdkafka statistics",
+                )
+            )
+            - 1
+        )
 
 
 # -- item 8: routes that cannot be followed ---------------------------------------------------------
+
 
 def test_routes_that_cannot_be_followed_leave_the_tenant_where_it_was(
     own_settings: Settings, own_worker: Worker
@@ -139,8 +166,7 @@ def test_routes_that_cannot_be_followed_leave_the_tenant_where_it_was(
     out = cli(routing_settings, "routes", "pin", topic, tenant, "-p", str(target))
     assert out.returncode == 0, out.stderr
     requests = MetadataRequests()
-    conf = producer_conf(routing_settings, **{"statistics.interval.ms": 100,
-                                               "stats_cb": requests})
+    conf = producer_conf(routing_settings, **{"statistics.interval.ms": 100, "stats_cb": requests})
     with RoutingProducer(conf) as producer:
         producer.wait_ready(30)
         assert producer.cache is not None
@@ -152,15 +178,19 @@ def test_routes_that_cannot_be_followed_leave_the_tenant_where_it_was(
         # Each newer than the pinned route: before, the cache applied each in turn. [] made
         # produce() raise ValueError (max() of nothing), [-1] let librdkafka place the tenant
         # (a move without a drain), [99] cost a warning and a metadata request per record.
-        codec = RouteCodec(registry_client(routing_settings.registry_url),
-                           routing_settings.routes_topic)
+        codec = RouteCodec(registry_client(routing_settings.registry_url), routing_settings.routes_topic)
         key = codec.encode_key(topic, tenant)
-        bad = [dataclasses.replace(pinned, partitions=partitions, epoch=pinned.epoch + i)
-               for i, partitions in enumerate([(), (-1,), (99,)], start=1)]
-        end = forge(routing_settings, routing_settings.routes_topic,
-                    [(key, codec.encode(route)) for route in bad])
-        wait_for(lambda: producer.cache.stats().position >= end,  # type: ignore[union-attr]
-                 what="the cache to read the forged routes")
+        bad = [
+            dataclasses.replace(pinned, partitions=partitions, epoch=pinned.epoch + i)
+            for i, partitions in enumerate([(), (-1,), (99,)], start=1)
+        ]
+        end = forge(
+            routing_settings, routing_settings.routes_topic, [(key, codec.encode(route)) for route in bad]
+        )
+        wait_for(
+            lambda: producer.cache.stats().position >= end,  # type: ignore[union-attr]
+            what="the cache to read the forged routes",
+        )
         read_at = time.monotonic()
         before = requests.after(read_at)
         futures = [producer.send(topic, b"v", tenant.encode()) for _ in range(300)]
@@ -181,13 +211,18 @@ def test_routes_that_cannot_be_followed_leave_the_tenant_where_it_was(
 
 # -- item 10: forged usage reports ---------------------------------------------------------------
 
+
 def summaries_since(settings: Settings, since_ms: int) -> list[WindowSummary]:
     """Window summaries on the control topic for windows ending after ``since_ms``."""
-    codec = AvroCodec(registry_client(settings.registry_url), WINDOW_SUMMARY_SCHEMA,
-                      settings.control_topic,
-                      subject=f"{settings.control_topic}-{WINDOW_SUMMARY_SCHEMA}")
-    consumer = Consumer({**client_settings(settings.bootstrap),
-                         "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False})
+    codec = AvroCodec(
+        registry_client(settings.registry_url),
+        WINDOW_SUMMARY_SCHEMA,
+        settings.control_topic,
+        subject=f"{settings.control_topic}-{WINDOW_SUMMARY_SCHEMA}",
+    )
+    consumer = Consumer(
+        {**client_settings(settings.bootstrap), "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
     found = []
     try:
         tp = TopicPartition(settings.control_topic, 0)
@@ -223,10 +258,16 @@ def test_forged_usage_reports_are_refused_and_honest_ones_still_count(
         """A usage record claiming ``records`` of the honest tenant: on its usage partition,
         so whatever the forgery breaks there breaks the honest tenant's windows too."""
         key = f"{topic}/{honest}".encode()
-        return key, codec.encode({"producer_id": forger, "interval_start": start,
-                                  "interval_end": end, "reports": [
-                                      {"topic": topic, "tenant": honest, "records": records,
-                                       "bytes": 10, "partition": 0}]})
+        return key, codec.encode(
+            {
+                "producer_id": forger,
+                "interval_start": start,
+                "interval_end": end,
+                "reports": [
+                    {"topic": topic, "tenant": honest, "records": records, "bytes": 10, "partition": 0}
+                ],
+            }
+        )
 
     sent = 0
     with RoutingProducer(producer_conf(s, **{"routing.usage.interval.ms": 200})) as producer:
@@ -247,21 +288,26 @@ def test_forged_usage_reports_are_refused_and_honest_ones_still_count(
                     forged(1, now - 86_400_000, now),  # a day's interval
                 ]
                 for key, value in forgeries:  # where a producer would put them
-                    forge(s, s.usage_topic, [(key, value)],
-                          partition=java_partition(key, s.usage_partitions))
+                    forge(s, s.usage_topic, [(key, value)], partition=java_partition(key, s.usage_partitions))
                 forgeries_sent = True
             time.sleep(0.02)
         producer.flush(10)
 
     def honest_total() -> int:
-        return sum(records for summary in summaries_since(s, started)
-                   for (t, n), (records, _) in summary.tenants.items()
-                   if (t, n) == (topic, honest))
+        return sum(
+            records
+            for summary in summaries_since(s, started)
+            for (t, n), (records, _) in summary.tenants.items()
+            if (t, n) == (topic, honest)
+        )
 
     # The windows of the traffic close (by stream time or timer) with every honest record, and
     # nothing of what was forged.
-    wait_for(lambda: honest_total() == sent, timeout=3 * s.window_s + 30,
-             what=f"the window summaries to hold the {sent} honest records, no more")
+    wait_for(
+        lambda: honest_total() == sent,
+        timeout=3 * s.window_s + 30,
+        what=f"the window summaries to hold the {sent} honest records, no more",
+    )
     usage = worker.get("/writer/stats")["usage"]
     assert worker.process.poll() is None, worker.log()[-3000:]
     assert usage["rejected_too_large"] >= 3
@@ -277,22 +323,32 @@ def test_forged_usage_reports_are_refused_and_honest_ones_still_count(
     log_text = worker.log()
     assert f"usage of producer '{forger}' refused" in log_text
     # The forger "closes", as a RoutingProducer does: drains no longer wait for it.
-    forge(s, s.answers_topic, [(forger.encode(), forger.encode())],
-          headers=[("routing.type", b"producer-closed")])
+    forge(
+        s,
+        s.answers_topic,
+        [(forger.encode(), forger.encode())],
+        headers=[("routing.type", b"producer-closed")],
+    )
 
 
 # -- item 9: poison under a live route's key, and compaction ----------------------------------------
 
 # Compaction as soon as the log cleaner looks (every log.cleaner.backoff.ms, 15 s by default):
 # no lag, short segments, any dirt at all worth cleaning.
-FAST_COMPACTION = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "100",
-                   "min.cleanable.dirty.ratio": "0.001", "delete.retention.ms": "100"}
+FAST_COMPACTION = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": "0",
+    "segment.ms": "100",
+    "min.cleanable.dirty.ratio": "0.001",
+    "delete.retention.ms": "100",
+}
 
 
 def routes_records(settings: Settings) -> list[tuple[int, bytes | None, bytes | None]]:
     """(offset, key, value) of every record on the routes topic, as a new reader finds them."""
-    consumer = Consumer({**client_settings(settings.bootstrap),
-                         "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False})
+    consumer = Consumer(
+        {**client_settings(settings.bootstrap), "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
     found: list[tuple[int, bytes | None, bytes | None]] = []
     try:
         tp = TopicPartition(settings.routes_topic, 0)
@@ -313,10 +369,14 @@ def test_poison_under_a_live_route_survives_compaction_neither_for_producers_nor
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     s = stack_settings.replace(
-        routes_topic=f"bi.routes.{suffix}", events_topic=f"bi.events.{suffix}",
-        usage_topic=f"bi.usage.{suffix}", control_topic=f"bi.control.{suffix}",
+        routes_topic=f"bi.routes.{suffix}",
+        events_topic=f"bi.events.{suffix}",
+        usage_topic=f"bi.usage.{suffix}",
+        control_topic=f"bi.control.{suffix}",
         answers_topic=f"bi.answers.{suffix}",
-        app_id=f"bi-{suffix}", min_compaction_lag_ms=0)
+        app_id=f"bi-{suffix}",
+        min_compaction_lag_ms=0,
+    )
     create_topic(s.bootstrap, s.routes_topic, 1, FAST_COMPACTION)
     ensure_topics(s.bootstrap, routing_topics(s))
     topic = f"orders-{suffix}"
@@ -343,19 +403,27 @@ def test_poison_under_a_live_route_survives_compaction_neither_for_producers_nor
 
             # Poison under the live key while the writer runs: bytes nobody can decode, then a
             # route nobody can follow. The writer writes the route again, unchanged, after it.
-            end = forge(s, s.routes_topic, [
-                (key, garbage),
-                (key, codec.encode(dataclasses.replace(pinned, partitions=(), epoch=99)))])
-            wait_for(lambda: newest_is_good(end), timeout=30,
-                     what="the writer to write the route again over the poison")
+            end = forge(
+                s,
+                s.routes_topic,
+                [(key, garbage), (key, codec.encode(dataclasses.replace(pinned, partitions=(), epoch=99)))],
+            )
+            wait_for(
+                lambda: newest_is_good(end),
+                timeout=30,
+                what="the writer to write the route again over the poison",
+            )
 
             # Poison while no worker runs: the next one restores its table through it (keeping
             # the route), and writes the route again once it has read the topic.
             workers.pop().stop()
             end = forge(s, s.routes_topic, [(key, garbage)])
             workers.append(start_writer(s, tmp_path / "second"))
-            wait_for(lambda: newest_is_good(end), timeout=30,
-                     what="the restarted writer to write the route again over the poison")
+            wait_for(
+                lambda: newest_is_good(end),
+                timeout=30,
+                what="the restarted writer to write the route again over the poison",
+            )
             assert running.route_for(topic, tenant) == pinned  # the running producer kept it
 
             # Compaction: once the segment holding it all is closed (a record after segment.ms
@@ -364,6 +432,7 @@ def test_poison_under_a_live_route_survives_compaction_neither_for_producers_nor
                 time.sleep(0.5)
                 forge(s, s.routes_topic, [(f"{topic}/filler".encode(), None)])
                 return len([o for o, k, _ in routes_records(s) if k == key]) == 1
+
             wait_for(compacted, timeout=120, what="the log cleaner to compact the routes topic")
             assert newest_is_good(0)  # the one record left under the key is the route
 

@@ -48,15 +48,18 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Cluster]:
+def cluster(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     kafka_port, controller_port, registry_port = free_ports(3)
     local = stack_settings.replace(
-        bootstrap_servers=None, schema_registry_url=stack_settings.registry_url,
-        state_dir=tmp_path_factory.mktemp("brokers3"), kafka_port=kafka_port,
-        controller_port=controller_port, registry_port=registry_port,
+        bootstrap_servers=None,
+        schema_registry_url=stack_settings.registry_url,
+        state_dir=tmp_path_factory.mktemp("brokers3"),
+        kafka_port=kafka_port,
+        controller_port=controller_port,
+        registry_port=registry_port,
         # Three JVMs next to the session's stack on a 2-core CI runner.
-        kafka_heap="384m")
+        kafka_heap="384m",
+    )
     stack = LocalStack(local, brokers=3)
     try:
         info = stack.up()
@@ -69,13 +72,20 @@ def describe(bootstrap: str, topics: list[str]) -> dict[str, tuple[set[int], str
     """topic -> (replica counts of its partitions, min.insync.replicas)."""
     admin = AdminClient(client_settings(bootstrap))
     # A topic just created may not be in every broker's metadata yet.
-    metadata = wait_for(lambda: (md := admin.list_topics(timeout=10)).topics.keys() >= set(topics)
-                        and md, 10, "the topics in the metadata")
+    metadata = wait_for(
+        lambda: (md := admin.list_topics(timeout=10)).topics.keys() >= set(topics) and md,
+        10,
+        "the topics in the metadata",
+    )
     resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
     configs = admin.describe_configs(resources, request_timeout=10)
-    return {r.name: ({len(p.replicas) for p in metadata.topics[r.name].partitions.values()},
-                     configs[r].result(10)["min.insync.replicas"].value)
-            for r in resources}
+    return {
+        r.name: (
+            {len(p.replicas) for p in metadata.topics[r.name].partitions.values()},
+            configs[r].result(10)["min.insync.replicas"].value,
+        )
+        for r in resources
+    }
 
 
 def test_three_brokers_replicate_the_routing_topics(cluster: Cluster) -> None:
@@ -87,8 +97,7 @@ def test_three_brokers_replicate_the_routing_topics(cluster: Cluster) -> None:
     s = fresh_routing_settings(cluster.settings, "brokers")
     data = f"orders-{uuid.uuid4().hex[:8]}"
     create_topic(s.bootstrap, data, PARTITIONS)
-    found = describe(s.bootstrap, [s.routes_topic, s.events_topic, s.control_topic,
-                                   s.usage_topic, data])
+    found = describe(s.bootstrap, [s.routes_topic, s.events_topic, s.control_topic, s.usage_topic, data])
     # Routes, decisions, commands and data: an acknowledged write is on two brokers.
     for topic in (s.routes_topic, s.events_topic, s.control_topic, data):
         assert found[topic] == ({3}, "2"), (topic, found[topic])
@@ -102,8 +111,7 @@ def test_three_brokers_replicate_the_routing_topics(cluster: Cluster) -> None:
 class AckedTraffic(threading.Thread):
     """Numbered key-only records for every tenant at ``rate`` records/s; remembers each ack."""
 
-    def __init__(self, producer: RoutingProducer, topic: str, tenants: list[str],
-                 rate: float) -> None:
+    def __init__(self, producer: RoutingProducer, topic: str, tenants: list[str], rate: float) -> None:
         super().__init__(name="acked-traffic", daemon=True)
         self.producer, self.topic, self.tenants, self.rate = producer, topic, tenants, rate
         self.sent: dict[str, int] = {}
@@ -132,8 +140,9 @@ class AckedTraffic(threading.Thread):
                     tenant = self.tenants[turn % len(self.tenants)]
                     turn += 1
                     seq = self.sent.get(tenant, 0)
-                    self.producer.produce(self.topic, f"{tenant}|{seq}".encode(),
-                                          tenant.encode(), on_delivery=self.on_delivery)
+                    self.producer.produce(
+                        self.topic, f"{tenant}|{seq}".encode(), tenant.encode(), on_delivery=self.on_delivery
+                    )
                     self.sent[tenant] = seq + 1
                 owed -= int(owed)
                 next_tick += tick
@@ -146,8 +155,7 @@ def write_route(s: Settings, route: Route) -> None:
     """Writes a route as the worker would (the project's codec, acks=all), without a worker."""
     codec = RouteCodec(registry_client(s.registry_url), s.routes_topic)
     producer = Producer(client_settings(s.bootstrap, acks="all", **{"enable.idempotence": True}))
-    producer.produce(s.routes_topic, codec.encode(route),
-                     RouteCodec.encode_key(route.topic, route.tenant))
+    producer.produce(s.routes_topic, codec.encode(route), RouteCodec.encode_key(route.topic, route.tenant))
     # Long enough for a leader election of the routes partition.
     assert producer.flush(60) == 0
 
@@ -165,7 +173,8 @@ def longest_gap(times: list[float], start: float, end: float) -> tuple[float, fl
 
 
 def test_broker_killed_under_load_loses_nothing_and_routes_still_propagate(
-    cluster: Cluster, record_property: Callable[[str, object], None],
+    cluster: Cluster,
+    record_property: Callable[[str, object], None],
 ) -> None:
     s = fresh_routing_settings(cluster.settings, "kill")
     topic = f"orders-{uuid.uuid4().hex[:8]}"
@@ -184,22 +193,50 @@ def test_broker_killed_under_load_loses_nothing_and_routes_still_propagate(
         traffic = AckedTraffic(producer, topic, tenants, RATE)
         traffic.start()
         time.sleep(2)
-        write_route(s, Route(topic, ROUTED, (before_kill,), epoch=1, mode=RouteMode.RELAXED,
-                             reason="before the kill", updated_at_ms=int(time.time() * 1000)))
+        write_route(
+            s,
+            Route(
+                topic,
+                ROUTED,
+                (before_kill,),
+                epoch=1,
+                mode=RouteMode.RELAXED,
+                reason="before the kill",
+                updated_at_ms=int(time.time() * 1000),
+            ),
+        )
         wait_for(lambda: producer.route_for(topic, ROUTED) is not None, 20, "the first route")
         time.sleep(1)
 
         os.kill(victim_pid, signal.SIGKILL)
         killed_at = time.monotonic()
         # SIGKILL is delivered, not awaited: the node is gone once `stack status` says so.
-        wait_for(lambda: [n["id"] for n in cluster.stack.status()["kafka"]["nodes"]
-                          if n["pid"] is None] == [victim], 10, "the killed node to be down")
+        wait_for(
+            lambda: (
+                [n["id"] for n in cluster.stack.status()["kafka"]["nodes"] if n["pid"] is None] == [victim]
+            ),
+            10,
+            "the killed node to be down",
+        )
         assert not cluster.stack.status()["running"]
 
-        write_route(s, Route(topic, ROUTED, (after_kill,), epoch=2, mode=RouteMode.RELAXED,
-                             reason="after the kill", updated_at_ms=int(time.time() * 1000)))
-        wait_for(lambda: getattr(producer.route_for(topic, ROUTED), "epoch", 0) == 2, 60,
-                 "the route written after the kill")
+        write_route(
+            s,
+            Route(
+                topic,
+                ROUTED,
+                (after_kill,),
+                epoch=2,
+                mode=RouteMode.RELAXED,
+                reason="after the kill",
+                updated_at_ms=int(time.time() * 1000),
+            ),
+        )
+        wait_for(
+            lambda: getattr(producer.route_for(topic, ROUTED), "epoch", 0) == 2,
+            60,
+            "the route written after the kill",
+        )
         second_route_s = time.monotonic() - killed_at
         time.sleep(3)
         traffic.stop()
@@ -214,12 +251,16 @@ def test_broker_killed_under_load_loses_nothing_and_routes_still_propagate(
     sent = sum(traffic.sent.values())
     max_gap, gap_began = longest_gap(traffic.acked_at, killed_at - 1, stopped_at)
     normal_gap, _ = longest_gap(traffic.acked_at, 0, killed_at - 1)
-    figures = {"sent": sent, "acked": len(traffic.acked_at), "failed": len(traffic.failed),
-               "max_ack_gap_s": round(max_gap, 2),
-               "gap_began_after_kill_s": round(gap_began - killed_at, 2),
-               "max_ack_gap_before_kill_s": round(normal_gap, 2),
-               "second_route_seen_after_s": round(second_route_s, 2),
-               "broker_rejoined_in_s": round(restarted.startup_s[f"kafka-{victim}"], 2)}
+    figures = {
+        "sent": sent,
+        "acked": len(traffic.acked_at),
+        "failed": len(traffic.failed),
+        "max_ack_gap_s": round(max_gap, 2),
+        "gap_began_after_kill_s": round(gap_began - killed_at, 2),
+        "max_ack_gap_before_kill_s": round(normal_gap, 2),
+        "second_route_seen_after_s": round(second_route_s, 2),
+        "broker_rejoined_in_s": round(restarted.startup_s[f"kafka-{victim}"], 2),
+    }
     for name, figure in figures.items():
         record_property(name, figure)
     print(f"\nbroker {victim} killed under {RATE} records/s: {figures}")

@@ -30,19 +30,28 @@ SPIKY = "spiky"
 
 
 @pytest.fixture(scope="module")
-def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[Settings, list[Worker]]]:
+def plane(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, list[Worker]]]:
     suffix = uuid.uuid4().hex[:8]
     settings = stack_settings.replace(
-        routes_topic=f"cp.routes.{suffix}", events_topic=f"cp.events.{suffix}",
-        usage_topic=f"cp.usage.{suffix}", control_topic=f"cp.control.{suffix}",
+        routes_topic=f"cp.routes.{suffix}",
+        events_topic=f"cp.events.{suffix}",
+        usage_topic=f"cp.usage.{suffix}",
+        control_topic=f"cp.control.{suffix}",
         answers_topic=f"cp.answers.{suffix}",
-        app_id=f"cp-{suffix}", usage_partitions=4, min_compaction_lag_ms=0,
-        window_s=WINDOW_S, window_grace_ms=800, window_idle_ms=1000, planner_max_wait_ms=2000,
+        app_id=f"cp-{suffix}",
+        usage_partitions=4,
+        min_compaction_lag_ms=0,
+        window_s=WINDOW_S,
+        window_grace_ms=800,
+        window_idle_ms=1000,
+        planner_max_wait_ms=2000,
         worker_session_timeout_s=6.0,
         # shard_fill high: a x20 tenant far below capacity is isolated here, not sharded.
         planner_policy="partition_capacity=2000,shard_fill=5,min_dwell_s=3,cooldown_s=3,"
-                       "merge_back_threshold=0.5")
+        "merge_back_threshold=0.5",
+    )
     ensure_topics(settings.bootstrap, routing_topics(settings))
     with running_workers(settings, tmp_path_factory.mktemp("plane"), 2) as workers:
         yield settings, workers
@@ -77,23 +86,34 @@ def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
             wait_window_boundary()
             onset = time.monotonic()
             traffic.rates[SPIKY] = BASE_RATE * 20
-            route = wait_for(lambda: producer.route_for(topic, SPIKY), timeout=6 * WINDOW_S,
-                             what="the spiking tenant to be routed")
+            route = wait_for(
+                lambda: producer.route_for(topic, SPIKY),
+                timeout=6 * WINDOW_S,
+                what="the spiking tenant to be routed",
+            )
             # Draining: its records stop going to the old partition (they are held)...
             figures["reaction_s"] = time.monotonic() - onset
             assert old_partition not in route.partitions
             # ... and once the drain is over they go to the new one.
-            route = wait_for(lambda: (r := producer.route_for(topic, SPIKY)) is not None
-                             and r.status is RouteStatus.ACTIVE and r, timeout=30,
-                             what="the move to end")
+            route = wait_for(
+                lambda: (
+                    (r := producer.route_for(topic, SPIKY)) is not None
+                    and r.status is RouteStatus.ACTIVE
+                    and r
+                ),
+                timeout=30,
+                what="the move to end",
+            )
             figures["routed_s"] = time.monotonic() - onset
             time.sleep(1.0)
             sampler.sample()
             time.sleep(2.0)
             after = sampler.sample()
-            figures.update(old_partition_before=before[old_partition],
-                           old_partition_after=after[old_partition],
-                           new_partition_after=sum(after[p] for p in route.partitions))
+            figures.update(
+                old_partition_before=before[old_partition],
+                old_partition_after=after[old_partition],
+                new_partition_after=sum(after[p] for p in route.partitions),
+            )
             # The old partition is back near where it was; the tenant's traffic moved with it.
             assert after[old_partition] < 1.5 * before[old_partition] + 20, figures
             assert figures["new_partition_after"] > 300, figures
@@ -102,20 +122,27 @@ def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
 
             traffic.rates[SPIKY] = BASE_RATE
             cooled = time.monotonic()
-            wait_for(lambda: producer.route_for(topic, SPIKY) is None, timeout=40,
-                     what="the cooled tenant to merge back")
+            wait_for(
+                lambda: producer.route_for(topic, SPIKY) is None,
+                timeout=40,
+                what="the cooled tenant to merge back",
+            )
             figures["merge_back_s"] = time.monotonic() - cooled
 
             planner = wait_for(lambda: leader(workers), timeout=10, what="a planning worker")
-            epochs_before = [e.to_epoch for e in events(settings)
-                             if e.tenant == SPIKY and e.to_epoch is not None]
+            epochs_before = [
+                e.to_epoch for e in events(settings) if e.tenant == SPIKY and e.to_epoch is not None
+            ]
             planner.kill()
             killed = time.monotonic()
             survivor = next(w for w in workers if w is not planner)
             wait_window_boundary()
             traffic.rates[SPIKY] = BASE_RATE * 20
-            route = wait_for(lambda: producer.route_for(topic, SPIKY), timeout=60,
-                             what="a decision after the planning worker was killed")
+            route = wait_for(
+                lambda: producer.route_for(topic, SPIKY),
+                timeout=60,
+                what="a decision after the planning worker was killed",
+            )
             figures["failover_decision_s"] = time.monotonic() - killed
             assert survivor.get("/writer/stats")["planning"]
         finally:
@@ -132,8 +159,9 @@ def test_spike_is_isolated_cools_merges_back_and_survives_a_killed_planner(
     assert [e.action for e in ends] == ["drain-complete"] * len(ends) and len(ends) >= 2, ends
     assert all(e.reason and e.observed for e in every), every
     # Each event carries the kind of its decision: the planner step's, then how the drain ended.
-    assert history[0].reason_kind in ("hot_partition", "unsplittable", "shard_grow",
-                                      "shard_split"), history[0]
+    assert history[0].reason_kind in ("hot_partition", "unsplittable", "shard_grow", "shard_split"), history[
+        0
+    ]
     assert history[1].reason_kind == "cooled", history[1]
     assert {e.reason_kind for e in ends} == {"drained"}, ends
     epochs = [e.to_epoch for e in history if e.to_epoch is not None]

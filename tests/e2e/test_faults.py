@@ -46,8 +46,7 @@ class SpareRegistry:
     """A second Apicurio (the stack's own code, its own state folder and port)."""
 
     def __init__(self, base: Settings, state_dir: Path) -> None:
-        self.settings = base.replace(state_dir=state_dir, registry_port=free_port(),
-                                     schema_registry_url=None)
+        self.settings = base.replace(state_dir=state_dir, registry_port=free_port(), schema_registry_url=None)
         self.url = self.settings.registry_url
         self._process = registry.process(self.settings)
 
@@ -57,8 +56,7 @@ class SpareRegistry:
 
     def start(self) -> None:
         home = artifacts.ensure_registry(self.settings)
-        pid = self._process.start(registry.argv(self.settings, java_for_registry(), free_port()),
-                                  cwd=home)
+        pid = self._process.start(registry.argv(self.settings, java_for_registry(), free_port()), cwd=home)
         registry.wait_ready(self.settings, pid)
         registry.set_global_compatibility(self.url)
 
@@ -68,8 +66,7 @@ class SpareRegistry:
 
 
 @pytest.fixture(scope="module")
-def spare(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[SpareRegistry]:
+def spare(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpareRegistry]:
     spare = SpareRegistry(stack_settings, tmp_path_factory.mktemp("spare-registry"))
     spare.start()
     try:
@@ -92,8 +89,9 @@ def write_route(settings: Settings, route: Route) -> None:
     """A route record as the writer would write it, through ``settings``' registry."""
     codec = RouteCodec(registry_client(settings.registry_url), settings.routes_topic)
     producer = Producer(client_settings(settings.bootstrap, acks="all"))
-    producer.produce(settings.routes_topic, codec.encode(route),
-                     RouteCodec.encode_key(route.topic, route.tenant))
+    producer.produce(
+        settings.routes_topic, codec.encode(route), RouteCodec.encode_key(route.topic, route.tenant)
+    )
     assert producer.flush(10) == 0
 
 
@@ -111,8 +109,9 @@ def not_hashed(tenant: str, partitions: int) -> int:
 def _non_loopback_addresses() -> list[str]:
     found: set[str] = set()
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        found.update(subprocess.run(["hostname", "-I"], capture_output=True, text=True,
-                                    timeout=5).stdout.split())
+        found.update(
+            subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout.split()
+        )
     with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.connect(("192.0.2.1", 9))  # UDP: picks the outgoing interface, sends nothing
         found.add(probe.getsockname()[0])
@@ -120,8 +119,9 @@ def _non_loopback_addresses() -> list[str]:
     for text in found:
         with contextlib.suppress(ValueError):
             address = ipaddress.ip_address(text)
-            if address.version == 4 and not (address.is_loopback or address.is_unspecified
-                                             or address.is_link_local):
+            if address.version == 4 and not (
+                address.is_loopback or address.is_unspecified or address.is_link_local
+            ):
                 usable.append(text)
     return sorted(usable)
 
@@ -146,25 +146,31 @@ def test_worker_web_server_is_reachable_on_loopback_only(worker: Worker) -> None
 
 # -- 3. a worker started while the registry is down ----------------------------------------------
 def test_worker_started_while_the_registry_is_down_becomes_ready_once_it_is_back(
-        stack_settings: Settings, spare: SpareRegistry, tmp_path: Path) -> None:
-    settings = fresh_routing_settings(stack_settings, "faults.start",
-                                      schema_registry_url=spare.url)
+    stack_settings: Settings, spare: SpareRegistry, tmp_path: Path
+) -> None:
+    settings = fresh_routing_settings(stack_settings, "faults.start", schema_registry_url=spare.url)
     topic = data_topic(settings, 4)
     # On the routes topic, the routes table's changelog: only this registry knows its schema.
     write_route(settings, Route(topic, "acme", (2,), 1, reason="before the outage"))
     with registry_down(spare):
         worker = launch_worker(settings, tmp_path / "worker")
         try:
-            wait_for(lambda: spare.url in worker.log() or "[^---Recovery]" in worker.log(),
-                     timeout=90, what="the worker to start reading")
+            wait_for(
+                lambda: spare.url in worker.log() or "[^---Recovery]" in worker.log(),
+                timeout=90,
+                what="the worker to start reading",
+            )
             assert worker.alive and not worker.ready()
             spare.start()
             assert worker.wait_ready(120), f"never ready:\n{worker.log()[-4000:]}"
             log = worker.log()
             assert f"waiting for the schema registry at {spare.url}" in log
             assert f"schema registry at {spare.url} answered after" in log
-            wait_for(lambda: worker.get("/writer/stats").get("planning"), timeout=90,
-                     what="the worker to own the control partition")
+            wait_for(
+                lambda: worker.get("/writer/stats").get("planning"),
+                timeout=90,
+                what="the worker to own the control partition",
+            )
             routes = worker.get("/routes/")["routes"]
             assert [r["key"] for r in routes] == [f"{topic}/acme"]
             # The writer's table recovered the route: the next pin bumps its epoch.
@@ -177,14 +183,15 @@ def test_worker_started_while_the_registry_is_down_becomes_ready_once_it_is_back
 
 # -- 5. a producer started while the registry is down --------------------------------------------
 def test_a_producer_started_while_the_registry_is_down_waits_for_its_routes(
-        stack_settings: Settings, spare: SpareRegistry) -> None:
-    settings = fresh_routing_settings(stack_settings, "faults.cache",
-                                      schema_registry_url=spare.url)
+    stack_settings: Settings, spare: SpareRegistry
+) -> None:
+    settings = fresh_routing_settings(stack_settings, "faults.cache", schema_registry_url=spare.url)
     topic = data_topic(settings, 8)
     pinned = not_hashed("acme", 8)
     write_route(settings, Route(topic, "acme", (pinned,), 1, reason="pinned before the outage"))
-    conf = settings.producer_config(**{"routing.max.block.ms": 3000,
-                                       "routing.usage.enabled": False, "linger.ms": 5})
+    conf = settings.producer_config(
+        **{"routing.max.block.ms": 3000, "routing.usage.enabled": False, "linger.ms": 5}
+    )
     with registry_down(spare):
         with RoutingProducer(conf) as impatient:
             with pytest.raises(TimeoutError) as waited:
@@ -200,8 +207,7 @@ def test_a_producer_started_while_the_registry_is_down_waits_for_its_routes(
 
         with RoutingProducer({**conf, "routing.max.block.ms": 180_000}) as producer:
             sent: list[Future[RecordMetadata]] = []
-            sender = threading.Thread(target=lambda: sent.append(
-                producer.send(topic, b"waited", b"acme")))
+            sender = threading.Thread(target=lambda: sent.append(producer.send(topic, b"waited", b"acme")))
             sender.start()
             spare.start()
             sender.join(180)
@@ -211,13 +217,19 @@ def test_a_producer_started_while_the_registry_is_down_waits_for_its_routes(
 
 # -- 4, 6. strict moves: the registry down mid-move, a move that cannot end, held records --------
 @pytest.fixture(scope="module")
-def plane(stack_settings: Settings, spare: SpareRegistry,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Worker]]:
+def plane(
+    stack_settings: Settings, spare: SpareRegistry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, Worker]]:
     """A writer on the spare registry with 1 s windows, so producers are known within seconds;
     producers stay live for a minute without reports (a stopped one is still waited for)."""
-    settings = fresh_routing_settings(stack_settings, "faults.drain",
-                                      schema_registry_url=spare.url, window_s=1.0,
-                                      drain_timeout_ms=8000, producer_expiry_ms=60_000)
+    settings = fresh_routing_settings(
+        stack_settings,
+        "faults.drain",
+        schema_registry_url=spare.url,
+        window_s=1.0,
+        drain_timeout_ms=8000,
+        producer_expiry_ms=60_000,
+    )
     worker = start_writer(settings, tmp_path_factory.mktemp("plane"))
     assert worker.alive, worker.log()[-3000:]
     try:
@@ -253,17 +265,25 @@ class Traffic:
 
 
 def _known(worker: Worker, producer_id: str) -> None:
-    wait_for(lambda: producer_id in worker.get("/writer/stats").get("live_producers", ()),
-             timeout=60, what=f"the writer to know producer {producer_id}")
+    wait_for(
+        lambda: producer_id in worker.get("/writer/stats").get("live_producers", ()),
+        timeout=60,
+        what=f"the writer to know producer {producer_id}",
+    )
 
 
 def _pin(control: ControlClient, topic: str, tenant: str, partition: int) -> CommandOutcome:
-    return control.submit(ControlCommand(ControlAction.PIN, topic, tenant, now_ms(), (partition,),
-                                         reason="faults test", issued_by="test"), wait_s=60)
+    return control.submit(
+        ControlCommand(
+            ControlAction.PIN, topic, tenant, now_ms(), (partition,), reason="faults test", issued_by="test"
+        ),
+        wait_s=60,
+    )
 
 
 def test_a_move_completes_while_the_registry_is_down(
-        plane: tuple[Settings, Worker], spare: SpareRegistry) -> None:
+    plane: tuple[Settings, Worker], spare: SpareRegistry
+) -> None:
     settings, worker = plane
     topic = data_topic(settings, 6)
     first_target = not_hashed("acme", 6)
@@ -283,8 +303,10 @@ def test_a_move_completes_while_the_registry_is_down(
                     moved = _pin(control, topic, "acme", second_target)
                     assert moved.end is not None, f"no end of the move within 60 s: {moved}"
                     assert moved.end.action == "drain-complete", moved.end.reason
-                    print(f"\nmove with the registry down: {moved.end.reason}, "
-                          f"{moved.end.observed.get('held_records')} records held")
+                    print(
+                        f"\nmove with the registry down: {moved.end.reason}, "
+                        f"{moved.end.observed.get('held_records')} records held"
+                    )
                     after = producer.send(topic, b"after", b"acme").result(30)
                     assert after.partition == second_target
             finally:
@@ -315,8 +337,10 @@ def test_drain_events_count_the_records_really_held(plane: tuple[Settings, Worke
         assert observed["held_records"] == held, observed
         assert observed["held_reports"] == 1 and observed["held_unreported"] == 0, observed
         assert observed["held_at_ack"] <= held
-        print(f"\nheld during the move: {held} (the ack said {observed['held_at_ack']:.0f}); "
-              f"pause {observed['pause_ms']:.0f} ms")
+        print(
+            f"\nheld during the move: {held} (the ack said {observed['held_at_ack']:.0f}); "
+            f"pause {observed['pause_ms']:.0f} ms"
+        )
 
 
 _STOPPABLE_PRODUCER = """
@@ -335,13 +359,18 @@ with RoutingProducer(conf) as producer:
 
 
 def test_a_move_aborted_for_a_silent_producer_says_so_and_the_cli_fails(
-        plane: tuple[Settings, Worker]) -> None:
+    plane: tuple[Settings, Worker],
+) -> None:
     settings, worker = plane
     topic = data_topic(settings, 6)
     conf = settings.producer_config(**{"routing.usage.interval.ms": 200, "linger.ms": 5})
-    child = subprocess.Popen([sys.executable, "-c", _STOPPABLE_PRODUCER, json.dumps(conf), topic],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[2])
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STOPPABLE_PRODUCER, json.dumps(conf), topic],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
         assert child.stdout is not None
         producer_id = child.stdout.readline().strip()
@@ -349,8 +378,7 @@ def test_a_move_aborted_for_a_silent_producer_says_so_and_the_cli_fails(
         _known(worker, producer_id)
         # Stopped, not dead: live for the writer (its reports are recent) but silent.
         os.kill(child.pid, signal.SIGSTOP)
-        out = cli(settings, "routes", "pin", topic, "acme", "-p", str(not_hashed("acme", 6)),
-                  "--wait", "60")
+        out = cli(settings, "routes", "pin", topic, "acme", "-p", str(not_hashed("acme", 6)), "--wait", "60")
         assert out.returncode == 1, out.stderr
         assert "aborted" in out.stderr and producer_id in out.stderr, out.stderr
         assert "consumer group" not in out.stderr, out.stderr
@@ -391,11 +419,16 @@ def _lines_naming(text: str, needle: str) -> list[str]:
 
 
 def test_a_kafka_outage_is_logged_once_per_broker_with_its_recovery(
-        stack_settings: Settings, tmp_path: Path) -> None:
+    stack_settings: Settings, tmp_path: Path
+) -> None:
     kafka_port, controller_port = free_ports(2)
     private = stack_settings.replace(
-        bootstrap_servers=None, schema_registry_url=stack_settings.registry_url,
-        state_dir=tmp_path / "kafka", kafka_port=kafka_port, controller_port=controller_port)
+        bootstrap_servers=None,
+        schema_registry_url=stack_settings.registry_url,
+        state_dir=tmp_path / "kafka",
+        kafka_port=kafka_port,
+        controller_port=controller_port,
+    )
     stack = LocalStack(private)
     stack.up()
     address = f"127.0.0.1:{kafka_port}"
@@ -409,15 +442,27 @@ def test_a_kafka_outage_is_logged_once_per_broker_with_its_recovery(
         stderr = tmp_path / "producer.stderr"
         with stderr.open("w") as err:
             child = subprocess.Popen(
-                [sys.executable, "-c", _TALKATIVE_PRODUCER,
-                 json.dumps(settings.producer_config(**{"linger.ms": 5})), topic],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-                cwd=Path(__file__).resolve().parents[2])
+                [
+                    sys.executable,
+                    "-c",
+                    _TALKATIVE_PRODUCER,
+                    json.dumps(settings.producer_config(**{"linger.ms": 5})),
+                    topic,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                cwd=Path(__file__).resolve().parents[2],
+            )
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
 
         stack.down()
-        wait_for(lambda: f"cannot reach Kafka broker {address}" in stderr.read_text(),
-                 timeout=60, what="the producer to notice the outage")
+        wait_for(
+            lambda: f"cannot reach Kafka broker {address}" in stderr.read_text(),
+            timeout=60,
+            what="the producer to notice the outage",
+        )
         # The CLI during the outage: one error naming the address, no raw librdkafka lines.
         pin = cli(settings, "routes", "pin", topic, "acme", "-p", "1", "--wait", "5")
         assert pin.returncode == 2, pin.stderr
@@ -429,12 +474,21 @@ def test_a_kafka_outage_is_logged_once_per_broker_with_its_recovery(
         time.sleep(10)  # the outage goes on: librdkafka and aiokafka retry all along
         stack.up()
 
-        wait_for(lambda: f"reconnected to Kafka broker {address}" in stderr.read_text(),
-                 timeout=120, what="the producer to log the recovery")
-        wait_for(lambda: f"reconnected to Kafka broker {address}" in worker.log(),
-                 timeout=120, what="the worker to log the recovery")
-        wait_for(lambda: "no more " in worker.log(), timeout=60,
-                 what="the worker to sum up aiokafka's repeated errors")
+        wait_for(
+            lambda: f"reconnected to Kafka broker {address}" in stderr.read_text(),
+            timeout=120,
+            what="the producer to log the recovery",
+        )
+        wait_for(
+            lambda: f"reconnected to Kafka broker {address}" in worker.log(),
+            timeout=120,
+            what="the worker to log the recovery",
+        )
+        wait_for(
+            lambda: "no more " in worker.log(),
+            timeout=60,
+            what="the worker to sum up aiokafka's repeated errors",
+        )
         child_err = stderr.read_text()
         producer_lines = _lines_naming(child_err, str(kafka_port))
         assert "%3|" not in child_err, child_err[-3000:]
@@ -442,11 +496,16 @@ def test_a_kafka_outage_is_logged_once_per_broker_with_its_recovery(
         # One line per state change: down once, back once.
         assert len(_lines_naming(child_err, f"cannot reach Kafka broker {address}")) == 1, child_err
         assert len(_lines_naming(child_err, f"reconnected to Kafka broker {address}")) == 1, child_err
-        aiokafka_errors = [line for line in worker.log().splitlines()
-                           if "[ERROR]" in line and ("Unable" in line or "Failed fetch" in line)]
+        aiokafka_errors = [
+            line
+            for line in worker.log().splitlines()
+            if "[ERROR]" in line and ("Unable" in line or "Failed fetch" in line)
+        ]
         assert len(aiokafka_errors) <= 20, "\n".join(aiokafka_errors[:40])
-        print(f"\nproducer stderr lines naming the broker: {len(producer_lines)}; "
-              f"worker aiokafka ERROR lines: {len(aiokafka_errors)}")
+        print(
+            f"\nproducer stderr lines naming the broker: {len(producer_lines)}; "
+            f"worker aiokafka ERROR lines: {len(aiokafka_errors)}"
+        )
     finally:
         if child is not None:
             if child.stdin is not None:
@@ -459,4 +518,3 @@ def test_a_kafka_outage_is_logged_once_per_broker_with_its_recovery(
         if worker is not None:
             worker.stop()
         stack.down()
-

@@ -55,32 +55,46 @@ def test_a_route_the_writer_did_not_write_is_undone_and_later_decisions_still_co
         end = forge(s, s.routes_topic, [(key, codec.encode(forged))])
         assert producer.cache is not None
         # Past the forged record, and the route is the writer's again: the repair came after.
-        wait_for(lambda: producer.cache.stats().position >= end  # type: ignore[union-attr]
-                 and producer.route_for(topic, tenant) == pinned, timeout=30,
-                 what="the writer to put its route back over the forged epoch")
-        print(f"forged epoch undone for a running producer in "
-              f"{time.monotonic() - forged_at:.3f} s")  # a figure for the README, not a bound
+        wait_for(
+            lambda: (
+                producer.cache.stats().position >= end  # type: ignore[union-attr]
+                and producer.route_for(topic, tenant) == pinned
+            ),
+            timeout=30,
+            what="the writer to put its route back over the forged epoch",
+        )
+        print(
+            f"forged epoch undone for a running producer in {time.monotonic() - forged_at:.3f} s"
+        )  # a figure for the README, not a bound
         assert newest_under_key() == pinned
         out = cli(s, "routes", "pin", topic, tenant, "-p", str(third))
         assert out.returncode == 0, out.stderr
-        moved = wait_for(lambda: (r := producer.route_for(topic, tenant)) is not None
-                         and r.partitions == (third,) and r, timeout=60,
-                         what="the operator's pin after the forged route")
+        moved = wait_for(
+            lambda: (r := producer.route_for(topic, tenant)) is not None and r.partitions == (third,) and r,
+            timeout=60,
+            what="the operator's pin after the forged route",
+        )
         assert moved.epoch < forged.epoch
         assert producer.send(topic, b"v", tenant.encode()).result(10).partition == third
 
         # 2. A tombstone the writer did not write: the route is written again.
         forge(s, s.routes_topic, [(key, None)])
-        wait_for(lambda: newest_under_key() == moved, timeout=30,
-                 what="the writer to write the route again over a forged tombstone")
+        wait_for(
+            lambda: newest_under_key() == moved,
+            timeout=30,
+            what="the writer to write the route again over a forged tombstone",
+        )
         wait_for(lambda: producer.route_for(topic, tenant) == moved, what="the producer")
 
         # 3. An older route after the current one: readers that follow the topic skip it, but
         # compaction would leave it as the key's only record for the next reader.
         old = dataclasses.replace(moved, partitions=(elsewhere,), epoch=1)
         forge(s, s.routes_topic, [(key, codec.encode(old))])
-        wait_for(lambda: newest_under_key() == moved, timeout=30,
-                 what="the writer to write the route again after an older one")
+        wait_for(
+            lambda: newest_under_key() == moved,
+            timeout=30,
+            what="the writer to write the route again after an older one",
+        )
         assert producer.route_for(topic, tenant) == moved
         assert producer.cache is not None and producer.cache.stats().out_of_order >= 1
 
@@ -88,8 +102,11 @@ def test_a_route_the_writer_did_not_write_is_undone_and_later_decisions_still_co
         ghost_key = codec.encode_key(topic, "ghost")
         ghost = dataclasses.replace(pinned, tenant="ghost", partitions=(elsewhere,), epoch=1)
         forge(s, s.routes_topic, [(ghost_key, codec.encode(ghost))])
-        wait_for(lambda: [v for _, k, v in routes_records(s) if k == ghost_key][-1:] == [None],
-                 timeout=30, what="the writer to remove a route for a tenant it never routed")
+        wait_for(
+            lambda: [v for _, k, v in routes_records(s) if k == ghost_key][-1:] == [None],
+            timeout=30,
+            what="the writer to remove a route for a tenant it never routed",
+        )
         wait_for(lambda: producer.route_for(topic, "ghost") is None, what="the producer")
 
     assert worker.get("/writer/stats")["foreign_routes"] >= foreign_before + 3
@@ -104,10 +121,11 @@ def test_answers_and_commands_are_read_only_from_their_own_topics(
     s = routing_settings
     topic = data_topic(2)
     before = worker.get("/writer/stats")["messages_misplaced"]
-    forge(s, s.control_topic, [(b"someone", b"someone")],
-          headers=[("routing.type", b"producer-closed")])
+    forge(s, s.control_topic, [(b"someone", b"someone")], headers=[("routing.type", b"producer-closed")])
     out = cli(s, "routes", "pin", topic, "misplaced", "-p", "1")  # through the control topic
     assert out.returncode == 0, out.stderr
     forge(s, s.answers_topic, [(b"x", b"a command does not belong here")])
-    wait_for(lambda: worker.get("/writer/stats")["messages_misplaced"] >= before + 2,
-             what="both misplaced records to be counted")
+    wait_for(
+        lambda: worker.get("/writer/stats")["messages_misplaced"] >= before + 2,
+        what="both misplaced records to be counted",
+    )

@@ -51,8 +51,7 @@ def java_classpath(stack_settings: Settings) -> str:
     return kafka_classpath(stack_settings)
 
 
-def test_unrouted_keys_land_where_the_java_client_puts_them(java_classpath: str,
-                                                            tmp_path: Path) -> None:
+def test_unrouted_keys_land_where_the_java_client_puts_them(java_classpath: str, tmp_path: Path) -> None:
     rng = random.Random(7)
     keys = [f"tenant-{i}".encode() for i in range(300)]
     keys += ["ünïcødé-✓".encode(), b"", b"\x00", b"\xff" * 17]
@@ -61,11 +60,13 @@ def test_unrouted_keys_land_where_the_java_client_puts_them(java_classpath: str,
     cases = [(k, counts[i % len(counts)]) for i, k in enumerate(keys)]
     source = tmp_path / "JavaPartitions.java"
     source.write_text(JAVA_PARTITIONER)
-    (tmp_path / "keys.txt").write_text(
-        "".join(f"{k.hex() or '-'} {n}\n" for k, n in cases))
-    result = subprocess.run([java_for_kafka(), "-cp", java_classpath, str(source),
-                             str(tmp_path / "keys.txt")],
-                            capture_output=True, text=True, timeout=120)
+    (tmp_path / "keys.txt").write_text("".join(f"{k.hex() or '-'} {n}\n" for k, n in cases))
+    result = subprocess.run(
+        [java_for_kafka(), "-cp", java_classpath, str(source), str(tmp_path / "keys.txt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     java = [int(x) for x in result.stdout.split()]
     ours = [java_partition(k, n) for k, n in cases]
@@ -75,7 +76,9 @@ def test_unrouted_keys_land_where_the_java_client_puts_them(java_classpath: str,
 
 
 def test_java_console_consumer_reads_plain_route_keys(
-    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str],
+    routing_settings: Settings,
+    worker: Worker,
+    data_topic: Callable[[int], str],
     java_classpath: str,
 ) -> None:
     topic = data_topic(5)
@@ -83,12 +86,27 @@ def test_java_console_consumer_reads_plain_route_keys(
         out = cli(routing_settings, "routes", "pin", topic, tenant, "-p", "4")
         assert out.returncode == 0, out.stderr
     result = subprocess.run(
-        [java_for_kafka(), "-cp", java_classpath,
-         "org.apache.kafka.tools.consumer.ConsoleConsumer",
-         "--bootstrap-server", routing_settings.bootstrap, "--topic", routing_settings.routes_topic,
-         "--from-beginning", "--timeout-ms", "8000",
-         "--formatter-property", "print.key=true", "--formatter-property", "print.value=false"],
-        capture_output=True, text=True, timeout=120)
+        [
+            java_for_kafka(),
+            "-cp",
+            java_classpath,
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            "--bootstrap-server",
+            routing_settings.bootstrap,
+            "--topic",
+            routing_settings.routes_topic,
+            "--from-beginning",
+            "--timeout-ms",
+            "8000",
+            "--formatter-property",
+            "print.key=true",
+            "--formatter-property",
+            "print.value=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     keys = result.stdout.splitlines()
     assert f"{topic}/alpha" in keys, (result.stdout[-2000:], result.stderr[-2000:])
     assert f"{topic}/beta/with-slash" in keys
@@ -96,10 +114,19 @@ def test_java_console_consumer_reads_plain_route_keys(
 
 def test_cache_rebuilt_after_real_compaction_is_right(stack_settings: Settings) -> None:
     routes_topic = f"compaction.routes.{uuid.uuid4().hex[:8]}"
-    create_topic(stack_settings.bootstrap, routes_topic, 1, {
-        "cleanup.policy": "compact", "segment.ms": "100", "min.cleanable.dirty.ratio": "0.001",
-        "min.compaction.lag.ms": "0", "delete.retention.ms": "100",
-        "max.compaction.lag.ms": "100"})
+    create_topic(
+        stack_settings.bootstrap,
+        routes_topic,
+        1,
+        {
+            "cleanup.policy": "compact",
+            "segment.ms": "100",
+            "min.cleanable.dirty.ratio": "0.001",
+            "min.compaction.lag.ms": "0",
+            "delete.retention.ms": "100",
+            "max.compaction.lag.ms": "100",
+        },
+    )
     codec = RouteCodec(registry_client(stack_settings.registry_url), routes_topic)
     producer = Producer(client_settings(stack_settings.bootstrap))
     expected: dict[str, Route] = {}
@@ -111,18 +138,15 @@ def test_cache_rebuilt_after_real_compaction_is_right(stack_settings: Settings) 
                 producer.produce(routes_topic, None, codec.encode_key("orders", tenant))
                 expected.pop(tenant, None)
             else:
-                route = Route("orders", tenant, ((t + epoch) % 12,), epoch,
-                              reason=f"version {epoch}")
-                producer.produce(routes_topic, codec.encode(route),
-                                 codec.encode_key("orders", tenant))
+                route = Route("orders", tenant, ((t + epoch) % 12,), epoch, reason=f"version {epoch}")
+                producer.produce(routes_topic, codec.encode(route), codec.encode_key("orders", tenant))
                 expected[tenant] = route
             written += 1
         assert producer.flush(10) == 0
         time.sleep(0.15)  # lets segment.ms roll the segment, so older ones become cleanable
 
     def remaining() -> int:
-        return len(consume_all(stack_settings.bootstrap, routes_topic, expected=written,
-                               timeout=3))
+        return len(consume_all(stack_settings.bootstrap, routes_topic, expected=written, timeout=3))
 
     deadline = time.monotonic() + 90
     left = remaining()

@@ -34,9 +34,12 @@ def chromium() -> str:
     """Debian's Chromium (``./dev.sh test`` installs it as root); never skipped silently."""
     path = os.environ.get("ROUTING_CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
     if not path:
-        pytest.fail("the live page test needs headless Chromium and found none on PATH "
-                    f"({', '.join(BROWSERS)}): install Debian's package (apt-get install chromium; "
-                    "./dev.sh test does it when run as root) or set ROUTING_CHROMIUM", pytrace=False)
+        pytest.fail(
+            "the live page test needs headless Chromium and found none on PATH "
+            f"({', '.join(BROWSERS)}): install Debian's package (apt-get install chromium; "
+            "./dev.sh test does it when run as root) or set ROUTING_CHROMIUM",
+            pytrace=False,
+        )
     return path
 
 
@@ -50,8 +53,11 @@ def get_text(url: str) -> str:
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @contextmanager
@@ -81,13 +87,15 @@ def traffic(settings: Settings, topic: str, tenants: dict[str, float]) -> Iterat
 
 
 def test_live_page_shows_a_real_decision_finds_its_route_and_metrics_count_it(
-        routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str],
-        tmp_path: Path) -> None:
+    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str], tmp_path: Path
+) -> None:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
-        pytest.fail(f"the live page test drives Chromium with playwright (pyproject's dev extra): "
-                    f"{exc}", pytrace=False)
+        pytest.fail(
+            f"the live page test drives Chromium with playwright (pyproject's dev extra): {exc}",
+            pytrace=False,
+        )
     browser_path = chromium()
     base = f"http://127.0.0.1:{worker.web_port}"
     topic = data_topic(12)
@@ -96,8 +104,19 @@ def test_live_page_shows_a_real_decision_finds_its_route_and_metrics_count_it(
 
     # A real decision through the single writer: the CLI waits for its event. Relaxed: the route
     # is active at once (a strict move waits for the producers that other tests left behind).
-    done = cli(routing_settings, "routes", "pin", topic, tenant, "-p", str(PINNED_TO),
-               "--mode", "relaxed", "--reason", reason)
+    done = cli(
+        routing_settings,
+        "routes",
+        "pin",
+        topic,
+        tenant,
+        "-p",
+        str(PINNED_TO),
+        "--mode",
+        "relaxed",
+        "--reason",
+        reason,
+    )
     assert done.returncode == 0, done.stderr
 
     load = {tenant: 100.0, **{f"{tenant}-small-{i}": 10.0 for i in range(11)}}
@@ -134,8 +153,8 @@ def test_live_page_shows_a_real_decision_finds_its_route_and_metrics_count_it(
 
             wait_for(heat_columns, timeout=90, what=f"a planned window with load on {topic}")
             page.wait_for_function(
-                "() => document.getElementById('heat-empty').style.display === 'none'",
-                timeout=10_000)
+                "() => document.getElementById('heat-empty').style.display === 'none'", timeout=10_000
+            )
             page.locator("#top tr", has_text=tenant).first.wait_for(timeout=10_000)
             page.wait_for_timeout(2500)  # one more poll: the freshest window on the screenshot
 
@@ -153,8 +172,10 @@ def test_live_page_shows_a_real_decision_finds_its_route_and_metrics_count_it(
     assert found[("routing_worker_planner", ())] == 1
     assert found[("routing_planner_cycles_total", ())] >= 1
     assert found[("routing_usage_windows_closed_total", ())] >= 1
-    assert ("routing_partition_load_records_per_second",
-            (("partition", str(PINNED_TO)), ("topic", topic))) in found
+    assert (
+        "routing_partition_load_records_per_second",
+        (("partition", str(PINNED_TO)), ("topic", topic)),
+    ) in found
     assert found[("faust_messages_received_total", ())] > 0
     assert any(name.startswith("process_") for name, _ in found)
 
@@ -164,8 +185,9 @@ def test_live_page_shows_a_real_decision_finds_its_route_and_metrics_count_it(
         assert "<title>routing_app" in response.read().decode()
 
 
-def test_producer_metrics_served_over_http(routing_settings: Settings, worker: Worker,
-                                           data_topic: Callable[[int], str]) -> None:
+def test_producer_metrics_served_over_http(
+    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
+) -> None:
     topic = data_topic(4)
     tenant = f"metrics-{uuid.uuid4().hex[:8]}"
     done = cli(routing_settings, "routes", "pin", topic, tenant, "-p", "1", "--mode", "relaxed")
@@ -178,8 +200,7 @@ def test_producer_metrics_served_over_http(routing_settings: Settings, worker: W
             producer.send(topic, b"v", tenant.encode()).result(10)
             producer.send(topic, b"v", f"hashed-{i}".encode()).result(10)
         port = free_port()
-        server, thread = serve_producer_metrics(producer, conf, port=port,
-                                                registry=CollectorRegistry())
+        server, thread = serve_producer_metrics(producer, conf, port=port, registry=CollectorRegistry())
         try:
             me = (("producer", producer.producer_id),)
             lag = ("routing_producer_route_cache_lag_records", me)

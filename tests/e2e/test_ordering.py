@@ -18,15 +18,13 @@ from routing_app.config import Settings
 pytestmark = pytest.mark.integration
 
 
-def test_strict_moves_lose_duplicate_and_reorder_nothing(stack_settings: Settings,
-                                                         tmp_path: Path) -> None:
+def test_strict_moves_lose_duplicate_and_reorder_nothing(stack_settings: Settings, tmp_path: Path) -> None:
     result = run_drain(stack_settings, rate=1000.0, workdir=tmp_path)
     print("worker log:", *tmp_path.glob("worker-*/*.log"))
     print("bench drain figures:", json.dumps(result))
     assert result["moves"] >= 20
     assert result["strict_moves"] >= 20
-    assert {"isolate", "shard", "grow", "shrink", "merge-back", "move", "relaxed"} <= set(
-        result["kinds"])
+    assert {"isolate", "shard", "grow", "shrink", "merge-back", "move", "relaxed"} <= set(result["kinds"])
     assert result["received"] >= result["records"] > 10_000
     assert result["lost_strict"] == 0
     assert result["duplicated_strict"] == 0

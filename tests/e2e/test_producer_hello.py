@@ -35,8 +35,9 @@ PARTITIONS = 6
 
 
 @pytest.fixture(scope="module")
-def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[Settings, Worker]]:
+def plane(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, Worker]]:
     """A writer of its own (nobody else writes its routes). Usage reports are off in the
     producers here, so a hello is all the writer knows of them."""
     settings = fresh_routing_settings(stack_settings, "hello", drain_timeout_ms=20_000)
@@ -65,8 +66,9 @@ class Cues:
                     return
             tail(cache, consumer)
 
-        def held_hello(drains: DrainCoordinator,
-                       on_delivery: Callable[[KafkaError | None], None] | None = None) -> bool:
+        def held_hello(
+            drains: DrainCoordinator, on_delivery: Callable[[KafkaError | None], None] | None = None
+        ) -> bool:
             cue = cues._hellos.get(drains._producer_id)
             if cue is not None and not cue.is_set() and on_delivery is None:
                 return True  # a keepalive (poll thread) while held back: dropped
@@ -99,9 +101,17 @@ def cues(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cues]:
 
 
 def _producer(settings: Settings, producer_id: str) -> RoutingProducer:
-    return RoutingProducer(settings.producer_config(**{
-        "routing.producer.id": producer_id, "routing.usage.enabled": False,
-        "routing.max.block.ms": 500, "enable.idempotence": True, "linger.ms": 5}))
+    return RoutingProducer(
+        settings.producer_config(
+            **{
+                "routing.producer.id": producer_id,
+                "routing.usage.enabled": False,
+                "routing.max.block.ms": 500,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+            }
+        )
+    )
 
 
 def _name(prefix: str) -> str:
@@ -122,19 +132,29 @@ def _draining(worker: Worker, topic: str) -> bool:
     return route.get("status") == "draining"
 
 
-def _pin(pool: ThreadPoolExecutor, settings: Settings, topic: str, partition: int
-         ) -> Future[CommandOutcome]:
+def _pin(pool: ThreadPoolExecutor, settings: Settings, topic: str, partition: int) -> Future[CommandOutcome]:
     def submit() -> CommandOutcome:
         with ControlClient(settings) as control:
-            return control.submit(ControlCommand(
-                ControlAction.PIN, topic, TENANT, now_ms(), (partition,), reason="hello test",
-                issued_by="test"), wait_s=60)
+            return control.submit(
+                ControlCommand(
+                    ControlAction.PIN,
+                    topic,
+                    TENANT,
+                    now_ms(),
+                    (partition,),
+                    reason="hello test",
+                    issued_by="test",
+                ),
+                wait_s=60,
+            )
+
     return pool.submit(submit)
 
 
 def _values(settings: Settings, topic: str, partition: int) -> list[bytes]:
-    consumer = Consumer(client_settings(settings.bootstrap, **{
-        "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
+    consumer = Consumer(
+        client_settings(settings.bootstrap, **{"group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False})
+    )
     try:
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         consumer.assign([TopicPartition(topic, partition, 0)])
@@ -154,8 +174,7 @@ def _setup(settings: Settings) -> tuple[str, int, int]:
     return topic, hashed, (hashed + 1) % PARTITIONS
 
 
-def test_a_producer_known_only_by_its_hello_is_waited_for(
-        plane: tuple[Settings, Worker], cues: Cues) -> None:
+def test_a_producer_known_only_by_its_hello_is_waited_for(plane: tuple[Settings, Worker], cues: Cues) -> None:
     settings, worker = plane
     topic, old, new = _setup(settings)
     early_id = _name("early")
@@ -192,7 +211,8 @@ def test_a_producer_known_only_by_its_hello_is_waited_for(
 
 
 def test_a_producer_greeting_after_the_move_began_holds_and_is_not_waited_for(
-        plane: tuple[Settings, Worker], cues: Cues) -> None:
+    plane: tuple[Settings, Worker], cues: Cues
+) -> None:
     settings, worker = plane
     topic, old, new = _setup(settings)
     keeper_id, late_id = _name("keeper"), _name("late")
@@ -235,4 +255,3 @@ def test_a_producer_greeting_after_the_move_began_holds_and_is_not_waited_for(
         late.close()
     assert not [v for v in _values(settings, topic, old) if v.startswith(b"late")]
     assert _values(settings, topic, new) == [b"late-%d" % i for i in range(1, 11)]
-

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.integration
 
 
 def _read(bootstrap: str, topic: str, partition: int) -> list[tuple[int, bytes | None, bytes | None]]:
-    consumer = Consumer(client_settings(bootstrap, **{"group.id": f"t-{uuid.uuid4()}",
-                                                      "enable.auto.commit": False}))
+    consumer = Consumer(
+        client_settings(bootstrap, **{"group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False})
+    )
     try:
         _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         consumer.assign([TopicPartition(topic, partition, 0)])
@@ -44,9 +45,11 @@ def _read(bootstrap: str, topic: str, partition: int) -> list[tuple[int, bytes |
 
 def test_hold_ack_bound_and_ordered_release(stack_settings: Settings) -> None:
     suffix = uuid.uuid4().hex[:8]
-    s = stack_settings.replace(routes_topic=f"holds.routes.{suffix}",
-                               answers_topic=f"holds.answers.{suffix}",
-                               usage_topic=f"holds.usage.{suffix}")
+    s = stack_settings.replace(
+        routes_topic=f"holds.routes.{suffix}",
+        answers_topic=f"holds.answers.{suffix}",
+        usage_topic=f"holds.usage.{suffix}",
+    )
     create_topic(s.bootstrap, s.routes_topic, 1, {"cleanup.policy": "compact"})
     create_topic(s.bootstrap, s.answers_topic, 1)
     create_topic(s.bootstrap, s.usage_topic, 1)
@@ -60,9 +63,16 @@ def test_hold_ack_bound_and_ordered_release(stack_settings: Settings) -> None:
         writer.produce(s.routes_topic, routes.encode(route), RouteCodec.encode_key(data, "acme"))
         assert writer.flush(10) == 0
 
-    conf = s.producer_config(**{"enable.idempotence": True, "linger.ms": 5,
-                                "routing.hold.max.records": 50, "routing.max.block.ms": 500,
-                                "routing.usage.enabled": False, "routing.producer.id": "holder"})
+    conf = s.producer_config(
+        **{
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "routing.hold.max.records": 50,
+            "routing.max.block.ms": 500,
+            "routing.usage.enabled": False,
+            "routing.producer.id": "holder",
+        }
+    )
     write(Route(data, "acme", (1,), 1, reason="start"))
     with RoutingProducer(conf) as producer:
         producer.wait_ready(30)
@@ -87,8 +97,9 @@ def test_hold_ack_bound_and_ordered_release(stack_settings: Settings) -> None:
             late.produce(data, b"late", b"acme")
             assert late.counters["held"] == 1
 
-            acks = AvroCodec(registry, DRAIN_ACK_SCHEMA, s.answers_topic,
-                             subject=drain_ack_subject(s.answers_topic))
+            acks = AvroCodec(
+                registry, DRAIN_ACK_SCHEMA, s.answers_topic, subject=drain_ack_subject(s.answers_topic)
+            )
             answers: dict[str, DrainAck] = {}
 
             def both_answered() -> bool:

@@ -23,8 +23,7 @@ from tests.e2e.test_routing import producer_conf
 pytestmark = pytest.mark.integration
 
 
-def produce_raw(settings: Settings, topic: str,
-                records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
+def produce_raw(settings: Settings, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
     producer = Producer(client_settings(settings.bootstrap))
     for key, value in records:
         producer.produce(topic, value, key)
@@ -32,7 +31,9 @@ def produce_raw(settings: Settings, topic: str,
 
 
 def test_poison_on_routes_topic_is_skipped_and_counted(
-    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str],
+    routing_settings: Settings,
+    worker: Worker,
+    data_topic: Callable[[int], str],
     tmp_path: Path,
 ) -> None:
     topic = data_topic(4)
@@ -54,8 +55,10 @@ def test_poison_on_routes_topic_is_skipped_and_counted(
 
     with RoutingProducer(producer_conf(routing_settings)) as producer:
         producer.wait_ready(30)
-        wait_for(lambda: producer.route_for(topic, "after-poison") is not None,
-                 what="route written after the poison")
+        wait_for(
+            lambda: producer.route_for(topic, "after-poison") is not None,
+            what="route written after the poison",
+        )
         assert producer.cache is not None
         assert producer.cache.stats().undecodable - skipped_before == len(poison)
         assert producer.send(topic, b"v", b"after-poison").result(10).partition == 3
@@ -74,15 +77,19 @@ def test_poison_on_routes_topic_is_skipped_and_counted(
     finally:
         # The restarted worker serves the rest of the session in place of the stopped one.
         worker.process, worker.web_port, worker.log_path = (
-            restarted.process, restarted.web_port, restarted.log_path)
+            restarted.process,
+            restarted.web_port,
+            restarted.log_path,
+        )
 
 
 def test_poison_control_command_is_rejected_and_worker_goes_on(
     routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
 ) -> None:
     topic = data_topic(2)
-    produce_raw(routing_settings, routing_settings.control_topic,
-                [(b"x", b"definitely not a command"), (b"y", None)])
+    produce_raw(
+        routing_settings, routing_settings.control_topic, [(b"x", b"definitely not a command"), (b"y", None)]
+    )
     out = cli(routing_settings, "routes", "pin", topic, "survivor", "-p", "1")
     assert out.returncode == 0, out.stderr
     assert worker.get("/writer/stats")["control_undecodable"] >= 2
@@ -111,8 +118,7 @@ def test_usage_reports_reach_the_usage_topic(
     routing_settings: Settings, data_topic: Callable[[int], str]
 ) -> None:
     topic = data_topic(3)
-    with RoutingProducer(producer_conf(routing_settings, **{"routing.usage.interval.ms": 200})
-                         ) as producer:
+    with RoutingProducer(producer_conf(routing_settings, **{"routing.usage.interval.ms": 200})) as producer:
         producer.wait_ready(30)
         for _i in range(50):
             producer.produce(topic, b"x" * 10, b"heavy")
@@ -120,13 +126,15 @@ def test_usage_reports_reach_the_usage_topic(
             producer.produce(topic, b"y" * 3, b"light")
         producer.flush(10)
         producer_id = producer.producer_id
-    codec = AvroCodec(registry_client(routing_settings.registry_url), USAGE_SCHEMA,
-                      routing_settings.usage_topic)
+    codec = AvroCodec(
+        registry_client(routing_settings.registry_url), USAGE_SCHEMA, routing_settings.usage_topic
+    )
 
     def mine() -> dict[str, tuple[int, int]]:
         totals: dict[str, tuple[int, int]] = {}
-        for _, _, value in consume_all(routing_settings.bootstrap, routing_settings.usage_topic,
-                                       expected=10**9, timeout=3):
+        for _, _, value in consume_all(
+            routing_settings.bootstrap, routing_settings.usage_topic, expected=10**9, timeout=3
+        ):
             # One usage record carries the reports of many tenants (those of its partition).
             for report in reports_of(codec.decode(value)):
                 if report.producer_id == producer_id and report.topic == topic:
@@ -134,6 +142,5 @@ def test_usage_reports_reach_the_usage_topic(
                     totals[report.tenant] = (records + report.records, nbytes + report.bytes)
         return totals
 
-    totals = wait_for(lambda: (t := mine()) and len(t) == 2 and t, timeout=30,
-                      what="usage reports")
+    totals = wait_for(lambda: (t := mine()) and len(t) == 2 and t, timeout=30, what="usage reports")
     assert totals == {"heavy": (50, 500), "light": (5, 15)}

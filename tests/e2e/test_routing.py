@@ -37,8 +37,7 @@ def test_pin_from_cli_reaches_running_producer_then_unpin_restores_murmur2(
         before = producer.send(topic, b"before", tenant.encode()).result(10)
         assert before.partition == hashed
 
-        done = cli(routing_settings, "routes", "pin", topic, tenant, "-p", str(target),
-                   "--reason", "e2e")
+        done = cli(routing_settings, "routes", "pin", topic, tenant, "-p", str(target), "--reason", "e2e")
         assert done.returncode == 0, done.stderr
         assert "pin" in done.stderr
         wait_for(lambda: producer.route_for(topic, tenant) is not None, what="route in cache")
@@ -64,8 +63,9 @@ def test_pin_from_cli_reaches_running_producer_then_unpin_restores_murmur2(
         assert (epoch_of(producer, topic, tenant) or 0) > 2
 
 
-def test_pin_rejections_name_the_problem(routing_settings: Settings, worker: Worker,
-                                         data_topic: Callable[[int], str]) -> None:
+def test_pin_rejections_name_the_problem(
+    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
+) -> None:
     topic = data_topic(4)
     out = cli(routing_settings, "routes", "pin", topic, "t1", "-p", "9")
     assert out.returncode == 1
@@ -83,8 +83,9 @@ def test_shard_list_keeps_each_secondary_key_on_one_partition(
 ) -> None:
     topic = data_topic(12)
     shards = [1, 4, 7]
-    done = cli(routing_settings, "routes", "pin", topic, "bigco", *[a for p in shards
-                                                                     for a in ("-p", str(p))])
+    done = cli(
+        routing_settings, "routes", "pin", topic, "bigco", *[a for p in shards for a in ("-p", str(p))]
+    )
     assert done.returncode == 0, done.stderr
     users = [f"user-{i}".encode() for i in range(60)]
     with RoutingProducer(producer_conf(routing_settings)) as producer:
@@ -107,17 +108,19 @@ def test_shard_list_keeps_each_secondary_key_on_one_partition(
         assert partition == shards[java_partition(user, len(shards))]
 
 
-def test_new_producer_rebuilds_the_same_cache(routing_settings: Settings, worker: Worker,
-                                              data_topic: Callable[[int], str]) -> None:
+def test_new_producer_rebuilds_the_same_cache(
+    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
+) -> None:
     topic = data_topic(6)
     with RoutingProducer(producer_conf(routing_settings)) as first:
         first.wait_ready(30)
         for i in range(5):
-            assert cli(routing_settings, "routes", "pin", topic, f"t{i}", "-p",
-                       str(i)).returncode == 0
+            assert cli(routing_settings, "routes", "pin", topic, f"t{i}", "-p", str(i)).returncode == 0
         assert cli(routing_settings, "routes", "unpin", topic, "t2").returncode == 0
-        wait_for(lambda: first.route_for(topic, "t4") is not None
-                 and first.route_for(topic, "t2") is None, what="first cache updated")
+        wait_for(
+            lambda: first.route_for(topic, "t4") is not None and first.route_for(topic, "t2") is None,
+            what="first cache updated",
+        )
         assert first.cache is not None
         seen_by_first: dict[str, Route] = {r.key: r for r in first.cache}
     with RoutingProducer(producer_conf(routing_settings)) as second:
@@ -128,11 +131,13 @@ def test_new_producer_rebuilds_the_same_cache(routing_settings: Settings, worker
     assert {r.tenant for r in rebuilt.values() if r.topic == topic} == {"t0", "t1", "t3", "t4"}
 
 
-def test_routes_list_and_show(routing_settings: Settings, worker: Worker,
-                              data_topic: Callable[[int], str]) -> None:
+def test_routes_list_and_show(
+    routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
+) -> None:
     topic = data_topic(3)
-    assert cli(routing_settings, "routes", "pin", topic, "shown", "-p", "2",
-               "--mode", "relaxed").returncode == 0
+    assert (
+        cli(routing_settings, "routes", "pin", topic, "shown", "-p", "2", "--mode", "relaxed").returncode == 0
+    )
     out = cli(routing_settings, "routes", "show", topic, "shown")
     assert out.returncode == 0, out.stderr
     assert '"partitions": [2]' in out.stdout and '"mode": "relaxed"' in out.stdout
@@ -164,24 +169,31 @@ def test_freeze_unfreeze_and_evacuate_go_through_the_writer(
     routing_settings: Settings, worker: Worker, data_topic: Callable[[int], str]
 ) -> None:
     topic = data_topic(4)
-    for args, said in ((("freeze", topic, "calm"), "operator freeze"),
-                       (("unfreeze", topic, "calm"), "operator unfreeze"),
-                       (("evacuate", topic, "-p", "3"), "operator evacuate partitions [3]"),
-                       (("evacuate", topic), "operator stop evacuating")):
+    for args, said in (
+        (("freeze", topic, "calm"), "operator freeze"),
+        (("unfreeze", topic, "calm"), "operator unfreeze"),
+        (("evacuate", topic, "-p", "3"), "operator evacuate partitions [3]"),
+        (("evacuate", topic), "operator stop evacuating"),
+    ):
         out = cli(routing_settings, "routes", *args)
         assert out.returncode == 0 and said in out.stderr, (args, out.stderr)
         assert "deprecated" not in out.stderr
     # The command's old name still works, and says which to use instead.
     out = cli(routing_settings, "routes", "drain", topic, "-p", "2")
     assert out.returncode == 0 and "operator evacuate partitions [2]" in out.stderr, out.stderr
-    assert "`routing-app routes drain` is deprecated: use `routing-app routes evacuate`" \
-        in out.stderr
+    assert "`routing-app routes drain` is deprecated: use `routing-app routes evacuate`" in out.stderr
     out = cli(routing_settings, "routes", "evacuate", topic, "-p", "9")
     assert out.returncode == 1 and "partition 9 does not exist" in out.stderr
     out = cli(routing_settings, "routes", "evacuate", topic)
     assert out.returncode == 0, out.stderr
     # Each event carries the kind of its decision, set where it was made.
     mine = [(e.action, e.reason_kind) for e in events(routing_settings) if e.topic == topic]
-    assert mine == [("freeze", "operator"), ("unfreeze", "operator"), ("evacuate", "operator"),
-                    ("evacuate", "operator"), ("evacuate", "operator"), ("rejected", "rejected"),
-                    ("evacuate", "operator")], mine
+    assert mine == [
+        ("freeze", "operator"),
+        ("unfreeze", "operator"),
+        ("evacuate", "operator"),
+        ("evacuate", "operator"),
+        ("evacuate", "operator"),
+        ("rejected", "rejected"),
+        ("evacuate", "operator"),
+    ], mine

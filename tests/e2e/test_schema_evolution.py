@@ -34,8 +34,12 @@ from tests.e2e.support import fresh_routing_settings, wait_for
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 6
-REGION = {"name": "region", "type": "string", "default": "",
-          "doc": "v2: where the deciding worker ran (a newer worker's field)."}
+REGION = {
+    "name": "region",
+    "type": "string",
+    "default": "",
+    "doc": "v2: where the deciding worker ran (a newer worker's field).",
+}
 
 
 def route_schema(change: Callable[[list[dict[str, Any]]], None]) -> dict[str, Any]:
@@ -49,18 +53,28 @@ def with_region(fields: list[dict[str, Any]]) -> None:
     fields.append(dict(REGION))
 
 
-def codec_for(schema: dict[str, Any], registry: SchemaRegistryClient, routes_topic: str,
-              monkeypatch: pytest.MonkeyPatch) -> AvroCodec:
+def codec_for(
+    schema: dict[str, Any], registry: SchemaRegistryClient, routes_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> AvroCodec:
     """The project's own codec, built on another route.avsc: what a newer worker would run."""
     with monkeypatch.context() as patch:
-        patch.setattr("routing_app.codec.avro.load_schema",
-                      lambda name: schema if name == ROUTE_SCHEMA else load_schema(name))
+        patch.setattr(
+            "routing_app.codec.avro.load_schema",
+            lambda name: schema if name == ROUTE_SCHEMA else load_schema(name),
+        )
         return AvroCodec(registry, ROUTE_SCHEMA, routes_topic)
 
 
 def route(topic: str, tenant: str, partition: int, epoch: int) -> Route:
-    return Route(topic, tenant, (partition,), epoch, reason="schema evolution",
-                 updated_at_ms=int(time.time() * 1000), decided_by="e2e")
+    return Route(
+        topic,
+        tenant,
+        (partition,),
+        epoch,
+        reason="schema evolution",
+        updated_at_ms=int(time.time() * 1000),
+        decided_by="e2e",
+    )
 
 
 def write(s: Settings, key: bytes, value: bytes) -> None:
@@ -78,7 +92,8 @@ def refusal(registry: SchemaRegistryClient, subject: str, schema: dict[str, Any]
 
 
 def test_newer_route_schema_is_read_by_todays_producer_and_the_other_way_round(
-    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    stack_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s = fresh_routing_settings(stack_settings, "evolve")
     topic = f"orders-{uuid.uuid4().hex[:8]}"
@@ -103,7 +118,10 @@ def test_newer_route_schema_is_read_by_todays_producer_and_the_other_way_round(
     assert newer.decode(new_bytes)["region"] == "eu-west-1"
     # Today's codec reads the v2 route, without the field it does not know.
     assert today.decode(today.encode_key(topic, new_route.tenant), new_bytes) == (
-        topic, new_route.tenant, new_route)
+        topic,
+        new_route.tenant,
+        new_route,
+    )
 
     with RoutingProducer(s.producer_config(**{"routing.usage.enabled": False})) as producer:
         producer.wait_ready(30)
@@ -111,16 +129,23 @@ def test_newer_route_schema_is_read_by_todays_producer_and_the_other_way_round(
         assert producer.route_for(topic, old_route.tenant) == old_route
         # ... and follows a v2 route written while it runs.
         moved = route(topic, new_route.tenant, 4, 2)
-        write(s, today.encode_key(topic, moved.tenant),
-              newer.encode({**moved.to_record(), "region": "eu-west-1"}))
-        wait_for(lambda: producer.route_for(topic, moved.tenant) == moved, 20,
-                 "the route moved by the newer worker")
+        write(
+            s,
+            today.encode_key(topic, moved.tenant),
+            newer.encode({**moved.to_record(), "region": "eu-west-1"}),
+        )
+        wait_for(
+            lambda: producer.route_for(topic, moved.tenant) == moved,
+            20,
+            "the route moved by the newer worker",
+        )
         assert producer.send(topic, b"v", moved.tenant.encode()).result(10).partition == 4
         assert producer.cache is not None and producer.cache.stats().undecodable == 0
 
 
 def test_incompatible_route_schema_is_refused_with_the_reason(
-    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    stack_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s = fresh_routing_settings(stack_settings, "evolve")
     registry = registry_client(s.registry_url)
@@ -140,14 +165,18 @@ def test_incompatible_route_schema_is_refused_with_the_reason(
     assert "Incompatible" in no_default and "region" in no_default, no_default
     # A newer worker with such a schema cannot write a single route: the codec says why.
     newer = codec_for(route_schema(region_required), registry, s.routes_topic, monkeypatch)
-    with pytest.raises(RegistryUnavailable, match=rf"refused schema 'route' for subject "
-                                                  rf"'{subject}'.*Incompatible"):
+    with pytest.raises(
+        RegistryUnavailable,
+        match=rf"refused schema 'route' for subject "
+        rf"'{subject}'.*Incompatible",
+    ):
         newer.encode({**route("t", "x", 0, 1).to_record(), "region": "eu"})
     assert registry.get_versions(subject) == [1]
 
 
 def test_topics_ensure_makes_the_registry_check_both_ways(
-    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    stack_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def without_epoch(fields: list[dict[str, Any]]) -> None:
         fields.remove(next(f for f in fields if f["name"] == "epoch"))
@@ -181,6 +210,5 @@ def test_topics_ensure_makes_the_registry_check_both_ways(
     reason = refusal(registry, routes_subject, route_schema(without_epoch))
     assert "Incompatible" in reason and "epoch" in reason, reason
     # Adding a field with a default still evolves the schema.
-    assert codec_for(route_schema(with_region), registry, s.routes_topic,
-                     monkeypatch).schema_id > 0
+    assert codec_for(route_schema(with_region), registry, s.routes_topic, monkeypatch).schema_id > 0
     assert registry.get_versions(routes_subject) == [1, 2]

@@ -32,17 +32,16 @@ OPERATOR = security.principal(security.OPERATOR)
 
 
 @pytest.fixture(scope="module")
-def secure(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[SecureStack]:
+def secure(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     # Only Kafka starts: the session's registry serves this cluster too.
-    with secure_stack(tmp_path_factory.mktemp("secure-stack"), stack_settings,
-                      registry_url=stack_settings.registry_url) as stack:
+    with secure_stack(
+        tmp_path_factory.mktemp("secure-stack"), stack_settings, registry_url=stack_settings.registry_url
+    ) as stack:
         yield stack
 
 
 @pytest.fixture(scope="module")
-def secure_worker(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[Worker]:
+def secure_worker(secure: SecureStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     settings = secure.as_user(security.WORKER).replace(operator_principals=OPERATOR)
     worker = start_writer(settings, tmp_path_factory.mktemp("secure-worker"))
     assert worker.alive, worker.log()[-3000:]
@@ -65,8 +64,9 @@ def try_write(settings: Settings, topic: str, key: bytes = b"k") -> KafkaError |
 
 
 def read_partition(admin: Settings, topic: str, partition: int) -> list[bytes]:
-    consumer = Consumer(client_settings(admin.kafka, **{
-        "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
+    consumer = Consumer(
+        client_settings(admin.kafka, **{"group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False})
+    )
     try:
         tp = TopicPartition(topic, partition)
         _, end = consumer.get_watermark_offsets(tp, timeout=10)
@@ -82,8 +82,9 @@ def read_partition(admin: Settings, topic: str, partition: int) -> list[bytes]:
 
 def test_logins_are_checked(secure: SecureStack) -> None:
     admin = secure.settings
-    nobody = secure.settings.replace(security_protocol="", sasl_mechanism="", sasl_username="",
-                                     sasl_password="")
+    nobody = secure.settings.replace(
+        security_protocol="", sasl_mechanism="", sasl_username="", sasl_password=""
+    )
     wrong = secure.as_user(security.PRODUCER).replace(sasl_password="not-the-password")
     messages = []
     for settings in (nobody, wrong):
@@ -114,8 +115,7 @@ def test_only_the_writer_changes_routes_and_routing_goes_on_meanwhile(
     out = cli(operator, "routes", "pin", topic, tenant, "-p", str(target))
     assert out.returncode == 0, out.stderr + secure_worker.log()[-3000:]
 
-    with RoutingProducer(producer_settings.producer_config(acks="all", **{"linger.ms": 5})
-                         ) as producer:
+    with RoutingProducer(producer_settings.producer_config(acks="all", **{"linger.ms": 5})) as producer:
         producer.wait_ready(30)
         pinned = wait_for(lambda: producer.route_for(topic, tenant), what="the pinned route")
         assert pinned.partitions == (target,)
@@ -131,10 +131,13 @@ def test_only_the_writer_changes_routes_and_routing_goes_on_meanwhile(
         send(500)
         # The producer's principal against the routes, events and control topics: refused by
         # the broker, whatever the record says.
-        denied = {name: try_write(producer_settings, name)
-                  for name in (admin.routes_topic, admin.events_topic, admin.control_topic)}
+        denied = {
+            name: try_write(producer_settings, name)
+            for name in (admin.routes_topic, admin.events_topic, admin.control_topic)
+        }
         assert {name: e and e.code() for name, e in denied.items()} == {
-            name: KafkaError.TOPIC_AUTHORIZATION_FAILED for name in denied}, denied
+            name: KafkaError.TOPIC_AUTHORIZATION_FAILED for name in denied
+        }, denied
         # ... and the CLI run as a producer: one clear line, exit 2, nothing applied.
         out = cli(producer_settings, "routes", "pin", topic, tenant, "-p", str(later))
         assert out.returncode == 2, out.stdout + out.stderr
@@ -150,9 +153,17 @@ def test_only_the_writer_changes_routes_and_routing_goes_on_meanwhile(
         # An operator principal's tool that claims to be someone else: ACLs cannot tell,
         # the writer can (operator_principals).
         with ControlClient(operator) as client:
-            outcome = client.submit(ControlCommand(
-                ControlAction.PIN, topic, tenant, int(time.time() * 1000), (later,),
-                issued_by="User:mallory"), wait_s=30)
+            outcome = client.submit(
+                ControlCommand(
+                    ControlAction.PIN,
+                    topic,
+                    tenant,
+                    int(time.time() * 1000),
+                    (later,),
+                    issued_by="User:mallory",
+                ),
+                wait_s=30,
+            )
         assert outcome.answer is not None and not outcome.answer.applied
         assert "not an operator principal" in outcome.answer.reason
 
@@ -160,16 +171,16 @@ def test_only_the_writer_changes_routes_and_routing_goes_on_meanwhile(
         # under its own principal, and the move completes.
         out = cli(operator, "routes", "pin", topic, tenant, "-p", str(later))
         assert out.returncode == 0, out.stderr + secure_worker.log()[-3000:]
-        wait_for(lambda: (r := producer.route_for(topic, tenant)) is not None
-                 and r.partitions == (later,), what="the move")
+        wait_for(
+            lambda: (r := producer.route_for(topic, tenant)) is not None and r.partitions == (later,),
+            what="the move",
+        )
         send(500)
 
     # (The one record try_write put on the data topic is not the tenant's.)
-    before, after = ([v for v in read_partition(admin, topic, p) if v != b"forged"]
-                     for p in (target, later))
+    before, after = ([v for v in read_partition(admin, topic, p) if v != b"forged"] for p in (target, later))
     assert before + after == sent, "lost, duplicated or reordered records"
     assert len(before) == 1000 and len(after) == 500
     stats = secure_worker.get("/writer/stats")
     assert stats["commands_unauthorized"] == 1
     assert stats["foreign_routes"] == 0 and stats["messages_misplaced"] == 0
-

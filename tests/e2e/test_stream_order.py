@@ -42,16 +42,26 @@ CHECKER = "order-check"
 
 
 @pytest.fixture(scope="module")
-def plane(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[Settings, list[Worker]]]:
+def plane(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Settings, list[Worker]]]:
     """Two workers planning every 3 s window; drains wait for the checker group."""
     group = f"{CHECKER}-{uuid.uuid4().hex[:6]}"
     settings = fresh_routing_settings(
-        stack_settings, "order", usage_partitions=4, min_compaction_lag_ms=0,
-        window_s=WINDOW_S, window_grace_ms=800, window_idle_ms=1000, planner_max_wait_ms=2000,
-        worker_session_timeout_s=6.0, lag_groups=group, drain_timeout_ms=30_000,
+        stack_settings,
+        "order",
+        usage_partitions=4,
+        min_compaction_lag_ms=0,
+        window_s=WINDOW_S,
+        window_grace_ms=800,
+        window_idle_ms=1000,
+        planner_max_wait_ms=2000,
+        worker_session_timeout_s=6.0,
+        lag_groups=group,
+        drain_timeout_ms=30_000,
         # A shard carries at most max(half the mean, 100/s): a tenant at 500/s wants 4.
-        planner_policy="partition_capacity=2000,min_dwell_s=3,cooldown_s=3,max_shards=4")
+        planner_policy="partition_capacity=2000,min_dwell_s=3,cooldown_s=3,max_shards=4",
+    )
     with running_workers(settings, tmp_path_factory.mktemp("order"), 2) as workers:
         yield settings, workers
 
@@ -66,19 +76,29 @@ def _checked_topic(settings: Settings) -> tuple[str, OrderCheck]:
 
 
 def _producer(settings: Settings) -> RoutingProducer:
-    producer = RoutingProducer(settings.producer_config(**{
-        "routing.usage.interval.ms": 500, "linger.ms": 5, "acks": "all"}))
+    producer = RoutingProducer(
+        settings.producer_config(**{"routing.usage.interval.ms": 500, "linger.ms": 5, "acks": "all"})
+    )
     producer.wait_ready(30)
     return producer
 
 
-def _pin(settings: Settings, topic: str, tenant: str, *partitions: int,
-         mode: RouteMode | None = None) -> int:
+def _pin(settings: Settings, topic: str, tenant: str, *partitions: int, mode: RouteMode | None = None) -> int:
     """Pins (or with no partitions unpins) and waits for the move to end; returns its epoch."""
     action = ControlAction.PIN if partitions else ControlAction.UNPIN
-    event = ControlClient(settings).send(ControlCommand(
-        action, topic, tenant, now_ms(), tuple(partitions), mode=mode, reason="order test",
-        issued_by="test"), wait_s=60)
+    event = ControlClient(settings).send(
+        ControlCommand(
+            action,
+            topic,
+            tenant,
+            now_ms(),
+            tuple(partitions),
+            mode=mode,
+            reason="order test",
+            issued_by="test",
+        ),
+        wait_s=60,
+    )
     assert event is not None and event.applied, event
     return event.to_epoch or 0
 
@@ -90,8 +110,7 @@ def _settled(producer: RoutingProducer, topic: str, tenant: str, epoch: int) -> 
     return route is None or (route.epoch >= epoch and route.status is RouteStatus.ACTIVE)
 
 
-def _finish(traffic: NumberedStreams, producer: RoutingProducer, check: OrderCheck
-            ) -> dict[str, Any]:
+def _finish(traffic: NumberedStreams, producer: RoutingProducer, check: OrderCheck) -> dict[str, Any]:
     traffic.stop()
     assert not traffic.errors, traffic.errors
     assert producer.flush(30) == 0
@@ -99,7 +118,8 @@ def _finish(traffic: NumberedStreams, producer: RoutingProducer, check: OrderChe
 
 
 def test_relaxed_key_only_records_are_round_robined_strict_ones_stay_on_one_shard(
-        plane: tuple[Settings, list[Worker]]) -> None:
+    plane: tuple[Settings, list[Worker]],
+) -> None:
     settings, _ = plane
     topic, check = _checked_topic(settings)
     relaxed, strict = ("loose", ""), ("tight", "")
@@ -108,11 +128,14 @@ def test_relaxed_key_only_records_are_round_robined_strict_ones_stay_on_one_shar
         traffic.start()
         try:
             time.sleep(1.0)
-            for tenant, shards, mode in (("loose", (1, 2, 3), RouteMode.RELAXED),
-                                         ("tight", (4, 5, 6), RouteMode.STRICT)):
+            for tenant, shards, mode in (
+                ("loose", (1, 2, 3), RouteMode.RELAXED),
+                ("tight", (4, 5, 6), RouteMode.STRICT),
+            ):
                 epoch = _pin(settings, topic, tenant, *shards, mode=mode)
-                run_until(partial(_settled, producer, topic, tenant, epoch), traffic, 20,
-                          f"{tenant} to be routed")
+                run_until(
+                    partial(_settled, producer, topic, tenant, epoch), traffic, 20, f"{tenant} to be routed"
+                )
             after = {s: traffic.sent.get(s, 0) for s in (relaxed, strict)}
             time.sleep(2.0)
         finally:
@@ -121,8 +144,7 @@ def test_relaxed_key_only_records_are_round_robined_strict_ones_stay_on_one_shar
     assert figures["lost"] == 0 and figures["duplicated"] == 0, figures
     # Strict: one ordered stream, on one shard, in order.
     assert check.checker.reordered.get("tight", 0) == 0
-    assert check.partitions_after(strict, after[strict]) == {
-        (4, 5, 6)[java_partition(b"tight", 3)]}
+    assert check.partitions_after(strict, after[strict]) == {(4, 5, 6)[java_partition(b"tight", 3)]}
     # Relaxed: spread over every shard (it accepted records out of order).
     assert check.partitions_after(relaxed, after[relaxed]) == {1, 2, 3}
     modes = {e.tenant: e.mode for e in events(settings) if e.topic == topic and e.action == "pin"}
@@ -130,7 +152,8 @@ def test_relaxed_key_only_records_are_round_robined_strict_ones_stay_on_one_shar
 
 
 def test_sixty_four_keys_are_sharded_grown_shrunk_and_merged_back_in_order(
-        plane: tuple[Settings, list[Worker]]) -> None:
+    plane: tuple[Settings, list[Worker]],
+) -> None:
     settings, _ = plane
     topic, check = _checked_topic(settings)
     big = "bigco"
@@ -144,39 +167,47 @@ def test_sixty_four_keys_are_sharded_grown_shrunk_and_merged_back_in_order(
         traffic.start()
         try:
             # The planner sees 64 + 1 even streams of 8/s: splittable, so it shards bigco.
-            route = run_until(lambda: (r := producer.route_for(topic, big)) is not None
-                              and r.status is RouteStatus.ACTIVE and r, traffic,
-                              12 * WINDOW_S, "the planner to shard bigco")
+            route = run_until(
+                lambda: (
+                    (r := producer.route_for(topic, big)) is not None and r.status is RouteStatus.ACTIVE and r
+                ),
+                traffic,
+                12 * WINDOW_S,
+                "the planner to shard bigco",
+            )
             assert len(route.partitions) > 1, route
             moves.append(f"planner: {list(route.partitions)}")
             unused = [p for p in range(PARTITIONS) if p not in route.partitions]
-            for shards in ((*route.partitions, *unused[:2]),  # grow
-                           tuple(route.partitions[:2])):  # shrink
+            for shards in (
+                (*route.partitions, *unused[:2]),  # grow
+                tuple(route.partitions[:2]),
+            ):  # shrink
                 epoch = _pin(settings, topic, big, *shards)
-                run_until(partial(_settled, producer, topic, big, epoch), traffic, 20,
-                          f"bigco on {shards}")
+                run_until(partial(_settled, producer, topic, big, epoch), traffic, 20, f"bigco on {shards}")
                 moves.append(f"pin: {list(shards)}")
                 time.sleep(1.5)
             epoch = _pin(settings, topic, big)  # merge back to hashing
-            run_until(lambda: producer.route_for(topic, big) is None, traffic, 20,
-                      "bigco merged back")
+            run_until(lambda: producer.route_for(topic, big) is None, traffic, 20, "bigco merged back")
             moves.append("unpin")
             time.sleep(1.5)
         finally:
             figures = _finish(traffic, producer, check)
     figures["moves"] = moves
     print("64-key shard/grow/shrink/merge figures:", json.dumps(figures))
-    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["reordered"] == 0, \
-        figures
-    history = [e for e in events(settings) if e.topic == topic and e.tenant == big
-               and not e.action.startswith("drain-")]
+    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["reordered"] == 0, figures
+    history = [
+        e
+        for e in events(settings)
+        if e.topic == topic and e.tenant == big and not e.action.startswith("drain-")
+    ]
     assert [e.action for e in history][:1] == ["shard"], history
     assert "sharded over" in history[0].reason, history[0].reason
     assert all(e.status == "draining" for e in history), history  # every change drained
 
 
 def test_a_hot_key_only_tenant_is_isolated_not_sharded_across_a_killed_planner(
-        plane: tuple[Settings, list[Worker]]) -> None:
+    plane: tuple[Settings, list[Worker]],
+) -> None:
     settings, workers = plane
     topic, check = _checked_topic(settings)
     hot = "flash"
@@ -194,19 +225,26 @@ def test_a_hot_key_only_tenant_is_isolated_not_sharded_across_a_killed_planner(
             # usage reports 0.5 s apart, issue #15): the survivor decides.
             time.sleep(0.2)
             planner.kill()
-            route = run_until(lambda: (r := producer.route_for(topic, hot)) is not None
-                              and r.status is RouteStatus.ACTIVE and r, traffic, 90,
-                              "the hot tenant to be moved after the planner was killed")
+            route = run_until(
+                lambda: (
+                    (r := producer.route_for(topic, hot)) is not None and r.status is RouteStatus.ACTIVE and r
+                ),
+                traffic,
+                90,
+                "the hot tenant to be moved after the planner was killed",
+            )
             time.sleep(2.0)
         finally:
             figures = _finish(traffic, producer, check)
     print("key-only hotspot + killed planner figures:", json.dumps(figures))
-    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["reordered"] == 0, \
-        figures
+    assert figures["lost"] == 0 and figures["duplicated"] == 0 and figures["reordered"] == 0, figures
     assert figures["sent"] > 5_000, figures
     assert len(route.partitions) == 1, route
-    history = [e for e in events(settings) if e.topic == topic and e.tenant == hot
-               and not e.action.startswith("drain-")]
+    history = [
+        e
+        for e in events(settings)
+        if e.topic == topic and e.tenant == hot and not e.action.startswith("drain-")
+    ]
     assert history and all(e.action == "isolate" for e in history), history
     assert "not sharded" in history[0].reason, history[0].reason
     survivor = next(w for w in workers if w is not planner)

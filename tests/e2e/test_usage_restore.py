@@ -32,15 +32,19 @@ def _send(settings: Settings, reports: list[UsageReport]) -> int:
     codec = AvroCodec(registry_client(settings.registry_url), USAGE_SCHEMA, settings.usage_topic)
     producer = Producer(client_settings(settings.bootstrap))
     for batch in batch_reports(reports, PARTITIONS):
-        producer.produce(settings.usage_topic, codec.encode(batch.to_record()), batch.key,
-                         partition=batch.usage_partition, timestamp=batch.interval_end - 1)
+        producer.produce(
+            settings.usage_topic,
+            codec.encode(batch.to_record()),
+            batch.key,
+            partition=batch.usage_partition,
+            timestamp=batch.interval_end - 1,
+        )
     assert producer.flush(10) == 0
     return len(reports)
 
 
 def _interval(producer: str, end: int, records: int) -> list[UsageReport]:
-    return [UsageReport(producer, "orders", t, records, 10 * records, end - 1000, end)
-            for t in TENANTS]
+    return [UsageReport(producer, "orders", t, records, 10 * records, end - 1000, end) for t in TENANTS]
 
 
 def _usage(worker: Worker) -> dict[str, int]:
@@ -49,8 +53,9 @@ def _usage(worker: Worker) -> dict[str, int]:
 
 def _all_committed(settings: Settings) -> bool:
     """The group committed every usage record: a new owner will not read them again."""
-    consumer = Consumer(client_settings(settings.bootstrap, **{
-        "group.id": settings.app_id, "enable.auto.commit": False}))
+    consumer = Consumer(
+        client_settings(settings.bootstrap, **{"group.id": settings.app_id, "enable.auto.commit": False})
+    )
     try:
         tps = [TopicPartition(settings.usage_topic, p) for p in range(PARTITIONS)]
         committed = consumer.committed(tps, timeout=10)
@@ -64,16 +69,19 @@ def _all_committed(settings: Settings) -> bool:
 
 
 def _summaries(settings: Settings, window_start: int) -> list[WindowSummary]:
-    codec = AvroCodec(registry_client(settings.registry_url), WINDOW_SUMMARY_SCHEMA,
-                      settings.control_topic,
-                      subject=f"{settings.control_topic}-{WINDOW_SUMMARY_SCHEMA}")
-    consumer = Consumer(client_settings(settings.bootstrap, **{
-        "group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False}))
+    codec = AvroCodec(
+        registry_client(settings.registry_url),
+        WINDOW_SUMMARY_SCHEMA,
+        settings.control_topic,
+        subject=f"{settings.control_topic}-{WINDOW_SUMMARY_SCHEMA}",
+    )
+    consumer = Consumer(
+        client_settings(settings.bootstrap, **{"group.id": f"t-{uuid.uuid4()}", "enable.auto.commit": False})
+    )
     found = []
     try:
         # Up to the end as it is now: ticks keep landing on the control topic every second.
-        _, end = consumer.get_watermark_offsets(TopicPartition(settings.control_topic, 0),
-                                                timeout=10)
+        _, end = consumer.get_watermark_offsets(TopicPartition(settings.control_topic, 0), timeout=10)
         consumer.assign([TopicPartition(settings.control_topic, 0, 0)])
         read = 0
         deadline = time.monotonic() + 20
@@ -98,19 +106,26 @@ def _close_window(settings: Settings, window_start: int) -> list[WindowSummary]:
     come: workers refuse reports stamped ahead of their clock (by more than the grace)."""
     closing = window_start + SIZE + settings.window_grace_ms + 1
     time.sleep(max(0.0, closing / 1000 - time.time()))
-    _send(settings, [UsageReport("p-3", "orders", t, 1, 1, closing - 1000, closing)
-                     for t in TENANTS])
+    _send(settings, [UsageReport("p-3", "orders", t, 1, 1, closing - 1000, closing) for t in TENANTS])
     found: list[WindowSummary] = wait_for(
-        lambda: (found := _summaries(settings, window_start))
-        and len({s.usage_partition for s in found}) == PARTITIONS and found,
-        timeout=60, what="the summaries of the window")
+        lambda: (
+            (found := _summaries(settings, window_start))
+            and len({s.usage_partition for s in found}) == PARTITIONS
+            and found
+        ),
+        timeout=60,
+        what="the summaries of the window",
+    )
     return found
 
 
 def _delete_topics(settings: Settings) -> None:
     admin = admin_client(settings.bootstrap)
-    mine = [t for t in admin.list_topics(timeout=10).topics
-            if t.startswith((f"{settings.app_id}-", "ur.")) and settings.app_id[3:] in t]
+    mine = [
+        t
+        for t in admin.list_topics(timeout=10).topics
+        if t.startswith((f"{settings.app_id}-", "ur.")) and settings.app_id[3:] in t
+    ]
     for future in admin.delete_topics(mine, operation_timeout=30).values():
         future.result(60)
 
@@ -118,11 +133,18 @@ def _delete_topics(settings: Settings) -> None:
 def _scratch_settings(stack_settings: Settings) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     settings = stack_settings.replace(
-        routes_topic=f"ur.routes.{suffix}", events_topic=f"ur.events.{suffix}",
-        usage_topic=f"ur.usage.{suffix}", control_topic=f"ur.control.{suffix}",
+        routes_topic=f"ur.routes.{suffix}",
+        events_topic=f"ur.events.{suffix}",
+        usage_topic=f"ur.usage.{suffix}",
+        control_topic=f"ur.control.{suffix}",
         answers_topic=f"ur.answers.{suffix}",
-        app_id=f"ur-{suffix}", usage_partitions=PARTITIONS, window_s=WINDOW_S,
-        window_grace_ms=500, window_idle_ms=1000, worker_session_timeout_s=6.0)
+        app_id=f"ur-{suffix}",
+        usage_partitions=PARTITIONS,
+        window_s=WINDOW_S,
+        window_grace_ms=500,
+        window_idle_ms=1000,
+        worker_session_timeout_s=6.0,
+    )
     ensure_topics(settings.bootstrap, routing_topics(settings))
     return settings
 
@@ -137,7 +159,8 @@ def _window_with_room(seconds: float) -> tuple[int, int]:
 
 
 def test_window_totals_survive_a_killed_worker_through_the_changelog(
-        stack_settings: Settings, tmp_path: Path) -> None:
+    stack_settings: Settings, tmp_path: Path
+) -> None:
     settings = _scratch_settings(stack_settings)
     # Enough of the window left for a kill, a takeover and the restore (a timer closes it
     # once its end has passed).
@@ -147,19 +170,28 @@ def test_window_totals_survive_a_killed_worker_through_the_changelog(
     second: Worker | None = None
     try:
         sent = _send(settings, _interval("p-1", now, 10) + _interval("p-2", now, 1))
-        wait_for(lambda: _usage(first)["reports_aggregated"] == sent, timeout=30,
-                 what="the first worker to aggregate the first reports")
+        wait_for(
+            lambda: _usage(first)["reports_aggregated"] == sent,
+            timeout=30,
+            what="the first worker to aggregate the first reports",
+        )
         wait_for(lambda: _all_committed(settings), timeout=30, what="the offsets to be committed")
         first.kill()
 
         second = start_worker(settings, tmp_path / "second")
-        wait_for(lambda: _usage(second)["windows_restored"] >= PARTITIONS, timeout=60,
-                 what="the second worker to restore the windows of every partition")
+        wait_for(
+            lambda: _usage(second)["windows_restored"] >= PARTITIONS,
+            timeout=60,
+            what="the second worker to restore the windows of every partition",
+        )
         later = int(time.time() * 1000)
         assert later < window_start + SIZE, "the window ended before the takeover finished"
         more = _send(settings, _interval("p-1", later, 5))
-        wait_for(lambda: _usage(second)["reports_aggregated"] == more, timeout=30,
-                 what="the second worker to aggregate the later reports")
+        wait_for(
+            lambda: _usage(second)["reports_aggregated"] == more,
+            timeout=30,
+            what="the second worker to aggregate the later reports",
+        )
         summaries = _close_window(settings, window_start)
         assert _usage(second)["usage_undecodable"] == 0
     finally:
@@ -179,7 +211,8 @@ def test_window_totals_survive_a_killed_worker_through_the_changelog(
 
 
 def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
-        stack_settings: Settings, tmp_path: Path) -> None:
+    stack_settings: Settings, tmp_path: Path
+) -> None:
     """faust-streaming 0.15.3 drops records it reads during a rebalance and, for a partition the
     group has not committed yet, never reads them again; records delivered as a rebalance ends
     can be cleared and committed over (faust-streaming#596); and a partition's new owner reads
@@ -216,7 +249,9 @@ def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
         assert _usage(first)["usage_undecodable"] == 0
         # The scenario happened: the second worker took usage partitions over.
         assert {s.worker_id.rsplit(":", 1)[1] for s in summaries} == {
-            str(first.process.pid), str(second.process.pid)}
+            str(first.process.pid),
+            str(second.process.pid),
+        }
     finally:
         for w in (first, second):
             if w is not None:
@@ -232,5 +267,4 @@ def test_reports_sent_while_a_second_worker_joins_count_exactly_once(
         for (_, tenant), (records, _) in s.tenants.items():
             totals[tenant] = totals.get(tenant, 0) + records
     missing = {t: sent[t] - totals.get(t, 0) for t in TENANTS if totals.get(t, 0) != sent[t]}
-    assert not missing, f"tenants whose summed records differ from those sent (sent - summed): " \
-                        f"{missing}"
+    assert not missing, f"tenants whose summed records differ from those sent (sent - summed): {missing}"

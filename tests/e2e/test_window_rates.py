@@ -19,18 +19,18 @@ WINDOW_MS = 10_000
 
 
 def test_window_rates_count_the_records_stamped_in_the_window(
-    routing_settings: Settings, data_topic: Callable[[int], str],
+    routing_settings: Settings,
+    data_topic: Callable[[int], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     topic = data_topic(2)
     # In the past, within what the broker accepts as CreateTime; whole seconds keep it readable.
     t = (int(time.time()) - 120) * 1000
     stamped = {
-        0: [t - 5_000 + i * 20 for i in range(50)]            # before the window
-           + [t + i * 100 for i in range(100)]                # 100 in [t, t + 10 s)
-           + [t + WINDOW_MS + i * 100 for i in range(30)],    # after it
-        1: [t - 3_000 + i * 100 for i in range(20)]
-           + [t + WINDOW_MS + 1_000 + i * 100 for i in range(5)],
+        0: [t - 5_000 + i * 20 for i in range(50)]  # before the window
+        + [t + i * 100 for i in range(100)]  # 100 in [t, t + 10 s)
+        + [t + WINDOW_MS + i * 100 for i in range(30)],  # after it
+        1: [t - 3_000 + i * 100 for i in range(20)] + [t + WINDOW_MS + 1_000 + i * 100 for i in range(5)],
     }
     producer = Producer(client_settings(routing_settings.bootstrap, **{"acks": "all"}))
     for partition, timestamps in stamped.items():

@@ -29,8 +29,13 @@ from routing_app.topics.acls import (
 
 WORKER, OPERATOR, PRODUCER = "User:w", "User:o", "User:p"
 S = Settings(app_id="app")
-ROUTES, EVENTS, CONTROL, USAGE, ANSWERS = (S.routes_topic, S.events_topic, S.control_topic,
-                                           S.usage_topic, S.answers_topic)
+ROUTES, EVENTS, CONTROL, USAGE, ANSWERS = (
+    S.routes_topic,
+    S.events_topic,
+    S.control_topic,
+    S.usage_topic,
+    S.answers_topic,
+)
 CHANGELOG = "app-routes-changelog"  # one of Faust's own topics (<app_id>-...)
 DATA = "orders"
 READ, WRITE, DESCRIBE = AclOperation.READ, AclOperation.WRITE, AclOperation.DESCRIBE
@@ -41,8 +46,9 @@ DATA_GRANTS = [("*", False), (DATA, False), ("ord", True)]
 
 
 def acls(data: tuple[str, bool] = ("*", False)) -> list[AclBinding]:
-    return routing_acls(S, worker=WORKER, operator=OPERATOR, producer=PRODUCER,
-                        data_topics=data[0], data_prefixed=data[1])
+    return routing_acls(
+        S, worker=WORKER, operator=OPERATOR, producer=PRODUCER, data_topics=data[0], data_prefixed=data[1]
+    )
 
 
 def can(bindings: list[AclBinding], who: str, op: AclOperation, topic: str) -> bool:
@@ -51,30 +57,40 @@ def can(bindings: list[AclBinding], who: str, op: AclOperation, topic: str) -> b
 
 @pytest.mark.parametrize("data", DATA_GRANTS)
 def test_only_the_worker_writes_routes_and_events_and_only_it_and_operators_write_control(
-        data: tuple[str, bool]) -> None:
+    data: tuple[str, bool],
+) -> None:
     bindings = acls(data)
-    writers = {topic: {who for who in (WORKER, OPERATOR, PRODUCER)
-                       if can(bindings, who, WRITE, topic)}
-               for topic in (ROUTES, EVENTS, CONTROL, USAGE, ANSWERS, CHANGELOG, DATA)}
+    writers = {
+        topic: {who for who in (WORKER, OPERATOR, PRODUCER) if can(bindings, who, WRITE, topic)}
+        for topic in (ROUTES, EVENTS, CONTROL, USAGE, ANSWERS, CHANGELOG, DATA)
+    }
     assert writers == {
-        ROUTES: {WORKER}, EVENTS: {WORKER}, CONTROL: {WORKER, OPERATOR},
-        USAGE: {PRODUCER}, ANSWERS: {PRODUCER}, CHANGELOG: {WORKER}, DATA: {PRODUCER},
+        ROUTES: {WORKER},
+        EVENTS: {WORKER},
+        CONTROL: {WORKER, OPERATOR},
+        USAGE: {PRODUCER},
+        ANSWERS: {PRODUCER},
+        CHANGELOG: {WORKER},
+        DATA: {PRODUCER},
     }
 
 
 @pytest.mark.parametrize("data", DATA_GRANTS)
 def test_readers_of_each_topic(data: tuple[str, bool]) -> None:
     bindings = acls(data)
-    readers = {topic: {who for who in (WORKER, OPERATOR, PRODUCER)
-                       if can(bindings, who, READ, topic)}
-               for topic in (ROUTES, EVENTS, CONTROL, USAGE, ANSWERS, CHANGELOG, DATA)}
+    readers = {
+        topic: {who for who in (WORKER, OPERATOR, PRODUCER) if can(bindings, who, READ, topic)}
+        for topic in (ROUTES, EVENTS, CONTROL, USAGE, ANSWERS, CHANGELOG, DATA)
+    }
     assert readers == {
         # The producers' route caches, the operators' `routes list|show` and `audit`, the
         # worker's cache and table recovery.
         ROUTES: {WORKER, OPERATOR, PRODUCER},
         EVENTS: {OPERATOR},  # the CLI waits for the writer's answer there; audit
         CONTROL: {WORKER},  # nobody else sees operators' commands or the workers' summaries
-        USAGE: {WORKER}, ANSWERS: {WORKER}, CHANGELOG: {WORKER},
+        USAGE: {WORKER},
+        ANSWERS: {WORKER},
+        CHANGELOG: {WORKER},
         DATA: set(),  # the project reads end offsets (DESCRIBE), never the records
     }
 
@@ -128,9 +144,13 @@ def test_groups_and_cluster() -> None:
     for who in (OPERATOR, PRODUCER):
         assert not group(who, READ, "routing-app-cache-1234")  # never a member, never commits
         assert not group(who, DESCRIBE, "app")
-    cluster = [(who, op) for who in (WORKER, OPERATOR, PRODUCER) for op in AclOperation
-               if op not in (AclOperation.UNKNOWN, AclOperation.ANY)
-               and permits(bindings, who, op, CLUSTER_TYPE, CLUSTER)]
+    cluster = [
+        (who, op)
+        for who in (WORKER, OPERATOR, PRODUCER)
+        for op in AclOperation
+        if op not in (AclOperation.UNKNOWN, AclOperation.ANY)
+        and permits(bindings, who, op, CLUSTER_TYPE, CLUSTER)
+    ]
     # default.replication.factor, read by the worker; nobody may alter the cluster, create ACLs,
     # or act as a broker.
     assert cluster == [(WORKER, AclOperation.DESCRIBE_CONFIGS)]
@@ -139,66 +159,82 @@ def test_groups_and_cluster() -> None:
 def test_no_role_is_granted_everything_anywhere_but_the_worker_on_its_own_topics() -> None:
     everything = [b for b in acls() if b.operation == AclOperation.ALL]
     assert [(b.principal, b.name, b.resource_pattern_type) for b in everything] == [
-        (WORKER, "app-", ResourcePatternType.PREFIXED)]
+        (WORKER, "app-", ResourcePatternType.PREFIXED)
+    ]
     assert all(b.principal in (WORKER, OPERATOR, PRODUCER) and b.host == "*" for b in acls())
 
 
 def test_permits_follows_kafkas_rules() -> None:
-    def binding(name: str, op: AclOperation, permission: AclPermissionType,
-                prefixed: bool = False) -> AclBinding:
-        return AclBinding(TOPIC, name, "PREFIXED" if prefixed else "LITERAL", "User:a", "*",
-                          op, permission)
+    def binding(
+        name: str, op: AclOperation, permission: AclPermissionType, prefixed: bool = False
+    ) -> AclBinding:
+        return AclBinding(TOPIC, name, "PREFIXED" if prefixed else "LITERAL", "User:a", "*", op, permission)
 
     allow, deny = AclPermissionType.ALLOW, AclPermissionType.DENY
     assert permits([binding("t", WRITE, allow)], "User:a", DESCRIBE, TOPIC, "t")  # implied
     assert not permits([binding("t", DESCRIBE, allow)], "User:a", WRITE, TOPIC, "t")
     assert not permits([binding("t", WRITE, allow)], "User:b", WRITE, TOPIC, "t")
     assert permits([binding("*", WRITE, allow)], "User:a", WRITE, TOPIC, "x")
-    assert not permits([binding("*", WRITE, allow), binding("x", WRITE, deny)],
-                       "User:a", WRITE, TOPIC, "x")
-    assert permits([binding("*", WRITE, allow), binding("x", WRITE, deny)],
-                   "User:a", DESCRIBE, TOPIC, "x")
+    assert not permits([binding("*", WRITE, allow), binding("x", WRITE, deny)], "User:a", WRITE, TOPIC, "x")
+    assert permits([binding("*", WRITE, allow), binding("x", WRITE, deny)], "User:a", DESCRIBE, TOPIC, "x")
     assert permits([binding("ab", READ, allow, prefixed=True)], "User:a", READ, TOPIC, "abc")
     assert not permits([binding("abc", READ, allow, prefixed=True)], "User:a", READ, TOPIC, "ab")
-    assert describe(binding("ab", READ, allow, prefixed=True)) == \
-        "ALLOW User:a READ topic ab (prefix)"
+    assert describe(binding("ab", READ, allow, prefixed=True)) == "ALLOW User:a READ topic ab (prefix)"
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"producer": WORKER}, "also the worker"),
-    ({"producer": OPERATOR}, "also the operator"),
-    ({"data_topics": S.routes_topic}, "one of the routing topics"),
-    ({"data_topics": "*", "data_prefixed": True}, "'*' is every topic"),
-    ({"data_topics": ""}, "give a topic name"),
-    ({"worker": "routing-worker"}, "not a principal"),
-    ({"operator": "User:*"}, "wildcard"),
-])
-def test_sets_that_cannot_work_are_refused_with_the_reason(kwargs: dict[str, object],
-                                                           words: str) -> None:
-    given: dict[str, object] = {"worker": WORKER, "operator": OPERATOR, "producer": PRODUCER,
-                                **kwargs}
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"producer": WORKER}, "also the worker"),
+        ({"producer": OPERATOR}, "also the operator"),
+        ({"data_topics": S.routes_topic}, "one of the routing topics"),
+        ({"data_topics": "*", "data_prefixed": True}, "'*' is every topic"),
+        ({"data_topics": ""}, "give a topic name"),
+        ({"worker": "routing-worker"}, "not a principal"),
+        ({"operator": "User:*"}, "wildcard"),
+    ],
+)
+def test_sets_that_cannot_work_are_refused_with_the_reason(kwargs: dict[str, object], words: str) -> None:
+    given: dict[str, object] = {"worker": WORKER, "operator": OPERATOR, "producer": PRODUCER, **kwargs}
     with pytest.raises(AclSetError, match=words):
         routing_acls(S, **given)  # type: ignore[arg-type]
 
 
 def test_a_shared_principal_is_fine_when_no_deny_is_needed() -> None:
-    bindings = routing_acls(S, worker=WORKER, operator=OPERATOR, producer=OPERATOR,
-                            data_topics=DATA)
+    bindings = routing_acls(S, worker=WORKER, operator=OPERATOR, producer=OPERATOR, data_topics=DATA)
     assert can(bindings, OPERATOR, WRITE, CONTROL) and can(bindings, OPERATOR, WRITE, DATA)
 
 
 def test_stack_acls_command_lists_the_set_for_the_settings_topics() -> None:
     settings = Settings(routes_topic="t.routes", app_id="my-app")
     result = CliRunner().invoke(
-        stack, ["acls", "--worker", "User:w", "--operator", "User:o", "--producer", "User:p",
-                "--data-prefix", "orders."], obj=settings, terminal_width=200)
+        stack,
+        [
+            "acls",
+            "--worker",
+            "User:w",
+            "--operator",
+            "User:o",
+            "--producer",
+            "User:p",
+            "--data-prefix",
+            "orders.",
+        ],
+        obj=settings,
+        terminal_width=200,
+    )
     assert result.exit_code == 0, result.output
-    expected = routing_acls(settings, worker="User:w", operator="User:o", producer="User:p",
-                            data_topics="orders.", data_prefixed=True)
+    expected = routing_acls(
+        settings,
+        worker="User:w",
+        operator="User:o",
+        producer="User:p",
+        data_topics="orders.",
+        data_prefixed=True,
+    )
     assert f"{len(expected)} bindings" in result.output
     assert "t.routes" in result.output and "my-app-" in result.output and "orders." in result.output
-    both = CliRunner().invoke(stack, ["acls", "--data-topics", "a", "--data-prefix", "b"],
-                              obj=settings)
+    both = CliRunner().invoke(stack, ["acls", "--data-topics", "a", "--data-prefix", "b"], obj=settings)
     assert both.exit_code == 2 and "not both" in both.output
     bad = CliRunner().invoke(stack, ["acls", "--producer", "User:routing-worker"], obj=settings)
     assert bad.exit_code == 2 and "also the worker" in bad.output

@@ -64,8 +64,7 @@ class FakeWriter:
         if decision.route is not None:
             self.routes[key] = decision.route
             self.epochs[key] = decision.route.epoch
-            self.records.append(RouteRecord(len(self.records), self.now, e.topic, e.tenant,
-                                            decision.route))
+            self.records.append(RouteRecord(len(self.records), self.now, e.topic, e.tenant, decision.route))
         elif decision.tombstone:
             self.routes.pop(key, None)
             if e.to_epoch is not None:
@@ -73,12 +72,23 @@ class FakeWriter:
             self.records.append(RouteRecord(len(self.records), self.now, e.topic, e.tenant, None))
         self.events.append(EventRecord(len(self.events), self.now, e))
 
-    def command(self, action: ControlAction, tenant: str, *partitions: int, reason: str = "",
-                mode: RouteMode | None = None) -> Decision:
+    def command(
+        self,
+        action: ControlAction,
+        tenant: str,
+        *partitions: int,
+        reason: str = "",
+        mode: RouteMode | None = None,
+    ) -> Decision:
         key = route_key(TOPIC, tenant)
         decision = apply_command(
             ControlCommand(action, TOPIC, tenant, self.now, partitions, mode, reason),
-            self.routes.get(key), self.epochs.get(key, 0), 8, worker_id="w-1", now_ms=self.now)
+            self.routes.get(key),
+            self.epochs.get(key, 0),
+            8,
+            worker_id="w-1",
+            now_ms=self.now,
+        )
         self.write(decision)
         return decision
 
@@ -88,39 +98,86 @@ class FakeWriter:
     def unpin(self, tenant: str) -> Decision:
         return self.command(ControlAction.UNPIN, tenant)
 
-    def strict_move(self, tenant: str, to: tuple[int, ...] | None, *, pause_ms: float = 250.0,
-                    action: str = "isolate", outcome: str = "drain-complete") -> None:
+    def strict_move(
+        self,
+        tenant: str,
+        to: tuple[int, ...] | None,
+        *,
+        pause_ms: float = 250.0,
+        action: str = "isolate",
+        outcome: str = "drain-complete",
+    ) -> None:
         """A strict move as issue #4 writes it: draining(e+1) then active(e+1) or a tombstone."""
         key = route_key(TOPIC, tenant)
         current = self.routes.get(key)
         epoch = max(self.epochs.get(key, 0), current.epoch if current else 0) + 1
         before = current.partitions if current else (7,)
         target = to if to is not None else (7,)
-        draining = Route(TOPIC, tenant, target, epoch, status=RouteStatus.DRAINING,
-                         reason=f"{action}: hot", updated_at_ms=self.now, previous_partitions=before)
-        self.write(Decision(replace(ReassignmentEvent.for_change(
-            current, draining, action=action, reason=f"{action}: hot", decided_at_ms=self.now,
-            worker_id="w-1"), from_partitions=before), route=draining))
+        draining = Route(
+            TOPIC,
+            tenant,
+            target,
+            epoch,
+            status=RouteStatus.DRAINING,
+            reason=f"{action}: hot",
+            updated_at_ms=self.now,
+            previous_partitions=before,
+        )
+        self.write(
+            Decision(
+                replace(
+                    ReassignmentEvent.for_change(
+                        current,
+                        draining,
+                        action=action,
+                        reason=f"{action}: hot",
+                        decided_at_ms=self.now,
+                        worker_id="w-1",
+                    ),
+                    from_partitions=before,
+                ),
+                route=draining,
+            )
+        )
         self.tick(int(pause_ms))
         forward = outcome != "drain-abort"
         final = target if forward else before
         tombstone = (to is None and forward) or (not forward and current is None)
         event = ReassignmentEvent(
-            topic=TOPIC, tenant=tenant, action=outcome, reason=f"{action} drained",
-            decided_at_ms=self.now, worker_id="w-1", from_partitions=before,
-            to_partitions=() if tombstone else final, from_epoch=epoch, to_epoch=epoch,
-            mode="strict", status="" if tombstone else "active", observed={"pause_ms": pause_ms})
+            topic=TOPIC,
+            tenant=tenant,
+            action=outcome,
+            reason=f"{action} drained",
+            decided_at_ms=self.now,
+            worker_id="w-1",
+            from_partitions=before,
+            to_partitions=() if tombstone else final,
+            from_epoch=epoch,
+            to_epoch=epoch,
+            mode="strict",
+            status="" if tombstone else "active",
+            observed={"pause_ms": pause_ms},
+        )
         if tombstone:
             self.write(Decision(event, tombstone=True))
         else:
-            self.write(Decision(event, route=replace(draining, partitions=final,
-                                                     status=RouteStatus.ACTIVE,
-                                                     previous_partitions=(),
-                                                     updated_at_ms=self.now)))
+            self.write(
+                Decision(
+                    event,
+                    route=replace(
+                        draining,
+                        partitions=final,
+                        status=RouteStatus.ACTIVE,
+                        previous_partitions=(),
+                        updated_at_ms=self.now,
+                    ),
+                )
+            )
 
     def log(self, records: list[RouteRecord] | None = None, high: int | None = None) -> RoutesLog:
-        return RoutesLog.of(self.records if records is None else records,
-                            high=len(self.records) if high is None else high)
+        return RoutesLog.of(
+            self.records if records is None else records, high=len(self.records) if high is None else high
+        )
 
 
 def healthy() -> FakeWriter:
@@ -229,9 +286,12 @@ def test_epoch_going_backwards_is_found_on_both_topics() -> None:
     bad_event = replace(w.events[2].event, to_epoch=1)
     events = [*w.events[:2], replace(w.events[2], event=bad_event)]
     report = verify(RoutesLog.of(records), events)
-    assert (("orders/acme", EPOCH_REGRESSION) in kinds(report))
-    sources = {(d.event_offset is not None, d.route_offset is not None)
-               for d in report.discrepancies if d.kind == EPOCH_REGRESSION}
+    assert ("orders/acme", EPOCH_REGRESSION) in kinds(report)
+    sources = {
+        (d.event_offset is not None, d.route_offset is not None)
+        for d in report.discrepancies
+        if d.kind == EPOCH_REGRESSION
+    }
     assert sources == {(True, False), (False, True)}
 
 
@@ -285,15 +345,28 @@ def test_the_writers_repair_of_a_forged_route_leaves_only_the_forgery_reported()
     mine = _route(w.records[0])
     forged = replace(mine, partitions=(6,), epoch=9)
     # What RouteWriter.repair writes: a tombstone over the forgery, then its route again.
-    records = [*w.records, RouteRecord(1, w.now, TOPIC, "acme", forged),
-               RouteRecord(2, w.now, TOPIC, "acme", None), RouteRecord(3, w.now, TOPIC, "acme", mine)]
+    records = [
+        *w.records,
+        RouteRecord(1, w.now, TOPIC, "acme", forged),
+        RouteRecord(2, w.now, TOPIC, "acme", None),
+        RouteRecord(3, w.now, TOPIC, "acme", mine),
+    ]
     without_event = verify(RoutesLog.of(records), w.events)
     # Unexplained, the tombstone is a second foreign record; the epochs never go down for the
     # forgery alone (it is reported once, as a record without event).
     assert kinds(without_event) == [("orders/acme", ROUTE_WITHOUT_EVENT)] * 2
 
-    repair = ReassignmentEvent(TOPIC, "acme", "repair", "removed", w.now, from_partitions=(6,),
-                               to_partitions=(3,), from_epoch=9, to_epoch=1)
+    repair = ReassignmentEvent(
+        TOPIC,
+        "acme",
+        "repair",
+        "removed",
+        w.now,
+        from_partitions=(6,),
+        to_partitions=(3,),
+        from_epoch=9,
+        to_epoch=1,
+    )
     events = [*w.events, EventRecord(len(w.events), w.now, repair)]
     report = verify(RoutesLog.of(records), events)
     assert kinds(report) == [("orders/acme", ROUTE_WITHOUT_EVENT)]
@@ -303,10 +376,10 @@ def test_the_writers_repair_of_a_forged_route_leaves_only_the_forgery_reported()
 
     # A tenant the writer never routed: the forgery repeated (held for the delete), then gone.
     ghost = Route(TOPIC, "ghost", (5,), 1, reason="hand-written")
-    ghost_records = [RouteRecord(i, w.now, TOPIC, "ghost", r) for i, r in
-                     enumerate((ghost, ghost, None))]
-    ghost_repair = ReassignmentEvent(TOPIC, "ghost", "repair", "removed", w.now,
-                                     from_partitions=(5,), from_epoch=1)
+    ghost_records = [RouteRecord(i, w.now, TOPIC, "ghost", r) for i, r in enumerate((ghost, ghost, None))]
+    ghost_repair = ReassignmentEvent(
+        TOPIC, "ghost", "repair", "removed", w.now, from_partitions=(5,), from_epoch=1
+    )
     report = verify(RoutesLog.of(ghost_records), [EventRecord(0, w.now, ghost_repair)])
     assert kinds(report) == [("orders/ghost", ROUTE_WITHOUT_EVENT)]
     assert timeline([EventRecord(0, w.now, ghost_repair)])[0].changes_route is False
@@ -314,8 +387,10 @@ def test_the_writers_repair_of_a_forged_route_leaves_only_the_forgery_reported()
 
 def test_undecodable_records_and_duplicates() -> None:
     w = healthy()
-    poison = [Undecodable(ROUTES, "routing.routes", 0, 99, "orders/x", "DecodeError: bad magic"),
-              Undecodable(EVENTS, "routing.events", 0, 98, None, "DecodeError: short")]
+    poison = [
+        Undecodable(ROUTES, "routing.routes", 0, 99, "orders/x", "DecodeError: bad magic"),
+        Undecodable(EVENTS, "routing.events", 0, 98, None, "DecodeError: short"),
+    ]
     report = verify(w.log(), w.events, poison)
     assert sorted(kinds(report)) == [("?", UNDECODABLE), ("orders/x", UNDECODABLE)]
 
@@ -382,22 +457,37 @@ def _ms(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("-15m", _ms(NOW - timedelta(minutes=15))),
-    ("-2h", _ms(NOW - timedelta(hours=2))),
-    ("-1d", _ms(NOW - timedelta(days=1))),
-    ("-90s", _ms(NOW - timedelta(seconds=90))),
-    ("15m ago", _ms(NOW - timedelta(minutes=15))),
-    ("now", _ms(NOW)),
-    ("1700000000123", 1_700_000_000_123),
-    ("2025-03-04T10:02:00Z", _ms(datetime(2025, 3, 4, 10, 2, tzinfo=UTC))),
-    ("2025-03-04T10:02:00+02:00", _ms(datetime(2025, 3, 4, 8, 2, tzinfo=UTC))),
-    ("2025-03-04 10:02", _ms(datetime(2025, 3, 4, 10, 2).astimezone())),
-    ("10:02", _ms(datetime.combine(NOW.astimezone().date(), datetime.min.time())
-                  .replace(hour=10, minute=2).astimezone())),
-    ("10:02:30.5", _ms(datetime.combine(NOW.astimezone().date(), datetime.min.time())
-                       .replace(hour=10, minute=2, second=30, microsecond=500_000).astimezone())),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-15m", _ms(NOW - timedelta(minutes=15))),
+        ("-2h", _ms(NOW - timedelta(hours=2))),
+        ("-1d", _ms(NOW - timedelta(days=1))),
+        ("-90s", _ms(NOW - timedelta(seconds=90))),
+        ("15m ago", _ms(NOW - timedelta(minutes=15))),
+        ("now", _ms(NOW)),
+        ("1700000000123", 1_700_000_000_123),
+        ("2025-03-04T10:02:00Z", _ms(datetime(2025, 3, 4, 10, 2, tzinfo=UTC))),
+        ("2025-03-04T10:02:00+02:00", _ms(datetime(2025, 3, 4, 8, 2, tzinfo=UTC))),
+        ("2025-03-04 10:02", _ms(datetime(2025, 3, 4, 10, 2).astimezone())),
+        (
+            "10:02",
+            _ms(
+                datetime.combine(NOW.astimezone().date(), datetime.min.time())
+                .replace(hour=10, minute=2)
+                .astimezone()
+            ),
+        ),
+        (
+            "10:02:30.5",
+            _ms(
+                datetime.combine(NOW.astimezone().date(), datetime.min.time())
+                .replace(hour=10, minute=2, second=30, microsecond=500_000)
+                .astimezone()
+            ),
+        ),
+    ],
+)
 def test_parse_time_forms(text: str, expected: int) -> None:
     assert parse_time(text, now=NOW) == expected
 
@@ -463,8 +553,8 @@ def test_commands_print_json_csv_and_exit_codes(fake_read: dict[str, AuditInput]
 
     ghost = Route(TOPIC, "ghost", (4,), 1)
     fake_read["input"] = AuditInput(
-        RoutesLog.of([*w.records, RouteRecord(len(w.records), w.now, TOPIC, "ghost", ghost)]),
-        w.events)
+        RoutesLog.of([*w.records, RouteRecord(len(w.records), w.now, TOPIC, "ghost", ghost)]), w.events
+    )
     done = _run("verify", "--settle", "0")
     assert done.exit_code == 1
     assert "orders/ghost" in done.stdout and "route-without-event" in done.stdout

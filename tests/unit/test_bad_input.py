@@ -42,21 +42,23 @@ def mock_registry() -> SchemaRegistryClient:
     return SchemaRegistryClient.new_client({"url": f"mock://bad-input-{uuid.uuid4().hex}"})
 
 
-def route(partitions: tuple[int, ...] = (1,), epoch: int = 1, tenant: str = "acme",
-          **changes: Any) -> Route:
+def route(partitions: tuple[int, ...] = (1,), epoch: int = 1, tenant: str = "acme", **changes: Any) -> Route:
     return Route("orders", tenant, partitions, epoch, **changes)
 
 
 # -- item 8: a route that cannot be followed is poison ------------------------------------------
 
-@pytest.mark.parametrize(("bad", "problem"), [
-    (route(()), "names no partitions"),
-    (route((-1,)), "partition -1 does not exist"),
-    (route((2, 2)), "names a partition twice"),
-    (route((1,), epoch=-3), "epoch -3 is negative"),
-    (route((1,), status=RouteStatus.DRAINING, previous_partitions=(-2,)),
-     "partition -2 does not exist"),
-])
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        (route(()), "names no partitions"),
+        (route((-1,)), "partition -1 does not exist"),
+        (route((2, 2)), "names a partition twice"),
+        (route((1,), epoch=-3), "epoch -3 is negative"),
+        (route((1,), status=RouteStatus.DRAINING, previous_partitions=(-2,)), "partition -2 does not exist"),
+    ],
+)
 def test_the_route_codec_refuses_routes_that_cannot_be_followed(bad: Route, problem: str) -> None:
     codec = RouteCodec(mock_registry(), ROUTES)
     good = codec.encode(route())
@@ -87,14 +89,17 @@ class Listened:
         cache.add_poison_listener(lambda t, n, r, why: self.poison.append((t, n, r, why)))
 
 
-def feed(cache: RouteCache, codec: RouteCodec, records: list[tuple[bytes, Route | bytes | None]],
-         first_offset: int = 0) -> None:
+def feed(
+    cache: RouteCache,
+    codec: RouteCodec,
+    records: list[tuple[bytes, Route | bytes | None]],
+    first_offset: int = 0,
+) -> None:
     """Hands the cache these records as its consumer would (route objects are encoded)."""
     messages = []
     for i, (key, value) in enumerate(records):
         raw = codec.encode(value) if isinstance(value, Route) else value
-        messages.append(Message(topic=ROUTES, partition=0, offset=first_offset + i, key=key,
-                                value=raw))
+        messages.append(Message(topic=ROUTES, partition=0, offset=first_offset + i, key=key, value=raw))
     cache._handle(messages)
 
 
@@ -112,9 +117,16 @@ def test_the_cache_keeps_a_tenants_route_when_an_invalid_one_follows() -> None:
     feed(cache, codec, [(b"orders/acme", route((1,), epoch=1))])
     # Newer epochs, so before validation each of them replaced the route: [] made produce()
     # fail (max() of nothing), [-1] sent the tenant to librdkafka's choice without a drain.
-    feed(cache, codec, [(b"orders/acme", route((), epoch=2)),
-                        (b"orders/acme", route((-1,), epoch=3)),
-                        (b"orders/acme", route((4, 4), epoch=4))], first_offset=1)
+    feed(
+        cache,
+        codec,
+        [
+            (b"orders/acme", route((), epoch=2)),
+            (b"orders/acme", route((-1,), epoch=3)),
+            (b"orders/acme", route((4, 4), epoch=4)),
+        ],
+        first_offset=1,
+    )
     assert cache.get("orders", "acme") == route((1,), epoch=1)
     assert cache.stats().undecodable == 3
     assert cache.stats().position == 4
@@ -129,8 +141,12 @@ def test_poison_under_a_live_key_is_reported_until_a_good_record_follows() -> No
     heard = Listened(cache)
     good = route((1,), epoch=7)
     feed(cache, codec, [(b"orders/acme", good), (b"orders/other", route((2,), tenant="other"))])
-    feed(cache, codec, [(b"orders/acme", b"\x00\x00\x00\x00\x01not avro"),
-                        (b"orders/nobody", b"garbage")], first_offset=2)
+    feed(
+        cache,
+        codec,
+        [(b"orders/acme", b"\x00\x00\x00\x00\x01not avro"), (b"orders/nobody", b"garbage")],
+        first_offset=2,
+    )
     assert cache.get("orders", "acme") == good
     # Only the live key: poison under a key without a route loses nothing.
     assert list(cache.poisoned()) == ["orders/acme"]
@@ -147,22 +163,29 @@ def test_poison_read_while_catching_up_is_reported_once_ready_if_still_newest() 
     codec = RouteCodec(mock_registry(), ROUTES)
     cache = RouteCache({"bootstrap.servers": "127.0.0.1:1"}, codec, ROUTES)
     heard = Listened(cache)
-    feed(cache, codec, [(b"orders/acme", route((1,), epoch=2)),
-                        (b"orders/acme", route((), epoch=3)),  # poison, then re-asserted
-                        (b"orders/acme", route((1,), epoch=2)),
-                        (b"orders/beta", route((3,), tenant="beta")),
-                        (b"orders/beta", b"\x00\x00\x00\x00\x01junk")])
+    feed(
+        cache,
+        codec,
+        [
+            (b"orders/acme", route((1,), epoch=2)),
+            (b"orders/acme", route((), epoch=3)),  # poison, then re-asserted
+            (b"orders/acme", route((1,), epoch=2)),
+            (b"orders/beta", route((3,), tenant="beta")),
+            (b"orders/beta", b"\x00\x00\x00\x00\x01junk"),
+        ],
+    )
     assert heard.poison == []  # not ready yet: the rest of the topic may fix it
     assert list(cache.poisoned()) == ["orders/beta"]
 
 
 # -- item 9: the worker's table restore keeps a key's last good route --------------------------
 
-def restore(codec: RouteCodec, records: list[tuple[bytes, bytes | None]]
-            ) -> tuple[dict[str, Any], Any]:
+
+def restore(codec: RouteCodec, records: list[tuple[bytes, bytes | None]]) -> tuple[dict[str, Any], Any]:
     """What a Faust table recovering from these changelog records holds: each key is decoded,
     then its value (not for a tombstone), and the value is stored under the key."""
     from faust.serializers import codecs
+
     values = register(codec)
     keys = codecs.get_codec("routing-utf8-key")
     table: dict[str, Any] = {}
@@ -178,15 +201,18 @@ def restore(codec: RouteCodec, records: list[tuple[bytes, bytes | None]]
 def test_table_restore_keeps_the_last_good_route_under_poison() -> None:
     codec = RouteCodec(mock_registry(), ROUTES)
     good = route((3,), epoch=4)
-    table, values = restore(codec, [
-        (b"orders/acme", codec.encode(good)),
-        (b"orders/acme", b"\x00\x00\x00\x00\x09not avro"),
-        (b"orders/acme", codec.encode(route((-1,), epoch=9))),
-        (b"orders/gone", codec.encode(route((2,), tenant="gone"))),
-        (b"orders/gone", None),
-        (b"orders/gone", b"junk"),  # no good route to keep: skipped as before
-        (b"orders/liar", codec.encode(route((2,), tenant="someone-else"))),
-    ])
+    table, values = restore(
+        codec,
+        [
+            (b"orders/acme", codec.encode(good)),
+            (b"orders/acme", b"\x00\x00\x00\x00\x09not avro"),
+            (b"orders/acme", codec.encode(route((-1,), epoch=9))),
+            (b"orders/gone", codec.encode(route((2,), tenant="gone"))),
+            (b"orders/gone", None),
+            (b"orders/gone", b"junk"),  # no good route to keep: skipped as before
+            (b"orders/liar", codec.encode(route((2,), tenant="someone-else"))),
+        ],
+    )
     assert table["orders/acme"] == good  # unpin finds it; the planner sees it
     assert isinstance(table["orders/gone"], UndecodableRoute)  # the tombstone stays a tombstone
     assert isinstance(table["orders/liar"], UndecodableRoute)
@@ -208,6 +234,7 @@ class FakeWindowTable:
     class _Inner:
         def __init__(self) -> None:
             from faust.windows import TumblingWindow
+
             self.window = TumblingWindow(SIZE_S, expires=3 * SIZE_S)
             self.data: dict[Any, Any] = {}
 
@@ -222,6 +249,7 @@ class FakeWindowTable:
             def __setitem__(self, window_range: Any, value: Any) -> None:
                 table.writes += 1
                 table.table.data[(key, window_range)] = value
+
         return _Set()
 
 
@@ -236,13 +264,21 @@ class FakeTopic:
 class Worker:
     def __init__(self) -> None:
         registry = mock_registry()
-        self.settings = Settings().replace(usage_partitions=1, window_s=SIZE_S,
-                                           window_grace_ms=1000, window_idle_ms=2000)
+        self.settings = Settings().replace(
+            usage_partitions=1, window_s=SIZE_S, window_grace_ms=1000, window_idle_ms=2000
+        )
         self.codec = AvroCodec(registry, USAGE_SCHEMA, "usage")
         self.summaries = AvroCodec(registry, WINDOW_SUMMARY_SCHEMA, "control")
         self.control = FakeTopic()
-        self.windows = UsageWindows(self.settings, self.codec, self.summaries, FakeWindowTable(),
-                                    self.control, "w", None)  # type: ignore[arg-type]
+        self.windows = UsageWindows(
+            self.settings,
+            self.codec,
+            self.summaries,
+            FakeWindowTable(),
+            self.control,  # type: ignore[arg-type]
+            "w",
+            None,
+        )
         self.offset = 0
 
     def send(self, reports: list[UsageReport] | dict[str, Any]) -> None:
@@ -267,36 +303,56 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def report(records: int, nbytes: int = 10, *, tenant: str = "acme", producer: str = "p",
-           start: int | None = None, end: int | None = None, topic: str = "orders",
-           partition: int = -1) -> UsageReport:
+def report(
+    records: int,
+    nbytes: int = 10,
+    *,
+    tenant: str = "acme",
+    producer: str = "p",
+    start: int | None = None,
+    end: int | None = None,
+    topic: str = "orders",
+    partition: int = -1,
+) -> UsageReport:
     end = now_ms() if end is None else end
     start = end - 1000 if start is None else start
     return UsageReport(producer, topic, tenant, records, nbytes, start, end, partition)
 
 
 def test_limits_bound_every_field_of_a_report() -> None:
-    limits = UsageLimits(max_records_per_s=1000, max_bytes_per_s=10_000, max_future_ms=500,
-                         max_interval_ms=5000, window_ms=2000)
+    limits = UsageLimits(
+        max_records_per_s=1000,
+        max_bytes_per_s=10_000,
+        max_future_ms=500,
+        max_interval_ms=5000,
+        window_ms=2000,
+    )
     now = 1_000_000
     assert limits.interval_problem(now - 1000, now + 500, now) is None
     assert limits.interval_problem(now - 1000, now + 501, now)[0] == REJECTED_FUTURE  # type: ignore[index]
     assert limits.interval_problem(now, now - 1, now)[0] == REJECTED_INTERVAL  # type: ignore[index]
     assert limits.interval_problem(now - 5001, now, now)[0] == REJECTED_INTERVAL  # type: ignore[index]
     assert limits.interval_problem(now - 5000, now, now) is None
-    rows = [("orders", "ok", -1, 2000, 20_000, 2000, 1),  # 1 s interval, bounded by the window
-            ("orders", "neg", -1, -1, 5, 0, 0),
-            ("orders", "bytes", -1, 1, -5, 1, 1),
-            ("orders", "many", -1, 2001, 5, 2001, 1),
-            ("orders", "fat", -1, 1, 20_001, 1, 1),
-            ("bad topic", "x", -1, 1, 1, 1, 1),
-            ("orders", "part", -2, 1, 1, 1, 1),
-            ("orders", "", 7, 5, 5, 5, 1)]
+    rows = [
+        ("orders", "ok", -1, 2000, 20_000, 2000, 1),  # 1 s interval, bounded by the window
+        ("orders", "neg", -1, -1, 5, 0, 0),
+        ("orders", "bytes", -1, 1, -5, 1, 1),
+        ("orders", "many", -1, 2001, 5, 2001, 1),
+        ("orders", "fat", -1, 1, 20_001, 1, 1),
+        ("bad topic", "x", -1, 1, 1, 1, 1),
+        ("orders", "part", -2, 1, 1, 1, 1),
+        ("orders", "", 7, 5, 5, 5, 1),
+    ]
     kept, refused = limits.bound(rows, now - 1000, now)
     assert [r[1] for r in kept] == ["ok", ""]
     assert [reason for reason, _ in refused] == [
-        REJECTED_NEGATIVE, REJECTED_NEGATIVE, REJECTED_TOO_LARGE, REJECTED_TOO_LARGE,
-        REJECTED_MALFORMED, REJECTED_MALFORMED]
+        REJECTED_NEGATIVE,
+        REJECTED_NEGATIVE,
+        REJECTED_TOO_LARGE,
+        REJECTED_TOO_LARGE,
+        REJECTED_MALFORMED,
+        REJECTED_MALFORMED,
+    ]
     assert "orders/many: 2001 records" in refused[2][1]
     # A longer interval allows more, in proportion.
     kept, refused = limits.bound([("orders", "many", -1, 4000, 5, 4000, 1)], now - 4000, now)
@@ -310,11 +366,18 @@ def test_the_defaults_follow_the_settings() -> None:
 
 
 def test_forged_counts_are_refused_and_counted_and_good_reports_still_aggregate(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     w = Worker()
     now = now_ms()
-    w.send([report(5, tenant="good", end=now), report(9 * 10**18, tenant="huge", end=now),
-            report(10**18, tenant="big", end=now), report(-7, tenant="negative", end=now)])
+    w.send(
+        [
+            report(5, tenant="good", end=now),
+            report(9 * 10**18, tenant="huge", end=now),
+            report(10**18, tenant="big", end=now),
+            report(-7, tenant="negative", end=now),
+        ]
+    )
     w.send([report(3, tenant="good", end=now)])
     c = w.windows.counters
     assert c[REJECTED_TOO_LARGE] == 2 and c[REJECTED_NEGATIVE] == 1
@@ -326,16 +389,21 @@ def test_forged_counts_are_refused_and_counted_and_good_reports_still_aggregate(
     assert c["summary_errors"] == 0
 
 
-def test_a_report_from_the_future_neither_counts_nor_closes_windows(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_report_from_the_future_neither_counts_nor_closes_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     w = Worker()
     now = now_ms()
     w.send([report(5, tenant="good", end=now)])
     hour_ahead = now + 3_600_000
     w.send([report(1, tenant="ahead", producer="skewed", end=hour_ahead)])
     # An interval of a day, ending now, as a forger would write the record.
-    w.send({"producer_id": "forger", "interval_start": now - 86_400_000, "interval_end": now,
-            "reports": [{"topic": "orders", "tenant": "day", "records": 1, "bytes": 1}]})
+    w.send(
+        {
+            "producer_id": "forger",
+            "interval_start": now - 86_400_000,
+            "interval_end": now,
+            "reports": [{"topic": "orders", "tenant": "day", "records": 1, "bytes": 1}],
+        }
+    )
     c = w.windows.counters
     assert c[REJECTED_FUTURE] == 1 and c[REJECTED_INTERVAL] == 1
     # Stream time did not jump: no window closed, and the open one still takes reports.
@@ -350,8 +418,7 @@ def test_a_report_from_the_future_neither_counts_nor_closes_windows(
     assert max(s.window_end for s in summaries) <= now + 2 * SIZE + 5000
 
 
-def test_refusals_are_logged_once_per_producer_and_reason(caplog: pytest.LogCaptureFixture
-                                                          ) -> None:
+def test_refusals_are_logged_once_per_producer_and_reason(caplog: pytest.LogCaptureFixture) -> None:
     w = Worker()
     for _ in range(5):
         w.send([report(-1, tenant="neg", producer="bad")])  # in the window of now
@@ -374,6 +441,7 @@ def test_window_totals_beyond_avros_long_are_clamped_not_lost() -> None:
 
 
 # -- item 12: the suite's check for clients that outlive their test -----------------------------
+
 
 def test_the_leak_check_sees_a_live_librdkafka_client() -> None:
     before = kafka_client_threads()

@@ -103,17 +103,16 @@ def test_every_figure_is_shown_with_its_same_run_baseline(rendered: tuple[str, P
     assert row[1] == show(reaction["seconds"], "s")
     assert row[4].startswith("met" if reaction["seconds"] <= reaction["target_s"] else "missed")
     drain = _fixture("drain")
-    assert _row(text, "| strict move pause, p99 (with the killed")[1] == show(
-        drain["pause_p99_ms"], "ms")
+    assert _row(text, "| strict move pause, p99 (with the killed")[1] == show(drain["pause_p99_ms"], "ms")
     assert _row(text, "| strict records out of order |")[1] == show(drain["reordered_strict"])
     aggregate = _fixture("aggregate")
     row = _row(text, "| usage reports aggregated, two workers |")
     assert row[1] == show(aggregate["events_per_s_2w"], "reports/s")
     assert row[3] == f"{aggregate['scale_2w']:.3g}x"
     flash = _fixture("simulate-flash")
-    assert _row(text, "| max/mean partition load (planner) | "
-                      f"{show(flash['max_over_mean'])} | murmur2")[2].endswith(
-        show(flash["hash_max_over_mean"]))
+    assert _row(text, f"| max/mean partition load (planner) | {show(flash['max_over_mean'])} | murmur2")[
+        2
+    ].endswith(show(flash["hash_max_over_mean"]))
     assert NOT_MEASURED not in text  # every run of the quick report is in the fixtures
 
 
@@ -124,8 +123,10 @@ def test_the_balance_table_has_every_cell(rendered: tuple[str, Path]) -> None:
             figures = _fixture(balance_name(zipf, partitions))
             assert (figures["zipf"], figures["partitions"]) == (zipf, partitions)
             row = _row(text, f"| {zipf:g} | {partitions} |")
-            assert row[2:6] == [f"{figures[key]:.2f}" for key in (
-                "max_over_mean", "max_over_mean_p95", "hash_max_over_mean", "pkg_max_over_mean")]
+            assert row[2:6] == [
+                f"{figures[key]:.2f}"
+                for key in ("max_over_mean", "max_over_mean_p95", "hash_max_over_mean", "pkg_max_over_mean")
+            ]
 
 
 def test_the_machine_commands_and_noise_are_stated(rendered: tuple[str, Path]) -> None:
@@ -167,8 +168,7 @@ def test_missing_figures_say_not_measured_and_draw_nothing(tmp_path: Path) -> No
     assert not (out / PLOTS["drain"]).exists()
     assert "no `pauses_ms` list" in text
     assert _row(text, "| strict move pause, p50 |")[1] == NOT_MEASURED
-    assert _row(text, "| strict move pause, p99 (with the killed")[1] == show(
-        drain["pause_p99_ms"], "ms")
+    assert _row(text, "| strict move pause, p99 (with the killed")[1] == show(drain["pause_p99_ms"], "ms")
     assert _row(text, "| 2 | 100 |")[2:] == [NOT_MEASURED] * 7
     assert "## Machine\n\nnot measured" in text
     assert "*The commands were not recorded with these results.*" in text
@@ -183,18 +183,23 @@ def test_nothing_measured_is_a_page_of_not_measured(tmp_path: Path) -> None:
 
 
 def test_a_rebuild_at_a_million_routes_is_judged(tmp_path: Path) -> None:
-    results = BenchResults(results={
-        "rebuild-1000000": {"routes": 1_000_000, "seconds": 6.5, "consume_only_seconds": 2.0,
-                            "ratio_vs_consume_only": 3.25, "rss_mb": 250.0,
-                            "consume_only_rss_mb": 100.0},
-        "rebuild-10000": {"routes": 10_000, "seconds": 0.2, "consume_only_seconds": 0.1}})
+    results = BenchResults(
+        results={
+            "rebuild-1000000": {
+                "routes": 1_000_000,
+                "seconds": 6.5,
+                "consume_only_seconds": 2.0,
+                "ratio_vs_consume_only": 3.25,
+                "rss_mb": 250.0,
+                "consume_only_rss_mb": 100.0,
+            },
+            "rebuild-10000": {"routes": 10_000, "seconds": 0.2, "consume_only_seconds": 0.1},
+        }
+    )
     text = render(results, tmp_path, "x")
-    assert _row(text, "| route cache rebuild, 1,000,000 routes |")[3:] == ["3.25x",
-                                                                         "missed (≤ 5 s)"]
-    assert _row(text, "| rebuild peak RSS growth, 1,000,000 routes |")[3:] == ["2.5x",
-                                                                             "met (≤ 300 MB)"]
-    assert _row(text, "| route cache rebuild, 10,000 routes |")[3:] == ["2x",
-                                                                      "(≤ 5 s at 1M routes)"]
+    assert _row(text, "| route cache rebuild, 1,000,000 routes |")[3:] == ["3.25x", "missed (≤ 5 s)"]
+    assert _row(text, "| rebuild peak RSS growth, 1,000,000 routes |")[3:] == ["2.5x", "met (≤ 300 MB)"]
+    assert _row(text, "| route cache rebuild, 10,000 routes |")[3:] == ["2x", "(≤ 5 s at 1M routes)"]
     # Fewest routes first, in the table as in the plot.
     assert text.index("10,000 routes") < text.index("1,000,000 routes")
 
@@ -213,7 +218,10 @@ def test_show() -> None:
 def test_plan_runs() -> None:
     full = plan_runs(BENCHES, quick=False)
     assert [r.name for r in full if r.bench == "rebuild"] == [
-        "rebuild-10000", "rebuild-100000", "rebuild-1000000"]
+        "rebuild-10000",
+        "rebuild-100000",
+        "rebuild-1000000",
+    ]
     assert sum(1 for r in full if r.name.startswith("simulate-balance")) == 9
     assert all(r.args[-1] == "--json" for r in full)
     assert "--series" in next(r for r in full if r.name == "simulate-flash").args
@@ -233,8 +241,10 @@ def test_last_json_line() -> None:
 
 
 def test_runs_are_saved_and_a_failure_is_recorded(tmp_path: Path) -> None:
-    runs = [Run("producer", "producer", ("bench", "producer", "--json")),
-            Run("drain", "drain", ("bench", "drain", "--json"))]
+    runs = [
+        Run("producer", "producer", ("bench", "producer", "--json")),
+        Run("drain", "drain", ("bench", "drain", "--json")),
+    ]
 
     def execute(run: Run, log: Path) -> dict[str, Any]:
         log.write_text("progress\n")
@@ -243,18 +253,30 @@ def test_runs_are_saved_and_a_failure_is_recorded(tmp_path: Path) -> None:
         return {"routing_rps": 5.0}
 
     notes: list[str] = []
-    outcome = execute_runs(runs, execute, True, tmp_path, notes.append,
-                           "routing-app bench report --bench=producer --bench=drain",
-                           remark="a CI run shared the machine")
+    outcome = execute_runs(
+        runs,
+        execute,
+        True,
+        tmp_path,
+        notes.append,
+        "routing-app bench report --bench=producer --bench=drain",
+        remark="a CI run shared the machine",
+    )
     assert outcome.results == {"producer": {"routing_rps": 5.0}}
     assert outcome.failed == {"drain": "exit 1: the worker did not start"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "drain.log", "producer.json", "producer.log", "run.json"]
+        "drain.log",
+        "producer.json",
+        "producer.log",
+        "run.json",
+    ]
     assert any("failed" in note for note in notes)
     loaded = load_results(tmp_path)
     assert (loaded.results, loaded.failed, loaded.quick) == (outcome.results, outcome.failed, True)
-    assert loaded.commands == {"producer": "routing-app bench producer --json",
-                               "drain": "routing-app bench drain --json"}
+    assert loaded.commands == {
+        "producer": "routing-app bench producer --json",
+        "drain": "routing-app bench drain --json",
+    }
     assert loaded.machine["cores"] >= 1 and loaded.machine["load_avg_end"]
     text = render(loaded, tmp_path / "docs", "routing-app bench report --from x")
     assert "| drain | exit 1: the worker did not start |" in text
@@ -264,8 +286,11 @@ def test_runs_are_saved_and_a_failure_is_recorded(tmp_path: Path) -> None:
 
 
 def test_a_real_child_command_is_run_and_its_last_line_read(tmp_path: Path) -> None:
-    run = Run("simulate", "simulate", ("simulate", "--hours", "0.05", "--tenants", "100",
-                                       "--partitions", "5", "--json"))
+    run = Run(
+        "simulate",
+        "simulate",
+        ("simulate", "--hours", "0.05", "--tenants", "100", "--partitions", "5", "--json"),
+    )
     figures = subprocess_executor([])(run, tmp_path / "simulate.log")
     assert (figures["windows"], figures["partitions"], figures["tenants"]) == (18, 5, 100)
     failing = Run("bad", "simulate", ("simulate", "--partitions", "0", "--json"))
@@ -275,8 +300,7 @@ def test_a_real_child_command_is_run_and_its_last_line_read(tmp_path: Path) -> N
 
 def test_the_cli_writes_the_report_from_saved_results(tmp_path: Path) -> None:
     runner = CliRunner()
-    done = runner.invoke(main, ["bench", "report", "--from", str(FIXTURES), "--out",
-                                str(tmp_path)])
+    done = runner.invoke(main, ["bench", "report", "--from", str(FIXTURES), "--out", str(tmp_path)])
     assert done.exit_code == 0, done.output
     assert (tmp_path / REPORT_FILE).exists()
     assert len(list(tmp_path.glob("*.png"))) == len(PLOTS)
@@ -285,8 +309,9 @@ def test_the_cli_writes_the_report_from_saved_results(tmp_path: Path) -> None:
 
 
 def test_simulate_series_has_every_window_and_the_flash() -> None:
-    done = CliRunner().invoke(main, ["simulate", "--hours", "0.3", "--tenants", "300",
-                                     "--partitions", "10", "--series", "--json"])
+    done = CliRunner().invoke(
+        main, ["simulate", "--hours", "0.3", "--tenants", "300", "--partitions", "10", "--series", "--json"]
+    )
     assert done.exit_code == 0, done.output
     figures = json.loads(done.output.strip().splitlines()[-1])
     series = figures["series"]
@@ -297,5 +322,5 @@ def test_simulate_series_has_every_window_and_the_flash() -> None:
     assert series["t_s"][:2] == [0.0, 10.0]
     assert series["flash_periods_s"] == [[900.0, 1200.0]]  # the first flash: at 15 min, 5 min
     # The summary's medians are those of the same windows (the second half).
-    settled = series["hash_max_over_mean"][windows // 2:]
+    settled = series["hash_max_over_mean"][windows // 2 :]
     assert statistics.median(settled) == pytest.approx(figures["hash_max_over_mean"], abs=1e-3)

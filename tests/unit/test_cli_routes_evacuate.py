@@ -27,10 +27,13 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[ControlCommand, float]]:
 
 @pytest.mark.parametrize("name", ["evacuate", "drain"])
 def test_evacuate_and_its_old_name_send_the_same_command(
-        name: str, sent: list[tuple[ControlCommand, float]]) -> None:
-    result = CliRunner().invoke(main, ["routes", name, "orders", "-p", "3", "-p", "4",
-                                       "--reason", "disk", "--wait", "2"],
-                                env={"ROUTING_CONFIG": None})
+    name: str, sent: list[tuple[ControlCommand, float]]
+) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["routes", name, "orders", "-p", "3", "-p", "4", "--reason", "disk", "--wait", "2"],
+        env={"ROUTING_CONFIG": None},
+    )
     assert result.exit_code == 0, result.output
     ((command, wait),) = sent
     assert command.action is ControlAction.EVACUATE
@@ -43,6 +46,7 @@ def test_evacuate_and_its_old_name_send_the_same_command(
 def test_only_evacuate_is_listed() -> None:
     result = CliRunner().invoke(main, ["routes", "--help"], env={"ROUTING_CONFIG": None})
     assert result.exit_code == 0
-    listed = [line.split()[0] for line in result.output.splitlines()
-              if line.startswith("  ") and line.split()]
+    listed = [
+        line.split()[0] for line in result.output.splitlines() if line.startswith("  ") and line.split()
+    ]
     assert "evacuate" in listed and "drain" not in listed

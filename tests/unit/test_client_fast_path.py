@@ -33,10 +33,13 @@ def test_reports_are_counted_per_partition_with_the_last_offset() -> None:
     for offset in range(10):
         ledger.on_delivery_report(None, _report("orders", offset % 3, 100 + offset))
     ledger.on_delivery_report(None, _report("payments", 7, 5))
-    assert dict(ledger.done) == {("orders", 0): 4, ("orders", 1): 3, ("orders", 2): 3,
-                                 ("payments", 7): 1}
-    assert dict(ledger.last_offsets) == {("orders", 0): 109, ("orders", 1): 107,
-                                         ("orders", 2): 108, ("payments", 7): 5}
+    assert dict(ledger.done) == {("orders", 0): 4, ("orders", 1): 3, ("orders", 2): 3, ("payments", 7): 1}
+    assert dict(ledger.last_offsets) == {
+        ("orders", 0): 109,
+        ("orders", 1): 107,
+        ("orders", 2): 108,
+        ("payments", 7): 5,
+    }
     # As drains read them: a partition never reported counts nothing and has no offset.
     assert ledger.done.get(("orders", 5), 0) == 0
     assert ledger.done.get(("payments", 0), 0) == 0
@@ -76,8 +79,12 @@ def test_harvest_moves_every_count_to_usage_and_the_ledger() -> None:
         cell.nbytes += 2 * cell.nbytes
     memo.harvest()
     reports = {(r.tenant, r.partition): (r.records, r.bytes) for r in usage.take()}
-    assert reports == {("acme", 3): (3, 30), ("globex", 3): (3, 60), ("", -1): (3, 15),
-                       ("\udcff\udcfe", 1): (3, 21)}
+    assert reports == {
+        ("acme", 3): (3, 30),
+        ("globex", 3): (3, 60),
+        ("", -1): (3, 15),
+        ("\udcff\udcfe", 1): (3, 21),
+    }
     assert ledger.sent == {("orders", 3): 6, ("orders", 1): 3}  # -1: librdkafka's choice
     assert ledger.paths["routed"] == 12
     memo.harvest()  # an idle interval: nothing more to report, and idle cells are dropped
@@ -114,9 +121,15 @@ class _Recorder:
 
 @pytest.fixture
 def producer() -> Iterator[tuple[RoutingProducer, _Recorder]]:
-    rp = RoutingProducer({**QUIET, "routing.cache.enabled": False,
-                          "routing.usage.enabled": False, "routing.max.block.ms": 1000,
-                          "routing.metadata.refresh.ms": 3_600_000})
+    rp = RoutingProducer(
+        {
+            **QUIET,
+            "routing.cache.enabled": False,
+            "routing.usage.enabled": False,
+            "routing.max.block.ms": 1000,
+            "routing.metadata.refresh.ms": 3_600_000,
+        }
+    )
     recorder = _Recorder()
     rp._produce = recorder  # type: ignore[method-assign]
     # As if the broker had just listed the topic (no broker here to refresh it from).
@@ -129,7 +142,8 @@ def producer() -> Iterator[tuple[RoutingProducer, _Recorder]]:
 
 
 def test_plain_records_go_where_partition_for_says_and_are_all_counted(
-        producer: tuple[RoutingProducer, _Recorder]) -> None:
+    producer: tuple[RoutingProducer, _Recorder],
+) -> None:
     rp, recorder = producer
     keys = [f"tenant-{i % 7}".encode() for i in range(50)] + [None, None]
     for key in keys:
@@ -144,8 +158,7 @@ def test_plain_records_go_where_partition_for_says_and_are_all_counted(
     assert set(rp._memo.cells["orders"]) == set(keys)
 
 
-def test_a_closed_producer_refuses_even_memoized_keys(
-        producer: tuple[RoutingProducer, _Recorder]) -> None:
+def test_a_closed_producer_refuses_even_memoized_keys(producer: tuple[RoutingProducer, _Recorder]) -> None:
     rp, recorder = producer
     rp.produce("orders", b"x", b"acme")
     rp.produce("orders", b"x", b"acme")  # memoized now
@@ -155,8 +168,7 @@ def test_a_closed_producer_refuses_even_memoized_keys(
     assert len(recorder.sent) == 2
 
 
-def test_unhashable_keys_take_the_general_path(
-        producer: tuple[RoutingProducer, _Recorder]) -> None:
+def test_unhashable_keys_take_the_general_path(producer: tuple[RoutingProducer, _Recorder]) -> None:
     rp, recorder = producer
     rp.produce("orders", b"x", b"acme")
     with pytest.raises(TypeError):

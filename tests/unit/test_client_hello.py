@@ -28,8 +28,15 @@ class Cache:
         return self.ready
 
     def stats(self) -> CacheStats:
-        return CacheStats(routes=0, position=self.position, end_offset_at_start=self.position,
-                          ready=self.ready, undecodable=0, stale_ignored=0, applied=0)
+        return CacheStats(
+            routes=0,
+            position=self.position,
+            end_offset_at_start=self.position,
+            ready=self.ready,
+            undecodable=0,
+            stale_ignored=0,
+            applied=0,
+        )
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         self.stopped.append(callback)
@@ -73,7 +80,8 @@ def _gate(cache: Cache, broker: Broker, brokers: list[Broker]) -> RoutesGate:
 
 
 def test_routes_written_before_the_hello_was_acknowledged_are_read_first(
-        _broker_offsets: list[Broker]) -> None:
+    _broker_offsets: list[Broker],
+) -> None:
     # The cache has read all 5 routes there were when it started; a draining route (the 6th)
     # was committed before the hello's acknowledgement: the producer must read it first.
     cache = Cache(position=5)
@@ -88,8 +96,7 @@ def test_routes_written_before_the_hello_was_acknowledged_are_read_first(
     assert gate.ready
 
 
-def test_nothing_is_ready_before_the_hello_is_acknowledged(
-        _broker_offsets: list[Broker]) -> None:
+def test_nothing_is_ready_before_the_hello_is_acknowledged(_broker_offsets: list[Broker]) -> None:
     broker = Broker(routes_end=0)
     broker.release.clear()  # the broker has not answered yet
     gate = _gate(Cache(position=0), broker, _broker_offsets)

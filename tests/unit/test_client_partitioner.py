@@ -36,8 +36,12 @@ def ref_murmur2(data: bytes) -> int:
     h = _i32(seed ^ length)
     for i in range(length // 4):
         i4 = i * 4
-        k = (data[i4] & 0xFF) + ((data[i4 + 1] & 0xFF) << 8) \
-            + ((data[i4 + 2] & 0xFF) << 16) + ((data[i4 + 3] & 0xFF) << 24)
+        k = (
+            (data[i4] & 0xFF)
+            + ((data[i4 + 1] & 0xFF) << 8)
+            + ((data[i4 + 2] & 0xFF) << 16)
+            + ((data[i4 + 3] & 0xFF) << 24)
+        )
         k = _i32(k)
         k = _i32(k * m)
         k = _i32(k ^ _ushr(k, r))
@@ -134,8 +138,7 @@ def test_sharded_with_secondary_key_is_stable_and_inside(key: bytes) -> None:
 def test_sharded_with_secondary_key_spreads() -> None:
     shards = (9, 2, 5, 11)
     hits = Counter(
-        choose_partition(12, shards, b"acme", f"order-{i}".encode(), _no_round_robin)[0]
-        for i in range(400)
+        choose_partition(12, shards, b"acme", f"order-{i}".encode(), _no_round_robin)[0] for i in range(400)
     )
     assert set(hits) == set(shards)
     assert min(hits.values()) > 50  # roughly even, not one hot shard
@@ -144,17 +147,17 @@ def test_sharded_with_secondary_key_spreads() -> None:
 def test_relaxed_sharded_without_secondary_key_round_robins() -> None:
     shards = (4, 0, 8)
     counter = itertools.count(5).__next__
-    chosen = [choose_partition(12, shards, b"acme", None, counter, spread_keyless=True)
-              for _ in range(6)]
+    chosen = [choose_partition(12, shards, b"acme", None, counter, spread_keyless=True) for _ in range(6)]
     assert all(path is RoutingPath.SHARDED for _, path in chosen)
     assert [p for p, _ in chosen] == [8, 4, 0, 8, 4, 0]
 
 
-@given(tenant=st.binary(min_size=1, max_size=32),
-       shards=st.lists(st.integers(0, 63), min_size=2, max_size=16, unique=True))
+@given(
+    tenant=st.binary(min_size=1, max_size=32),
+    shards=st.lists(st.integers(0, 63), min_size=2, max_size=16, unique=True),
+)
 @FAST
-def test_strict_keyless_records_are_one_stream_on_one_shard(tenant: bytes,
-                                                           shards: list[int]) -> None:
+def test_strict_keyless_records_are_one_stream_on_one_shard(tenant: bytes, shards: list[int]) -> None:
     """A strict tenant's records without a secondary key (key=tenant) are one ordered stream:
     every one goes to the same shard, the tenant's own hash over the shard list."""
     counter = itertools.count().__next__
@@ -166,7 +169,9 @@ def test_strict_keyless_records_are_one_stream_on_one_shard(tenant: bytes,
 @FAST
 def test_unrouted_tenant_is_hashed_like_java(tenant: bytes, n: int) -> None:
     assert choose_partition(n, None, tenant, b"ignored", _no_round_robin) == (
-        ref_partition(tenant, n), RoutingPath.HASHED)
+        ref_partition(tenant, n),
+        RoutingPath.HASHED,
+    )
 
 
 def test_no_tenant_is_unkeyed() -> None:

@@ -28,29 +28,76 @@ def mock_registry() -> SchemaRegistryClient:
 
 SAMPLES: dict[str, dict[str, Any]] = {
     "route": {
-        "topic": "orders", "tenant": "acme/eu", "partitions": [3, 1], "mode": "relaxed",
-        "status": "draining", "epoch": 42, "reason": "hot tenant", "updated_at": TS,
-        "previous_partitions": [7], "decided_by": "worker-1", "attributes": {"pinned": "true"},
+        "topic": "orders",
+        "tenant": "acme/eu",
+        "partitions": [3, 1],
+        "mode": "relaxed",
+        "status": "draining",
+        "epoch": 42,
+        "reason": "hot tenant",
+        "updated_at": TS,
+        "previous_partitions": [7],
+        "decided_by": "worker-1",
+        "attributes": {"pinned": "true"},
     },
     "control_command": {
-        "command_id": "c-1", "action": "pin", "topic": "orders", "tenant": "acme",
-        "partitions": [0, 2], "mode": "strict", "reason": "ops", "issued_by": "alice",
+        "command_id": "c-1",
+        "action": "pin",
+        "topic": "orders",
+        "tenant": "acme",
+        "partitions": [0, 2],
+        "mode": "strict",
+        "reason": "ops",
+        "issued_by": "alice",
         "issued_at": TS,
     },
     "reassignment_event": {
-        "event_id": "e-1", "topic": "orders", "tenant": "acme", "action": "pin",
-        "reason": "operator pin", "from_partitions": [1], "to_partitions": [2, 3],
-        "from_epoch": 4, "to_epoch": 5, "mode": "strict", "status": "active",
-        "observed": {"rate": 12.5, "lag": 0.0}, "command_id": None, "decided_at": TS,
-        "worker_id": "w-9", "reason_kind": "operator",
+        "event_id": "e-1",
+        "topic": "orders",
+        "tenant": "acme",
+        "action": "pin",
+        "reason": "operator pin",
+        "from_partitions": [1],
+        "to_partitions": [2, 3],
+        "from_epoch": 4,
+        "to_epoch": 5,
+        "mode": "strict",
+        "status": "active",
+        "observed": {"rate": 12.5, "lag": 0.0},
+        "command_id": None,
+        "decided_at": TS,
+        "worker_id": "w-9",
+        "reason_kind": "operator",
     },
     "usage_report": {  # version 3: the reports of many tenants, with their stream figures
-        "producer_id": "p-1", "topic": "", "tenant": "", "records": 0, "bytes": 0,
-        "interval_start": TS, "interval_end": TS + 1000, "partition": -1,
-        "reports": [{"topic": "orders", "tenant": "acme/eu", "records": 3, "bytes": 7,
-                     "partition": 2, "top_stream": 2, "streams": 2},
-                    {"topic": "orders", "tenant": "", "records": 10, "bytes": 2**40,
-                     "partition": 5, "top_stream": -1, "streams": 0}],
+        "producer_id": "p-1",
+        "topic": "",
+        "tenant": "",
+        "records": 0,
+        "bytes": 0,
+        "interval_start": TS,
+        "interval_end": TS + 1000,
+        "partition": -1,
+        "reports": [
+            {
+                "topic": "orders",
+                "tenant": "acme/eu",
+                "records": 3,
+                "bytes": 7,
+                "partition": 2,
+                "top_stream": 2,
+                "streams": 2,
+            },
+            {
+                "topic": "orders",
+                "tenant": "",
+                "records": 10,
+                "bytes": 2**40,
+                "partition": 5,
+                "top_stream": -1,
+                "streams": 0,
+            },
+        ],
     },
 }
 
@@ -217,8 +264,7 @@ def test_non_avro_schema_id_is_decode_error() -> None:
 )
 def test_decode_corrupt_avro_body(route_codec: AvroCodec, mangle: Any) -> None:
     good = route_codec.encode(SAMPLES["route"])
-    with pytest.raises(DecodeError, match=f"schema id {route_codec.schema_id}: bytes are not a "
-                                          "valid route"):
+    with pytest.raises(DecodeError, match=f"schema id {route_codec.schema_id}: bytes are not a valid route"):
         route_codec.decode(good[:5] + mangle(good[5:]))
 
 
@@ -226,10 +272,18 @@ def test_decode_bad_enum_index(route_codec: AvroCodec) -> None:
     record = {**SAMPLES["route"], "mode": "strict"}
     good = route_codec.encode(record)
     # topic "orders", tenant "acme/eu", partitions [3, 1], then the mode enum index (0 = strict).
-    prefix = _avro({"type": "record", "name": "P", "fields": [
-        {"name": "topic", "type": "string"}, {"name": "tenant", "type": "string"},
-        {"name": "partitions", "type": {"type": "array", "items": "int"}}]},
-        {"topic": "orders", "tenant": "acme/eu", "partitions": [3, 1]})
+    prefix = _avro(
+        {
+            "type": "record",
+            "name": "P",
+            "fields": [
+                {"name": "topic", "type": "string"},
+                {"name": "tenant", "type": "string"},
+                {"name": "partitions", "type": {"type": "array", "items": "int"}},
+            ],
+        },
+        {"topic": "orders", "tenant": "acme/eu", "partitions": [3, 1]},
+    )
     assert good[5 + len(prefix)] == 0
     corrupt = bytearray(good)
     corrupt[5 + len(prefix)] = 2 * 9  # zigzag 9: no such symbol
@@ -265,12 +319,20 @@ def test_older_writer_schema_decodes_with_defaults() -> None:
     old_id = registry.register_schema(codec.subject, Schema(json.dumps(old), "AVRO"))
     assert old_id != current_id
     old_record = {
-        "topic": "orders", "tenant": "t/1", "partitions": [4], "mode": "relaxed",
-        "status": "active", "epoch": 7, "updated_at": TS,
+        "topic": "orders",
+        "tenant": "t/1",
+        "partitions": [4],
+        "mode": "relaxed",
+        "status": "active",
+        "epoch": 7,
+        "updated_at": TS,
     }
     decoded = codec.decode(_frame(old_id, _avro(old, old_record)))
     assert decoded == {
-        **old_record, "reason": "", "previous_partitions": [], "decided_by": "",
+        **old_record,
+        "reason": "",
+        "previous_partitions": [],
+        "decided_by": "",
         "attributes": {},
     }
     assert type(decoded["updated_at"]) is int

@@ -21,22 +21,31 @@ COUNT = 8
 
 def _cmd(action: ControlAction = ControlAction.PIN, **changes: Any) -> ControlCommand:
     base: dict[str, object] = {
-        "action": action, "topic": "orders", "tenant": "acme", "issued_at_ms": NOW - 5,
-        "partitions": (3,), "command_id": "cmd-1",
+        "action": action,
+        "topic": "orders",
+        "tenant": "acme",
+        "issued_at_ms": NOW - 5,
+        "partitions": (3,),
+        "command_id": "cmd-1",
     }
     base.update(changes)
     return ControlCommand(**base)  # type: ignore[arg-type]
 
 
-def _apply(command: ControlCommand, current: Route | None = None, last_epoch: int = 0,
-           count: int | None = COUNT) -> Decision:
+def _apply(
+    command: ControlCommand, current: Route | None = None, last_epoch: int = 0, count: int | None = COUNT
+) -> Decision:
     return apply_command(command, current, last_epoch, count, worker_id="w-1", now_ms=NOW)
 
 
 def _current(**changes: object) -> Route:
     base: dict[str, object] = {
-        "topic": "orders", "tenant": "acme", "partitions": (1,), "epoch": 4,
-        "mode": RouteMode.RELAXED, "attributes": {"owner": "team-a"},
+        "topic": "orders",
+        "tenant": "acme",
+        "partitions": (1,),
+        "epoch": 4,
+        "mode": RouteMode.RELAXED,
+        "attributes": {"owner": "team-a"},
     }
     base.update(changes)
     return Route(**base)  # type: ignore[arg-type]
@@ -78,9 +87,15 @@ def test_pin_creates_active_route() -> None:
     assert event.command_id == "cmd-1" and event.topic == "orders" and event.tenant == "acme"
 
 
-@pytest.mark.parametrize(("last_epoch", "current_epoch", "expected"), [
-    (0, 4, 5), (10, 4, 11), (4, 4, 5), (3, 9, 10),
-])
+@pytest.mark.parametrize(
+    ("last_epoch", "current_epoch", "expected"),
+    [
+        (0, 4, 5),
+        (10, 4, 11),
+        (4, 4, 5),
+        (3, 9, 10),
+    ],
+)
 def test_pin_epoch_is_max_plus_one(last_epoch: int, current_epoch: int, expected: int) -> None:
     decision = _apply(_cmd(partitions=(6,)), _current(epoch=current_epoch), last_epoch)
     assert decision.route is not None and decision.route.epoch == expected
@@ -104,17 +119,20 @@ def test_pin_explicit_mode_wins() -> None:
     assert decision.event.mode == "strict"
 
 
-@pytest.mark.parametrize(("changes", "count", "fragment"), [
-    ({"partitions": (8,)}, COUNT, "partition 8 does not exist"),
-    ({"partitions": (0, 99)}, COUNT, "partition 99 does not exist"),
-    ({"partitions": (-1,)}, COUNT, "partition -1 does not exist"),
-    ({"partitions": ()}, COUNT, "names no partitions"),
-    ({"partitions": (2, 2)}, COUNT, "names a partition twice"),
-    ({}, None, "data topic 'orders' does not exist"),
-    ({"topic": "bad/topic"}, COUNT, "is not a Kafka topic name"),
-    ({"topic": ""}, COUNT, "is not a Kafka topic name"),
-    ({"tenant": ""}, COUNT, "empty tenant id"),
-])
+@pytest.mark.parametrize(
+    ("changes", "count", "fragment"),
+    [
+        ({"partitions": (8,)}, COUNT, "partition 8 does not exist"),
+        ({"partitions": (0, 99)}, COUNT, "partition 99 does not exist"),
+        ({"partitions": (-1,)}, COUNT, "partition -1 does not exist"),
+        ({"partitions": ()}, COUNT, "names no partitions"),
+        ({"partitions": (2, 2)}, COUNT, "names a partition twice"),
+        ({}, None, "data topic 'orders' does not exist"),
+        ({"topic": "bad/topic"}, COUNT, "is not a Kafka topic name"),
+        ({"topic": ""}, COUNT, "is not a Kafka topic name"),
+        ({"tenant": ""}, COUNT, "empty tenant id"),
+    ],
+)
 def test_pin_rejections(changes: dict[str, Any], count: int | None, fragment: str) -> None:
     decision = _apply(_cmd(**changes), _current(), last_epoch=4, count=count)
     _assert_rejected(decision, "pin rejected:", fragment)
@@ -138,8 +156,7 @@ def test_rejected_event_keeps_command_partitions() -> None:
 
 
 def test_unpin_routed_tenant_is_tombstone_with_next_epoch() -> None:
-    decision = _apply(_cmd(ControlAction.UNPIN, partitions=(), reason="done"), _current(),
-                      last_epoch=9)
+    decision = _apply(_cmd(ControlAction.UNPIN, partitions=(), reason="done"), _current(), last_epoch=9)
     assert decision.tombstone and decision.route is None and decision.changes_route
     event = decision.event
     assert event.action == "unpin" and event.applied
@@ -158,8 +175,7 @@ def test_unknown_actions_are_rejected() -> None:
 
 
 @pytest.mark.parametrize("action", [ControlAction.FREEZE, ControlAction.UNFREEZE])
-def test_freeze_and_unfreeze_record_an_event_without_touching_the_route(
-        action: ControlAction) -> None:
+def test_freeze_and_unfreeze_record_an_event_without_touching_the_route(action: ControlAction) -> None:
     decision = _apply(_cmd(action, reason="audit"), _current(), last_epoch=4)
     assert not decision.changes_route
     assert decision.event.applied and decision.event.action == action.value
@@ -182,13 +198,17 @@ def test_evacuate_validates_partitions_and_empty_list_stops_evacuating() -> None
 # -- reason kinds: set where the decision is made --------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    _cmd(ControlAction.PIN, partitions=(5,)),
-    _cmd(ControlAction.UNPIN),
-    _cmd(ControlAction.FREEZE),
-    _cmd(ControlAction.UNFREEZE),
-    _cmd(ControlAction.EVACUATE, tenant="", partitions=(2,)),
-], ids=lambda c: c.action.value)
+@pytest.mark.parametrize(
+    "command",
+    [
+        _cmd(ControlAction.PIN, partitions=(5,)),
+        _cmd(ControlAction.UNPIN),
+        _cmd(ControlAction.FREEZE),
+        _cmd(ControlAction.UNFREEZE),
+        _cmd(ControlAction.EVACUATE, tenant="", partitions=(2,)),
+    ],
+    ids=lambda c: c.action.value,
+)
 def test_an_applied_command_is_an_operator_decision(command: ControlCommand) -> None:
     event = _apply(command, _current()).event
     assert event.applied and event.reason_kind == "operator"
@@ -220,9 +240,7 @@ commands = st.builds(
 
 @given(steps=st.lists(commands, max_size=30), start_epoch=st.integers(0, 1000))
 @FAST
-def test_epochs_strictly_increase_and_routes_validate(
-    steps: list[ControlCommand], start_epoch: int
-) -> None:
+def test_epochs_strictly_increase_and_routes_validate(steps: list[ControlCommand], start_epoch: int) -> None:
     current: Route | None = None
     last_epoch = start_epoch
     applied: list[int] = []
@@ -245,4 +263,3 @@ def test_epochs_strictly_increase_and_routes_validate(
         last_epoch = max(last_epoch, to_epoch)
     assert all(a < b for a, b in pairwise(applied))
     assert all(epoch > start_epoch for epoch in applied)
-

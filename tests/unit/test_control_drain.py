@@ -31,8 +31,9 @@ def _route(partitions: tuple[int, ...], epoch: int, mode: RouteMode = RouteMode.
 
 
 def _move(before: Route | None, after: Route | None, epoch: int) -> Decision:
-    event = ReassignmentEvent.for_change(before, after, action="isolate", reason="hot",
-                                         decided_at_ms=1000, worker_id="w")
+    event = ReassignmentEvent.for_change(
+        before, after, action="isolate", reason="hot", decided_at_ms=1000, worker_id="w"
+    )
     if after is None:
         return Decision(replace(event, to_epoch=epoch), tombstone=True)
     return Decision(event, route=after)
@@ -48,8 +49,14 @@ def test_only_strict_moves_that_change_partitions_drain() -> None:
 
 def test_start_writes_draining_with_the_moves_epoch_and_remembers_where_from() -> None:
     current = _route((3,), 4)
-    draining, drain = start(_move(current, _route((5, 6), 5), 5), current, 9, now_ms=1000,
-                            timeout_ms=30_000, live_producers={"p1", "p2"})
+    draining, drain = start(
+        _move(current, _route((5, 6), 5), 5),
+        current,
+        9,
+        now_ms=1000,
+        timeout_ms=30_000,
+        live_producers={"p1", "p2"},
+    )
     assert draining.route is not None
     assert draining.route.status is RouteStatus.DRAINING
     assert draining.route.epoch == 5
@@ -63,8 +70,9 @@ def test_start_writes_draining_with_the_moves_epoch_and_remembers_where_from() -
 
 def test_a_merge_back_drains_to_the_hashed_partition_then_tombstones() -> None:
     current = _route((3,), 4)
-    draining, drain = start(_move(current, None, 5), current, 7, now_ms=0, timeout_ms=1000,
-                            live_producers=set())
+    draining, drain = start(
+        _move(current, None, 5), current, 7, now_ms=0, timeout_ms=1000, live_producers=set()
+    )
     assert draining.route is not None and draining.route.partitions == (7,)
     assert drain.then_tombstone
     done = finish(drain, draining.route, Phase.DONE, OnTimeout.ABORT, now_ms=500, worker_id="w")
@@ -74,9 +82,18 @@ def test_a_merge_back_drains_to_the_hashed_partition_then_tombstones() -> None:
 
 
 def _drain(**changes: object) -> Drain:
-    base = dict(topic="orders", tenant="acme", epoch=5, from_partitions=(3,),
-                to_partitions=(5,), then_tombstone=False, started_ms=0, deadline_ms=10_000,
-                expected=frozenset({"p1", "p2"}), action="isolate")
+    base = dict(
+        topic="orders",
+        tenant="acme",
+        epoch=5,
+        from_partitions=(3,),
+        to_partitions=(5,),
+        then_tombstone=False,
+        started_ms=0,
+        deadline_ms=10_000,
+        expected=frozenset({"p1", "p2"}),
+        action="isolate",
+    )
     base.update(changes)
     return Drain(**base)  # type: ignore[arg-type]
 
@@ -149,13 +166,13 @@ def test_a_producer_gone_silent_is_covered_by_the_end_offsets() -> None:
 @pytest.mark.parametrize("policy", [OnTimeout.ABORT, OnTimeout.FORCE])
 def test_a_drain_out_of_time_is_aborted_or_forced_by_policy(policy: OnTimeout) -> None:
     current = _route((3,), 4)
-    draining, drain = start(_move(current, _route((5,), 5), 5), current, 9, now_ms=0,
-                            timeout_ms=1000, live_producers={"p1"})
+    draining, drain = start(
+        _move(current, _route((5,), 5), 5), current, 9, now_ms=0, timeout_ms=1000, live_producers={"p1"}
+    )
     step = _at(drain, 1000, {"p1"})
     assert step.phase is Phase.TIMED_OUT
     assert draining.route is not None
-    end = finish(drain, draining.route, step.phase, policy, now_ms=1000, worker_id="w",
-                 waiting_for=("p1",))
+    end = finish(drain, draining.route, step.phase, policy, now_ms=1000, worker_id="w", waiting_for=("p1",))
     assert end.route is not None and end.route.status is RouteStatus.ACTIVE
     assert end.route.epoch == 5
     if policy is OnTimeout.ABORT:
@@ -166,21 +183,25 @@ def test_a_drain_out_of_time_is_aborted_or_forced_by_policy(policy: OnTimeout) -
 
 
 def test_aborting_a_move_off_default_hashing_goes_back_to_it() -> None:
-    draining, drain = start(_move(None, _route((5,), 1), 1), None, 2, now_ms=0, timeout_ms=10,
-                            live_producers={"p1"})
+    draining, drain = start(
+        _move(None, _route((5,), 1), 1), None, 2, now_ms=0, timeout_ms=10, live_producers={"p1"}
+    )
     assert draining.route is not None
-    end = finish(drain, draining.route, Phase.TIMED_OUT, OnTimeout.ABORT, now_ms=10,
-                 worker_id="w")
+    end = finish(drain, draining.route, Phase.TIMED_OUT, OnTimeout.ABORT, now_ms=10, worker_id="w")
     assert end.tombstone and end.event.action == "drain-abort"
 
 
-@pytest.mark.parametrize(("outcome", "policy", "action", "kind"), [
-    (Phase.DONE, OnTimeout.ABORT, "drain-complete", "drained"),
-    (Phase.TIMED_OUT, OnTimeout.FORCE, "drain-forced", "drain_timeout_forced"),
-    (Phase.TIMED_OUT, OnTimeout.ABORT, "drain-abort", "drain_timeout_aborted"),
-])
+@pytest.mark.parametrize(
+    ("outcome", "policy", "action", "kind"),
+    [
+        (Phase.DONE, OnTimeout.ABORT, "drain-complete", "drained"),
+        (Phase.TIMED_OUT, OnTimeout.FORCE, "drain-forced", "drain_timeout_forced"),
+        (Phase.TIMED_OUT, OnTimeout.ABORT, "drain-abort", "drain_timeout_aborted"),
+    ],
+)
 def test_the_move_keeps_its_kind_and_its_end_says_how_the_drain_ended(
-        outcome: Phase, policy: OnTimeout, action: str, kind: str) -> None:
+    outcome: Phase, policy: OnTimeout, action: str, kind: str
+) -> None:
     current = _route((3,), 4)
     move = _move(current, _route((5,), 5), 5)
     move = Decision(replace(move.event, reason_kind="hot_partition"), route=move.route)

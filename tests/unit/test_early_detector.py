@@ -25,17 +25,30 @@ RULES = SurgeRules(factor=2.0, min_rate=100.0, confirm=2, cooldown_ms=30_000)
 def closed(tenants: dict[str, float], end_ms: int = WINDOW_MS) -> WindowSummary:
     """A window of the usage partition in which each tenant sent its rate (records/s)."""
     seconds = WINDOW_MS / 1000
-    return WindowSummary(UP, 6, end_ms - WINDOW_MS, end_ms, "stream-time",
-                         {("orders", t): (round(r * seconds), round(r * seconds) * 100)
-                          for t, r in tenants.items()}, {})
+    return WindowSummary(
+        UP,
+        6,
+        end_ms - WINDOW_MS,
+        end_ms,
+        "stream-time",
+        {("orders", t): (round(r * seconds), round(r * seconds) * 100) for t, r in tenants.items()},
+        {},
+    )
 
 
-def report(detector: SurgeDetector, end_ms: int, rates: dict[str, float],
-           producer: str = "p-1", interval_ms: int = INTERVAL_MS) -> list[Surge]:
+def report(
+    detector: SurgeDetector,
+    end_ms: int,
+    rates: dict[str, float],
+    producer: str = "p-1",
+    interval_ms: int = INTERVAL_MS,
+) -> list[Surge]:
     """One usage record of one producer: each tenant at its rate over the interval."""
     seconds = interval_ms / 1000
-    rows = [("orders", t, 0, round(r * seconds), round(r * seconds) * 100, round(r * seconds), 1)
-            for t, r in rates.items()]
+    rows = [
+        ("orders", t, 0, round(r * seconds), round(r * seconds) * 100, round(r * seconds), 1)
+        for t, r in rates.items()
+    ]
     return detector.observe(UP, producer, end_ms - interval_ms, end_ms, rows)
 
 
@@ -88,8 +101,7 @@ def test_a_surge_spread_over_producers_fires() -> None:
     fired: list[Surge] = []
     for step in range(1, 4):
         for i in range(4):
-            fired += report(detector, WINDOW_MS + step * INTERVAL_MS + 10 * i, {"hot": 100.0},
-                            f"p-{i}")
+            fired += report(detector, WINDOW_MS + step * INTERVAL_MS + 10 * i, {"hot": 100.0}, f"p-{i}")
     assert [s.tenant for s in fired] == ["hot"]
     assert fired[0].records_per_s == 400.0
 
@@ -167,12 +179,15 @@ def test_the_early_summary_carries_the_surge_rate_over_its_span() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(baseline=st.floats(min_value=0.0, max_value=5000.0),
-       noise=st.lists(st.floats(min_value=0.0, max_value=1.99), min_size=1, max_size=60),
-       producers=st.integers(min_value=1, max_value=4),
-       phase=st.integers(min_value=0, max_value=INTERVAL_MS - 1))
-def test_noise_below_the_factor_never_fires(baseline: float, noise: list[float],
-                                            producers: int, phase: int) -> None:
+@given(
+    baseline=st.floats(min_value=0.0, max_value=5000.0),
+    noise=st.lists(st.floats(min_value=0.0, max_value=1.99), min_size=1, max_size=60),
+    producers=st.integers(min_value=1, max_value=4),
+    phase=st.integers(min_value=0, max_value=INTERVAL_MS - 1),
+)
+def test_noise_below_the_factor_never_fires(
+    baseline: float, noise: list[float], producers: int, phase: int
+) -> None:
     """Whatever its size, a tenant whose producers together stay below factor x its baseline
     (or below the floor) fires nothing, whatever the producers' phases."""
     detector = SurgeDetector(RULES)
@@ -186,12 +201,15 @@ def test_noise_below_the_factor_never_fires(baseline: float, noise: list[float],
 
 
 @settings(max_examples=200, deadline=None)
-@given(baseline=st.floats(min_value=0.0, max_value=5000.0),
-       factor=st.floats(min_value=2.0, max_value=50.0),
-       before=st.integers(min_value=0, max_value=10),
-       intervals=st.integers(min_value=2, max_value=40))
+@given(
+    baseline=st.floats(min_value=0.0, max_value=5000.0),
+    factor=st.floats(min_value=2.0, max_value=50.0),
+    before=st.integers(min_value=0, max_value=10),
+    intervals=st.integers(min_value=2, max_value=40),
+)
 def test_a_sustained_surge_fires_exactly_once_after_confirming(
-        baseline: float, factor: float, before: int, intervals: int) -> None:
+    baseline: float, factor: float, before: int, intervals: int
+) -> None:
     """From one producer, above the level for `intervals` intervals (at least `confirm`): one
     surge, on the `confirm`-th interval above, whatever came before."""
     detector = SurgeDetector(RULES)
@@ -217,8 +235,7 @@ def test_a_sharded_tenants_rows_add_up_and_count_as_one_interval() -> None:
     seconds = INTERVAL_MS / 1000
 
     def shards(end: int, each: float) -> list[Surge]:
-        rows = [("orders", "wide", p, round(each * seconds), 0, round(each * seconds), 1)
-                for p in (0, 1)]
+        rows = [("orders", "wide", p, round(each * seconds), 0, round(each * seconds), 1) for p in (0, 1)]
         return detector.observe(UP, "p-1", end - INTERVAL_MS, end, rows)
 
     assert shards(WINDOW_MS + INTERVAL_MS, 60.0) == []  # 120/s: below 2 x 100/s

@@ -18,8 +18,14 @@ T = "orders"
 N = 12
 NOW = 10_000_000
 # The demo's policy: tenant-hot (~340/s, twice the mean) is isolated, never sharded.
-DEMO = Policy(partition_capacity=1000, shard_fill=5, tolerance=0.75, min_dwell_s=30,
-              cooldown_s=20, merge_back_threshold=0.15)
+DEMO = Policy(
+    partition_capacity=1000,
+    shard_fill=5,
+    tolerance=0.75,
+    min_dwell_s=30,
+    cooldown_s=20,
+    merge_back_threshold=0.15,
+)
 
 
 def names_on(partition: int, count: int, prefix: str) -> list[str]:
@@ -48,12 +54,18 @@ def background(per_partition: float, tenants: int = 4, **special: float) -> dict
     return out
 
 
-def window_input(values: dict[str, float], routes: dict[str, Route] | None = None,
-                 policy: Policy = DEMO, **changes: object) -> PlannerInput:
-    return PlannerInput(now_ms=NOW, partition_counts={T: N},
-                        routes={(T, k): r for k, r in (routes or {}).items()},
-                        rates=rates(values), loads={}, policy=policy,
-                        **changes)  # type: ignore[arg-type]
+def window_input(
+    values: dict[str, float], routes: dict[str, Route] | None = None, policy: Policy = DEMO, **changes: object
+) -> PlannerInput:
+    return PlannerInput(
+        now_ms=NOW,
+        partition_counts={T: N},
+        routes={(T, k): r for k, r in (routes or {}).items()},
+        rates=rates(values),
+        loads={},
+        policy=policy,
+        **changes,  # type: ignore[arg-type]
+    )
 
 
 def loads_of(inp: PlannerInput) -> list[float]:
@@ -71,12 +83,17 @@ def test_an_early_plan_moves_the_surging_tenant_and_nobody_else() -> None:
     base = window_input(values)
     assert any(c.tenant == big for c in plan(base).changes)  # what the early plan must not do
 
-    surge = early_summary(Surge(1, T, hot, 340.0, 34_000.0, 340.0, 1, 20.0, NOW - 1000, NOW),
-                          6, "w")
+    surge = early_summary(Surge(1, T, hot, 340.0, 34_000.0, 340.0, 1, 20.0, NOW - 1000, NOW), 6, "w")
     surging = surge_rates(surge)
     assert surging[(T, hot)].records_per_s == 340.0
-    inp = surge_input(base, surging, now_ms=NOW, routes=base.routes,
-                      rates=with_surges(base.rates, surging), frozen=frozenset())
+    inp = surge_input(
+        base,
+        surging,
+        now_ms=NOW,
+        routes=base.routes,
+        rates=with_surges(base.rates, surging),
+        frozen=frozenset(),
+    )
     result = plan(inp)
     assert [(c.tenant, c.action.value) for c in result.changes] == [(hot, "isolate")]
     assert result.changes[0].partitions != (2,)
@@ -153,8 +170,9 @@ def test_relieved_neighbours_do_not_merge_back_while_the_tenant_holds_the_partit
     # ... and once it is gone (merged back and quiet), they do go home.
     values = {k[1]: r.records_per_s for k, r in inp.rates.items()}
     values[hot] = 5.0
-    quiet = dataclasses.replace(window, rates=rates(values),
-                                routes={k: r for k, r in routes.items() if k[1] != hot})
+    quiet = dataclasses.replace(
+        window, rates=rates(values), routes={k: r for k, r in routes.items() if k[1] != hot}
+    )
     merged = {c.tenant for c in plan(quiet).changes if c.action.value == "merge"}
     assert merged and merged <= {c.tenant for c in changes}
 

@@ -60,25 +60,36 @@ class _Control:
 
 def _worker(early: bool) -> tuple[UsageWindows, AvroCodec, AvroCodec, _Control]:
     registry = SchemaRegistryClient.new_client({"url": f"mock://early-{uuid.uuid4().hex}"})
-    settings = Settings().replace(usage_partitions=PARTITIONS, window_s=SIZE_S,
-                                  window_grace_ms=500, window_idle_ms=60_000,
-                                  early_reaction=early)
+    settings = Settings().replace(
+        usage_partitions=PARTITIONS,
+        window_s=SIZE_S,
+        window_grace_ms=500,
+        window_idle_ms=60_000,
+        early_reaction=early,
+    )
     usage = AvroCodec(registry, USAGE_SCHEMA, "usage")
     summaries = AvroCodec(registry, WINDOW_SUMMARY_SCHEMA, "control")
     control = _Control()
     # Reports stamped a little ahead of the wall clock move stream time without waiting.
-    windows = UsageWindows(settings, usage, summaries, _Table(), control,  # type: ignore[arg-type]
-                           "w-1", limits=UsageLimits(max_future_ms=3 * SIZE, window_ms=SIZE))
+    windows = UsageWindows(
+        settings,
+        usage,
+        summaries,
+        _Table(),
+        control,  # type: ignore[arg-type]
+        "w-1",
+        limits=UsageLimits(max_future_ms=3 * SIZE, window_ms=SIZE),
+    )
     return windows, usage, summaries, control
 
 
-def _send(windows: UsageWindows, usage: AvroCodec, reports: list[UsageReport],
-          offsets: dict[int, int]) -> None:
+def _send(
+    windows: UsageWindows, usage: AvroCodec, reports: list[UsageReport], offsets: dict[int, int]
+) -> None:
     for batch in batch_reports(reports, PARTITIONS):
         offset = offsets.get(batch.usage_partition, 0)
         offsets[batch.usage_partition] = offset + 1
-        asyncio.run(windows.on_report(usage.encode(batch.to_record()), batch.usage_partition,
-                                      offset))
+        asyncio.run(windows.on_report(usage.encode(batch.to_record()), batch.usage_partition, offset))
 
 
 def _run(early: bool) -> tuple[list[tuple[WindowSummary, MessageKind | None]], int]:
@@ -90,15 +101,29 @@ def _run(early: bool) -> tuple[list[tuple[WindowSummary, MessageKind | None]], i
     offsets: dict[int, int] = {}
     hot, calm = "hot", "calm"
     for end in range(start - SIZE + 500, start + 1, 500):  # the last window, 25/s each
-        _send(windows, usage, [UsageReport("p-1", "orders", t, 12, 1200, end - 500, end)
-                               for t in (hot, calm)], offsets)
+        _send(
+            windows,
+            usage,
+            [UsageReport("p-1", "orders", t, 12, 1200, end - 500, end) for t in (hot, calm)],
+            offsets,
+        )
     end = start + 600  # past the last window's grace: it closes (stream time)
-    _send(windows, usage, [UsageReport("p-1", "orders", t, 12, 1200, end - 600, end)
-                           for t in (hot, calm)], offsets)
+    _send(
+        windows,
+        usage,
+        [UsageReport("p-1", "orders", t, 12, 1200, end - 600, end) for t in (hot, calm)],
+        offsets,
+    )
     for end in (start + 1100, start + 1600, start + 2100):
-        _send(windows, usage, [UsageReport("p-1", "orders", hot, 250, 25_000, end - 500, end),
-                               UsageReport("p-1", "orders", calm, 12, 1200, end - 500, end)],
-              offsets)
+        _send(
+            windows,
+            usage,
+            [
+                UsageReport("p-1", "orders", hot, 250, 25_000, end - 500, end),
+                UsageReport("p-1", "orders", calm, 12, 1200, end - 500, end),
+            ],
+            offsets,
+        )
     decoded = [(WindowSummary.from_record(summaries.decode(v)), kind) for v, kind in control.sent]
     return decoded, start
 

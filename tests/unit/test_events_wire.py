@@ -42,10 +42,20 @@ def _event_schema_before_reason_kind() -> dict[str, Any]:
 
 def _event(**changes: Any) -> ReassignmentEvent:
     base: dict[str, Any] = dict(
-        topic="orders", tenant="acme", action="shard", decided_at_ms=TS,
-        reason="acme sends 5,000/s: sharded over 3 partitions (was 1)", to_partitions=(1, 4, 7),
-        from_partitions=(1,), from_epoch=3, to_epoch=4, mode="strict", status="active",
-        observed={"rate": 5000.0}, worker_id="w-1")
+        topic="orders",
+        tenant="acme",
+        action="shard",
+        decided_at_ms=TS,
+        reason="acme sends 5,000/s: sharded over 3 partitions (was 1)",
+        to_partitions=(1, 4, 7),
+        from_partitions=(1,),
+        from_epoch=3,
+        to_epoch=4,
+        mode="strict",
+        status="active",
+        observed={"rate": 5000.0},
+        worker_id="w-1",
+    )
     base.update(changes)
     return ReassignmentEvent(**base)
 
@@ -83,8 +93,9 @@ def test_a_reader_of_the_old_schema_reads_new_events() -> None:
     new = load_schema(EVENT_SCHEMA)
     old = _event_schema_before_reason_kind()
     data = _avro(new, _event(reason_kind="shard_grow").to_record())
-    record = fastavro.schemaless_reader(io.BytesIO(data), fastavro.parse_schema(copy.deepcopy(new)),
-                                        fastavro.parse_schema(copy.deepcopy(old)))
+    record = fastavro.schemaless_reader(
+        io.BytesIO(data), fastavro.parse_schema(copy.deepcopy(new)), fastavro.parse_schema(copy.deepcopy(old))
+    )
     assert isinstance(record, dict) and "reason_kind" not in record
     assert record["action"] == "shard" and record["to_partitions"] == [1, 4, 7]
 
@@ -102,17 +113,24 @@ def test_evacuate_keeps_the_drain_symbol_on_the_wire() -> None:
 def test_a_drain_command_already_on_the_control_topic_is_an_evacuation() -> None:
     """Bytes as the previous version wrote them: the same schema, the symbol "drain"."""
     schema = load_schema("control_command")
-    record = {"command_id": "c-1", "action": "drain", "topic": "orders", "tenant": "",
-              "partitions": [3], "mode": None, "reason": "", "issued_by": "alice",
-              "issued_at": TS}
+    record = {
+        "command_id": "c-1",
+        "action": "drain",
+        "topic": "orders",
+        "tenant": "",
+        "partitions": [3],
+        "mode": None,
+        "reason": "",
+        "issued_by": "alice",
+        "issued_at": TS,
+    }
     registry = mock_registry()
     codec = AvroCodec(registry, "control_command", "routing.control")
     data = struct.pack(">bI", 0, codec.schema_id) + _avro(schema, record)
     command = ControlCommand.from_record(codec.decode(data))
     assert command.action is ControlAction.EVACUATE and command.partitions == (3,)
     # Other actions keep their own symbols both ways.
-    for other in (ControlAction.PIN, ControlAction.UNPIN, ControlAction.FREEZE,
-                  ControlAction.UNFREEZE):
+    for other in (ControlAction.PIN, ControlAction.UNPIN, ControlAction.FREEZE, ControlAction.UNFREEZE):
         wire = ControlCommand(other, "orders", "acme", TS).to_record()
         assert wire["action"] == other.value
         assert ControlCommand.from_record(wire).action is other

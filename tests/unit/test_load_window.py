@@ -13,36 +13,44 @@ END = START + 10_000  # 10 s
 
 
 def test_records_between_the_edges_over_the_window_seconds() -> None:
-    result = rates_from_edge_offsets(START, END, [0, 1], at_start={0: 50, 1: 7},
-                                     at_end={0: 150, 1: 7}, latest={0: 180, 1: 7})
+    result = rates_from_edge_offsets(
+        START, END, [0, 1], at_start={0: 50, 1: 7}, at_end={0: 150, 1: 7}, latest={0: 180, 1: 7}
+    )
     assert result == WindowRates({0: 10.0, 1: 0.0}, ())
 
 
 def test_no_record_at_or_after_the_end_yet_counts_up_to_the_latest_offset() -> None:
-    result = rates_from_edge_offsets(START, END, [0], at_start={0: 50}, at_end={0: -1},
-                                     latest={0: 120})
+    result = rates_from_edge_offsets(START, END, [0], at_start={0: 50}, at_end={0: -1}, latest={0: 120})
     assert result == WindowRates({0: 7.0}, ())
 
 
 def test_no_record_since_the_start_is_an_empty_window() -> None:
     # Whatever the end edge says (or leaves out): nothing is stamped in the window.
-    result = rates_from_edge_offsets(START, END, [0, 1, 2], at_start={0: -1, 1: -1, 2: -1},
-                                     at_end={0: -1, 1: 40}, latest={0: 40, 1: 40, 2: 40})
+    result = rates_from_edge_offsets(
+        START,
+        END,
+        [0, 1, 2],
+        at_start={0: -1, 1: -1, 2: -1},
+        at_end={0: -1, 1: 40},
+        latest={0: 40, 1: 40, 2: 40},
+    )
     assert result == WindowRates({0: 0.0, 1: 0.0, 2: 0.0}, ())
 
 
 def test_partitions_missing_from_an_answer_are_unknown() -> None:
     result = rates_from_edge_offsets(
-        START, END, [0, 1, 2, 3, 4],
-        at_start={0: 0, 2: 0, 3: 0, 4: 0},   # 1: no start edge
-        at_end={0: 20, 3: -1, 4: -1},        # 2: no end edge
-        latest={0: 30, 4: -1})               # 3: needs latest, has none; 4: latest unusable
+        START,
+        END,
+        [0, 1, 2, 3, 4],
+        at_start={0: 0, 2: 0, 3: 0, 4: 0},  # 1: no start edge
+        at_end={0: 20, 3: -1, 4: -1},  # 2: no end edge
+        latest={0: 30, 4: -1},
+    )  # 3: needs latest, has none; 4: latest unusable
     assert result == WindowRates({0: 2.0}, (1, 2, 3, 4))
 
 
 def test_a_latest_read_before_the_start_edge_arrived_counts_zero_not_negative() -> None:
-    result = rates_from_edge_offsets(START, END, [0], at_start={0: 12}, at_end={0: -1},
-                                     latest={0: 10})
+    result = rates_from_edge_offsets(START, END, [0], at_start={0: 12}, at_end={0: -1}, latest={0: 10})
     assert result.rates == {0: 0.0}
 
 
@@ -58,7 +66,8 @@ def test_consecutive_windows_count_every_record_once(edges: list[int]) -> None:
     total = 0.0
     for i in range(len(offsets) - 1):
         start = START + i * 1_000
-        result = rates_from_edge_offsets(start, start + 1_000, [0], {0: offsets[i]},
-                                         {0: offsets[i + 1]}, {0: offsets[-1]})
+        result = rates_from_edge_offsets(
+            start, start + 1_000, [0], {0: offsets[i]}, {0: offsets[i + 1]}, {0: offsets[-1]}
+        )
         total += result.rates[0]
     assert total == pytest.approx(offsets[-1] - offsets[0])

@@ -33,61 +33,128 @@ def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str
     return found
 
 
-def event(tenant: str, action: str, reason: str, *, command: bool = False,
-          to: tuple[int, ...] = (3,)) -> ReassignmentEvent:
-    return ReassignmentEvent(topic="orders", tenant=tenant, action=action, reason=reason,
-                             decided_at_ms=1_700_000_000_000, to_partitions=to, to_epoch=2,
-                             command_id="c1" if command else None)
+def event(
+    tenant: str, action: str, reason: str, *, command: bool = False, to: tuple[int, ...] = (3,)
+) -> ReassignmentEvent:
+    return ReassignmentEvent(
+        topic="orders",
+        tenant=tenant,
+        action=action,
+        reason=reason,
+        decided_at_ms=1_700_000_000_000,
+        to_partitions=to,
+        to_epoch=2,
+        command_id="c1" if command else None,
+    )
 
 
 # -- reason kinds --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("action", "reason", "operator", "kind"), [
-    ("pin", "operator pin (noisy since 10:02)", True, "operator"),
-    ("unpin", "operator unpin", True, "operator"),
-    ("evacuate", "operator evacuate partitions [3, 4]", True, "operator"),
-    ("drain", "operator drain partitions [3, 4]", True, "operator"),  # before evacuate's name
-    ("rejected", "pin rejected: partition 9 does not exist", True, "rejected"),
-    ("isolate", "partition 4 at 900/s is 2.10x the mean 430/s; t sends 500/s: isolated on "
-                "partition 7 (300/s)", False, "hot_partition"),
-    ("shard", "t sends 5.0k/s, 9.0x the mean partition load 550/s; a partition should carry at "
-              "most 1.0k/s of it: sharded over 5 partitions (was 1)", False, "shard_grow"),
-    ("shard", "t now sends 900/s, less than 4 shards of 1.0k/s (minus 10% hysteresis): shrunk "
-              "from 5 to 1 partitions", False, "shard_shrink"),
-    ("shard", "partition 2 at 3k/s is 3x the mean 1k/s and no tenant there fits elsewhere whole: "
-              "t (2k/s) sharded over 3 partitions (was 1) so its shares (700/s) fit the room left",
-     False, "shard_split"),
-    ("shard", "t sends 5/s, cool for 60 s, but its hash partition 3 (900/s) has no room: kept "
-              "on partition 5 only (was 3 shards)", False, "cooled_kept_one_shard"),
-    ("rebalance", "partition 1 at 700/s is 1.40x the mean 500/s (tolerance 20%); moving t "
-                  "(150/s) to partition 6 (380/s)", False, "over_mean"),
-    ("rebalance", "making room for big (400/s) from hot partition 1 at 900/s is 1.8x the mean "
-                  "500/s: moving small (50/s) to partition 2 (300/s)", False, "making_room"),
-    ("merge", "t sends 2/s, below 10% of the mean 500/s for 300 s: back to hashing (partition 4, "
-              "480/s)", False, "cooled"),
-    ("drain", "partition 3 is being drained; t (20/s) moves to [5]", False,
-     "partition_evacuated"),
-    ("evacuate", "partition 3 is being evacuated; t (20/s) moves to [5]", False,
-     "partition_evacuated"),
-    ("drain", "partition 12 does not exist (0..11); t (20/s) moves to [5]", False,
-     "partition_missing"),
-    ("drain", "route names a partition twice: [2, 2]; t (20/s) moves to [2, 7]", False,
-     "duplicate_partition"),
-    ("drain-complete", "operator pin (drained in 250 ms)", False, "drained"),
-    ("drain-forced", "pin forced after 30000 ms without p1: order may break", False,
-     "drain_timeout_forced"),
-    ("drain-abort", "pin aborted after 30000 ms waiting for p1: back to [2]", False,
-     "drain_timeout_aborted"),
-    ("isolate", "t sends 1,400/s, more than a shard's 521/s, but it is one ordered stream (records "
-                "without a secondary key) carries 1,400/s: not sharded (strict order keeps each "
-                "stream on one partition); isolated on partition 8 (100/s) instead", False,
-     "unsplittable"),
-    ("isolate", "t sends 9,000/s, more than a shard's 2,000/s, but its heaviest of 12 ordered "
-                "streams carries 3,000/s: not sharded (strict order keeps each stream on one "
-                "partition); isolated on partition 2 (10/s) instead", False, "unsplittable"),
-    ("isolate", "a future wording", False, "hot_partition"),
-    ("shard", "a future wording", False, "other"),
-])
+
+@pytest.mark.parametrize(
+    ("action", "reason", "operator", "kind"),
+    [
+        ("pin", "operator pin (noisy since 10:02)", True, "operator"),
+        ("unpin", "operator unpin", True, "operator"),
+        ("evacuate", "operator evacuate partitions [3, 4]", True, "operator"),
+        ("drain", "operator drain partitions [3, 4]", True, "operator"),  # before evacuate's name
+        ("rejected", "pin rejected: partition 9 does not exist", True, "rejected"),
+        (
+            "isolate",
+            "partition 4 at 900/s is 2.10x the mean 430/s; t sends 500/s: isolated on partition 7 (300/s)",
+            False,
+            "hot_partition",
+        ),
+        (
+            "shard",
+            "t sends 5.0k/s, 9.0x the mean partition load 550/s; a partition should carry at "
+            "most 1.0k/s of it: sharded over 5 partitions (was 1)",
+            False,
+            "shard_grow",
+        ),
+        (
+            "shard",
+            "t now sends 900/s, less than 4 shards of 1.0k/s (minus 10% hysteresis): shrunk "
+            "from 5 to 1 partitions",
+            False,
+            "shard_shrink",
+        ),
+        (
+            "shard",
+            "partition 2 at 3k/s is 3x the mean 1k/s and no tenant there fits elsewhere whole: "
+            "t (2k/s) sharded over 3 partitions (was 1) so its shares (700/s) fit the room left",
+            False,
+            "shard_split",
+        ),
+        (
+            "shard",
+            "t sends 5/s, cool for 60 s, but its hash partition 3 (900/s) has no room: kept "
+            "on partition 5 only (was 3 shards)",
+            False,
+            "cooled_kept_one_shard",
+        ),
+        (
+            "rebalance",
+            "partition 1 at 700/s is 1.40x the mean 500/s (tolerance 20%); moving t "
+            "(150/s) to partition 6 (380/s)",
+            False,
+            "over_mean",
+        ),
+        (
+            "rebalance",
+            "making room for big (400/s) from hot partition 1 at 900/s is 1.8x the mean "
+            "500/s: moving small (50/s) to partition 2 (300/s)",
+            False,
+            "making_room",
+        ),
+        (
+            "merge",
+            "t sends 2/s, below 10% of the mean 500/s for 300 s: back to hashing (partition 4, 480/s)",
+            False,
+            "cooled",
+        ),
+        ("drain", "partition 3 is being drained; t (20/s) moves to [5]", False, "partition_evacuated"),
+        ("evacuate", "partition 3 is being evacuated; t (20/s) moves to [5]", False, "partition_evacuated"),
+        ("drain", "partition 12 does not exist (0..11); t (20/s) moves to [5]", False, "partition_missing"),
+        (
+            "drain",
+            "route names a partition twice: [2, 2]; t (20/s) moves to [2, 7]",
+            False,
+            "duplicate_partition",
+        ),
+        ("drain-complete", "operator pin (drained in 250 ms)", False, "drained"),
+        (
+            "drain-forced",
+            "pin forced after 30000 ms without p1: order may break",
+            False,
+            "drain_timeout_forced",
+        ),
+        (
+            "drain-abort",
+            "pin aborted after 30000 ms waiting for p1: back to [2]",
+            False,
+            "drain_timeout_aborted",
+        ),
+        (
+            "isolate",
+            "t sends 1,400/s, more than a shard's 521/s, but it is one ordered stream (records "
+            "without a secondary key) carries 1,400/s: not sharded (strict order keeps each "
+            "stream on one partition); isolated on partition 8 (100/s) instead",
+            False,
+            "unsplittable",
+        ),
+        (
+            "isolate",
+            "t sends 9,000/s, more than a shard's 2,000/s, but its heaviest of 12 ordered "
+            "streams carries 3,000/s: not sharded (strict order keeps each stream on one "
+            "partition); isolated on partition 2 (10/s) instead",
+            False,
+            "unsplittable",
+        ),
+        ("isolate", "a future wording", False, "hot_partition"),
+        ("shard", "a future wording", False, "other"),
+    ],
+)
 def test_reason_kind(action: str, reason: str, operator: bool, kind: str) -> None:
     assert reason_kind(action, reason, operator=operator) == kind
     assert kind in REASON_KINDS
@@ -105,6 +172,7 @@ def test_every_reason_the_real_planner_writes_has_a_kind(monkeypatch: pytest.Mon
     heaviest stream fits a shard are sharded, the others isolated instead ("unsplittable")."""
     seen: dict[tuple[str, str], int] = {}
     unknown: list[str] = []
+
     def spy(inp: PlannerInput) -> Plan:
         result = plan(inp)
         for change in result.changes:
@@ -123,14 +191,22 @@ def test_every_reason_the_real_planner_writes_has_a_kind(monkeypatch: pytest.Mon
 
 # -- the worker collector ------------------------------------------------------------------------
 
+
 @dataclass
 class FakeCache:
     routes: dict[tuple[str, str], Route] = field(default_factory=dict)
     undecodable: int = 0
 
     def stats(self) -> CacheStats:
-        return CacheStats(routes=len(self.routes), position=17, end_offset_at_start=10, ready=True,
-                          undecodable=self.undecodable, stale_ignored=0, applied=len(self.routes))
+        return CacheStats(
+            routes=len(self.routes),
+            position=17,
+            end_offset_at_start=10,
+            ready=True,
+            undecodable=self.undecodable,
+            stale_ignored=0,
+            applied=len(self.routes),
+        )
 
     def get(self, topic: str, tenant: str) -> Route | None:
         return self.routes.get((topic, tenant))
@@ -139,25 +215,44 @@ class FakeCache:
         return len(self.routes)
 
 
-def fake_window(totals: dict[tuple[str, str], tuple[int, int]], start: int = 1_000_000,
-                end: int = 1_010_000) -> Any:
-    return SimpleNamespace(window_start=start, window_end=end, complete=True,
-                           tenant_totals=lambda: dict(totals))
+def fake_window(
+    totals: dict[tuple[str, str], tuple[int, int]], start: int = 1_000_000, end: int = 1_010_000
+) -> Any:
+    return SimpleNamespace(
+        window_start=start, window_end=end, complete=True, tenant_totals=lambda: dict(totals)
+    )
 
 
 def worker_parts() -> tuple[Any, Any, Any, FakeCache, DecisionTally]:
-    writer = SimpleNamespace(counters={"commands_applied": 2, "commands_rejected": 1,
-                                       "control_undecodable": 0, "decisions": 5, "drains_started": 1},
-                             decisions_by_action={}, recent=deque(maxlen=200))
+    writer = SimpleNamespace(
+        counters={
+            "commands_applied": 2,
+            "commands_rejected": 1,
+            "control_undecodable": 0,
+            "decisions": 5,
+            "drains_started": 1,
+        },
+        decisions_by_action={},
+        recent=deque(maxlen=200),
+    )
     planning = SimpleNamespace(
-        counters={"summaries": 12, "cycles": 4, "incomplete_cycles": 1, "last_cycle_ms": 37.5,
-                  "stale_decisions": 0, "planner_errors": 0, "tenants_tracked": 42},
-        last_loads={("orders", 0): PartitionLoad("orders", 0, 120.5, 7),
-                    ("orders", 1): PartitionLoad("orders", 1, 3.0, 0)},
+        counters={
+            "summaries": 12,
+            "cycles": 4,
+            "incomplete_cycles": 1,
+            "last_cycle_ms": 37.5,
+            "stale_decisions": 0,
+            "planner_errors": 0,
+            "tenants_tracked": 42,
+        },
+        last_loads={
+            ("orders", 0): PartitionLoad("orders", 0, 120.5, 7),
+            ("orders", 1): PartitionLoad("orders", 1, 3.0, 0),
+        },
         last_window=fake_window({("orders", "acme"): (900, 9000)}),
-        load_history=deque())
-    usage = SimpleNamespace(counters={"usage_reports": 30, "windows_closed": 6,
-                                      "usage_undecodable": 0})
+        load_history=deque(),
+    )
+    usage = SimpleNamespace(counters={"usage_reports": 30, "windows_closed": 6, "usage_undecodable": 0})
     tally = DecisionTally()
     tally.observe(event("acme", "pin", "operator pin (x)", command=True))
     tally.observe(event("acme", "pin", "operator pin (y)", command=True))
@@ -168,8 +263,11 @@ def worker_parts() -> tuple[Any, Any, Any, FakeCache, DecisionTally]:
 def test_worker_collector_exposes_decisions_planner_usage_load_and_cache() -> None:
     writer, planning, usage, cache, tally = worker_parts()
     registry = CollectorRegistry()
-    registry.register(WorkerCollector(writer, planning, usage, cache, tally,
-                                      is_planner=lambda: True, undecodable_routes=lambda: 3))
+    registry.register(
+        WorkerCollector(
+            writer, planning, usage, cache, tally, is_planner=lambda: True, undecodable_routes=lambda: 3
+        )
+    )
     found = samples(registry)
 
     assert found[("routing_decisions_total", (("action", "pin"), ("reason_kind", "operator")))] == 2
@@ -184,8 +282,10 @@ def test_worker_collector_exposes_decisions_planner_usage_load_and_cache() -> No
     assert ("routing_planner_last_cycle_ms_total", ()) not in found
     assert found[("routing_planner_last_window_end_timestamp_seconds", ())] == 1010.0
     assert found[("routing_usage_windows_closed_total", ())] == 6
-    assert found[("routing_partition_load_records_per_second",
-                  (("partition", "0"), ("topic", "orders")))] == 120.5
+    assert (
+        found[("routing_partition_load_records_per_second", (("partition", "0"), ("topic", "orders")))]
+        == 120.5
+    )
     assert found[("routing_partition_lag_records", (("partition", "0"), ("topic", "orders")))] == 7
     assert found[("routing_route_cache_undecodable_total", ())] == 2
     assert found[("routing_route_cache_position", ())] == 17
@@ -205,8 +305,7 @@ def test_worker_collector_survives_a_worker_that_is_still_starting() -> None:
         raise RuntimeError("no consumer")
 
     registry = CollectorRegistry()
-    registry.register(WorkerCollector(writer, planning, usage, cache, tally,
-                                      is_planner=no_consumer_yet))
+    registry.register(WorkerCollector(writer, planning, usage, cache, tally, is_planner=no_consumer_yet))
     found = samples(registry)
     assert ("routing_worker_planner", ()) not in found
     assert found[("routing_planner_cycles_total", ())] == 4
@@ -225,21 +324,20 @@ def test_the_writer_tells_the_tally_of_each_event_once_and_keeps_a_bounded_log()
             return None
 
     tables = WriterTables(routes={}, epochs={}, history={}, frozen={}, evacuated={}, drains={})
-    writer = RouteWriter(Settings(), registry_client("mock://metrics-test"), tables,
-                         Topic(), "w")  # type: ignore[arg-type]
+    writer = RouteWriter(Settings(), registry_client("mock://metrics-test"), tables, Topic(), "w")  # type: ignore[arg-type]
     tally = DecisionTally()
     writer.recent.append(event("old", "pin", "operator pin", command=True))
     tally.observe_all(writer.recent)  # what install_views does
     writer.listeners.append(tally.observe)
     for i in range(3):
-        asyncio.run(writer.apply(Decision(event(f"t{i}", "merge",
-                                                "t sends 1/s, below 10% of the mean"))))
+        asyncio.run(writer.apply(Decision(event(f"t{i}", "merge", "t sends 1/s, below 10% of the mean"))))
     assert [e.tenant for e in writer.recent] == ["old", "t0", "t1", "t2"]
     assert writer.recent.maxlen == RECENT_EVENTS
     assert tally.snapshot() == {("pin", "operator"): 1, ("merge", "cooled"): 3}
 
 
 # -- the producer collector ----------------------------------------------------------------------
+
 
 class FakeProducer:
     def __init__(self, producer_id: str, counters: dict[str, int], cache: FakeCache | None) -> None:
@@ -259,10 +357,21 @@ class FixedWatermark:
         pass
 
 
-PRODUCER_COUNTERS = {"explicit": 1, "routed": 20, "sharded": 5, "hashed": 300, "unkeyed": 2,
-                     "delivery_failed": 1, "route_out_of_range": 0, "usage_reports": 9,
-                     "usage_deferred": 0, "held": 4, "held_total": 11, "draining_tenants": 1,
-                     "drain_acks": 2}
+PRODUCER_COUNTERS = {
+    "explicit": 1,
+    "routed": 20,
+    "sharded": 5,
+    "hashed": 300,
+    "unkeyed": 2,
+    "delivery_failed": 1,
+    "route_out_of_range": 0,
+    "usage_reports": 9,
+    "usage_deferred": 0,
+    "held": 4,
+    "held_total": 11,
+    "draining_tenants": 1,
+    "drain_acks": 2,
+}
 
 
 def test_producer_metrics_records_by_path_counters_cache_and_lag() -> None:
@@ -305,8 +414,7 @@ def test_producer_metrics_several_producers_one_family_each_and_dropped_ones_lea
     assert text.count("# TYPE routing_producer_records_total counter") == 1
     found = samples(registry)
     assert found[("routing_producer_records_total", (("path", "hashed"), ("producer", "a")))] == 1
-    assert found[("routing_producer_records_total",
-                  (("path", "hashed"), ("producer", "billing")))] == 2
+    assert found[("routing_producer_records_total", (("path", "hashed"), ("producer", "billing")))] == 2
     assert ("routing_producer_route_cache_lag_records", (("producer", "a"),)) not in found
     assert ("routing_producer_route_cache_routes", (("producer", "billing"),)) not in found
 
@@ -331,10 +439,17 @@ def test_producer_metrics_gauge_keys_are_levels() -> None:
 
 # -- the live page's data ------------------------------------------------------------------------
 
+
 def test_heatmap_picks_the_busiest_topic_or_the_one_asked_for() -> None:
     history = [
-        (1000, {("a", 0): PartitionLoad("a", 0, 10.0), ("a", 1): PartitionLoad("a", 1, 30.0, 5),
-                ("b", 0): PartitionLoad("b", 0, 1.0)}),
+        (
+            1000,
+            {
+                ("a", 0): PartitionLoad("a", 0, 10.0),
+                ("a", 1): PartitionLoad("a", 1, 30.0, 5),
+                ("b", 0): PartitionLoad("b", 0, 1.0),
+            },
+        ),
         (2000, {("a", 0): PartitionLoad("a", 0, 12.0)}),
         (3000, {("b", 0): PartitionLoad("b", 0, 2.0)}),
     ]
@@ -351,10 +466,12 @@ def test_heatmap_picks_the_busiest_topic_or_the_one_asked_for() -> None:
 
 
 def test_top_tenants_rates_shares_and_routes() -> None:
-    cache = FakeCache(routes={("orders", "big"): Route(topic="orders", tenant="big",
-                                                       partitions=(1, 2), epoch=1)})
-    window = fake_window({("orders", "big"): (6000, 60000), ("orders", "small"): (2000, 1000),
-                          ("other", "x"): (10, 10)})
+    cache = FakeCache(
+        routes={("orders", "big"): Route(topic="orders", tenant="big", partitions=(1, 2), epoch=1)}
+    )
+    window = fake_window(
+        {("orders", "big"): (6000, 60000), ("orders", "small"): (2000, 1000), ("other", "x"): (10, 10)}
+    )
     top = top_tenants(window, cast(Any, cache), limit=2)
     assert [t["tenant"] for t in top["tenants"]] == ["big", "small"]
     assert top["tenants"][0]["records_per_s"] == 600.0
@@ -368,8 +485,14 @@ def test_live_data_lists_decisions_newest_first_with_their_reasons() -> None:
     writer, planning, usage, cache, _ = worker_parts()
     writer.recent.append(event("first", "pin", "operator pin (a)", command=True))
     writer.recent.append(event("second", "isolate", "partition 4 is hot; isolated on partition 7"))
-    data = live_data(cast(Any, writer), cast(Any, planning), cast(Any, usage), cast(Any, cache),
-                     worker_id="w1", planner=True)
+    data = live_data(
+        cast(Any, writer),
+        cast(Any, planning),
+        cast(Any, usage),
+        cast(Any, cache),
+        worker_id="w1",
+        planner=True,
+    )
     assert [d["tenant"] for d in data["decisions"]] == ["second", "first"]
     assert data["decisions"][1]["reason"] == "operator pin (a)"
     assert data["decisions"][1]["by"] == "operator"

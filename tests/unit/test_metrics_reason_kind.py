@@ -27,10 +27,16 @@ def planned(kind: ReasonKind, reason: str = REWORDED) -> PlannedChange:
 def event_of(change: PlannedChange, *, with_kind: bool = True) -> ReassignmentEvent:
     """The change's event as the writer appends it (``with_kind``) or as events written before
     the reason_kind field read back (None)."""
-    return ReassignmentEvent(topic=change.topic, tenant=change.tenant,
-                             action=change.action.value, reason=change.reason,
-                             decided_at_ms=1_700_000_000_000, to_partitions=(3,), to_epoch=2,
-                             reason_kind=change.kind.value if with_kind else None)
+    return ReassignmentEvent(
+        topic=change.topic,
+        tenant=change.tenant,
+        action=change.action.value,
+        reason=change.reason,
+        decided_at_ms=1_700_000_000_000,
+        to_partitions=(3,),
+        to_epoch=2,
+        reason_kind=change.kind.value if with_kind else None,
+    )
 
 
 @pytest.mark.parametrize("kind", list(ReasonKind), ids=str)
@@ -57,8 +63,14 @@ def test_the_carried_kind_wins_over_what_the_words_say() -> None:
     assert event_labels(event_of(change, with_kind=False)) == ("shard", "shard_split")
     assert event_labels(event_of(change)) == ("shard", "shard_grow")
     # An operator's event whose words look like a planner's: its kind says operator.
-    pin = ReassignmentEvent(topic="orders", tenant="acme", action="isolate", reason=sentence,
-                            decided_at_ms=1, reason_kind=WriterReasonKind.OPERATOR.value)
+    pin = ReassignmentEvent(
+        topic="orders",
+        tenant="acme",
+        action="isolate",
+        reason=sentence,
+        decided_at_ms=1,
+        reason_kind=WriterReasonKind.OPERATOR.value,
+    )
     assert event_labels(pin) == ("isolate", "operator")
 
 
@@ -79,10 +91,26 @@ def test_the_label_set_is_the_one_dashboards_know() -> None:
     assert {kind.value for kind in ReasonKind} <= REASON_KINDS
     assert {kind.value for kind in WriterReasonKind} <= REASON_KINDS
     assert {
-        "operator", "rejected", "repair", "hot_partition", "shard_grow", "shard_shrink",
-        "shard_split", "cooled_kept_one_shard", "cooled", "unsplittable", "over_mean",
-        "making_room", "partition_missing", "partition_evacuated", "duplicate_partition",
-        "drained", "drain_timeout_forced", "drain_timeout_aborted", "other"} == REASON_KINDS
+        "operator",
+        "rejected",
+        "repair",
+        "hot_partition",
+        "shard_grow",
+        "shard_shrink",
+        "shard_split",
+        "cooled_kept_one_shard",
+        "cooled",
+        "unsplittable",
+        "over_mean",
+        "making_room",
+        "partition_missing",
+        "partition_evacuated",
+        "duplicate_partition",
+        "drained",
+        "drain_timeout_forced",
+        "drain_timeout_aborted",
+        "other",
+    } == REASON_KINDS
 
 
 def test_events_of_the_old_drain_action_count_as_evacuate() -> None:
@@ -91,8 +119,13 @@ def test_events_of_the_old_drain_action_count_as_evacuate() -> None:
     assert action_label("drain") == "evacuate"
     assert action_label("evacuate") == "evacuate"
     assert action_label("drain-complete") == "drain-complete"
-    old = ReassignmentEvent(topic="orders", tenant="acme", action="drain", decided_at_ms=1,
-                            reason="partition 3 is being drained; acme (20/s) moves to [5]")
+    old = ReassignmentEvent(
+        topic="orders",
+        tenant="acme",
+        action="drain",
+        decided_at_ms=1,
+        reason="partition 3 is being drained; acme (20/s) moves to [5]",
+    )
     assert event_labels(old) == ("evacuate", "partition_evacuated")
     command = replace(old, tenant="", reason="operator drain partitions [3]", command_id="c1")
     assert event_labels(command) == ("evacuate", "operator")
@@ -103,8 +136,7 @@ def test_an_event_without_its_kind_is_still_read_by_its_words() -> None:
     sentence = "big sends 5,000/s ...: sharded over 3 partitions (was 1)"
     old = event_of(planned(ReasonKind.SHARD_GROW, sentence), with_kind=False)
     assert event_labels(old) == ("shard", "shard_grow")
-    assert event_labels(event_of(planned(ReasonKind.SHARD_GROW), with_kind=False)) == (
-        "shard", "other")
+    assert event_labels(event_of(planned(ReasonKind.SHARD_GROW), with_kind=False)) == ("shard", "other")
 
 
 def test_the_writers_repairs_carry_their_own_kind() -> None:

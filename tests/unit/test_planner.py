@@ -32,8 +32,7 @@ from routing_app.planner import (
 )
 from routing_app.routes.model import Route, RouteMode, RouteStatus
 
-FAST = settings(max_examples=300, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 # Idempotence needs the rarer inputs where one step opens room for an earlier one.
 THOROUGH = settings(FAST, max_examples=1000)
 T = "orders"
@@ -68,35 +67,57 @@ def keyed_rate(topic: str, tenant: str, rate: float, keys: int = KEYS) -> Tenant
     return TenantRate(topic, tenant, rate, top_stream_per_s=rate / keys, streams=keys)
 
 
-def rates(values: Mapping[str, float], topic: str = T,
-          keyed: Collection[str] = ()) -> dict[TenantKey, TenantRate]:
-    return {(topic, t): keyed_rate(topic, t, r) if t in keyed else TenantRate(topic, t, r)
-            for t, r in values.items()}
+def rates(
+    values: Mapping[str, float], topic: str = T, keyed: Collection[str] = ()
+) -> dict[TenantKey, TenantRate]:
+    return {
+        (topic, t): keyed_rate(topic, t, r) if t in keyed else TenantRate(topic, t, r)
+        for t, r in values.items()
+    }
 
 
-def route(tenant: str, parts: Iterable[int], *, pinned: bool = False, updated: int = 0,
-          status: RouteStatus = RouteStatus.ACTIVE, topic: str = T,
-          mode: RouteMode = RouteMode.STRICT) -> Route:
-    return Route(topic=topic, tenant=tenant, partitions=tuple(parts), epoch=3, status=status,
-                 updated_at_ms=updated, attributes={"pinned": "true"} if pinned else {},
-                 mode=mode)
+def route(
+    tenant: str,
+    parts: Iterable[int],
+    *,
+    pinned: bool = False,
+    updated: int = 0,
+    status: RouteStatus = RouteStatus.ACTIVE,
+    topic: str = T,
+    mode: RouteMode = RouteMode.STRICT,
+) -> Route:
+    return Route(
+        topic=topic,
+        tenant=tenant,
+        partitions=tuple(parts),
+        epoch=3,
+        status=status,
+        updated_at_ms=updated,
+        attributes={"pinned": "true"} if pinned else {},
+        mode=mode,
+    )
 
 
-def planner_input(n: int, tenant_rates: Mapping[str, float],
-                  routes: Iterable[Route] = (), keyed: Collection[str] = (),
-                  **changes: Any) -> PlannerInput:
+def planner_input(
+    n: int,
+    tenant_rates: Mapping[str, float],
+    routes: Iterable[Route] = (),
+    keyed: Collection[str] = (),
+    **changes: Any,
+) -> PlannerInput:
     """``keyed``: tenants sending 64 even secondary keys (see KEYS); the others one stream."""
     base: dict[str, Any] = {
-        "now_ms": NOW, "partition_counts": {T: n},
+        "now_ms": NOW,
+        "partition_counts": {T: n},
         "routes": {(r.topic, r.tenant): r for r in routes},
-        "rates": rates(tenant_rates, keyed=keyed), "loads": {},
+        "rates": rates(tenant_rates, keyed=keyed),
+        "loads": {},
     }
     base.update(changes)
     return PlannerInput(**base)
 
 
-def background(n: int, per_partition: Mapping[int, float],
-               per_tenant: float = 50.0) -> dict[str, float]:
+def background(n: int, per_partition: Mapping[int, float], per_tenant: float = 50.0) -> dict[str, float]:
     """Small hashed tenants giving each partition the load asked for."""
     out: dict[str, float] = {}
     for p, load in per_partition.items():
@@ -138,8 +159,10 @@ def test_isolate_moves_the_tenant_that_makes_its_partition_hot() -> None:
     mean = sum(before.values()) / n
     target = change.partitions[0]
     assert before[3] == 12_200 and mean == 1_875 and before[target] == 400
-    assert change.reason == (f"partition 3 at 12,200/s is 6.51x the mean 1,875/s; {hot} sends "
-                             f"9,800/s: isolated on partition {target} (400/s)")
+    assert change.reason == (
+        f"partition 3 at 12,200/s is 6.51x the mean 1,875/s; {hot} sends "
+        f"9,800/s: isolated on partition {target} (400/s)"
+    )
     assert change.observed["tenant_rate"] == 9_800.0
     assert change.observed["from_load"] == pytest.approx(before[3], abs=0.01)
     assert change.observed["mean"] == pytest.approx(mean, abs=0.01)
@@ -194,9 +217,16 @@ def test_rebalance_moves_a_medium_tenant_off_a_partition_above_the_mean() -> Non
     assert change.partitions == (3,)
     assert change.reason == (
         f"partition 2 at 1,100/s is {1_100 / mean:.2f}x the mean {mean:,.0f}/s "
-        f"(tolerance 10%); moving {medium} (300/s) to partition 3 (500/s)")
-    assert change.observed == {"tenant_rate": 300.0, "from_load": 1_100.0, "to_load": 500.0,
-                               "mean": mean, "lag": 0.0, "to_lag": 0.0}
+        f"(tolerance 10%); moving {medium} (300/s) to partition 3 (500/s)"
+    )
+    assert change.observed == {
+        "tenant_rate": 300.0,
+        "from_load": 1_100.0,
+        "to_load": 500.0,
+        "mean": mean,
+        "lag": 0.0,
+        "to_lag": 0.0,
+    }
     after = loads_after(inp, result)
     assert max(after.values()) <= mean * 1.10
 
@@ -207,16 +237,15 @@ def test_an_incomplete_window_neither_rebalances_nor_merges_but_moves_a_tenant_s
     three small tenants off it instead of waiting one window to isolate the culprit."""
     n = 4
     medium = names_on(2, n, 1, "medium")[0]
-    rebalancing = planner_input(n, {**background(n, {0: 950, 1: 950, 2: 800, 3: 500}),
-                                    medium: 300.0})
+    rebalancing = planner_input(n, {**background(n, {0: 950, 1: 950, 2: 800, 3: 500}), medium: 300.0})
     assert [c.action for c in plan(rebalancing).changes] == [Action.REBALANCE]
     assert plan(replace(rebalancing, complete=False)).changes == ()
 
     quiet = names_on(1, 6, 1, "quiet")[0]
-    history = {(T, quiet): TenantHistory(last_moved_ms=NOW - 3_600_000,
-                                         cool_since_ms=NOW - 600_000)}
-    merging = planner_input(6, {**uniform_background(6, 1_000), quiet: 20.0},
-                            [route(quiet, (4,))], history=history)
+    history = {(T, quiet): TenantHistory(last_moved_ms=NOW - 3_600_000, cool_since_ms=NOW - 600_000)}
+    merging = planner_input(
+        6, {**uniform_background(6, 1_000), quiet: 20.0}, [route(quiet, (4,))], history=history
+    )
     assert [c.action for c in plan(merging).changes] == [Action.MERGE]
     assert plan(replace(merging, complete=False)).changes == ()
 
@@ -238,8 +267,7 @@ def test_merge_returns_a_cooled_tenant_to_hashing() -> None:
     n = 6
     quiet = names_on(1, n, 1, "quiet")[0]
     background = uniform_background(n, 1_000)
-    history = {(T, quiet): TenantHistory(last_moved_ms=NOW - 3_600_000,
-                                         cool_since_ms=NOW - 600_000)}
+    history = {(T, quiet): TenantHistory(last_moved_ms=NOW - 3_600_000, cool_since_ms=NOW - 600_000)}
     inp = planner_input(n, {**background, quiet: 20.0}, [route(quiet, (4,))], history=history)
     (change,) = plan(inp).changes
     assert change.action is Action.MERGE and change.partitions is None
@@ -256,8 +284,9 @@ def test_merge_fills_the_hash_partition_up_to_the_rebalance_trigger() -> None:
 
     def merges(home_load: float) -> bool:
         loads = {p: 1_000.0 for p in range(n)} | {1: home_load}
-        inp = planner_input(n, {**background(n, loads, per_tenant=20.0), quiet: 20.0},
-                            [route(quiet, (4,))], history=history)
+        inp = planner_input(
+            n, {**background(n, loads, per_tenant=20.0), quiet: 20.0}, [route(quiet, (4,))], history=history
+        )
         mean = sum(loads.values()) / n + 20 / n
         assert home_load + 20 > mean * 1.05  # above the settle level either way
         return [c.action for c in plan(inp).changes] == [Action.MERGE]
@@ -274,8 +303,7 @@ def test_merge_waits_for_the_cooldown_and_starts_the_clock() -> None:
     assert result.changes == ()
     assert result.history[(T, quiet)] == TenantHistory(last_moved_ms=None, cool_since_ms=NOW)
     # The rate recovering resets the clock.
-    busy = replace(inp, rates=rates({**uniform_background(n, 1_000), quiet: 120.0}),
-                   history=result.history)
+    busy = replace(inp, rates=rates({**uniform_background(n, 1_000), quiet: 120.0}), history=result.history)
     busy_plan = plan(busy)
     assert busy_plan.changes == () and (T, quiet) not in busy_plan.history
 
@@ -284,8 +312,13 @@ def test_evacuate_moves_every_tenant_off_the_partition() -> None:
     n = 4
     background = uniform_background(n, 400)
     routed = names_on(0, n, 1, "routed")[0]
-    inp = planner_input(n, {**background, routed: 300.0}, [route(routed, (2,))],
-                        evacuated=frozenset({(T, 2)}), policy=Policy(max_moves_per_cycle=100))
+    inp = planner_input(
+        n,
+        {**background, routed: 300.0},
+        [route(routed, (2,))],
+        evacuated=frozenset({(T, 2)}),
+        policy=Policy(max_moves_per_cycle=100),
+    )
     result = plan(inp)
     on_two = {t for t in background if home(t, n) == 2} | {routed}
     assert {c.tenant for c in result.changes} == on_two
@@ -311,9 +344,13 @@ def test_priorities_when_moves_are_scarce() -> None:
     background = uniform_background(n, 500)
     big = names_on(1, n, 1, "big")[0]
     leaving = names_on(6, n, 1, "leaving")[0]
-    inp = planner_input(n, {**background, big: 30_000.0, leaving: 100.0},
-                        [route(leaving, (6,))], evacuated=frozenset({(T, 6)}),
-                        policy=Policy(max_moves_per_cycle=2))
+    inp = planner_input(
+        n,
+        {**background, big: 30_000.0, leaving: 100.0},
+        [route(leaving, (6,))],
+        evacuated=frozenset({(T, 6)}),
+        policy=Policy(max_moves_per_cycle=2),
+    )
     result = plan(inp)
     assert [c.action for c in result.changes] == [Action.EVACUATE, Action.EVACUATE]
     assert result.truncated
@@ -326,8 +363,7 @@ def test_make_room_gathers_scattered_room_for_a_tenant_that_fits_nowhere_whole()
     # Partition 0 is hot because of `big`; every other one has 78/s of room, `big` needs 280.
     others = {t: 75.0 for p in range(1, n) for t in names_on(p, n, 12, f"fill{p}")}
     rest = {names_on(p, n, 1, f"rest{p}")[0]: 50.0 for p in range(1, n)}
-    inp = planner_input(n, {big: 280.0, **tiny, **others, **rest},
-                        policy=Policy(max_moves_per_cycle=20))
+    inp = planner_input(n, {big: 280.0, **tiny, **others, **rest}, policy=Policy(max_moves_per_cycle=20))
     before = loads_after(inp, Plan((), {}))
     result = plan(inp)
     assert [c.action for c in result.changes] == [Action.REBALANCE] * 4
@@ -351,8 +387,7 @@ def test_relieving_one_partition_opens_room_for_another_in_the_same_plan() -> No
     for p, load in {0: 1_100, 1: 600, 2: 100, 3: 1_000}.items():
         tiny.update({t: 5.0 for t in names_on(p, n, load // 5, f"tiny{p}")})
     policy = Policy(shard_fill=0.6, max_moves_per_cycle=100)
-    inp = planner_input(n, {**tiny, sharded: 600.0, big: 600.0},
-                        [route(sharded, (0, 2))], policy=policy)
+    inp = planner_input(n, {**tiny, sharded: 600.0, big: 600.0}, [route(sharded, (0, 2))], policy=policy)
     before = loads_after(inp, Plan((), {}))
     assert before == {0: 1_400, 1: 1_200, 2: 400, 3: 1_000}
     result = plan(inp)
@@ -391,9 +426,13 @@ def test_frozen_pinned_and_dwelling_tenants_stay_put() -> None:
     frozen, pinned, recent = (names_on(2, n, 1, p)[0] for p in ("frozen", "pinned", "recent"))
     tenant_rates.update({frozen: 20_000.0, pinned: 20_000.0, recent: 20_000.0})
     inp = planner_input(
-        n, tenant_rates, [route(pinned, (2,), pinned=True)], frozen=frozenset({(T, frozen)}),
+        n,
+        tenant_rates,
+        [route(pinned, (2,), pinned=True)],
+        frozen=frozenset({(T, frozen)}),
         history={(T, recent): TenantHistory(last_moved_ms=NOW - 10_000)},
-        policy=Policy(max_moves_per_cycle=1000))
+        policy=Policy(max_moves_per_cycle=1000),
+    )
     touched = {c.tenant for c in plan(inp).changes}
     assert not touched & {frozen, pinned, recent}
 
@@ -403,8 +442,10 @@ def test_measured_load_makes_a_partition_hot_and_lag_steers_targets() -> None:
     tenant_rates = uniform_background(n, 1_000)
     est = loads_after(planner_input(n, tenant_rates), Plan((), {}))
     # Estimates are level; the broker says partition 0 writes 1.5x more. Partition 3 has no lag.
-    loads = {(T, p): PartitionLoad(T, p, est[p] * (1.5 if p == 0 else 1.0),
-                                   lag=0 if p == 3 else 500_000) for p in range(n)}
+    loads = {
+        (T, p): PartitionLoad(T, p, est[p] * (1.5 if p == 0 else 1.0), lag=0 if p == 3 else 500_000)
+        for p in range(n)
+    }
     # 50/s tenants are 4-5% of the mean: a merge-back level below that lets rebalancing move them.
     policy = Policy(merge_back_threshold=0.02)
     result = plan(planner_input(n, tenant_rates, loads=loads, policy=policy))
@@ -444,7 +485,8 @@ def test_a_key_only_strict_elephant_is_isolated_not_sharded() -> None:
     assert change.reason == (
         f"{big} sends 1,400/s, more than a shard's 521/s, but it is one ordered stream (records "
         "without a secondary key) carries 1,400/s: not sharded (strict order keeps each stream on "
-        "one partition); isolated on partition 8 (100/s) instead")
+        "one partition); isolated on partition 8 (100/s) instead"
+    )
     assert change.kind is ReasonKind.UNSPLITTABLE
     assert change.observed["top_stream_rate"] == 1_400.0
     assert not [c for c in result.changes if c.action is Action.SHARD]
@@ -521,8 +563,7 @@ def test_an_unsplittable_elephant_moves_only_where_it_shares_less() -> None:
 
     n = 8
     big = names_on(3, n, 1, "big")[0]
-    inp = planner_input(n, {**uniform_background(n, 300), big: 600.0},
-                        policy=Policy(max_moves_per_cycle=20))
+    inp = planner_input(n, {**uniform_background(n, 300), big: 600.0}, policy=Policy(max_moves_per_cycle=20))
     before = loads_after(inp, Plan((), {}))
     result = plan(inp)
     after = loads_after(inp, result)
@@ -533,8 +574,7 @@ def test_an_unsplittable_elephant_moves_only_where_it_shares_less() -> None:
     routes = apply_changes(inp.routes, result.changes, NOW)
     est = estimate_loads(inp.partition_counts, routes, inp.rates, inp.residual)
     loads = {key: PartitionLoad(key[0], key[1], value) for key, value in est.items()}
-    later = plan(replace(inp, routes=routes, history=result.history, loads=loads,
-                         now_ms=NOW + 3_600_000))
+    later = plan(replace(inp, routes=routes, history=result.history, loads=loads, now_ms=NOW + 3_600_000))
     assert only(later, big) == [], [c.reason for c in only(later, big)]
 
 
@@ -562,8 +602,9 @@ def _grows() -> tuple[PlannerInput, str]:
 def _shrinks() -> tuple[PlannerInput, str]:
     n = 12
     big = names_on(5, n, 1, "big")[0]
-    return planner_input(n, {**uniform_background(n, 1_000), big: 1_500.0},
-                         [route(big, range(n), updated=LONG_AGO)]), big
+    return planner_input(
+        n, {**uniform_background(n, 1_000), big: 1_500.0}, [route(big, range(n), updated=LONG_AGO)]
+    ), big
 
 
 def _split() -> tuple[PlannerInput, str]:
@@ -584,8 +625,12 @@ def _cooled_kept_one_shard() -> tuple[PlannerInput, str]:
     loads = dict.fromkeys(range(n), 1_000.0) | {home(quiet, n): 1_200.0}
     history = {(T, quiet): TenantHistory(last_moved_ms=LONG_AGO, cool_since_ms=LONG_AGO)}
     shards = [p for p in range(n) if p != home(quiet, n)][:2]
-    return planner_input(n, {**background(n, loads, per_tenant=5.0), quiet: 20.0},
-                         [route(quiet, shards, updated=LONG_AGO)], history=history), quiet
+    return planner_input(
+        n,
+        {**background(n, loads, per_tenant=5.0), quiet: 20.0},
+        [route(quiet, shards, updated=LONG_AGO)],
+        history=history,
+    ), quiet
 
 
 def _over_mean() -> tuple[PlannerInput, str]:
@@ -601,8 +646,7 @@ def _making_room() -> tuple[PlannerInput, str]:
     tiny = {t: 5.0 for t in names_on(0, n, 180, "tiny")}
     others = {t: 75.0 for p in range(1, n) for t in names_on(p, n, 12, f"fill{p}")}
     rest = {names_on(p, n, 1, f"rest{p}")[0]: 50.0 for p in range(1, n)}
-    inp = planner_input(n, {big: 280.0, **tiny, **others, **rest},
-                        policy=Policy(max_moves_per_cycle=20))
+    inp = planner_input(n, {big: 280.0, **tiny, **others, **rest}, policy=Policy(max_moves_per_cycle=20))
     # The tenants moved aside; `big` itself then moves as an ordinary rebalance.
     (first, *_) = plan(inp).changes
     return inp, first.tenant
@@ -611,45 +655,49 @@ def _making_room() -> tuple[PlannerInput, str]:
 def _cooled() -> tuple[PlannerInput, str]:
     n = 6
     quiet = names_on(1, n, 1, "quiet")[0]
-    history = {(T, quiet): TenantHistory(last_moved_ms=NOW - 3_600_000,
-                                         cool_since_ms=NOW - 600_000)}
-    return planner_input(n, {**uniform_background(n, 1_000), quiet: 20.0}, [route(quiet, (4,))],
-                         history=history), quiet
+    history = {(T, quiet): TenantHistory(last_moved_ms=NOW - 3_600_000, cool_since_ms=NOW - 600_000)}
+    return planner_input(
+        n, {**uniform_background(n, 1_000), quiet: 20.0}, [route(quiet, (4,))], history=history
+    ), quiet
 
 
 def _missing() -> tuple[PlannerInput, str]:
-    return planner_input(4, {**uniform_background(4, 400), "broken": 200.0},
-                         [route("broken", (1, 9))]), "broken"
+    return planner_input(
+        4, {**uniform_background(4, 400), "broken": 200.0}, [route("broken", (1, 9))]
+    ), "broken"
 
 
 def _evacuated() -> tuple[PlannerInput, str]:
     n = 4
     routed = names_on(0, n, 1, "routed")[0]
-    return planner_input(n, {**uniform_background(n, 400), routed: 300.0}, [route(routed, (2,))],
-                         evacuated=frozenset({(T, 2)})), routed
+    return planner_input(
+        n, {**uniform_background(n, 400), routed: 300.0}, [route(routed, (2,))], evacuated=frozenset({(T, 2)})
+    ), routed
 
 
 def _duplicate() -> tuple[PlannerInput, str]:
-    return planner_input(4, {**uniform_background(4, 400), "twice": 200.0},
-                         [route("twice", (2, 2))]), "twice"
+    return planner_input(4, {**uniform_background(4, 400), "twice": 200.0}, [route("twice", (2, 2))]), "twice"
 
 
-@pytest.mark.parametrize(("scenario", "kind"), [
-    (_hot_tenant, ReasonKind.HOT_PARTITION),
-    (_unsplittable, ReasonKind.UNSPLITTABLE),
-    (_grows, ReasonKind.SHARD_GROW),
-    (_shrinks, ReasonKind.SHARD_SHRINK),
-    (_split, ReasonKind.SHARD_SPLIT),
-    (_cooled_kept_one_shard, ReasonKind.COOLED_KEPT_ONE_SHARD),
-    (_over_mean, ReasonKind.OVER_MEAN),
-    (_making_room, ReasonKind.MAKING_ROOM),
-    (_cooled, ReasonKind.COOLED),
-    (_missing, ReasonKind.PARTITION_MISSING),
-    (_evacuated, ReasonKind.PARTITION_EVACUATED),
-    (_duplicate, ReasonKind.DUPLICATE_PARTITION),
-], ids=lambda v: v.value if isinstance(v, ReasonKind) else v.__name__.strip("_"))
-def test_the_step_that_decides_sets_the_reason_kind(
-        scenario: Any, kind: ReasonKind) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "kind"),
+    [
+        (_hot_tenant, ReasonKind.HOT_PARTITION),
+        (_unsplittable, ReasonKind.UNSPLITTABLE),
+        (_grows, ReasonKind.SHARD_GROW),
+        (_shrinks, ReasonKind.SHARD_SHRINK),
+        (_split, ReasonKind.SHARD_SPLIT),
+        (_cooled_kept_one_shard, ReasonKind.COOLED_KEPT_ONE_SHARD),
+        (_over_mean, ReasonKind.OVER_MEAN),
+        (_making_room, ReasonKind.MAKING_ROOM),
+        (_cooled, ReasonKind.COOLED),
+        (_missing, ReasonKind.PARTITION_MISSING),
+        (_evacuated, ReasonKind.PARTITION_EVACUATED),
+        (_duplicate, ReasonKind.DUPLICATE_PARTITION),
+    ],
+    ids=lambda v: v.value if isinstance(v, ReasonKind) else v.__name__.strip("_"),
+)
+def test_the_step_that_decides_sets_the_reason_kind(scenario: Any, kind: ReasonKind) -> None:
     inp, tenant = scenario()
     (change,) = only(plan(inp), tenant)
     assert change.kind is kind
@@ -672,8 +720,9 @@ def test_a_kind_belongs_to_its_action() -> None:
 # -- properties over random inputs ---------------------------------------------------------------
 
 
-def drawn_rates(draw: st.DrawFn, values: Mapping[str, float], topic: str = T,
-                weird: bool = False) -> dict[TenantKey, TenantRate]:
+def drawn_rates(
+    draw: st.DrawFn, values: Mapping[str, float], topic: str = T, weird: bool = False
+) -> dict[TenantKey, TenantRate]:
     """Rates whose heaviest ordered stream is unknown (one stream) or a random share of them."""
     share = st.one_of(st.none(), st.sampled_from([1 / KEYS, 0.5, 1.0]), st.floats(0.0, 1.0))
     out: dict[TenantKey, TenantRate] = {}
@@ -682,14 +731,16 @@ def drawn_rates(draw: st.DrawFn, values: Mapping[str, float], topic: str = T,
         top = None if part is None else r * part
         if weird and draw(st.integers(0, 9)) == 0:  # a broken report: plan must not raise
             top = draw(st.sampled_from([-1.0, math.nan, math.inf, 1e300]))
-        out[(topic, t)] = TenantRate(topic, t, r, top_stream_per_s=top,
-                                     streams=draw(st.sampled_from([0, 1, KEYS])))
+        out[(topic, t)] = TenantRate(
+            topic, t, r, top_stream_per_s=top, streams=draw(st.sampled_from([0, 1, KEYS]))
+        )
     return out
 
 
 @st.composite
-def inputs(draw: st.DrawFn, budget: int | None = None, dwell: bool = False,
-           loads: str = "any") -> PlannerInput:
+def inputs(
+    draw: st.DrawFn, budget: int | None = None, dwell: bool = False, loads: str = "any"
+) -> PlannerInput:
     n = draw(st.integers(1, 8))
     names = [f"t{i}" for i in range(draw(st.integers(0, 16)))]
     weird = st.sampled_from([0.0, -5.0, math.nan, math.inf])
@@ -700,31 +751,45 @@ def inputs(draw: st.DrawFn, budget: int | None = None, dwell: bool = False,
         if draw(st.integers(0, 2)):
             continue
         parts = draw(st.lists(st.integers(0, n), min_size=1, max_size=min(n + 1, 5), unique=True))
-        routes.append(route(
-            t, parts, pinned=draw(st.integers(0, 5)) == 0,
-            updated=draw(st.sampled_from([0, LONG_AGO, NOW - 30_000])),
-            status=RouteStatus.DRAINING if draw(st.integers(0, 8)) == 0 else RouteStatus.ACTIVE,
-            mode=RouteMode.RELAXED if draw(st.integers(0, 2)) == 0 else RouteMode.STRICT))
+        routes.append(
+            route(
+                t,
+                parts,
+                pinned=draw(st.integers(0, 5)) == 0,
+                updated=draw(st.sampled_from([0, LONG_AGO, NOW - 30_000])),
+                status=RouteStatus.DRAINING if draw(st.integers(0, 8)) == 0 else RouteStatus.ACTIVE,
+                mode=RouteMode.RELAXED if draw(st.integers(0, 2)) == 0 else RouteMode.STRICT,
+            )
+        )
     history = {}
     for t in names:
         if draw(st.booleans()):
             history[(T, t)] = TenantHistory(
                 last_moved_ms=draw(st.sampled_from([None, LONG_AGO, NOW - 30_000, NOW - 200_000])),
-                cool_since_ms=draw(st.sampled_from([None, LONG_AGO, NOW - 50_000])))
+                cool_since_ms=draw(st.sampled_from([None, LONG_AGO, NOW - 50_000])),
+            )
     frozen = frozenset((T, t) for t in names if draw(st.integers(0, 6)) == 0)
     evacuated = frozenset((T, p) for p in range(n) if draw(st.integers(0, 4)) == 0)
     residual = {(T, p): draw(st.floats(0.0, 2_000.0)) for p in range(n) if draw(st.booleans())}
     inp = PlannerInput(
-        now_ms=NOW, partition_counts={T: n, "other": 3},
-        routes={(r.topic, r.tenant): r for r in routes}, rates=drawn_rates(draw, tenant_rates, weird=True),
-        loads={}, history=history, frozen=frozen, evacuated=evacuated, residual=residual,
+        now_ms=NOW,
+        partition_counts={T: n, "other": 3},
+        routes={(r.topic, r.tenant): r for r in routes},
+        rates=drawn_rates(draw, tenant_rates, weird=True),
+        loads={},
+        history=history,
+        frozen=frozen,
+        evacuated=evacuated,
+        residual=residual,
         policy=Policy(
             partition_capacity=draw(st.sampled_from([1_000.0, 5_000.0, 20_000.0])),
             max_moves_per_cycle=budget if budget is not None else draw(st.integers(0, 6)),
             min_dwell_s=draw(st.sampled_from([1.0, 60.0, 300.0] if dwell else [0.0, 60.0, 300.0])),
             cooldown_s=draw(st.sampled_from([0.0, 30.0, 120.0])),
             max_shards=draw(st.sampled_from([None, 1, 2, 4])),
-            hysteresis=draw(st.sampled_from([0.1, 0.25]))))
+            hysteresis=draw(st.sampled_from([0.1, 0.25])),
+        ),
+    )
     if draw(st.booleans()):
         # A second topic, and rates for one the planner knows no partition count of.
         extra = drawn_rates(draw, {t: draw(st.floats(0.0, 9_000.0)) for t in names[:4]}, "other")
@@ -735,10 +800,18 @@ def inputs(draw: st.DrawFn, budget: int | None = None, dwell: bool = False,
     mode = draw(st.sampled_from(modes))
     if mode != "none":
         factors = st.floats(0.5, 3.0) if mode == "any" else st.just(1.0)
-        inp = replace(inp, loads={
-            key: PartitionLoad(key[0], key[1], value * draw(factors),
-                               lag=draw(st.sampled_from([0, 0, 10_000, 2_000_000])))
-            for key, value in est.items()})
+        inp = replace(
+            inp,
+            loads={
+                key: PartitionLoad(
+                    key[0],
+                    key[1],
+                    value * draw(factors),
+                    lag=draw(st.sampled_from([0, 0, 10_000, 2_000_000])),
+                )
+                for key, value in est.items()
+            },
+        )
     return inp
 
 
@@ -750,11 +823,17 @@ def shuffled(inp: PlannerInput, seed: int) -> PlannerInput:
         rng.shuffle(items)
         return dict(items)
 
-    return replace(inp, routes=mix(inp.routes), rates=mix(inp.rates), loads=mix(inp.loads),
-                   history=mix(inp.history), residual=mix(inp.residual),
-                   partition_counts=mix(inp.partition_counts),
-                   frozen=frozenset(mix(dict.fromkeys(inp.frozen))),
-                   evacuated=frozenset(mix(dict.fromkeys(inp.evacuated))))
+    return replace(
+        inp,
+        routes=mix(inp.routes),
+        rates=mix(inp.rates),
+        loads=mix(inp.loads),
+        history=mix(inp.history),
+        residual=mix(inp.residual),
+        partition_counts=mix(inp.partition_counts),
+        frozen=frozenset(mix(dict.fromkeys(inp.frozen))),
+        evacuated=frozenset(mix(dict.fromkeys(inp.evacuated))),
+    )
 
 
 @FAST
@@ -840,8 +919,10 @@ def test_each_kind_is_what_its_sentence_has_always_been_read_as(inp: PlannerInpu
 def _replan(inp: PlannerInput, first: Plan) -> Plan:
     routes = apply_changes(inp.routes, first.changes, inp.now_ms)
     est = estimate_loads(inp.partition_counts, routes, inp.rates, inp.residual)
-    loads = {key: PartitionLoad(key[0], key[1], value, inp.loads[key].lag if key in inp.loads else 0)
-             for key, value in est.items()}
+    loads = {
+        key: PartitionLoad(key[0], key[1], value, inp.loads[key].lag if key in inp.loads else 0)
+        for key, value in est.items()
+    }
     return plan(replace(inp, routes=routes, history=first.history, loads=loads))
 
 
@@ -889,25 +970,28 @@ def test_no_rebalance_is_undone_by_a_merge(inp: PlannerInput) -> None:
     loads = {key: PartitionLoad(key[0], key[1], value) for key, value in est.items()}
     later = inp.now_ms + 86_400_000
     for _ in range(2):  # the first later cycle starts cool-down clocks, the second may merge
-        second = plan(replace(inp, routes=routes, history=first.history, loads=loads,
-                              now_ms=later))
+        second = plan(replace(inp, routes=routes, history=first.history, loads=loads, now_ms=later))
         merged = {(c.topic, c.tenant) for c in second.changes if c.action is Action.MERGE}
         assert not merged & moved, second.changes
         later += 86_400_000
 
 
 @settings(max_examples=150, deadline=None, database=None)
-@given(n=st.integers(2, 40), base_load=st.floats(100.0, 5_000.0), share=st.floats(0.3, 3.0),
-       hysteresis=st.sampled_from([0.1, 0.25, 0.4]))
+@given(
+    n=st.integers(2, 40),
+    base_load=st.floats(100.0, 5_000.0),
+    share=st.floats(0.3, 3.0),
+    hysteresis=st.sampled_from([0.1, 0.25, 0.4]),
+)
 @example(n=6, base_load=228.28076749037268, share=3.0, hysteresis=0.1)  # exactly 4 units
-def test_shard_count_grows_and_shrinks_with_the_rate(n: int, base_load: float, share: float,
-                                                     hysteresis: float) -> None:
+def test_shard_count_grows_and_shrinks_with_the_rate(
+    n: int, base_load: float, share: float, hysteresis: float
+) -> None:
     """k shards are sized for a rate up to k x unit. The count grows once the rate passes that by
     more than the hysteresis (not before), and shrinks once k - 1 shards would be under-used by
     more than the hysteresis. (A capacity so large that nothing is ever hot: the counts are
     the rule's alone, not room-driven.)"""
-    policy = Policy(partition_capacity=1e12, min_shard_fraction=0.0, hysteresis=hysteresis,
-                    max_shards=n)
+    policy = Policy(partition_capacity=1e12, min_shard_fraction=0.0, hysteresis=hysteresis, max_shards=n)
     big = names_on(0, n, 1, "big")[0]
     residual = {(T, p): base_load for p in range(n)}
 
@@ -917,8 +1001,7 @@ def test_shard_count_grows_and_shrinks_with_the_rate(n: int, base_load: float, s
         return fill * units * base_load / (1 - fill * units / n)
 
     def shards(rate: float, routes: list[Route], now: int) -> tuple[int, list[Route]]:
-        inp = planner_input(n, {big: rate}, routes, keyed={big}, residual=residual,
-                            policy=policy, now_ms=now)
+        inp = planner_input(n, {big: rate}, routes, keyed={big}, residual=residual, policy=policy, now_ms=now)
         table = apply_changes(inp.routes, plan(inp).changes, now)
         current = table.get((T, big))
         return (len(current.partitions) if current else 1), list(table.values())
@@ -961,17 +1044,25 @@ def test_isolate_fixes_a_hot_partition(n: int, base_load: float, excess: float) 
 
 
 @settings(max_examples=150, deadline=None, database=None)
-@given(n=st.integers(2, 16), quiet_rate=st.floats(0.0, 50.0), cooldown=st.sampled_from([0, 60, 600]),
-       cool_for=st.integers(0, 1_200))
-def test_merge_back_after_the_cooldown(n: int, quiet_rate: float, cooldown: int,
-                                       cool_for: int) -> None:
+@given(
+    n=st.integers(2, 16),
+    quiet_rate=st.floats(0.0, 50.0),
+    cooldown=st.sampled_from([0, 60, 600]),
+    cool_for=st.integers(0, 1_200),
+)
+def test_merge_back_after_the_cooldown(n: int, quiet_rate: float, cooldown: int, cool_for: int) -> None:
     quiet = names_on(0, n, 1, "quiet")[0]
     target = n - 1
     residual = {(T, p): 1_000.0 for p in range(n)}
-    history = {(T, quiet): TenantHistory(last_moved_ms=LONG_AGO,
-                                         cool_since_ms=NOW - cool_for * 1000)}
-    inp = planner_input(n, {quiet: quiet_rate}, [route(quiet, (target,))], residual=residual,
-                        history=history, policy=Policy(cooldown_s=cooldown))
+    history = {(T, quiet): TenantHistory(last_moved_ms=LONG_AGO, cool_since_ms=NOW - cool_for * 1000)}
+    inp = planner_input(
+        n,
+        {quiet: quiet_rate},
+        [route(quiet, (target,))],
+        residual=residual,
+        history=history,
+        policy=Policy(cooldown_s=cooldown),
+    )
     result = plan(inp)
     if cool_for >= cooldown:
         (change,) = result.changes
@@ -991,8 +1082,7 @@ def stream_inputs(draw: st.DrawFn) -> PlannerInput:
     streams unknown or a share of the rate; measured loads; a few evacuated partitions."""
     n = draw(st.integers(2, 24))
     capacity = draw(st.sampled_from([1_000.0, 5_000.0, 20_000.0]))
-    rate = st.one_of(st.floats(0.0, 300.0), st.floats(0.0, capacity),
-                     st.floats(capacity, 8 * capacity))
+    rate = st.one_of(st.floats(0.0, 300.0), st.floats(0.0, capacity), st.floats(capacity, 8 * capacity))
     names = [f"t{i}" for i in range(draw(st.integers(1, 24)))]
     tenant_rates = {t: draw(rate) for t in names}
     routes = []
@@ -1000,44 +1090,61 @@ def stream_inputs(draw: st.DrawFn) -> PlannerInput:
         if draw(st.integers(0, 2)) == 0:
             continue
         parts = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=min(n, 6), unique=True))
-        routes.append(route(
-            t, parts, updated=draw(st.sampled_from([0, LONG_AGO, NOW - 30_000])),
-            mode=draw(st.sampled_from([RouteMode.STRICT, RouteMode.RELAXED]))))
+        routes.append(
+            route(
+                t,
+                parts,
+                updated=draw(st.sampled_from([0, LONG_AGO, NOW - 30_000])),
+                mode=draw(st.sampled_from([RouteMode.STRICT, RouteMode.RELAXED])),
+            )
+        )
     evacuated = frozenset((T, p) for p in range(n) if draw(st.integers(0, 9)) == 0)
     residual = {(T, p): draw(st.floats(0.0, capacity)) for p in range(n) if draw(st.booleans())}
-    policy = Policy(partition_capacity=capacity,
-                    max_moves_per_cycle=draw(st.sampled_from([1, 5, 1_000])),
-                    min_dwell_s=draw(st.sampled_from([0.0, 300.0])),
-                    max_shards=draw(st.sampled_from([None, 2, 8])),
-                    shard_fill=draw(st.sampled_from([0.25, 0.5, 1.0])),
-                    hysteresis=draw(st.sampled_from([0.1, 0.25])))
-    inp = PlannerInput(now_ms=NOW, partition_counts={T: n},
-                       routes={(r.topic, r.tenant): r for r in routes},
-                       rates=drawn_rates(draw, tenant_rates), loads={}, evacuated=evacuated,
-                       residual=residual, policy=policy)
+    policy = Policy(
+        partition_capacity=capacity,
+        max_moves_per_cycle=draw(st.sampled_from([1, 5, 1_000])),
+        min_dwell_s=draw(st.sampled_from([0.0, 300.0])),
+        max_shards=draw(st.sampled_from([None, 2, 8])),
+        shard_fill=draw(st.sampled_from([0.25, 0.5, 1.0])),
+        hysteresis=draw(st.sampled_from([0.1, 0.25])),
+    )
+    inp = PlannerInput(
+        now_ms=NOW,
+        partition_counts={T: n},
+        routes={(r.topic, r.tenant): r for r in routes},
+        rates=drawn_rates(draw, tenant_rates),
+        loads={},
+        evacuated=evacuated,
+        residual=residual,
+        policy=policy,
+    )
     if draw(st.booleans()):
         est = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual)
-        inp = replace(inp, loads={
-            key: PartitionLoad(key[0], key[1], value * draw(st.floats(0.5, 2.0)),
-                               lag=draw(st.sampled_from([0, 10_000])))
-            for key, value in est.items()})
+        inp = replace(
+            inp,
+            loads={
+                key: PartitionLoad(
+                    key[0], key[1], value * draw(st.floats(0.5, 2.0)), lag=draw(st.sampled_from([0, 10_000]))
+                )
+                for key, value in est.items()
+            },
+        )
     return inp
 
 
 def planner_mean(inp: PlannerInput, topic: str = T) -> float:
     """The planner's mean partition load: tenant rates plus residual over active partitions."""
     n = inp.partition_counts[topic]
-    total = math.fsum(tr.records_per_s for (t, _), tr in inp.rates.items() if t == topic) + \
-        math.fsum(v for (t, p), v in inp.residual.items() if t == topic and 0 <= p < n)
+    total = math.fsum(tr.records_per_s for (t, _), tr in inp.rates.items() if t == topic) + math.fsum(
+        v for (t, p), v in inp.residual.items() if t == topic and 0 <= p < n
+    )
     active = n - sum(1 for t, p in inp.evacuated if t == topic and 0 <= p < n)
     return total / active if active else 0.0
 
 
-@settings(max_examples=200, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream_inputs())
-def test_only_tenants_whose_heaviest_stream_fits_a_shard_get_more_partitions(
-        inp: PlannerInput) -> None:
+def test_only_tenants_whose_heaviest_stream_fits_a_shard_get_more_partitions(inp: PlannerInput) -> None:
     """Any change giving a tenant more partitions than its route had (1 when hashed) is for a
     relaxed route, or for a tenant whose heaviest stream (all of it when unknown) fits in one
     shard's unit at the planner's mean load."""
@@ -1077,12 +1184,11 @@ def test_a_broken_top_stream_reads_as_one_stream(top: float) -> None:
 def test_plan_handles_100k_tenants_on_1000_partitions() -> None:
     # How fast is the simulator's to report (plan_ms_mean / plan_ms_max), not a timed assert.
     n = 1_000
-    weights = [rank ** -1.4 for rank in range(1, 100_001)]
+    weights = [rank**-1.4 for rank in range(1, 100_001)]
     total = sum(weights)
     tenant_rates = {f"tenant-{i}": 2_500.0 * n * w / total for i, w in enumerate(weights)}
     # Keyed: the big ones are sharded, as producers with secondary keys would have them.
-    inp = planner_input(n, tenant_rates, keyed=set(tenant_rates),
-                        policy=Policy(max_moves_per_cycle=50))
+    inp = planner_input(n, tenant_rates, keyed=set(tenant_rates), policy=Policy(max_moves_per_cycle=50))
     result = plan(inp)
     routes = apply_changes(inp.routes, result.changes, NOW)
     again = plan(replace(inp, routes=routes, history=result.history, now_ms=NOW + 10_000))
@@ -1099,8 +1205,9 @@ def test_an_isolated_tenant_within_one_shard_is_left_alone_on_its_hot_partition(
 
     n = 12
     spiky = "spiky"
-    policy = policy_from_text("partition_capacity=2000,shard_fill=5,min_dwell_s=3,"
-                              "cooldown_s=3,merge_back_threshold=0.5")
+    policy = policy_from_text(
+        "partition_capacity=2000,shard_fill=5,min_dwell_s=3,cooldown_s=3,merge_back_threshold=0.5"
+    )
     # Isolated: partition 5 has nobody else (the isolate chose an empty partition).
     others = background(n, {p: 80.0 for p in range(n) if p != 5}, per_tenant=10.0)
     rates = {**others, spiky: 447.0}

@@ -52,13 +52,16 @@ def test_result_is_frozen() -> None:
         policy.min_dwell_s = 6.0  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("text", "named"), [
-    ("bogus=1", "bogus"),
-    ("partition_capacity=2000,nope=3", "nope"),
-    ("partition_capacity", "partition_capacity"),  # no '='
-    ("min_dwell_s:20", "min_dwell_s:20"),
-    ("=5", "=5"),
-])
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("bogus=1", "bogus"),
+        ("partition_capacity=2000,nope=3", "nope"),
+        ("partition_capacity", "partition_capacity"),  # no '='
+        ("min_dwell_s:20", "min_dwell_s:20"),
+        ("=5", "=5"),
+    ],
+)
 def test_unknown_names_and_missing_equals_name_the_part(text: str, named: str) -> None:
     with pytest.raises(ConfigError) as info:
         policy_from_text(text)
@@ -66,14 +69,17 @@ def test_unknown_names_and_missing_equals_name_the_part(text: str, named: str) -
     assert "planner_policy" in str(info.value)
 
 
-@pytest.mark.parametrize(("text", "named"), [
-    ("partition_capacity=lots", "partition_capacity"),
-    ("partition_capacity=", "partition_capacity"),
-    ("min_dwell_s=20s", "min_dwell_s"),
-    ("max_moves_per_cycle=2.5", "max_moves_per_cycle"),  # an int field takes no fraction
-    ("max_moves_per_cycle=many", "max_moves_per_cycle"),
-    ("min_dwell_s=1,max_moves_per_cycle=x", "max_moves_per_cycle"),
-])
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("partition_capacity=lots", "partition_capacity"),
+        ("partition_capacity=", "partition_capacity"),
+        ("min_dwell_s=20s", "min_dwell_s"),
+        ("max_moves_per_cycle=2.5", "max_moves_per_cycle"),  # an int field takes no fraction
+        ("max_moves_per_cycle=many", "max_moves_per_cycle"),
+        ("min_dwell_s=1,max_moves_per_cycle=x", "max_moves_per_cycle"),
+    ],
+)
 def test_bad_numbers_raise_config_error_naming_the_field(text: str, named: str) -> None:
     with pytest.raises(ConfigError) as info:
         policy_from_text(text)
@@ -81,8 +87,7 @@ def test_bad_numbers_raise_config_error_naming_the_field(text: str, named: str) 
     assert isinstance(info.value, ValueError)  # ConfigError is a ValueError
 
 
-@pytest.mark.parametrize("text", ["partition_capacity=none", "max_moves_per_cycle=None",
-                                  "min_dwell_s=NONE"])
+@pytest.mark.parametrize("text", ["partition_capacity=none", "max_moves_per_cycle=None", "min_dwell_s=NONE"])
 def test_none_is_refused_for_fields_that_are_not_optional(text: str) -> None:
     name = text.partition("=")[0]
     with pytest.raises(ConfigError) as info:
@@ -102,8 +107,7 @@ def _field_kinds() -> list[tuple[str, object, bool]]:
 
 
 @pytest.mark.parametrize(("name", "kind", "optional"), _field_kinds())
-def test_every_policy_field_takes_a_value_of_its_declared_type(name: str, kind: type,
-                                                               optional: bool) -> None:
+def test_every_policy_field_takes_a_value_of_its_declared_type(name: str, kind: type, optional: bool) -> None:
     # Whatever fields the planner's Policy has: text sets each with its declared type.
     sample = {int: "3", float: "2.5", bool: "true", str: "x"}[kind]
     value = getattr(policy_from_text(f"{name}={sample}"), name)
@@ -118,14 +122,14 @@ def test_every_policy_field_takes_a_value_of_its_declared_type(name: str, kind: 
 
 
 @pytest.mark.parametrize(("name", "kind", "optional"), _field_kinds())
-def test_every_default_survives_a_round_trip_through_text(name: str, kind: type,
-                                                          optional: bool) -> None:
+def test_every_default_survives_a_round_trip_through_text(name: str, kind: type, optional: bool) -> None:
     default = getattr(Policy(), name)
     text = f"{name}={'none' if default is None else default}"
     assert policy_from_text(text) == Policy()
 
 
 # -- A stand-in Policy with Optional, bool and str fields (the real one may grow them) -----------
+
 
 @dataclasses.dataclass(frozen=True)
 class _Knobs:
@@ -163,8 +167,10 @@ def test_none_sets_optional_fields_to_none() -> None:
 
 
 @pytest.mark.usefixtures("knobs")
-@pytest.mark.parametrize(("raw", "value"), [("true", True), ("False", False), ("1", True),
-                                            ("0", False), ("yes", True), ("off", False)])
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("true", True), ("False", False), ("1", True), ("0", False), ("yes", True), ("off", False)],
+)
 def test_bool_fields_parse_words(raw: str, value: bool) -> None:
     knobs = typing.cast(_Knobs, policy_from_text(f"dry_run={raw}"))
     assert knobs.dry_run is value
@@ -178,11 +184,15 @@ def test_bad_bool_and_str_fields() -> None:
     assert knobs.label == "hot"
 
 
-@given(capacity=st.floats(min_value=0, max_value=1e12, allow_nan=False),
-       moves=st.integers(0, 10**9), dwell=st.integers(0, 10**6))
+@given(
+    capacity=st.floats(min_value=0, max_value=1e12, allow_nan=False),
+    moves=st.integers(0, 10**9),
+    dwell=st.integers(0, 10**6),
+)
 def test_numbers_round_trip(capacity: float, moves: int, dwell: int) -> None:
     policy = policy_from_text(
-        f"partition_capacity={capacity!r},max_moves_per_cycle={moves},min_dwell_s={dwell}")
+        f"partition_capacity={capacity!r},max_moves_per_cycle={moves},min_dwell_s={dwell}"
+    )
     assert policy.partition_capacity == capacity
     assert (policy.max_moves_per_cycle, policy.min_dwell_s) == (moves, float(dwell))
     assert type(policy.min_dwell_s) is float

@@ -20,10 +20,10 @@ from routing_app.routes.model import RouteStatus
 ROUTES = "routing.routes"
 
 
-def new_cache(registry: SchemaRegistryClient | None = None, *, fast_reader: bool = True
-              ) -> tuple[RouteCache, RouteCodec]:
-    registry = registry or SchemaRegistryClient.new_client(
-        {"url": f"mock://cache-{uuid.uuid4().hex}"})
+def new_cache(
+    registry: SchemaRegistryClient | None = None, *, fast_reader: bool = True
+) -> tuple[RouteCache, RouteCodec]:
+    registry = registry or SchemaRegistryClient.new_client({"url": f"mock://cache-{uuid.uuid4().hex}"})
     codec = RouteCodec(registry, ROUTES, fast_reader=fast_reader)
     # Never started: no consumer; partition counts are set by the tests.
     cache = RouteCache({"bootstrap.servers": "127.0.0.1:1"}, codec, ROUTES)
@@ -31,8 +31,10 @@ def new_cache(registry: SchemaRegistryClient | None = None, *, fast_reader: bool
 
 
 def messages(records: list[tuple[bytes, bytes | None]], first_offset: int = 0) -> list[Message]:
-    return [Message(topic=ROUTES, partition=0, offset=first_offset + i, key=key, value=value)
-            for i, (key, value) in enumerate(records)]
+    return [
+        Message(topic=ROUTES, partition=0, offset=first_offset + i, key=key, value=value)
+        for i, (key, value) in enumerate(records)
+    ]
 
 
 def key(route: Route) -> bytes:
@@ -49,19 +51,25 @@ def a_topic_history(codec: RouteCodec, seed: int) -> list[tuple[bytes, bytes | N
         tenant = f"t{rng.randrange(12)}"
         epoch = max(0, epochs.get(tenant, 0) + rng.choice([1, 1, 1, 0, -1]))
         epochs[tenant] = max(epoch, epochs.get(tenant, 0))
-        route = Route("orders", tenant, tuple(rng.sample(range(6), rng.randint(1, 2))), epoch,
-                      status=rng.choice(list(RouteStatus)), updated_at_ms=1_700_000_000_000
-                      + rng.randrange(3), decided_by=rng.choice(["planner", "alice"]))
+        route = Route(
+            "orders",
+            tenant,
+            tuple(rng.sample(range(6), rng.randint(1, 2))),
+            epoch,
+            status=rng.choice(list(RouteStatus)),
+            updated_at_ms=1_700_000_000_000 + rng.randrange(3),
+            decided_by=rng.choice(["planner", "alice"]),
+        )
         kind = rng.randrange(10)
         encoded = codec.encode(route)
         value: bytes | None = encoded
         if kind == 0:
             value = None  # tombstone
         elif kind == 1:
-            value = encoded[:rng.randrange(5, len(encoded))]  # cut short
+            value = encoded[: rng.randrange(5, len(encoded))]  # cut short
         elif kind == 2:
             where = rng.randrange(5, len(encoded))
-            value = encoded[:where] + bytes([rng.randrange(256)]) + encoded[where + 1:]
+            value = encoded[:where] + bytes([rng.randrange(256)]) + encoded[where + 1 :]
         elif kind == 3:
             value = codec.encode(Route("orders", tenant, (1, 1), epoch + 1))  # invalid route
         elif kind == 4:
@@ -79,7 +87,7 @@ def test_a_rebuild_reads_the_same_table_with_and_without_the_fast_reader() -> No
         for cache in (fast, slow):
             cache._counts["orders"] = 6
             for start in range(0, len(history), 64):
-                cache._handle(messages(history[start:start + 64], start))
+                cache._handle(messages(history[start : start + 64], start))
         assert fast_codec.fast_path and not slow_codec.fast_path
         assert {r.key: r for r in fast} == {r.key: r for r in slow}
         assert fast.stats() == slow.stats()
@@ -92,11 +100,11 @@ def test_routes_beyond_a_known_partition_count_are_held_back() -> None:
     cache._counts["orders"] = 4
     first = Route("orders", "acme", (1,), 1)
     beyond = Route("orders", "acme", (5,), 2)
-    leaving_beyond = Route("orders", "acme", (2,), 3, status=RouteStatus.DRAINING,
-                           previous_partitions=(7,))
+    leaving_beyond = Route("orders", "acme", (2,), 3, status=RouteStatus.DRAINING, previous_partitions=(7,))
     within = Route("orders", "acme", (3,), 4)
-    records: list[tuple[bytes, bytes | None]] = [(key(r), codec.encode(r))
-                                                 for r in (first, beyond, leaving_beyond)]
+    records: list[tuple[bytes, bytes | None]] = [
+        (key(r), codec.encode(r)) for r in (first, beyond, leaving_beyond)
+    ]
     cache._handle(messages(records))
     assert cache.get("orders", "acme") == first
     assert cache.stats().out_of_range == 2
@@ -122,8 +130,7 @@ class Broker:
         return cache._counts.get(topic)
 
 
-def test_a_topic_the_broker_did_not_list_is_asked_about_again_only_once_due(
-        monkeypatch: Any) -> None:
+def test_a_topic_the_broker_did_not_list_is_asked_about_again_only_once_due(monkeypatch: Any) -> None:
     cache, codec = new_cache()
     absent = cache_module._ABSENT
     cache._counts["orders"] = absent
@@ -137,8 +144,7 @@ def test_a_topic_the_broker_did_not_list_is_asked_about_again_only_once_due(
     # Due again, and the topic exists now with 4 partitions: partition 9 is beyond them.
     cache._counts_at -= cache_module.METADATA_MIN_INTERVAL_S
     broker._answer = {"orders": 4}
-    later = [Route("orders", f"t{i}", (9,), 2) for i in range(3)] + [
-        Route("orders", "t3", (2,), 2)]
+    later = [Route("orders", f"t{i}", (9,), 2) for i in range(3)] + [Route("orders", "t3", (2,), 2)]
     cache._handle(messages([(key(r), codec.encode(r)) for r in later], 50))
     assert broker.asked == 1
     assert cache.stats().out_of_range == 3

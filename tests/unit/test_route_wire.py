@@ -35,8 +35,9 @@ def codecs() -> tuple[RouteCodec, RouteCodec]:
     return RouteCodec(registry, ROUTES), RouteCodec(registry, ROUTES, fast_reader=False)
 
 
-def outcome(decode: Callable[[bytes, bytes], tuple[str, str, Route | None]], key: bytes,
-            value: bytes) -> tuple[str, object]:
+def outcome(
+    decode: Callable[[bytes, bytes], tuple[str, str, Route | None]], key: bytes, value: bytes
+) -> tuple[str, object]:
     try:
         topic, tenant, route = decode(key, value)
     except InvalidRoute:
@@ -115,19 +116,36 @@ def test_any_route_reads_the_same_with_and_without_the_fast_reader(route: Route)
         assert read is None
 
 
-_good = Route("orders", "acme/eu", (3, 1), 42, RouteMode.RELAXED, RouteStatus.DRAINING,
-              "hot tenant", 1_700_000_123_456, (7,), "worker-1", {"pinned": "true"})
+_good = Route(
+    "orders",
+    "acme/eu",
+    (3, 1),
+    42,
+    RouteMode.RELAXED,
+    RouteStatus.DRAINING,
+    "hot tenant",
+    1_700_000_123_456,
+    (7,),
+    "worker-1",
+    {"pinned": "true"},
+)
 
 
 @settings(max_examples=500, deadline=None)
 @given(data=st.data())
-def test_corrupted_values_read_the_same_with_and_without_the_fast_reader(
-        data: st.DataObject) -> None:
+def test_corrupted_values_read_the_same_with_and_without_the_fast_reader(data: st.DataObject) -> None:
     fast, slow = _FAST, _SLOW
-    route = data.draw(st.sampled_from([
-        _good, Route("orders", "t", (0,), 0), Route("orders", "tenant-0000001", (11,), 1,
-                                                    updated_at_ms=1_700_000_123_456,
-                                                    decided_by="bench")]))
+    route = data.draw(
+        st.sampled_from(
+            [
+                _good,
+                Route("orders", "t", (0,), 0),
+                Route(
+                    "orders", "tenant-0000001", (11,), 1, updated_at_ms=1_700_000_123_456, decided_by="bench"
+                ),
+            ]
+        )
+    )
     key = RouteCodec.encode_key(route.topic, route.tenant)
     value = bytearray(fast.encode(route))
     for _ in range(data.draw(st.integers(1, 3))):
@@ -149,9 +167,8 @@ def _good_value_in_parts(codec: RouteCodec) -> dict[str, bytes]:
     """_good's encoding cut at its fields (layout: see ROUTE_LAYOUT)."""
     value = codec.encode(_good)
     parts = {"header": value[:5], "topic_tenant": b"\x0corders\x0eacme/eu"}
-    rest = value[5 + len(parts["topic_tenant"]):]
-    sizes = [("partitions", 4), ("mode", 1), ("status", 1), ("epoch", 1), ("reason", 11),
-             ("updated_at", 6)]
+    rest = value[5 + len(parts["topic_tenant"]) :]
+    sizes = [("partitions", 4), ("mode", 1), ("status", 1), ("epoch", 1), ("reason", 11), ("updated_at", 6)]
     for name, size in sizes:
         parts[name], rest = rest[:size], rest[size:]
     parts["rest"] = rest
@@ -164,8 +181,7 @@ UNUSUAL: list[tuple[str, dict[str, bytes], bool]] = [
     ("overlong zero epoch (fastavro reads it as 0 too)", {"epoch": b"\x80\x00"}, True),
     ("enum index out of range", {"mode": b"\x04"}, False),
     ("negative enum index", {"status": b"\x01"}, False),
-    ("a sized (negative count) partition block", {"partitions": b"\x03\x04\x06\x02\x00"},
-     False),
+    ("a sized (negative count) partition block", {"partitions": b"\x03\x04\x06\x02\x00"}, False),
     ("a 10-byte updated_at", {"updated_at": b"\x80" * 9 + b"\x01"}, False),
     ("a 10-byte epoch", {"epoch": b"\x80" * 9 + b"\x01"}, False),
     ("the value names another tenant", {"topic_tenant": b"\x0corders\x0eacme/EU"}, False),
@@ -176,7 +192,8 @@ UNUSUAL: list[tuple[str, dict[str, bytes], bool]] = [
 
 @pytest.mark.parametrize(("what", "replaced", "fast_reads_it"), UNUSUAL)
 def test_unusual_values_read_the_same_and_most_are_left_to_fastavro(
-        what: str, replaced: dict[str, bytes], fast_reads_it: bool) -> None:
+    what: str, replaced: dict[str, bytes], fast_reads_it: bool
+) -> None:
     fast, slow = codecs()
     key = b"orders/acme/eu"
     fast.decode(key, fast.encode(_good))

@@ -22,8 +22,7 @@ from routing_app.routes import (
     validate_topic_name,
 )
 
-FAST = settings(max_examples=200, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 TOPIC_CHARS = string.ascii_letters + string.digits + "._-"
 topics = st.text(TOPIC_CHARS, min_size=1, max_size=50).filter(lambda t: t not in (".", ".."))
@@ -46,8 +45,7 @@ def _route(**changes: object) -> Route:
 
 @pytest.mark.parametrize(
     ("topic", "tenant"),
-    [("orders", "acme"), ("orders", "acme/eu/west"), ("a", ""), ("t.1_x-2", "/leading"),
-     ("t", "ünïcødé/✓")],
+    [("orders", "acme"), ("orders", "acme/eu/west"), ("a", ""), ("t.1_x-2", "/leading"), ("t", "ünïcødé/✓")],
 )
 def test_route_key_roundtrip(topic: str, tenant: str) -> None:
     key = route_key(topic, tenant)
@@ -146,15 +144,30 @@ def test_validate_bad_topic() -> None:
 
 def test_to_record_from_record_roundtrip() -> None:
     route = _route(
-        tenant="acme/eu", partitions=(2, 0), epoch=9, mode=RouteMode.RELAXED,
-        status=RouteStatus.DRAINING, reason="move", updated_at_ms=123,
-        previous_partitions=(1,), decided_by="op", attributes={"pinned": "true"},
+        tenant="acme/eu",
+        partitions=(2, 0),
+        epoch=9,
+        mode=RouteMode.RELAXED,
+        status=RouteStatus.DRAINING,
+        reason="move",
+        updated_at_ms=123,
+        previous_partitions=(1,),
+        decided_by="op",
+        attributes={"pinned": "true"},
     )
     record = route.to_record()
     assert record == {
-        "topic": "orders", "tenant": "acme/eu", "partitions": [2, 0], "mode": "relaxed",
-        "status": "draining", "epoch": 9, "reason": "move", "updated_at": 123,
-        "previous_partitions": [1], "decided_by": "op", "attributes": {"pinned": "true"},
+        "topic": "orders",
+        "tenant": "acme/eu",
+        "partitions": [2, 0],
+        "mode": "relaxed",
+        "status": "draining",
+        "epoch": 9,
+        "reason": "move",
+        "updated_at": 123,
+        "previous_partitions": [1],
+        "decided_by": "op",
+        "attributes": {"pinned": "true"},
     }
     again = Route.from_record(record)
     assert again == route
@@ -262,9 +275,16 @@ def test_codec_roundtrip_property(route: Route) -> None:
     assert Route.from_record(route.to_record()) == route
 
 
-@pytest.mark.parametrize(("partitions", "count", "usable"), [
-    ((0,), 1, True), ((3, 1), 4, True), ((4,), 4, False), ((), 4, False), ((-1,), 4, False),
-    ((2, 2), 4, False),
-])
+@pytest.mark.parametrize(
+    ("partitions", "count", "usable"),
+    [
+        ((0,), 1, True),
+        ((3, 1), 4, True),
+        ((4,), 4, False),
+        ((), 4, False),
+        ((-1,), 4, False),
+        ((2, 2), 4, False),
+    ],
+)
 def test_usable_for_is_one_rule(partitions: tuple[int, ...], count: int, usable: bool) -> None:
     assert _route(partitions=partitions).usable_for(count) is usable

@@ -44,14 +44,17 @@ def test_derived_urls_follow_ports_and_external_cluster() -> None:
 
 
 def test_toml_routing_section(tmp_path: Path) -> None:
-    path = _toml(tmp_path, """
+    path = _toml(
+        tmp_path,
+        """
 [routing]
 kafka_port = 29092
 routes-topic = "my.routes"
 usage_interval_s = 2.5
 state_dir = "~/stack"
 bootstrap_servers = "broker:9092"
-""")
+""",
+    )
     s = load_settings(path, environ={})
     assert s.kafka_port == 29092
     assert s.routes_topic == "my.routes"
@@ -77,8 +80,9 @@ def test_config_file_from_routing_config_in_given_environ(tmp_path: Path) -> Non
     assert load_settings(environ={"ROUTING_CONFIG": str(path)}).web_port == 7272
 
 
-def test_config_file_from_routing_config_in_os_environ(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_from_routing_config_in_os_environ(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _toml(tmp_path, "web_port = 7373\n")
     monkeypatch.setenv("ROUTING_CONFIG", str(path))
     assert load_settings().web_port == 7373
@@ -87,10 +91,13 @@ def test_config_file_from_routing_config_in_os_environ(tmp_path: Path,
 
 
 def test_env_overrides_file_and_overrides_win(tmp_path: Path) -> None:
-    path = _toml(tmp_path, '[routing]\nkafka_port = 29092\nroutes_topic = "file.routes"\n'
-                           "web_port = 7000\n")
-    env = {"ROUTING_KAFKA_PORT": "39092", "ROUTING_ROUTES_TOPIC": "env.routes",
-           "ROUTING_USAGE_INTERVAL_S": "0.25", "ROUTING_UNRELATED": "x"}
+    path = _toml(tmp_path, '[routing]\nkafka_port = 29092\nroutes_topic = "file.routes"\nweb_port = 7000\n')
+    env = {
+        "ROUTING_KAFKA_PORT": "39092",
+        "ROUTING_ROUTES_TOPIC": "env.routes",
+        "ROUTING_USAGE_INTERVAL_S": "0.25",
+        "ROUTING_UNRELATED": "x",
+    }
     s = load_settings(path, environ=env)
     assert s.kafka_port == 39092 and s.routes_topic == "env.routes"
     assert s.usage_interval_s == 0.25
@@ -119,37 +126,50 @@ def test_replace() -> None:
     assert s.replace(web_port=1).web_port == 1 and s.web_port == 6066
 
 
-@pytest.mark.parametrize(("env", "setting"), [
-    ({"ROUTING_KAFKA_PORT": "abc"}, "kafka_port"),
-    ({"ROUTING_KAFKA_PORT": "70000"}, "kafka_port"),
-    ({"ROUTING_WEB_PORT": "0"}, "web_port"),
-    ({"ROUTING_REGISTRY_PORT": "-5"}, "registry_port"),
-    ({"ROUTING_USAGE_INTERVAL_S": "soon"}, "usage_interval_s"),
-    ({"ROUTING_USAGE_INTERVAL_S": "0"}, "usage_interval_s"),
-    ({"ROUTING_USAGE_PARTITIONS": "0"}, "usage_partitions"),
-    ({"ROUTING_ROUTES_TOPIC": "a/b"}, "routes_topic"),
-    ({"ROUTING_CONTROL_TOPIC": "x/y"}, "control_topic"),
-    ({"ROUTING_ANSWERS_TOPIC": "a/b"}, "answers_topic"),
-    ({"ROUTING_SECURITY_PROTOCOL": "SASL"}, "security_protocol"),
-    ({"ROUTING_SECURITY_PROTOCOL": "SASL_SSL"}, "sasl_username"),
-    ({"ROUTING_SASL_USERNAME": "alice", "ROUTING_SASL_PASSWORD": "pw"}, "security_protocol"),
-    ({"ROUTING_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ROUTING_SASL_MECHANISM": "GSSAPI",
-      "ROUTING_SASL_USERNAME": "a", "ROUTING_SASL_PASSWORD": "b"}, "sasl_mechanism"),
-    ({"ROUTING_REGISTRY_BASIC_AUTH": "no-colon"}, "registry_basic_auth"),
-    ({"ROUTING_OPERATOR_PRINCIPALS": "User:alice,bob"}, "operator_principals"),
-])
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"ROUTING_KAFKA_PORT": "abc"}, "kafka_port"),
+        ({"ROUTING_KAFKA_PORT": "70000"}, "kafka_port"),
+        ({"ROUTING_WEB_PORT": "0"}, "web_port"),
+        ({"ROUTING_REGISTRY_PORT": "-5"}, "registry_port"),
+        ({"ROUTING_USAGE_INTERVAL_S": "soon"}, "usage_interval_s"),
+        ({"ROUTING_USAGE_INTERVAL_S": "0"}, "usage_interval_s"),
+        ({"ROUTING_USAGE_PARTITIONS": "0"}, "usage_partitions"),
+        ({"ROUTING_ROUTES_TOPIC": "a/b"}, "routes_topic"),
+        ({"ROUTING_CONTROL_TOPIC": "x/y"}, "control_topic"),
+        ({"ROUTING_ANSWERS_TOPIC": "a/b"}, "answers_topic"),
+        ({"ROUTING_SECURITY_PROTOCOL": "SASL"}, "security_protocol"),
+        ({"ROUTING_SECURITY_PROTOCOL": "SASL_SSL"}, "sasl_username"),
+        ({"ROUTING_SASL_USERNAME": "alice", "ROUTING_SASL_PASSWORD": "pw"}, "security_protocol"),
+        (
+            {
+                "ROUTING_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "ROUTING_SASL_MECHANISM": "GSSAPI",
+                "ROUTING_SASL_USERNAME": "a",
+                "ROUTING_SASL_PASSWORD": "b",
+            },
+            "sasl_mechanism",
+        ),
+        ({"ROUTING_REGISTRY_BASIC_AUTH": "no-colon"}, "registry_basic_auth"),
+        ({"ROUTING_OPERATOR_PRINCIPALS": "User:alice,bob"}, "operator_principals"),
+    ],
+)
 def test_bad_env_values_name_the_setting(env: dict[str, str], setting: str) -> None:
     with pytest.raises(ConfigError, match=f"'{setting}'"):
         load_settings(environ=env)
 
 
-@pytest.mark.parametrize(("text", "setting"), [
-    ('kafka_port = "not-a-port"', "kafka_port"),
-    ("kafka_port = 70000", "kafka_port"),
-    ("kafka_port = true", "kafka_port"),
-    ('usage_topic = "a/b"', "usage_topic"),
-    ("[routing]\nweb_port = [1, 2]", "web_port"),
-])
+@pytest.mark.parametrize(
+    ("text", "setting"),
+    [
+        ('kafka_port = "not-a-port"', "kafka_port"),
+        ("kafka_port = 70000", "kafka_port"),
+        ("kafka_port = true", "kafka_port"),
+        ('usage_topic = "a/b"', "usage_topic"),
+        ("[routing]\nweb_port = [1, 2]", "web_port"),
+    ],
+)
 def test_bad_file_values_name_the_setting(tmp_path: Path, text: str, setting: str) -> None:
     with pytest.raises(ConfigError, match=f"'{setting}'"):
         load_settings(_toml(tmp_path, text), environ={})
@@ -181,18 +201,31 @@ def test_bad_override_names_the_setting() -> None:
 
 
 def test_security_settings_reach_every_client_and_hide_secrets() -> None:
-    s = load_settings(environ={
-        "ROUTING_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "ROUTING_SASL_MECHANISM": "SCRAM-SHA-512",
-        "ROUTING_SASL_USERNAME": "routing-producer", "ROUTING_SASL_PASSWORD": "s3cret",
-        "ROUTING_REGISTRY_BASIC_AUTH": "reg:pw",
-        "ROUTING_OPERATOR_PRINCIPALS": "User:ops, User:alice"})
-    security = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "SCRAM-SHA-512",
-                "sasl.username": "routing-producer", "sasl.password": "s3cret"}
-    assert s.kafka.client_config(acks="all") == {"bootstrap.servers": s.bootstrap, **security,
-                                                 "acks": "all"}
-    assert s.producer_config().items() >= {**security,
-                                           "schema.registry.basic.auth.user.info": "reg:pw",
-                                           "routing.answers.topic": "routing.answers"}.items()
+    s = load_settings(
+        environ={
+            "ROUTING_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "ROUTING_SASL_MECHANISM": "SCRAM-SHA-512",
+            "ROUTING_SASL_USERNAME": "routing-producer",
+            "ROUTING_SASL_PASSWORD": "s3cret",
+            "ROUTING_REGISTRY_BASIC_AUTH": "reg:pw",
+            "ROUTING_OPERATOR_PRINCIPALS": "User:ops, User:alice",
+        }
+    )
+    security = {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "routing-producer",
+        "sasl.password": "s3cret",
+    }
+    assert s.kafka.client_config(acks="all") == {"bootstrap.servers": s.bootstrap, **security, "acks": "all"}
+    assert (
+        s.producer_config().items()
+        >= {
+            **security,
+            "schema.registry.basic.auth.user.info": "reg:pw",
+            "routing.answers.topic": "routing.answers",
+        }.items()
+    )
     assert s.registry_config()["basic.auth.user.info"] == "reg:pw"
     registry_client(s.registry_config())  # confluent-kafka refuses settings it does not know
     assert s.principal == "User:routing-producer"

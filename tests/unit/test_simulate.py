@@ -20,9 +20,11 @@ from routing_app.simulate.replay import replay_demo
 from routing_app.simulate.run import TOPIC, pkg_loads, tenant_rates_of
 from routing_app.simulate.traffic import KEYLESS, zipf_top_share
 
-SMALL = SimConfig(traffic=TrafficConfig(tenants=2_000, total_rate=0.5 * 5_000 * 20,
-                                        diurnal_period_s=1_800.0),
-                  partitions=20, hours=0.5)
+SMALL = SimConfig(
+    traffic=TrafficConfig(tenants=2_000, total_rate=0.5 * 5_000 * 20, diurnal_period_s=1_800.0),
+    partitions=20,
+    hours=0.5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,18 +69,34 @@ def test_every_route_names_existing_partitions_and_sharding_is_the_only_split() 
 
 
 def test_zipf_rates_sum_to_the_total_and_follow_the_exponent() -> None:
-    traffic = Traffic(TrafficConfig(tenants=1_000, zipf=1.2, total_rate=10_000.0, noise=0.0,
-                                    flash=False, diurnal=False, churn_per_hour=0.0))
+    traffic = Traffic(
+        TrafficConfig(
+            tenants=1_000,
+            zipf=1.2,
+            total_rate=10_000.0,
+            noise=0.0,
+            flash=False,
+            diurnal=False,
+            churn_per_hour=0.0,
+        )
+    )
     assert math.fsum(traffic.base) == pytest.approx(10_000.0)
-    assert traffic.base[0] / traffic.base[9] == pytest.approx(10 ** 1.2)
+    assert traffic.base[0] / traffic.base[9] == pytest.approx(10**1.2)
     rates = traffic.step(0.0, 1_000_000.0)  # so long a window that counting noise vanishes
     assert sum(rates.values()) == pytest.approx(10_000.0, rel=1e-2)
 
 
 def test_flash_crowds_diurnal_wave_and_churn() -> None:
-    config = TrafficConfig(tenants=500, total_rate=5_000.0, noise=0.0, flash_every_s=600.0,
-                           flash_duration_s=120.0, diurnal_period_s=3_600.0,
-                           churn_per_hour=0.5, seed=3)
+    config = TrafficConfig(
+        tenants=500,
+        total_rate=5_000.0,
+        noise=0.0,
+        flash_every_s=600.0,
+        flash_duration_s=120.0,
+        diurnal_period_s=3_600.0,
+        churn_per_hour=0.5,
+        seed=3,
+    )
     traffic = Traffic(config)
     assert traffic.diurnal_factor(900.0) == pytest.approx(1.3)
     assert traffic.diurnal_factor(2_700.0) == pytest.approx(0.7)
@@ -130,7 +148,7 @@ def test_the_heaviest_key_of_a_zipf_distribution() -> None:
     assert zipf_top_share(64, 0.0) == pytest.approx(1 / 64)
     for keys in (2, 300, 5_000):
         for exponent in (0.3, 1.0, 1.7):
-            exact = 1 / math.fsum(k ** -exponent for k in range(1, keys + 1))
+            exact = 1 / math.fsum(k**-exponent for k in range(1, keys + 1))
             assert zipf_top_share(keys, exponent) == pytest.approx(exact, rel=1e-6)
 
 
@@ -160,8 +178,9 @@ def test_key_only_tenants_are_never_sharded_many_even_keys_are() -> None:
     # The biggest tenant's one stream alone makes its partition that much above the mean.
     assert summary["max_over_mean"] >= summary["stream_floor_max_over_mean"] > 1.10
 
-    keyed = run_simulation(replace(config, traffic=replace(
-        config.traffic, keyless_fraction=0.0, keys_max=100_000, key_zipf=0.0)))
+    keyed = run_simulation(
+        replace(config, traffic=replace(config.traffic, keyless_fraction=0.0, keys_max=100_000, key_zipf=0.0))
+    )
     summary = keyed.summary()
     assert keyed.actions["shard"] >= 1 and summary["sharded_tenants"] >= 1
     assert summary["unsplittable_elephants"] == summary["unsplittable_isolations"] == 0
@@ -183,19 +202,29 @@ def test_pkg_splits_a_tenant_between_its_two_choices() -> None:
 
 def test_simulate_json_ends_with_one_json_line() -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["simulate", "--tenants", "1000", "--partitions", "10",
-                                  "--hours", "0.1", "--json"])
+    result = runner.invoke(
+        main, ["simulate", "--tenants", "1000", "--partitions", "10", "--hours", "0.1", "--json"]
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
     figures = json.loads(lines[0])
-    for key in ("max_over_mean", "hash_max_over_mean", "pkg_max_over_mean",
-                "moved_fraction_per_hour", "sharded_tenants", "windows", "seconds",
-                "elephants", "unsplittable_elephants", "unsplittable_isolations",
-                "unsplittable_isolated_tenants", "stream_floor_max_over_mean"):
+    for key in (
+        "max_over_mean",
+        "hash_max_over_mean",
+        "pkg_max_over_mean",
+        "moved_fraction_per_hour",
+        "sharded_tenants",
+        "windows",
+        "seconds",
+        "elephants",
+        "unsplittable_elephants",
+        "unsplittable_isolations",
+        "unsplittable_isolated_tenants",
+        "stream_floor_max_over_mean",
+    ):
         assert key in figures, key
-    assert (figures["keyless_fraction"], figures["keys_max"], figures["key_zipf"]) == (
-        0.3, 10_000, 1.0)
+    assert (figures["keyless_fraction"], figures["keys_max"], figures["key_zipf"]) == (0.3, 10_000, 1.0)
     assert figures["windows"] == 36
     assert isinstance(figures["sharded_tenants"], int)
     assert figures["targets"] == {"max_over_mean": 1.10, "moved_fraction_per_hour": 0.01}
@@ -206,8 +235,9 @@ def test_simulate_json_ends_with_one_json_line() -> None:
 
 def test_simulate_takes_the_key_distribution() -> None:
     args = ["simulate", "--tenants", "300", "--partitions", "6", "--hours", "0.05", "--json"]
-    result = CliRunner().invoke(main, [*args, "--keyless-fraction", "1", "--keys-max", "50",
-                                       "--key-zipf", "0.5"])
+    result = CliRunner().invoke(
+        main, [*args, "--keyless-fraction", "1", "--keys-max", "50", "--key-zipf", "0.5"]
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert (figures["keyless_fraction"], figures["keys_max"], figures["key_zipf"]) == (1, 50, 0.5)
@@ -221,9 +251,22 @@ def test_simulate_takes_the_key_distribution() -> None:
 
 
 def test_simulate_prints_a_table_without_json() -> None:
-    result = CliRunner().invoke(main, ["simulate", "--tenants", "500", "--partitions", "8",
-                                       "--hours", "0.05", "--no-flash", "--no-diurnal",
-                                       "--churn", "0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            "--tenants",
+            "500",
+            "--partitions",
+            "8",
+            "--hours",
+            "0.05",
+            "--no-flash",
+            "--no-diurnal",
+            "--churn",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "max / mean" in result.stdout and "PKG" in result.stdout
     assert "unsplittable" in result.stdout
@@ -232,8 +275,9 @@ def test_simulate_prints_a_table_without_json() -> None:
 
 def test_simulate_takes_policy_overrides() -> None:
     args = ["simulate", "--tenants", "200", "--partitions", "4", "--hours", "0.01", "--json"]
-    result = CliRunner().invoke(main, [*args, "--policy", "shard_fill=1,min_dwell_s=60",
-                                       "--capacity", "2000"])
+    result = CliRunner().invoke(
+        main, [*args, "--policy", "shard_fill=1,min_dwell_s=60", "--capacity", "2000"]
+    )
     assert result.exit_code == 0, result.output
     policy = json.loads(result.stdout)["policy"]
     assert (policy["shard_fill"], policy["min_dwell_s"], policy["partition_capacity"]) == (1, 60, 2000)
@@ -253,7 +297,9 @@ def test_the_demo_isolates_the_hot_tenant_and_merges_it_back_without_churn() -> 
     for seed in (1, 2, 3):
         replay = replay_demo(TrafficPlan(hot_start_s=15, hot_end_s=60), policy, 120, seed=seed)
         assert [(c.action, c.tenant) for _, c in replay.decisions] == [
-            (Action.ISOLATE, "tenant-hot"), (Action.MERGE, "tenant-hot")], replay.decisions
+            (Action.ISOLATE, "tenant-hot"),
+            (Action.MERGE, "tenant-hot"),
+        ], replay.decisions
         (isolated_at, _), (merged_at, _) = replay.decisions
         assert 15 < isolated_at <= 15 + 2 * 5 + 2  # within two windows of turning hot
         assert 60 + 20 < merged_at <= 60 + 20 + 3 * 5 + 2  # cool-down, then a window or so
@@ -280,7 +326,8 @@ def test_demo_offline_prints_the_decisions() -> None:
 
 
 def test_simulate_defaults_put_mean_load_at_half_the_capacity() -> None:
-    result = CliRunner().invoke(main, ["simulate", "--tenants", "200", "--partitions", "4",
-                                       "--hours", "0.01", "--json"])
+    result = CliRunner().invoke(
+        main, ["simulate", "--tenants", "200", "--partitions", "4", "--hours", "0.01", "--json"]
+    )
     figures = json.loads(result.stdout)
     assert figures["total_rate"] == 0.5 * Policy().partition_capacity * 4

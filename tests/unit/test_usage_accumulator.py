@@ -200,8 +200,7 @@ def test_stream_figures_survive_a_put_back() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(keys=st.lists(st.integers(0, 40), min_size=1, max_size=400),
-       capacity=st.integers(1, 16))
+@given(keys=st.lists(st.integers(0, 40), min_size=1, max_size=400), capacity=st.integers(1, 16))
 def test_stream_counts_bound_the_heaviest_stream(keys: list[int], capacity: int) -> None:
     """Misra-Gries: never below the true heaviest stream, at most records / (capacity + 1)
     above it; exact (and every stream counted) while the keys fit."""

@@ -38,8 +38,7 @@ def _totals_by_partition(reports: list[UsageReport]) -> dict[tuple[str, int], li
 
 def test_top_k_reports_the_busiest_and_folds_the_rest_per_partition() -> None:
     acc = UsageAccumulator("p")
-    for tenant, n, part in [("big", 50, 0), ("mid", 20, 0), ("small", 3, 0), ("tiny", 1, 1),
-                            ("mid2", 10, 1)]:
+    for tenant, n, part in [("big", 50, 0), ("mid", 20, 0), ("small", 3, 0), ("tiny", 1, 1), ("mid2", 10, 1)]:
         for _ in range(n):
             acc.add("orders", tenant, 100, part)
     acc.add("orders", "", 7, 1)  # unkeyed: always residual
@@ -57,8 +56,7 @@ def test_without_top_k_or_under_it_every_tenant_is_named() -> None:
         acc.add("t", "b", 2, 0)
         acc.add("t", "a", 3, 1)
         reports = acc.take(now_ms=1, top_k=top_k)
-        assert _named(reports) == {("t", "a", 0): (1, 1), ("t", "b", 0): (1, 2),
-                                   ("t", "a", 1): (1, 3)}
+        assert _named(reports) == {("t", "a", 0): (1, 1), ("t", "b", 0): (1, 2), ("t", "a", 1): (1, 3)}
         assert _residual(reports) == {}
 
 
@@ -117,15 +115,19 @@ def test_restore_re_adds_named_and_residual_reports() -> None:
 
 
 _adds = st.lists(
-    st.tuples(st.sampled_from(["orders", "pay"]), st.sampled_from(["", "a", "b", "c", "d", "e"]),
-              st.integers(-1, 2), st.integers(0, 1_000)),
-    max_size=80)
+    st.tuples(
+        st.sampled_from(["orders", "pay"]),
+        st.sampled_from(["", "a", "b", "c", "d", "e"]),
+        st.integers(-1, 2),
+        st.integers(0, 1_000),
+    ),
+    max_size=80,
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(adds=_adds, top_k=st.one_of(st.none(), st.integers(0, 6)))
-def test_take_conserves_totals_and_bounds_the_reports(adds: list[_Add],
-                                                        top_k: int | None) -> None:
+def test_take_conserves_totals_and_bounds_the_reports(adds: list[_Add], top_k: int | None) -> None:
     acc = UsageAccumulator("p")
     exact: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0, 0])
     for topic, tenant, part, nbytes in adds:
@@ -171,8 +173,7 @@ def test_take_conserves_totals_and_bounds_the_reports(adds: list[_Add],
 
 @settings(max_examples=50, deadline=None)
 @given(adds=_adds, top_k=st.integers(0, 6), seed=st.integers(0, 2**32))
-def test_take_does_not_depend_on_insertion_order(adds: list[_Add], top_k: int,
-                                                  seed: int) -> None:
+def test_take_does_not_depend_on_insertion_order(adds: list[_Add], top_k: int, seed: int) -> None:
     def take(order: list[_Add]) -> tuple[object, object]:
         acc = UsageAccumulator("p")
         for topic, tenant, part, nbytes in order:

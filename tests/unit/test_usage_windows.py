@@ -65,16 +65,19 @@ class FakeTopic:
 
 
 class Harness:
-    def __init__(self, table: FakeWindowTable | None = None,
-                 registry: SchemaRegistryClient | None = None,
-                 ready: Callable[[], bool] | None = None,
-                 delivered: list[tuple[bytes, int, int]] | None = None) -> None:
+    def __init__(
+        self,
+        table: FakeWindowTable | None = None,
+        registry: SchemaRegistryClient | None = None,
+        ready: Callable[[], bool] | None = None,
+        delivered: list[tuple[bytes, int, int]] | None = None,
+    ) -> None:
         """``delivered``: the records an earlier owner read, (value, partition, offset): the
         usage topic as it stands, where this one goes on."""
-        self.registry = registry or SchemaRegistryClient.new_client(
-            {"url": f"mock://uw-{uuid.uuid4().hex}"})
-        self.settings = Settings().replace(usage_partitions=PARTITIONS, window_s=SIZE_S,
-                                           window_grace_ms=500, window_idle_ms=1000)
+        self.registry = registry or SchemaRegistryClient.new_client({"url": f"mock://uw-{uuid.uuid4().hex}"})
+        self.settings = Settings().replace(
+            usage_partitions=PARTITIONS, window_s=SIZE_S, window_grace_ms=500, window_idle_ms=1000
+        )
         self.usage = AvroCodec(self.registry, USAGE_SCHEMA, "usage")
         self.summary_codec = AvroCodec(self.registry, WINDOW_SUMMARY_SCHEMA, "control")
         self.table = table or FakeWindowTable()
@@ -83,9 +86,16 @@ class Harness:
         # window and its grace), instead of waiting for it: allow that much clock skew here.
         # test_bad_input.py checks the default bounds.
         limits = UsageLimits(max_future_ms=3 * SIZE, window_ms=SIZE)
-        self.windows = UsageWindows(self.settings, self.usage, self.summary_codec, self.table,
-                                    self.control, "w-1", ready,  # type: ignore[arg-type]
-                                    limits=limits)
+        self.windows = UsageWindows(
+            self.settings,
+            self.usage,
+            self.summary_codec,
+            self.table,
+            self.control,  # type: ignore[arg-type]
+            "w-1",
+            ready,  # type: ignore[arg-type]
+            limits=limits,
+        )
         self.delivered = list(delivered or [])
 
     def send(self, reports: list[UsageReport]) -> list[int]:
@@ -127,15 +137,12 @@ def _tenants_of(partition: int, count: int, prefix: str = "t") -> list[str]:
     return names
 
 
-def _reports(tenants: list[str], start: int, producer: str = "p-1", records: int = 10
-             ) -> list[UsageReport]:
+def _reports(tenants: list[str], start: int, producer: str = "p-1", records: int = 10) -> list[UsageReport]:
     end = start + SIZE // 2
-    return [UsageReport(producer, "orders", t, records, 100 * records, end - 1000, end)
-            for t in tenants]
+    return [UsageReport(producer, "orders", t, records, 100 * records, end - 1000, end) for t in tenants]
 
 
-def _close_all(h: Harness, start: int, partitions: range | list[int] = range(PARTITIONS)
-               ) -> None:
+def _close_all(h: Harness, start: int, partitions: range | list[int] = range(PARTITIONS)) -> None:
     """A report past the window's end + grace on a partition closes it there by stream time."""
     later = start + SIZE + h.settings.window_grace_ms + 1
     for p in partitions:
@@ -174,8 +181,10 @@ def test_a_closed_window_sums_every_producer_and_record(start: int) -> None:
     totals: dict[tuple[str, str], tuple[int, int]] = {}
     for s in mine:
         totals.update(s.tenants)
-    expected = {("orders", t): (15 + (1 if i < 10 else 0), 1500 + (100 if i < 10 else 0))
-                for i, t in enumerate(tenants)}
+    expected = {
+        ("orders", t): (15 + (1 if i < 10 else 0), 1500 + (100 if i < 10 else 0))
+        for i, t in enumerate(tenants)
+    }
     assert totals == expected
     residuals = {k: v for s in mine for k, v in s.residuals.items()}
     assert residuals == {("orders", 3): (7, 70)}
@@ -209,11 +218,10 @@ def test_a_new_owner_restores_the_totals_and_keeps_adding_to_them(start: int) ->
     assert value["offset"] == 2
     assert {(row[1], row[3]) for row in value["totals"]} == {(t, 11) for t in tenants}
     _close_all(second, start)
-    (summary,) = [s for s in second.summaries()
-                  if s.window_start == start and s.usage_partition == 2]
-    assert summary.tenants == {("orders", t): (11 + (3 if i < 5 else 0),
-                                               1100 + (300 if i < 5 else 0))
-                               for i, t in enumerate(tenants)}
+    (summary,) = [s for s in second.summaries() if s.window_start == start and s.usage_partition == 2]
+    assert summary.tenants == {
+        ("orders", t): (11 + (3 if i < 5 else 0), 1100 + (300 if i < 5 else 0)) for i, t in enumerate(tenants)
+    }
     assert set(summary.producers) == {"p-1", "p-2"}
 
 
@@ -244,8 +252,7 @@ def test_totals_written_before_offsets_were_kept_restore_and_count_again(start: 
     assert second.windows.counters["windows_restored"] == 1
     second.send(_reports(tenants, start, producer="p-1", records=1))
     _close_all(second, start)
-    (summary,) = [s for s in second.summaries()
-                  if s.window_start == start and s.usage_partition == 0]
+    (summary,) = [s for s in second.summaries() if s.window_start == start and s.usage_partition == 0]
     assert summary.tenants == {("orders", t): (5, 500) for t in tenants}
 
 

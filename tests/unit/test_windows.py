@@ -36,9 +36,17 @@ def _starts(due: list[tuple[int, str]]) -> list[int]:
 
 # -- window_start_of ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("ts", "start"), [
-    (0, 0), (1, 0), (SIZE - 1, 0), (SIZE, SIZE), (BASE + 12_345, BASE + SIZE),
-])
+
+@pytest.mark.parametrize(
+    ("ts", "start"),
+    [
+        (0, 0),
+        (1, 0),
+        (SIZE - 1, 0),
+        (SIZE, SIZE),
+        (BASE + 12_345, BASE + SIZE),
+    ],
+)
 def test_window_start_of(ts: int, start: int) -> None:
     assert window_start_of(ts, SIZE) == start
 
@@ -51,6 +59,7 @@ def test_window_start_of_contains_the_timestamp(ts: int, size: int) -> None:
 
 
 # -- WindowCloser: stream time ------------------------------------------------------------------
+
 
 def test_observe_returns_the_window_start() -> None:
     closer = _closer()
@@ -152,6 +161,7 @@ def test_partitions_starting_at_different_offsets_agree_on_the_first_window() ->
 
 # -- WindowCloser: timer ------------------------------------------------------------------------
 
+
 def test_closes_by_timer_when_quiet_and_past_end_grace_idle() -> None:
     closer = _closer()
     closer.observe(0, BASE + 1)
@@ -207,8 +217,7 @@ def test_partition_that_never_had_data_closes_by_timer() -> None:
     assert closer.is_closed(3, BASE + 6 * SIZE)
     # Then one window per window size, none skipped.
     assert closer.due(3, now + SIZE, None) == [(BASE + 7 * SIZE, "timer")]
-    assert closer.due(3, now + 3 * SIZE, None) == [
-        (BASE + 8 * SIZE, "timer"), (BASE + 9 * SIZE, "timer")]
+    assert closer.due(3, now + 3 * SIZE, None) == [(BASE + 8 * SIZE, "timer"), (BASE + 9 * SIZE, "timer")]
 
 
 def test_untracked_partition_has_nothing_due() -> None:
@@ -218,6 +227,7 @@ def test_untracked_partition_has_nothing_due() -> None:
 
 
 # -- WindowCloser: partitions are independent ---------------------------------------------------
+
 
 def test_closing_one_partition_does_not_close_another() -> None:
     # The Faust bug avoided here: on_window_close fired for only one partition per worker.
@@ -276,6 +286,7 @@ def test_track_does_not_reset_a_known_partition() -> None:
 
 # -- WindowCloser: restored windows -------------------------------------------------------------
 
+
 def test_reopened_windows_are_closed_after_a_restart_by_timer() -> None:
     before = _closer()
     before.observe(0, BASE + 1)
@@ -323,6 +334,7 @@ def test_reopen_makes_an_earlier_window_than_the_data_due() -> None:
 
 
 # -- WindowCloser: property ---------------------------------------------------------------------
+
 
 @dataclass
 class _Model:
@@ -412,10 +424,15 @@ _op = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops=st.lists(_op, max_size=60), grace=st.integers(0, SIZE), idle=st.integers(1, 2 * SIZE),
-       tracked=st.sets(st.integers(0, 3)))
+@given(
+    ops=st.lists(_op, max_size=60),
+    grace=st.integers(0, SIZE),
+    idle=st.integers(1, 2 * SIZE),
+    tracked=st.sets(st.integers(0, 3)),
+)
 def test_every_window_with_data_closes_exactly_once_in_order_never_early(
-        ops: list[tuple[str, int, int]], grace: int, idle: int, tracked: set[int]) -> None:
+    ops: list[tuple[str, int, int]], grace: int, idle: int, tracked: set[int]
+) -> None:
     replay = _Replay(grace, idle, tracked)
     for kind, p, value in ops:
         if kind == "obs":
@@ -438,23 +455,47 @@ def test_every_window_with_data_closes_exactly_once_in_order_never_early(
 
 # -- WindowSummary -------------------------------------------------------------------------------
 
-def _summary(p: int, start: int = BASE, partitions: int = 3,
-             tenants: dict[tuple[str, str], tuple[int, int]] | None = None,
-             residuals: dict[tuple[str, int], tuple[int, int]] | None = None,
-             worker: str = "w") -> WindowSummary:
-    return WindowSummary(p, partitions, start, start + SIZE, "stream-time",
-                         tenants if tenants is not None else {("orders", f"t{p}"): (p + 1, 10)},
-                         residuals if residuals is not None else {}, worker)
+
+def _summary(
+    p: int,
+    start: int = BASE,
+    partitions: int = 3,
+    tenants: dict[tuple[str, str], tuple[int, int]] | None = None,
+    residuals: dict[tuple[str, int], tuple[int, int]] | None = None,
+    worker: str = "w",
+) -> WindowSummary:
+    return WindowSummary(
+        p,
+        partitions,
+        start,
+        start + SIZE,
+        "stream-time",
+        tenants if tenants is not None else {("orders", f"t{p}"): (p + 1, 10)},
+        residuals if residuals is not None else {},
+        worker,
+    )
 
 
 def test_summary_record_roundtrip() -> None:
-    s = WindowSummary(2, 6, BASE, BASE + SIZE, "timer",
-                      {("orders", "acme"): (5, 500), ("orders", "zeta"): (1, 1),
-                       ("pay", "acme"): (2, 20)},
-                      {("orders", -1): (7, 70), ("orders", 3): (1, 9)}, "worker-1")
+    s = WindowSummary(
+        2,
+        6,
+        BASE,
+        BASE + SIZE,
+        "timer",
+        {("orders", "acme"): (5, 500), ("orders", "zeta"): (1, 1), ("pay", "acme"): (2, 20)},
+        {("orders", -1): (7, 70), ("orders", 3): (1, 9)},
+        "worker-1",
+    )
     record = s.to_record()
-    assert record["tenants"][0] == {"topic": "orders", "tenant": "acme", "records": 5, "bytes": 500,
-                                    "top_stream": -1, "streams": 0}
+    assert record["tenants"][0] == {
+        "topic": "orders",
+        "tenant": "acme",
+        "records": 5,
+        "bytes": 500,
+        "top_stream": -1,
+        "streams": 0,
+    }
     assert [r["partition"] for r in record["residuals"]] == [-1, 3]
     back = WindowSummary.from_record(record)
     assert back == s
@@ -463,9 +504,16 @@ def test_summary_record_roundtrip() -> None:
 
 
 def test_summary_from_record_tolerates_missing_optional_parts() -> None:
-    s = WindowSummary.from_record({"usage_partition": "1", "usage_partitions": 2,
-                                   "window_start": BASE, "window_end": BASE + SIZE,
-                                   "closed_by": "timer", "tenants": None})
+    s = WindowSummary.from_record(
+        {
+            "usage_partition": "1",
+            "usage_partitions": 2,
+            "window_start": BASE,
+            "window_end": BASE + SIZE,
+            "closed_by": "timer",
+            "tenants": None,
+        }
+    )
     assert (s.usage_partition, s.worker_id, dict(s.tenants), dict(s.residuals)) == (1, "", {}, {})
 
 
@@ -473,19 +521,26 @@ _names = st.text("abcxyz/-", min_size=1, max_size=5)
 _counts = st.tuples(st.integers(0, 2**40), st.integers(0, 2**50))
 
 
-@given(tenants=st.dictionaries(st.tuples(_names, _names), _counts, max_size=8),
-       residuals=st.dictionaries(st.tuples(_names, st.integers(-1, 50)), _counts, max_size=4),
-       p=st.integers(0, 63), closed_by=st.sampled_from(["stream-time", "timer"]),
-       worker=st.text(max_size=8))
+@given(
+    tenants=st.dictionaries(st.tuples(_names, _names), _counts, max_size=8),
+    residuals=st.dictionaries(st.tuples(_names, st.integers(-1, 50)), _counts, max_size=4),
+    p=st.integers(0, 63),
+    closed_by=st.sampled_from(["stream-time", "timer"]),
+    worker=st.text(max_size=8),
+)
 def test_summary_record_roundtrip_property(
-        tenants: dict[tuple[str, str], tuple[int, int]],
-        residuals: dict[tuple[str, int], tuple[int, int]], p: int, closed_by: str,
-        worker: str) -> None:
+    tenants: dict[tuple[str, str], tuple[int, int]],
+    residuals: dict[tuple[str, int], tuple[int, int]],
+    p: int,
+    closed_by: str,
+    worker: str,
+) -> None:
     s = WindowSummary(p, 64, BASE, BASE + SIZE, closed_by, tenants, residuals, worker)
     assert WindowSummary.from_record(s.to_record()) == s
 
 
 # -- WindowAccumulator ---------------------------------------------------------------------------
+
 
 def test_accumulator_sums_per_partition_and_window() -> None:
     acc = WindowAccumulator()
@@ -496,8 +551,7 @@ def test_accumulator_sums_per_partition_and_window() -> None:
     acc.add(0, BASE + SIZE, "orders", "acme", 4, 100, 1)  # next window
     acc.add(1, BASE, "orders", "acme", 4, 1000, 1)  # another usage partition
     s = acc.close(0, BASE, SIZE, 2, "stream-time", "w-1")
-    assert (s.usage_partition, s.usage_partitions, s.window_start, s.window_end) == (
-        0, 2, BASE, BASE + SIZE)
+    assert (s.usage_partition, s.usage_partitions, s.window_start, s.window_end) == (0, 2, BASE, BASE + SIZE)
     assert (s.closed_by, s.worker_id) == ("stream-time", "w-1")
     assert dict(s.tenants) == {("orders", "acme"): (5, 500)}
     assert dict(s.residuals) == {("orders", 4): (8, 80)}
@@ -505,10 +559,8 @@ def test_accumulator_sums_per_partition_and_window() -> None:
     again = acc.close(0, BASE, SIZE, 2, "timer", "w-1")
     assert (dict(again.tenants), dict(again.residuals)) == ({}, {})
     # Other slots are untouched.
-    assert dict(acc.close(0, BASE + SIZE, SIZE, 2, "timer", "w").tenants) == {
-        ("orders", "acme"): (100, 1)}
-    assert dict(acc.close(1, BASE, SIZE, 2, "timer", "w").tenants) == {
-        ("orders", "acme"): (1000, 1)}
+    assert dict(acc.close(0, BASE + SIZE, SIZE, 2, "timer", "w").tenants) == {("orders", "acme"): (100, 1)}
+    assert dict(acc.close(1, BASE, SIZE, 2, "timer", "w").tenants) == {("orders", "acme"): (1000, 1)}
 
 
 def test_accumulator_set_tenant_restores_a_total() -> None:
@@ -536,8 +588,7 @@ def test_accumulator_forget_drops_only_that_partition() -> None:
     assert dict(kept_next.residuals) == {("orders", 0): (1, 1)}
 
 
-def test_accumulator_caps_tenants_and_folds_the_rest_into_a_residual(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accumulator_caps_tenants_and_folds_the_rest_into_a_residual(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(summary_module, "MAX_TENANTS_PER_SUMMARY", 3)
     acc = WindowAccumulator()
     records = {"a": 50, "b": 40, "c": 30, "d": 30, "e": 2, "f": 1}
@@ -547,11 +598,13 @@ def test_accumulator_caps_tenants_and_folds_the_rest_into_a_residual(
     acc.add(0, BASE, "orders", "", 2, 5, 5)  # an existing residual
     s = acc.close(0, BASE, SIZE, 1, "timer", "w")
     # The 3 busiest by records (tie c/d broken by key: ("orders", "c") first).
-    assert dict(s.tenants) == {("orders", "a"): (50, 500), ("orders", "b"): (40, 400),
-                               ("orders", "c"): (30, 300)}
+    assert dict(s.tenants) == {
+        ("orders", "a"): (50, 500),
+        ("orders", "b"): (40, 400),
+        ("orders", "c"): (30, 300),
+    }
     # The rest folded per topic into partition -1, existing residuals untouched.
-    assert dict(s.residuals) == {("orders", -1): (33, 330), ("pay", -1): (1, 7),
-                                 ("orders", 2): (5, 5)}
+    assert dict(s.residuals) == {("orders", -1): (33, 330), ("pay", -1): (1, 7), ("orders", 2): (5, 5)}
     # Nothing lost.
     total_in = sum(records.values()) + 1 + 5
     total_out = sum(r for r, _ in s.tenants.values()) + sum(r for r, _ in s.residuals.values())
@@ -580,38 +633,44 @@ def test_accumulator_under_the_cap_keeps_every_tenant(monkeypatch: pytest.Monkey
 
 def test_add_usage_returns_the_producers_running_totals_and_sums_at_close() -> None:
     acc = WindowAccumulator()
-    first = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 2, 200, 2, 1),
-                                           ("orders", "", 4, 7, 70, 7, 1)])
+    first = acc.add_usage(
+        0, BASE, "p-1", [("orders", "acme", 4, 2, 200, 2, 1), ("orders", "", 4, 7, 70, 7, 1)]
+    )
     assert first == [("orders", "acme", 4, 2, 200, 2, 1), ("orders", "", 4, 7, 70, 7, 1)]
-    second = acc.add_usage(0, BASE, "p-1", [("orders", "acme", 4, 3, 300, 3, 1),
-                                             ("orders", "acme", 5, 1, 10, 1, 1)])
+    second = acc.add_usage(
+        0, BASE, "p-1", [("orders", "acme", 4, 3, 300, 3, 1), ("orders", "acme", 5, 1, 10, 1, 1)]
+    )
     # Per (topic, tenant, partition), everything p-1 sent in this window so far.
-    assert sorted(second) == [("orders", "", 4, 7, 70, 7, 1),
-                              ("orders", "acme", 4, 5, 500, 5, 1),
-                              ("orders", "acme", 5, 1, 10, 1, 1)]
+    assert sorted(second) == [
+        ("orders", "", 4, 7, 70, 7, 1),
+        ("orders", "acme", 4, 5, 500, 5, 1),
+        ("orders", "acme", 5, 1, 10, 1, 1),
+    ]
     assert acc.add_usage(0, BASE, "p-2", [("orders", "acme", 0, 1, 1, 1, 1)]) == [
-        ("orders", "acme", 0, 1, 1, 1, 1)]
+        ("orders", "acme", 0, 1, 1, 1, 1)
+    ]
     acc.add(0, BASE, "orders", "acme", 0, 100, 0)  # a report on its own still adds up
     acc.add_usage(0, BASE + SIZE, "p-1", [("orders", "acme", 4, 9, 9, 9, 1)])  # next window
     s = acc.close(0, BASE, SIZE, 1, "stream-time", "w")
     assert dict(s.tenants) == {("orders", "acme"): (107, 511)}
     assert dict(s.residuals) == {("orders", 4): (7, 70)}
     assert s.producers == ("p-1", "p-2")
-    assert dict(acc.close(0, BASE + SIZE, SIZE, 1, "timer", "w").tenants) == {
-        ("orders", "acme"): (9, 9)}
+    assert dict(acc.close(0, BASE + SIZE, SIZE, 1, "timer", "w").tenants) == {("orders", "acme"): (9, 9)}
     # Closed: a new record of p-1 for the window starts from nothing.
-    assert acc.add_usage(0, BASE, "p-1", [("orders", "x", 0, 1, 1, 1, 1)]) == [
-        ("orders", "x", 0, 1, 1, 1, 1)]
+    assert acc.add_usage(0, BASE, "p-1", [("orders", "x", 0, 1, 1, 1, 1)]) == [("orders", "x", 0, 1, 1, 1, 1)]
 
 
 def test_restore_producer_puts_back_totals_and_later_records_add_to_them() -> None:
     acc = WindowAccumulator()
     # As the table holds it after a JSON round trip through the changelog: lists.
     # Rows written before rows had stream figures (5 fields) read as one stream each.
-    assert acc.restore_producer(2, BASE, "p-1", [["orders", "acme", 4, 5, 500],
-                                                 ["orders", "", 1, 2, 20, 2, 1]])
+    assert acc.restore_producer(
+        2, BASE, "p-1", [["orders", "acme", 4, 5, 500], ["orders", "", 1, 2, 20, 2, 1]]
+    )
     assert acc.add_usage(2, BASE, "p-1", [("orders", "acme", 4, 1, 100, 1, 1)]) == [
-        ("orders", "acme", 4, 6, 600, 6, 1), ("orders", "", 1, 2, 20, 2, 1)]
+        ("orders", "acme", 4, 6, 600, 6, 1),
+        ("orders", "", 1, 2, 20, 2, 1),
+    ]
     # What this accumulator already holds is newer than the table: not restored twice.
     assert not acc.restore_producer(2, BASE, "p-1", [["orders", "acme", 4, 5, 500]])
     s = acc.close(2, BASE, SIZE, 3, "timer", "w")
@@ -634,8 +693,7 @@ def test_restore_producer_rejects_malformed_rows() -> None:
 
 def test_restored_totals_keep_the_offset_of_the_record_that_made_them() -> None:
     acc = WindowAccumulator()
-    assert acc.restore_producer(0, BASE, "p-1",
-                                stored_totals([("orders", "a", 1, 2, 3, 2, 1)], 41))
+    assert acc.restore_producer(0, BASE, "p-1", stored_totals([("orders", "a", 1, 2, 3, 2, 1)], 41))
     assert acc.applied_offset(0, BASE, "p-1") == 41
     assert acc.applied_offset(0, BASE, "p-2") == -1
     assert acc.applied_offset(0, BASE + SIZE, "p-1") == -1
@@ -652,14 +710,14 @@ def test_forget_drops_producer_totals_of_that_partition_only() -> None:
     acc.forget(0)
     assert dict(acc.close(0, BASE, SIZE, 2, "timer", "w").tenants) == {}
     assert acc.add_usage(1, BASE, "p-1", [("orders", "acme", 0, 1, 1, 1, 1)]) == [
-        ("orders", "acme", 0, 2, 2, 2, 1)]
+        ("orders", "acme", 0, 2, 2, 2, 1)
+    ]
 
 
 def test_producer_totals_count_against_the_summary_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(summary_module, "MAX_TENANTS_PER_SUMMARY", 2)
     acc = WindowAccumulator()
-    acc.add_usage(0, BASE, "p-1", [("orders", n, 0, r, r, r, 1) for n, r in
-                                   (("a", 9), ("b", 8), ("c", 1))])
+    acc.add_usage(0, BASE, "p-1", [("orders", n, 0, r, r, r, 1) for n, r in (("a", 9), ("b", 8), ("c", 1))])
     acc.add_usage(0, BASE, "p-2", [("orders", "c", 1, 1, 1, 1, 1), ("orders", "d", 1, 3, 3, 3, 1)])
     s = acc.close(0, BASE, SIZE, 1, "timer", "w")
     assert dict(s.tenants) == {("orders", "a"): (9, 9), ("orders", "b"): (8, 8)}
@@ -667,15 +725,29 @@ def test_producer_totals_count_against_the_summary_cap(monkeypatch: pytest.Monke
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["p-1", "p-2", "p-3"]),
-                          st.lists(st.tuples(st.sampled_from(["orders", "pay"]),
-                                             st.sampled_from(["", "a", "b", "c"]),
-                                             st.integers(-1, 3), st.integers(0, 1000),
-                                             st.integers(0, 10**9), st.integers(0, 1000),
-                                             st.integers(1, 64)), max_size=8)),
-                max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["p-1", "p-2", "p-3"]),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["orders", "pay"]),
+                    st.sampled_from(["", "a", "b", "c"]),
+                    st.integers(-1, 3),
+                    st.integers(0, 1000),
+                    st.integers(0, 10**9),
+                    st.integers(0, 1000),
+                    st.integers(1, 64),
+                ),
+                max_size=8,
+            ),
+        ),
+        max_size=20,
+    )
+)
 def test_add_usage_totals_equal_adding_each_report(
-        records: list[tuple[str, list[tuple[str, str, int, int, int, int, int]]]]) -> None:
+    records: list[tuple[str, list[tuple[str, str, int, int, int, int, int]]]],
+) -> None:
     batched, single = WindowAccumulator(), WindowAccumulator()
     for producer, rows in records:
         batched.add_usage(0, BASE, producer, rows)
@@ -692,10 +764,10 @@ def test_stream_figures_add_up_to_a_bound_over_intervals_partitions_and_producer
     over producers (they may send the same key). Streams: the most one producer saw."""
     acc = WindowAccumulator()
     # p-1: tenant "big" sharded over 4 and 5, 64 keys; two intervals.
-    acc.add_usage(0, BASE, "p-1", [("orders", "big", 4, 320, 0, 10, 32),
-                                   ("orders", "big", 5, 320, 0, 12, 32)])
-    acc.add_usage(0, BASE, "p-1", [("orders", "big", 4, 320, 0, 11, 32),
-                                   ("orders", "big", 5, 320, 0, 9, 32)])
+    acc.add_usage(
+        0, BASE, "p-1", [("orders", "big", 4, 320, 0, 10, 32), ("orders", "big", 5, 320, 0, 12, 32)]
+    )
+    acc.add_usage(0, BASE, "p-1", [("orders", "big", 4, 320, 0, 11, 32), ("orders", "big", 5, 320, 0, 9, 32)])
     acc.add_usage(0, BASE, "p-2", [("orders", "big", 4, 100, 0, 5, 20)])
     # A key-only tenant: one stream, all its records.
     acc.add_usage(0, BASE, "p-1", [("orders", "solo", 1, 50, 0, 50, 1)])
@@ -727,8 +799,7 @@ def test_complete_window_is_handed_out_once_all_partitions_arrived() -> None:
     assert wc.ready(BASE + SIZE) == []
     wc.add(_summary(1))
     (w,) = wc.ready(BASE + SIZE)
-    assert (w.window_start, w.window_end, w.missing_partitions, w.complete) == (
-        BASE, BASE + SIZE, (), True)
+    assert (w.window_start, w.window_end, w.missing_partitions, w.complete) == (BASE, BASE + SIZE, (), True)
     assert [s.usage_partition for s in w.summaries] == [0, 1, 2]  # sorted by partition
     assert wc.ready(BASE + 10 * MAX_WAIT) == []  # never twice
     assert wc.planned_through == BASE
@@ -791,24 +862,33 @@ def test_summaries_for_planned_windows_count_as_late() -> None:
 
 
 def test_complete_window_totals_sum_across_partitions() -> None:
-    a = _summary(0, tenants={("orders", "acme"): (3, 30), ("pay", "acme"): (1, 1)},
-                 residuals={("orders", 2): (5, 50)})
-    b = _summary(1, tenants={("orders", "acme"): (4, 40), ("orders", "beta"): (2, 2)},
-                 residuals={("orders", 2): (1, 10), ("orders", -1): (9, 9)})
+    a = _summary(
+        0, tenants={("orders", "acme"): (3, 30), ("pay", "acme"): (1, 1)}, residuals={("orders", 2): (5, 50)}
+    )
+    b = _summary(
+        1,
+        tenants={("orders", "acme"): (4, 40), ("orders", "beta"): (2, 2)},
+        residuals={("orders", 2): (1, 10), ("orders", -1): (9, 9)},
+    )
     w = CompleteWindow(BASE, BASE + SIZE, (a, b), (2,))
-    assert w.tenant_totals() == {("orders", "acme"): (7, 70), ("pay", "acme"): (1, 1),
-                                 ("orders", "beta"): (2, 2)}
+    assert w.tenant_totals() == {
+        ("orders", "acme"): (7, 70),
+        ("pay", "acme"): (1, 1),
+        ("orders", "beta"): (2, 2),
+    }
     assert w.residual_totals() == {("orders", 2): (6, 60), ("orders", -1): (9, 9)}
     assert not w.complete
     assert CompleteWindow(BASE, BASE + SIZE, (), ()).tenant_totals() == {}
 
 
 @settings(max_examples=150, deadline=None)
-@given(arrivals=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, SIZE)),
-                         max_size=40),
-       partitions=st.integers(1, 3))
+@given(
+    arrivals=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, SIZE)), max_size=40),
+    partitions=st.integers(1, 3),
+)
 def test_completion_hands_out_in_order_once_and_only_when_complete_or_overdue(
-        arrivals: list[tuple[int, int, int]], partitions: int) -> None:
+    arrivals: list[tuple[int, int, int]], partitions: int
+) -> None:
     wc = WindowCompletion(MAX_WAIT)
     now = BASE
     seen: set[tuple[int, int]] = set()

@@ -88,14 +88,26 @@ class Plane:
 
     def __init__(self, tables: WriterTables | None = None) -> None:
         self.settings = Settings(producer_expiry_ms=60_000)
-        self.tables = tables or WriterTables(routes={}, epochs={}, history={}, frozen={},
-                                             evacuated={}, drains={})
+        self.tables = tables or WriterTables(
+            routes={}, epochs={}, history={}, frozen={}, evacuated={}, drains={}
+        )
         registry = registry_client(f"mock://roll-call-{next(_registries)}")
-        self.writer = RouteWriter(self.settings, registry, self.tables, Topic(),  # type: ignore[arg-type]
-                                  "w")
+        self.writer = RouteWriter(
+            self.settings,
+            registry,
+            self.tables,
+            Topic(),  # type: ignore[arg-type]
+            "w",
+        )
         self.routes = RoutesRead(self.tables)
-        self.input = WriterInput(_App(), self.writer, None, self.routes,  # type: ignore[arg-type]
-                                 Topic(), self.settings.answers_topic)  # type: ignore[arg-type]
+        self.input = WriterInput(
+            _App(),
+            self.writer,
+            None,  # type: ignore[arg-type]
+            self.routes,  # type: ignore[arg-type]
+            Topic(),  # type: ignore[arg-type]
+            self.settings.answers_topic,
+        )
         self.answers = Answers(self.settings.answers_topic)
         # What the broker says: where this worker's group resumes (after a takeover).
         self.committed = 0
@@ -109,14 +121,14 @@ class Plane:
         self.writer._answers_committed = lambda: self.committed  # type: ignore[method-assign]
 
     def hello(self, producer_id: str) -> Event:
-        return self.answers.write(MessageKind.PRODUCER_HELLO, producer_id.encode(),
-                                  producer_id.encode())
+        return self.answers.write(MessageKind.PRODUCER_HELLO, producer_id.encode(), producer_id.encode())
 
     def ack(self, producer_id: str) -> Event:
         drain = self.writer.pending_drains()[KEY]
         ack = DrainAck(producer_id, TOPIC, TENANT, drain.epoch, {3: 10}, acked_at_ms=_now())
-        return self.answers.write(MessageKind.DRAIN_ACK, KEY.encode(),
-                                  self.writer._acks.encode(ack.to_record()))
+        return self.answers.write(
+            MessageKind.DRAIN_ACK, KEY.encode(), self.writer._acks.encode(ack.to_record())
+        )
 
     def read(self, *events: Event) -> None:
         for event in events:
@@ -125,8 +137,14 @@ class Plane:
     def move(self) -> None:
         """Pins the tenant elsewhere: a strict move, so a drain."""
         command = ControlCommand(ControlAction.PIN, TOPIC, TENANT, _now(), (7,), issued_by="op")
-        decision = apply_command(command, self.writer.current(TOPIC, TENANT),
-                                 self.writer.last_epoch(KEY), 12, worker_id="w", now_ms=_now())
+        decision = apply_command(
+            command,
+            self.writer.current(TOPIC, TENANT),
+            self.writer.last_epoch(KEY),
+            12,
+            worker_id="w",
+            now_ms=_now(),
+        )
         asyncio.run(self.writer.apply(decision))
         if not self.routes.lagging:
             self.cache_read_the_route()
@@ -134,15 +152,17 @@ class Plane:
     def cache_read_the_route(self) -> None:
         """What WriterInput's cache listener sends when the cache reads a draining route."""
         self.control_offset += 1
-        check = Event(Message(self.settings.control_topic, self.control_offset,
-                              [MessageKind.DRAIN_CHECK.header]), KEY.encode(), b"")
+        check = Event(
+            Message(self.settings.control_topic, self.control_offset, [MessageKind.DRAIN_CHECK.header]),
+            KEY.encode(),
+            b"",
+        )
         asyncio.run(self.input.handle(check))
 
     @property
     def draining(self) -> bool:
         route = self.tables.routes.get(KEY)
-        return KEY in self.tables.drains and route is not None and (
-            route.status is RouteStatus.DRAINING)
+        return KEY in self.tables.drains and route is not None and (route.status is RouteStatus.DRAINING)
 
     def ended_waiting_for(self) -> float:
         """The move is over (active); how many producers its closing event says it expected."""
@@ -152,8 +172,7 @@ class Plane:
         if KEY in self.tables.releases:  # the closing event waits for the release reports
             observed = self.tables.releases[KEY]["event"]["observed"]
         else:
-            observed = next(e.observed for e in reversed(self.writer.recent)
-                            if e.action == "drain-complete")
+            observed = next(e.observed for e in reversed(self.writer.recent) if e.action == "drain-complete")
         return float(observed["producers_expected"])
 
 
@@ -226,7 +245,8 @@ def test_the_roll_call_waits_for_the_draining_route_to_be_committed(plane: Plane
 
 
 def test_a_goodbye_ends_the_wait_and_a_new_hello_brings_the_producer_back(
-        plane: Plane, monkeypatch: pytest.MonkeyPatch) -> None:
+    plane: Plane, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A producer gone without answering: the old partitions' end offsets stand in for it.
     monkeypatch.setattr("routing_app.app.writer.admin_client", lambda _: object())
     monkeypatch.setattr("routing_app.app.writer.end_offsets", lambda *_: {3: 0})
