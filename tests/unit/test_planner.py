@@ -937,6 +937,44 @@ def test_idempotent_once_applied(inp: PlannerInput) -> None:
     assert _replan(inp, first).changes == ()
 
 
+def test_idempotent_when_settling_opens_room_for_an_unsplittable_tenant() -> None:
+    """Found by test_idempotent_once_applied: step 2 found no partition for the key-only t3
+    until settling had moved t0, t1 and t2; the next plan then isolated it."""
+    other = {
+        "t0": TenantRate("other", "t0", 698.0, top_stream_per_s=10.90625),
+        "t1": TenantRate("other", "t1", 596.0),
+        "t2": TenantRate("other", "t2", 596.0, top_stream_per_s=9.3125),
+        "t3": TenantRate("other", "t3", 1_123.0),
+    }
+    policy = Policy(
+        partition_capacity=1000.0,
+        hot_threshold=1.5,
+        hot_floor_fraction=0.2,
+        target_load=0.7,
+        tolerance=0.1,
+        hysteresis=0.1,
+        min_dwell_s=1.0,
+        cooldown_s=0.0,
+        merge_back_threshold=0.05,
+        max_shards=2,
+        shard_fill=0.5,
+        min_shard_fraction=0.05,
+        settle_tolerance=0.05,
+        min_move_fraction=0.01,
+    )
+    inp = PlannerInput(
+        now_ms=NOW,
+        partition_counts={"other": 3},
+        routes={},
+        rates={("other", t): rate for t, rate in other.items()},
+        loads={},
+        policy=policy,
+    )
+    first = plan(inp)
+    assert {c.tenant for c in first.changes} == {"t0", "t1", "t2", "t3"}, first.changes
+    assert _replan(inp, first).changes == ()
+
+
 @FAST
 @given(inputs(dwell=True, loads="consistent"))
 def test_idempotent_unless_the_budget_ran_out(inp: PlannerInput) -> None:
