@@ -119,8 +119,8 @@ LOAD_FRACTION = 0.5  # default total rate: mean partition load at half the capac
     default=1.0,
     show_default=True,
     help="Skew over a tenant's keys: Zipf with an exponent drawn uniformly from 0 "
-    "(even keys) to this. The heaviest key must fit in a shard for the planner "
-    "to shard a strict tenant.",
+    "(even keys) to this. A strict tenant gets at most rate / heaviest key shards "
+    "once that key is bigger than a shard.",
 )
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
@@ -162,9 +162,9 @@ def simulate(
 
     Every tenant has a key distribution: key-only records (one ordered stream) for
     --keyless-fraction of them, else secondary keys (--keys-max, --key-zipf). A strict tenant
-    is sharded only while its heaviest stream fits in a shard; the figures count the elephants
-    that did not (unsplittable_*) and the max/mean their heaviest stream alone forces
-    (stream_floor_max_over_mean)."""
+    gets at most rate / heaviest stream shards once that stream is bigger than a shard; the
+    figures count the elephants that two shards would not spread (unsplittable_*) and the
+    max/mean their heaviest stream alone forces (stream_floor_max_over_mean)."""
     policy = Policy()
     if policy_text:
         from routing_app.app.planning import policy_from_text
@@ -320,7 +320,7 @@ def _print_tables(console: Console, result: SimResult, figures: dict[str, Any]) 
         f"Keys: {cfg.traffic.keyless_fraction:.0%} of tenants send key-only records; the "
         f"others 1-{cfg.traffic.keys_max:,} keys, Zipf 0-{cfg.traffic.key_zipf:g}. Elephants: "
         "above the shard level in some window; unsplittable: their heaviest stream "
-        "exceeded a shard's unit (isolated, not sharded)."
+        "exceeded a shard's unit and half their rate (isolated, not sharded)."
     )
 
 

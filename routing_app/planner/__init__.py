@@ -11,11 +11,12 @@ first); each step is a module that works on the topic's ``placement.Placement``:
 2. ``shard``: a tenant above ``unit`` (a share of the mean partition load, capped by the
    capacity) gets at least ``ceil(rate / unit)`` shards, grown and shrunk with hysteresis, if
    it can be split: a strict tenant's ordered streams (one per secondary key, plus its keyless
-   records) never span partitions, so it is sharded only while its heaviest stream fits in one
-   unit; otherwise it is isolated (``isolate.isolate_unsplittable``), the best one partition
-   can do. A growing tenant takes the smallest count whose equal shares fit the roomiest
-   partitions, else as many partitions as allowed (a burst spread thin moves nobody else); a
-   shrink only goes as far as the bigger shares still fit;
+   records) never span partitions, so it gets at most ``rate / heaviest stream`` shards once
+   that stream is bigger than a unit (``Placement.shard_cap``); under two, it is isolated
+   (``isolate.isolate_unsplittable``), the best one partition can do. A growing tenant takes
+   the smallest count whose equal shares fit the roomiest partitions, else as many partitions
+   as allowed (a burst spread thin moves nobody else); a shrink only goes as far as the bigger
+   shares still fit;
 3. then, until nothing changes (one step can open room for another): ``isolate`` the dominant
    tenant of a hot partition (one hot on its own goes where the fewest others share its
    load); ``rebalance`` partitions above mean x (1 + tolerance) down to

@@ -33,11 +33,11 @@ def plan(inp: PlannerInput) -> Plan:
         for state in topics:
             shard(state)
         for state in topics:
-            settle(state)
             # Settling can open room that step 2 found nowhere (an unsplittable tenant's
             # partition of its own): again until quiet, so that the plan, applied and planned
             # again, produces nothing. It ends: a tenant moves at most once per cycle.
-            while _shard_again(state):
+            settle(state)
+            while state.changed and _shard_again(state):
                 settle(state)
     except OutOfMoves:
         budget.truncated = True

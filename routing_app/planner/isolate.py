@@ -20,12 +20,13 @@ def isolate(state: Placement) -> bool:
     for p in state.hot(state.hot_factor):
         if not state.over(p, state.hot_factor):
             continue
-        tenant = _heaviest_single(state, p)
+        # "Fixes most of it": the tenant explains at least half of the excess.
+        least = 0.5 * state.excess(p)
+        tenant = _heaviest_single(state, p, least)
         if tenant is None:
             continue
         rate = state.rate(tenant)
-        # "Fixes most of it": the tenant explains at least half of the excess.
-        if rate < 0.5 * state.excess(p):
+        if rate < least:
             continue
         target = _isolation_target(state, p, tenant, rate)
         if target is None:
@@ -40,8 +41,9 @@ def isolate(state: Placement) -> bool:
     return moved
 
 
-def _heaviest_single(state: Placement, p: int) -> str | None:
-    """The heaviest movable tenant with a rate that is on p alone (ties: the first name)."""
+def _heaviest_single(state: Placement, p: int, least: float) -> str | None:
+    """The heaviest movable tenant with a rate that is on p alone (ties: the first name), if
+    it may send ``least`` or more."""
     best: tuple[float, str] | None = None
     # Heaviest piece first: a tenant on p alone has its whole rate as its piece, so once the
     # pieces fall below the best rate found, no later tenant can beat it; nor can any of the
@@ -53,10 +55,13 @@ def _heaviest_single(state: Placement, p: int) -> str | None:
             key = (-state.rate(tenant), tenant)
             if best is None or key < best:
                 best = key
-    if best is None:
+    if best is None and least < state.min_move:
+        # A partition that stays hot around a tenant at its cap (a shard of its heaviest
+        # stream's size) is asked again every round: a scan of all its members only when a
+        # tenant too small to move could still be the answer.
         singles = [t for t in state.members[p] if _single(state, t)]
         return min(singles, key=lambda t: (-state.rate(t), t)) if singles else None
-    return best[1]
+    return None if best is None else best[1]
 
 
 def _single(state: Placement, tenant: str) -> bool:

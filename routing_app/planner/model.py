@@ -34,7 +34,7 @@ class ReasonKind(StrEnum):
 
     # isolate
     HOT_PARTITION = "hot_partition"  # the tenant makes its partition hot
-    UNSPLITTABLE = "unsplittable"  # too big for a shard, but its heaviest ordered stream is too
+    UNSPLITTABLE = "unsplittable"  # too big for a shard, its heaviest ordered stream over half
     # shard
     SHARD_GROW = "shard_grow"  # above its shards' worth: more shards
     SHARD_SHRINK = "shard_shrink"  # well below it: fewer shards

@@ -169,12 +169,20 @@ class Placement(PartitionFigures):
         return self.rate(tenant) if known is None else known[0]
 
     def splittable(self, tenant: str) -> bool:
-        """Whether shards spread the tenant: a relaxed one is round-robined, a strict one only
-        by its streams, so its heaviest stream must fit in one shard's unit."""
+        """Whether shards spread the tenant (over two partitions at least)."""
+        return self.shard_cap(tenant) >= 2
+
+    def shard_cap(self, tenant: str) -> int:
+        """The most shards that spread the tenant. A relaxed one is round-robined: any number.
+        A strict one is spread by its streams, each on one shard: any number while its
+        heaviest stream fits a shard's unit; else only as many as leave each shard at least
+        that stream's rate (rate / heaviest stream). More would only thin the others around
+        it, and the shares the planner counts (rate / shards) would understate that shard."""
         route = self.routes.get(tenant)
-        if route is not None and route.mode is RouteMode.RELAXED:
-            return True
-        return self.heaviest_stream(tenant) <= self.unit
+        heaviest = self.heaviest_stream(tenant)
+        if (route is not None and route.mode is RouteMode.RELAXED) or heaviest <= self.unit:
+            return self.max_shards
+        return max(1, min(self.max_shards, math.floor(self.rate(tenant) / heaviest + 1e-9)))
 
     def piece(self, tenant: str) -> float:
         return self.rate(tenant) / len(self.parts[tenant])

@@ -26,15 +26,18 @@ def shard(state: Placement) -> None:
 
 def _reshard(state: Placement, tenant: str) -> None:
     rate, current = state.rate(tenant), state.parts[tenant]
-    count = shard_count(state, rate, len(current))
-    if count is None or count == len(current):
+    cap = state.shard_cap(tenant)
+    if cap < 2 and len(current) == 1:
+        wanted = shard_count(state, rate, 1, state.max_shards)
+        if wanted is not None and wanted > 1:
+            isolate_unsplittable(state, tenant, rate)
         return
-    if count > len(current) and not state.splittable(tenant):
-        isolate_unsplittable(state, tenant, rate)
+    count = shard_count(state, rate, len(current), cap)
+    if count is None or count == len(current):
         return
     if count == 1 and rate < state.cool_level:
         return  # merging back will handle it; one move instead of two
-    new = _placement(state, tenant, count)
+    new = _placement(state, tenant, count, cap)
     if not new or new == current:
         return  # nowhere else to put a shard, or no room to shrink into
     count = len(new)
@@ -49,12 +52,14 @@ def _reshard(state: Placement, tenant: str) -> None:
     state.move(tenant, new, kind, reason, observed)
 
 
-def shard_count(state: Placement, rate: float, current: int) -> int | None:
-    """The new shard count for a tenant on ``current`` partitions; None keeps it."""
+def shard_count(state: Placement, rate: float, current: int, cap: int) -> int | None:
+    """The new shard count for a tenant on ``current`` partitions, grown at most to ``cap``;
+    None keeps it. The cap only stops growth: a list above it shrinks by the rate alone, as
+    every change of a strict list is a move (a drain)."""
     unit, hyst = state.unit, state.policy.hysteresis
     if unit <= 0:
         return None
-    desired = min(state.max_shards, max(1, math.ceil(rate / unit)))
+    desired = min(cap, max(1, math.ceil(rate / unit)))
     if current > state.max_shards:
         return desired
     if desired > current and rate > current * unit * (1 + hyst):
@@ -64,8 +69,9 @@ def shard_count(state: Placement, rate: float, current: int) -> int | None:
     return None
 
 
-def _placement(state: Placement, tenant: str, count: int) -> tuple[int, ...]:
-    """Where the tenant's shards go; ``count`` is what the hysteresis rule asks for."""
+def _placement(state: Placement, tenant: str, count: int, cap: int) -> tuple[int, ...]:
+    """Where the tenant's shards go; ``count`` is what the hysteresis rule asks for, ``cap``
+    the most that spread it."""
     current = [p for p in state.parts[tenant] if p not in state.evacuated]
     rate = state.rate(tenant)
     if count < len(current):
@@ -83,7 +89,7 @@ def _placement(state: Placement, tenant: str, count: int) -> tuple[int, ...]:
     owned = set(state.parts[tenant])
     pool = [p for p in state.active if p not in owned]
     ranked = state.roomiest_for(tenant, pool, len(pool))
-    largest = min(state.max_shards, len(current) + len(ranked))
+    largest = min(cap, len(current) + len(ranked))
     # The smallest count from `count` up whose equal shares fit (settled) on the roomiest
     # partitions, so no other tenant has to move; else as many as allowed: a burst spread
     # thin costs this one move, where fewer, bigger shares on full partitions would push
@@ -116,9 +122,12 @@ def split(state: Placement, p: int) -> bool:
     )
     for tenant in candidates:
         current, rate = state.parts[tenant], state.rate(tenant)
+        cap = state.shard_cap(tenant)
+        if len(current) >= cap:
+            continue  # as spread as its streams allow
         own = set(current)
         ranked = state.roomiest_for(tenant, [q for q in state.active if q not in own], state.n)
-        largest = min(state.max_shards, len(current) + len(ranked))
+        largest = min(cap, len(current) + len(ranked))
         for count in range(len(current) + 1, largest + 1):
             missing = count - len(current)
             if ranked[missing - 1][0] < rate / count:

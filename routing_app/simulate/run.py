@@ -12,9 +12,10 @@ Every tenant rate carries its heaviest ordered stream and stream count (from the
 distributions), as producers report them. The loop also counts the *elephants* (tenants above
 the level at which the shard rule shards a tenant on one partition: unit x (1 + hysteresis),
 the planner's own unit for the window's mean) and the *unsplittable* ones among them, whose
-heaviest stream exceeds the unit (strict order keeps a stream on one partition, so the planner
-isolates them instead of sharding them); and the heaviest stream of any tenant over the mean,
-the max/mean below which no order-keeping placement can go.
+heaviest stream exceeds the unit and half of their rate (strict order keeps a stream on one
+partition, so two shards would not spread them: the planner isolates them instead); and the
+heaviest stream of any tenant over the mean, the max/mean below which no order-keeping
+placement can go.
 """
 
 from __future__ import annotations
@@ -347,7 +348,7 @@ def _count_elephants(
 ) -> tuple[float, int, int]:
     """(heaviest stream, elephants, unsplittable elephants) of one window; the tenants are
     added to the run's sets. An elephant is above the shard level; it is unsplittable when its
-    heaviest stream alone exceeds a shard's unit."""
+    heaviest stream alone exceeds a shard's unit and half of its rate (Placement.shard_cap)."""
     heaviest = 0.0
     window_elephants = window_unsplittable = 0
     for key, tr in tenant_rates.items():
@@ -356,7 +357,7 @@ def _count_elephants(
         if tr.records_per_s > grow_above:
             window_elephants += 1
             elephants.add(key[1])
-            if top > unit:
+            if top > unit and 2 * top > tr.records_per_s:
                 window_unsplittable += 1
                 unsplittable.add(key[1])
     return heaviest, window_elephants, window_unsplittable

@@ -6,8 +6,8 @@ elsewhere in the hash space), so the size distribution stays Zipf while placemen
 
 Every tenant also has a key distribution (``KeyProfile``): the planner keeps each ordered
 stream of a strict tenant (one per secondary key; all of a tenant's records when it sends them
-without one, ``key=tenant``) on one partition, so it shards a tenant only while its heaviest
-stream fits in a shard. A share of tenants send key-only records (one stream); the others
+without one, ``key=tenant``) on one partition, so it shards a tenant only as far as its heaviest
+stream allows. A share of tenants send key-only records (one stream); the others
 spread theirs over a number of secondary keys, Zipf-skewed. Profiles come from a random stream
 of their own, so they change no rate: the same seed gives the same rates whatever the key
 settings (runs with and without keys compare the same traffic).

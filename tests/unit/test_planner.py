@@ -492,12 +492,18 @@ def test_a_key_only_strict_elephant_is_isolated_not_sharded() -> None:
     assert not [c for c in result.changes if c.action is Action.SHARD]
     after = loads_after(inp, result)
     assert after[8] == 1_500.0 and after[5] == 1_000.0
-    # Known streams, one of which is too heavy: the reason names them.
-    nine = TenantRate(T, big, 1_400.0, top_stream_per_s=700.0, streams=9)
+    # Known streams, one of which is more than half of it: two shards would not spread it
+    # (one carries that stream and more); the reason names them.
+    nine = TenantRate(T, big, 1_400.0, top_stream_per_s=800.0, streams=9)
     heavy = replace(inp, rates={**inp.rates, (T, big): nine})
     (change,) = only(plan(heavy), big)
     assert change.action is Action.ISOLATE
-    assert "but its heaviest of 9 ordered streams carries 700/s: not sharded" in change.reason
+    assert "but its heaviest of 9 ordered streams carries 800/s: not sharded" in change.reason
+    # Half of it: too heavy for a shard's unit (521/s), yet two shards of 700/s spread it.
+    half = TenantRate(T, big, 1_400.0, top_stream_per_s=700.0, streams=9)
+    (change,) = only(plan(replace(inp, rates={**inp.rates, (T, big): half})), big)
+    assert change.action is Action.SHARD and change.partitions is not None
+    assert len(change.partitions) == 2, change.reason
 
 
 def test_a_key_only_strict_elephant_already_alone_stays() -> None:
@@ -536,7 +542,7 @@ def test_a_relaxed_elephant_is_sharded_whatever_its_streams() -> None:
         assert change.action is Action.ISOLATE and "not sharded" in change.reason
 
 
-def test_a_strict_shard_list_is_not_grown_once_its_heaviest_stream_passes_the_unit() -> None:
+def test_a_strict_shard_list_grows_only_as_far_as_its_heaviest_stream_allows() -> None:
     n = 12
     big = names_on(5, n, 1, "big")[0]
     shards = route(big, (5, 6), updated=LONG_AGO)
@@ -546,9 +552,16 @@ def test_a_strict_shard_list_is_not_grown_once_its_heaviest_stream_passes_the_un
     (change,) = only(grown, big)
     assert change.action is Action.SHARD and change.partitions is not None
     assert change.partitions[:2] == (5, 6) and len(change.partitions) > 2
-    # Its heaviest stream (5,000/s) no longer fits one shard: the list is kept as it is.
+    # Its heaviest stream (5,000/s) no longer fits one shard: 8 shards leave each at least
+    # that much, more would only thin the others around it.
     heavy = TenantRate(T, big, 40_000.0, top_stream_per_s=5_000.0, streams=8)
-    assert only(plan(replace(inp, rates={**inp.rates, (T, big): heavy})), big) == []
+    (change,) = only(plan(replace(inp, rates={**inp.rates, (T, big): heavy})), big)
+    assert change.action is Action.SHARD and change.partitions is not None
+    assert change.partitions[:2] == (5, 6) and len(change.partitions) == 8
+    # More than half of it in one stream: the list is kept as it is (not grown, and not
+    # shrunk either: every change of a strict list is a drain).
+    lopsided = TenantRate(T, big, 40_000.0, top_stream_per_s=25_000.0, streams=8)
+    assert only(plan(replace(inp, rates={**inp.rates, (T, big): lopsided})), big) == []
     # Unknown streams: the same.
     assert only(plan(inp), big) == []
 
@@ -1182,10 +1195,11 @@ def planner_mean(inp: PlannerInput, topic: str = T) -> float:
 
 @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream_inputs())
-def test_only_tenants_whose_heaviest_stream_fits_a_shard_get_more_partitions(inp: PlannerInput) -> None:
+def test_a_strict_tenant_gets_more_partitions_only_as_far_as_its_streams_spread(inp: PlannerInput) -> None:
     """Any change giving a tenant more partitions than its route had (1 when hashed) is for a
     relaxed route, or for a tenant whose heaviest stream (all of it when unknown) fits in one
-    shard's unit at the planner's mean load."""
+    shard's unit at the planner's mean load, or else still leaves every shard at least that
+    stream's rate: a key-only tenant is never split."""
     result = plan(inp)  # never raises
     unit = shard_unit(inp.policy, planner_mean(inp))
     if any(c.action is Action.ISOLATE and "not sharded" in c.reason for c in result.changes):
@@ -1201,7 +1215,9 @@ def test_only_tenants_whose_heaviest_stream_fits_a_shard_get_more_partitions(inp
         event("strict tenant given more partitions")
         tr = inp.rates[(change.topic, change.tenant)]
         heaviest = tr.records_per_s if tr.top_stream_per_s is None else tr.top_stream_per_s
-        assert heaviest <= unit * (1 + 1e-9), (change, unit)
+        spread = len(change.partitions) <= tr.records_per_s / heaviest * (1 + 1e-9)
+        assert heaviest <= unit * (1 + 1e-9) or spread, (change, unit)
+        assert heaviest < tr.records_per_s, change
 
 
 @pytest.mark.parametrize("top", [-1.0, 0.0])
