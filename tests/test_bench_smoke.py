@@ -73,7 +73,7 @@ def test_propagation_bench(stack_settings: Settings) -> None:
 def test_aggregate_bench(stack_settings: Settings) -> None:
     """Small, but through real workers: every report is aggregated exactly once (the bench
     raises otherwise), and the two workers split the usage partitions between them."""
-    from routing_app.bench.control_plane import run_aggregate
+    from routing_app.bench.aggregate import run_aggregate
 
     result = run_aggregate(stack_settings, reports=20_000, tenants=600, top_k=200, rounds=1)
     _positive_figures(

@@ -21,7 +21,7 @@ from typing import Any
 
 from faust.serializers import codecs
 
-from routing_app.client.cache import brief
+from routing_app.client.poison import brief
 from routing_app.codec import DecodeError, RegistryUnavailable
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.codec import check_route

@@ -1,7 +1,7 @@
 """The early path's planner inputs: the same ``plan``, shaped so that it only acts on a surge.
 
 Pure functions of the last window's PlannerInput and the writer's state now; the planning loop
-(``app/planning.py``) runs them when an early summary arrives and after every window.
+(``app/early_path.py``) runs them when an early summary arrives and after every window.
 
 - ``surge_input``: the last complete window with the surging tenants at their recent rate
   (never below what the window saw), incomplete (so no rebalance or merge back: windows decide

@@ -22,8 +22,9 @@ from routing_app.app.planning import PlanningLoop
 from routing_app.app.rebalance import hold_flow_until_seek
 from routing_app.app.usage import UsageWindows
 from routing_app.app.web import install_views
-from routing_app.app.writer import RouteWriter, WriterTables
+from routing_app.app.writer import RouteWriter
 from routing_app.app.writer_input import WriterInput
+from routing_app.app.writer_tables import WriterTables
 from routing_app.client.cache import RouteCache
 from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.config import ConfigError, Settings, load_settings

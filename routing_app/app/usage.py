@@ -287,7 +287,7 @@ class UsageWindows:
         if key[0] not in (_TENANT, _RESIDUAL):
             return 0
         topic, rest = parse_route_key(key[1:])
-        # The partition the producer sent it to (see RoutingProducer._report_usage).
+        # The partition the producer sent it to (see UsageReporter.send in client/reporting.py).
         producer_key_ = key[1:] if key[0] == _TENANT else route_key(topic, "")
         if java_partition(producer_key_.encode(), self._settings.usage_partitions) != partition:
             return 0

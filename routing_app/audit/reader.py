@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from routing_app.audit.history import EVENTS, ROUTES, EventRecord, RouteRecord, RoutesLog, Undecodable
+from routing_app.audit.records import EVENTS, ROUTES, EventRecord, RouteRecord, RoutesLog, Undecodable
 from routing_app.codec import AvroCodec, DecodeError, registry_client
 from routing_app.config import Settings
 from routing_app.connection import AUDIT_GROUP_PREFIX, KafkaUnreachable, client_settings, reader_group

@@ -25,7 +25,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from routing_app.client.cache import RouteCache, cache_consumer_config
+from routing_app.client.cache import RouteCache
+from routing_app.client.consumer_config import cache_consumer_config
 from routing_app.codec import registry_client
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.model import parse_route_key

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from routing_app.bench.report import (
+from routing_app.bench.report_results import (
     BALANCE_PARTITIONS,
     BALANCE_ZIPFS,
     BenchResults,

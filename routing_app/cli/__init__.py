@@ -17,7 +17,7 @@ class _Cli(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         from confluent_kafka import KafkaException
 
-        from routing_app.client.producer import RoutingProducerError
+        from routing_app.client import RoutingProducerError
         from routing_app.codec import RegistryUnavailable
         from routing_app.connection import KafkaUnreachable
         from routing_app.control.client import CommandRefused

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
-from routing_app.audit.history import (
-    Placement,
-    Step,
-    VerifyReport,
-    table_at,
-    timeline,
-    verify,
-)
+from routing_app.audit.consistency import VerifyReport, verify
 from routing_app.audit.reader import AuditInput, AuditReadError, read_history
-from routing_app.audit.times import (
-    TIME_FORMATS,
-    as_ago,
-    format_time,
-    is_relative,
-    iso_time,
-    parse_time,
+from routing_app.audit.replay import Placement, table_at, timeline
+from routing_app.audit.times import TIME_FORMATS, as_ago, format_time, is_relative, iso_time, parse_time
+from routing_app.cli.audit_output import (
+    DISCREPANCY_COLUMNS,
+    DISCREPANCY_CSV,
+    HISTORY_COLUMNS,
+    PLACEMENT_COLUMNS,
+    PLACEMENT_CSV,
+    REPLAY_COLUMNS,
+    STEP_CSV,
+    emit,
+    partitions_text,
 )
 from routing_app.cli.context import pass_settings
 from routing_app.config import Settings
@@ -70,9 +65,6 @@ class _TimeArgsCommand(click.Command):
         return super().parse_args(ctx, rewritten)
 
 
-Column = tuple[str, Callable[[Any], str]]
-
-
 @click.group()
 def audit() -> None:
     """Replay and check the routing history: the routes topic against the events topic."""
@@ -111,76 +103,6 @@ def _read(settings: Settings, timeout: float) -> AuditInput:
     return found
 
 
-def _parts(partitions: Sequence[int] | None) -> str:
-    return "hashed" if partitions is None else ",".join(map(str, partitions)) or "hashed"
-
-
-def _epochs(a: int | None, b: int | None) -> str:
-    if a is None and b is None:
-        return ""
-    return f"{'' if a is None else a}→{'' if b is None else b}"
-
-
-def _pause(ms: float | None) -> str:
-    return "" if ms is None else f"{ms:g} ms"
-
-
-def _route_ref(step: Step) -> str:
-    if not step.changes_route:
-        return ""
-    return "gone" if step.route_offset is None else f"#{step.route_offset}"
-
-
-def _emit(
-    fmt: str,
-    document: dict[str, Any],
-    rows: Sequence[Any],
-    columns: Sequence[Column],
-    csv_columns: Sequence[Column],
-    title: str | None = None,
-) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(document, indent=None, sort_keys=False))
-    elif fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([name for name, _ in csv_columns])
-        for row in rows:
-            writer.writerow([get(row) for _, get in csv_columns])
-    else:
-        table = Table(*(name for name, _ in columns), title=title)
-        for row in rows:
-            table.add_row(*(get(row) for _, get in columns))
-        out = Console()
-        (out if out.is_terminal else Console(width=200)).print(table)
-
-
-def _str(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-_STEP_CSV: list[Column] = [
-    ("at", lambda s: _str(iso_time(s.at_ms))),
-    ("at_ms", lambda s: str(s.at_ms)),
-    ("topic", lambda s: s.topic),
-    ("tenant", lambda s: s.tenant),
-    ("action", lambda s: s.action),
-    ("from_partitions", lambda s: " ".join(map(str, s.from_partitions))),
-    ("to_partitions", lambda s: " ".join(map(str, s.to_partitions))),
-    ("from_epoch", lambda s: _str(s.from_epoch)),
-    ("to_epoch", lambda s: _str(s.to_epoch)),
-    ("status", lambda s: s.status),
-    ("mode", lambda s: s.mode),
-    ("placement", lambda s: "hashed" if s.placement is None else " ".join(map(str, s.placement))),
-    ("epoch", lambda s: _str(s.epoch)),
-    ("reason", lambda s: s.reason),
-    ("pause_ms", lambda s: _str(s.pause_ms)),
-    ("worker_id", lambda s: s.worker_id),
-    ("command_id", lambda s: _str(s.command_id)),
-    ("event_offset", lambda s: str(s.event_offset)),
-    ("route_offset", lambda s: _str(s.route_offset)),
-]
-
-
 @audit.command(cls=_TimeArgsCommand)
 @click.option("--topic", default=None, help="Only this data topic.")
 @click.option("--tenant", default=None, help="Only this tenant.")
@@ -215,52 +137,12 @@ def replay(
         "undecodable": [vars(u) for u in found.undecodable],
         "timeline": [s.to_json() for s in steps],
     }
-    columns: list[Column] = [
-        ("time", lambda s: format_time(s.at_ms)),
-        ("topic/tenant", lambda s: s.key),
-        ("action", lambda s: s.action),
-        (
-            "change",
-            lambda s: f"{_parts(s.from_partitions)} → {_parts(s.to_partitions)}" if s.changes_route else "",
-        ),
-        ("epoch", lambda s: _epochs(s.from_epoch, s.to_epoch) if s.changes_route else ""),
-        ("status", lambda s: s.status),
-        ("reason", lambda s: s.reason),
-        ("pause", lambda s: _pause(s.pause_ms)),
-        ("route", _route_ref),
-    ]
-    _emit(fmt, document, steps, columns, _STEP_CSV)
+    emit(fmt, document, steps, REPLAY_COLUMNS, STEP_CSV)
     if fmt == "table":
         err.print(
             f"{len(steps)} of {len(found.events)} events shown; "
             f"{len(found.routes.records)} records on {settings.routes_topic!r}"
         )
-
-
-_PLACEMENT_COLUMNS: list[Column] = [
-    ("topic", lambda p: p.topic),
-    ("tenant", lambda p: p.tenant),
-    ("partitions", lambda p: _parts(p.partitions)),
-    ("epoch", lambda p: _str(p.epoch)),
-    ("status", lambda p: p.status),
-    ("mode", lambda p: p.mode),
-    ("since", lambda p: format_time(p.since_ms) if p.since_ms else ""),
-    ("action", lambda p: p.action),
-    ("reason", lambda p: p.reason),
-]
-_PLACEMENT_CSV: list[Column] = [
-    ("topic", lambda p: p.topic),
-    ("tenant", lambda p: p.tenant),
-    ("partitions", lambda p: "hashed" if p.partitions is None else " ".join(map(str, p.partitions))),
-    ("epoch", lambda p: _str(p.epoch)),
-    ("status", lambda p: p.status),
-    ("mode", lambda p: p.mode),
-    ("since", lambda p: _str(iso_time(p.since_ms) if p.since_ms else None)),
-    ("since_ms", lambda p: _str(p.since_ms or None)),
-    ("action", lambda p: p.action),
-    ("reason", lambda p: p.reason),
-    ("event_offset", lambda p: _str(p.event_offset)),
-]
 
 
 def _never_routed(topic: str | None, tenant: str) -> Placement:
@@ -307,9 +189,7 @@ def at(
     if tenant is not None and not rows:
         rows = [_never_routed(topic, tenant)]
     document = {"at_ms": when, "at": iso_time(when), "routes": [p.to_json() for p in rows]}
-    _emit(
-        fmt, document, rows, _PLACEMENT_COLUMNS, _PLACEMENT_CSV, title=f"routing table at {format_time(when)}"
-    )
+    emit(fmt, document, rows, PLACEMENT_COLUMNS, PLACEMENT_CSV, title=f"routing table at {format_time(when)}")
     if fmt == "table":
         routed = sum(1 for p in rows if p.partitions is not None)
         err.print(f"{routed} routed tenant(s) at {format_time(when)}; any other tenant used default hashing")
@@ -343,20 +223,8 @@ def tenant(
         "history": [s.to_json() for s in steps],
         "current": [p.to_json() for p in current],
     }
-    columns: list[Column] = [
-        ("time", lambda s: format_time(s.at_ms)),
-        ("topic", lambda s: s.topic),
-        ("action", lambda s: s.action),
-        ("placement", lambda s: _parts(s.placement)),
-        ("epoch", lambda s: _str(s.to_epoch) if s.changes_route else ""),
-        ("status", lambda s: s.status),
-        ("reason", lambda s: s.reason),
-        ("pause", lambda s: _pause(s.pause_ms)),
-        ("by", lambda s: s.worker_id),
-        ("route", _route_ref),
-    ]
     if steps or fmt != "table":
-        _emit(fmt, document, steps, columns, _STEP_CSV, title=f"history of tenant {tenant!r}")
+        emit(fmt, document, steps, HISTORY_COLUMNS, STEP_CSV, title=f"history of tenant {tenant!r}")
     linked = {s.route_offset for s in steps if s.route_offset is not None}
     unexplained = [
         r
@@ -379,20 +247,10 @@ def tenant(
     if fmt == "table":
         for p in current:
             err.print(
-                f"now: {p.key} on {_parts(p.partitions)}"
+                f"now: {p.key} on {partitions_text(p.partitions)}"
                 + (f" (epoch {p.epoch}, {p.status})" if p.partitions is not None else "")
                 + f" since {format_time(p.since_ms)}: {p.reason}"
             )
-
-
-_DISCREPANCY_COLUMNS: list[Column] = [
-    ("key", lambda d: d.key),
-    ("kind", lambda d: d.kind),
-    ("expected", lambda d: d.expected),
-    ("found", lambda d: d.found),
-    ("event offset", lambda d: _str(d.event_offset)),
-    ("route offset", lambda d: _str(d.route_offset)),
-]
 
 
 @audit.command("verify")
@@ -419,16 +277,12 @@ def verify_command(settings: Settings, settle: float, as_json: bool, as_csv: boo
         time.sleep(settle)
         report = _verify_once(settings, timeout)
     if fmt != "table" or not report.ok:
-        _emit(
+        emit(
             fmt,
             report.to_json(),
             report.discrepancies,
-            _DISCREPANCY_COLUMNS,
-            [
-                *_DISCREPANCY_COLUMNS[:4],
-                ("event_offset", lambda d: _str(d.event_offset)),
-                ("route_offset", lambda d: _str(d.route_offset)),
-            ],
+            DISCREPANCY_COLUMNS,
+            DISCREPANCY_CSV,
             title=f"{len(report.discrepancies)} discrepancies",
         )
     summary = (

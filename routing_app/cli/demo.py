@@ -56,7 +56,7 @@ def demo(ctx: click.Context, duration: float, rate: float, offline: bool) -> Non
 
 
 def replay(settings: Settings, duration: float, plan: TrafficPlan, console: Console) -> int:
-    from routing_app.app.planning import policy_from_text
+    from routing_app.app.policy_text import policy_from_text
     from routing_app.simulate.replay import replay_demo
 
     policy_text = settings.planner_policy or DEMO_POLICY

@@ -167,7 +167,7 @@ def simulate(
     max/mean their heaviest stream alone forces (stream_floor_max_over_mean)."""
     policy = Policy()
     if policy_text:
-        from routing_app.app.planning import policy_from_text
+        from routing_app.app.policy_text import policy_from_text
         from routing_app.config import ConfigError
 
         try:

@@ -1,8 +1,13 @@
-"""The producer's view of the routing table: the routes topic read from the beginning, then tailed."""
+"""The producer's view of the routing table: the routes topic read from the beginning, then tailed.
+
+RouteCache is the cache thread's lifecycle and the table it keeps. What it consults on the way
+lives next to it: its consumer's settings (consumer_config), the poison it skips (poison),
+routes deferred for partitions their topic lacks (deferred_routes), the collector paused while
+it rebuilds (gc_pause).
+"""
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -10,79 +15,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from routing_app.client.consumer_config import cache_consumer_config
+from routing_app.client.deferred_routes import DeferredRoutes
+from routing_app.client.gc_pause import GcPause
+from routing_app.client.poison import PoisonBook, PoisonListener
 from routing_app.codec import DecodeError, RegistryUnavailable
-from routing_app.connection import CACHE_GROUP_PREFIX, reader_group
 from routing_app.routes import Route, RouteCodec
-from routing_app.routes.codec import InvalidRoute
-from routing_app.routes.model import RouteError, RouteStatus, parse_route_key, route_key
+from routing_app.routes.model import RouteStatus, route_key
 
 log = logging.getLogger(__name__)
 
-# Settings a consumer shares with the producer it serves: where the cluster is and how to talk to it.
-_SHARED_PREFIXES = (
-    "bootstrap.servers",
-    "security.",
-    "sasl.",
-    "ssl.",
-    "client.",
-    "socket.",
-    "broker.",
-    "metadata.",
-    "api.version",
-    "reconnect.",
-    "retry.backoff",
-    "connections.",
-    "log_level",
-    "debug",
-    "resolve.",
-    "client.dns",
-)
-
 RouteListener = Callable[[str, str, Route | None], None]
-# (topic, tenant, the route kept, why the newest record under its key is poison)
-PoisonListener = Callable[[str, str, Route, str], None]
 
 # Partition counts are asked of the broker when a route names a partition beyond what the cache
 # knows, at most this often; a route deferred meanwhile is checked again on the next refresh.
 METADATA_MIN_INTERVAL_S = 1.0
 METADATA_TIMEOUT_S = 5.0
-METADATA_MAX_RETRY_S = 60.0
 _ABSENT = -1  # partition count of a topic the broker did not list
-
-
-def consumer_settings_from(producer_conf: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in producer_conf.items() if k.startswith(_SHARED_PREFIXES)}
-
-
-def cache_consumer_config(consumer_conf: dict[str, Any]) -> dict[str, Any]:
-    """What a RouteCache gives its consumer: ``consumer_conf`` and the cache's own settings
-    (``bench rebuild`` gives its consume-only baseline the same)."""
-    return {
-        **consumer_conf,
-        # Never committed: every cache starts from the beginning of the routes topic.
-        "group.id": reader_group(CACHE_GROUP_PREFIX),
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": 50,
-        "fetch.error.backoff.ms": 50,
-        # With the default (1000 ms) the fetcher pauses a whole second whenever the local
-        # queue passes queued.min.messages, which a rebuild does every 100k routes, and the
-        # cache thread then idles with nothing to decode.
-        "fetch.queue.backoff.ms": 10,
-        # Prefetching 100k records (the default) holds ~40 MB more at the peak of a
-        # rebuild; 20k, two fetches' worth, keeps the decoder as busy.
-        "queued.min.messages": 20_000,
-    }
 
 
 @dataclass(frozen=True)
@@ -126,26 +77,16 @@ class RouteCache:
         self._failure: BaseException | None = None
         self._position = 0
         self._end_at_start = -1
-        self._undecodable = 0
-        self._out_of_order_count = 0
         self._stale = 0
         self._applied = 0
-        self._holding_gc = False
+        self._gc = GcPause()
         self._on_stop: list[Callable[[], None]] = []
         self._consumer: Consumer | None = None  # the cache thread's, for metadata requests
         # Data topic -> partition count (_ABSENT: not on the broker), as last asked.
         self._counts: dict[str, int] = {}
         self._counts_at = -float("inf")
-        # Routes that name partitions beyond the count: the tenant keeps the route it had
-        # until the partitions show up in the metadata, or a later record replaces them.
-        self._pending: dict[tuple[str, str], Route] = {}
-        self._out_of_range = 0
-        self._retry_delay = METADATA_MIN_INTERVAL_S
-        # Route key -> reason: keys of live routes whose newest record is poison, or a route
-        # held back for its partitions. Compaction keeps only that newest record, so a new
-        # reader would lose the route: the route writer re-asserts it (add_poison_listener).
-        self._poisoned: dict[str, str] = {}
-        self._poison_listeners: list[PoisonListener] = []
+        self._poison = PoisonBook(routes_topic, self.get, self._ready)
+        self._deferred = DeferredRoutes(self.get, self._poison, first_retry_s=METADATA_MIN_INTERVAL_S)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> RouteCache:
@@ -222,11 +163,11 @@ class RouteCache:
         refuses): at once while tailing, and after the first catch-up for the keys still in
         that state. The cache keeps serving the route; the single writer should write it
         again, so that compaction keeps a good record under the key."""
-        self._poison_listeners.append(listener)
+        self._poison.add_listener(listener)
 
     def poisoned(self) -> dict[str, str]:
         """Route key -> reason, for live routes whose newest record is poison."""
-        return dict(self._poisoned)
+        return dict(self._poison.reasons)
 
     def stats(self) -> CacheStats:
         return CacheStats(
@@ -234,11 +175,11 @@ class RouteCache:
             position=self._position,
             end_offset_at_start=self._end_at_start,
             ready=self.ready,
-            undecodable=self._undecodable,
+            undecodable=self._poison.undecodable,
             stale_ignored=self._stale,
             applied=self._applied,
-            out_of_range=self._out_of_range,
-            out_of_order=self._out_of_order_count,
+            out_of_range=self._deferred.count,
+            out_of_order=self._poison.out_of_order,
         )
 
     # -- the thread ----------------------------------------------------------------------------
@@ -275,18 +216,12 @@ class RouteCache:
             self._ready.set()
         consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
         if not self._ready.is_set():
-            _gc_pause.hold()
-            self._holding_gc = True
+            self._gc.hold()
             try:
                 self._catch_up(consumer)
             finally:
-                self._release_gc()
+                self._gc.release()
         self._tail(consumer)
-
-    def _release_gc(self) -> None:
-        if self._holding_gc:
-            self._holding_gc = False
-            _gc_pause.release()
 
     def _catch_up(self, consumer: Consumer) -> None:
         """Reads up to the end offset seen at start in big batches, then sets ready."""
@@ -296,9 +231,7 @@ class RouteCache:
             if self._position >= end:
                 self._ready.set()
             if self._ready.is_set():
-                # Poison met on the way that is still the newest record under a live key.
-                for key, reason in list(self._poisoned.items()):
-                    self._tell_poisoned(key, reason)
+                self._poison.tell_all()
                 return
 
     def _tail(self, consumer: Consumer) -> None:
@@ -310,8 +243,8 @@ class RouteCache:
             if messages:
                 self._handle(messages)
                 self._handle(consume(num_messages=10_000, timeout=0))
-            if self._pending:
-                self._retry_pending()
+            if self._deferred.pending:
+                self._retry_deferred()
 
     def _handle(self, messages: list[Message]) -> None:  # noqa: C901 (hot loop, inlined)
         # _apply inlined for the common record (a route for a topic already held): a rebuild
@@ -322,7 +255,7 @@ class RouteCache:
         counts = self._counts
         monotonic = time.monotonic
         # These dicts and the list are only ever changed in place: held for the batch.
-        poisoned, pending, listeners = self._poisoned, self._pending, self._listeners
+        poisoned, pending, listeners = self._poison.reasons, self._deferred.pending, self._listeners
         position = self._position
         applied = stale = 0
         try:
@@ -354,7 +287,7 @@ class RouteCache:
                 if current is not None and route.epoch <= current.epoch and not _ends_drain(current, route):
                     stale += 1
                     if route != current:
-                        self._out_of_order(key, route, current, offset)
+                        self._poison.skip_older(key, route, current, offset)
                     continue
                 # _fits' first tests inline; the rest (asking the broker) stays there
                 count = counts.get(topic)
@@ -382,24 +315,12 @@ class RouteCache:
                 topic, tenant, route = self._codec.decode(key, value)
                 break
             except DecodeError as exc:
-                self._undecodable += 1
-                why = brief(exc)
-                kept = self._poison(key, f"offset {offset}: {why}")
-                log.warning(
-                    "route cache: skipped %s record at %s offset %d%s: %s",
-                    "an invalid route" if isinstance(exc, InvalidRoute) else "an undecodable",
-                    self._topic,
-                    offset,
-                    ""
-                    if kept is None
-                    else f" (the route of {kept.key!r} stays {list(kept.partitions)}, epoch {kept.epoch})",
-                    why,
-                )
+                self._poison.skip_undecodable(key, offset, exc)
                 return
             except RegistryUnavailable as exc:
                 # Skipping would lose a route: wait for the registry instead, however long that
                 # takes, so give the collector back to the rest of the process meanwhile.
-                self._release_gc()
+                self._gc.release()
                 log.warning("route cache: %s; retrying", exc)
                 if self._stop.wait(1.0):
                     return
@@ -419,7 +340,7 @@ class RouteCache:
         if current is not None and route.epoch <= current.epoch and not _ends_drain(current, route):
             self._stale += 1
             if route != current:
-                self._out_of_order(route.key.encode("utf-8", "surrogateescape"), route, current, offset)
+                self._poison.skip_older(route.key.encode("utf-8", "surrogateescape"), route, current, offset)
             return
         if not self._fits(route):
             return
@@ -428,59 +349,13 @@ class RouteCache:
         if self._listeners:
             self._notify(topic, tenant, route)
 
-    def _out_of_order(self, key: bytes | None, route: Route, current: Route, offset: int) -> None:
-        """A route older than the one already read, after it: readers that follow the topic skip
-        it, but compaction keeps only a key's newest record, so a reader starting later would
-        take it. Only a writer that is not ours (or a retry without idempotence) puts one there:
-        treated as poison, so the worker writes the route again."""
-        self._out_of_order_count += 1
-        log.warning(
-            "route cache: %s offset %d: route %r %s (epoch %d) is older than the route "
-            "already read (%s, epoch %d); skipped",
-            self._topic,
-            offset,
-            route.key,
-            list(route.partitions),
-            route.epoch,
-            list(current.partitions),
-            current.epoch,
-        )
-        self._poison(
-            key, f"offset {offset}: an older route (epoch {route.epoch}) after epoch {current.epoch}"
-        )
-
-    # -- poison under a live key ----------------------------------------------------------------
-    def _poison(self, key: bytes | None, reason: str) -> Route | None:
-        """Notes poison under ``key``; returns the route the key keeps, if it has one."""
-        try:
-            topic, tenant = parse_route_key(key or b"")
-        except (RouteError, UnicodeDecodeError):
-            return None
-        kept = self.get(topic, tenant)
-        if kept is None:
-            return None  # no route to lose: a reader without one hashes the tenant anyway
-        self._poisoned[kept.key] = reason
-        if self._ready.is_set():
-            self._tell_poisoned(kept.key, reason)
-        return kept
-
     def _superseded(self, topic: str, tenant: str) -> None:
         """A decodable record under the key: older poison and deferred routes are behind it."""
-        if self._poisoned:
-            self._poisoned.pop(route_key(topic, tenant), None)
-        if self._pending:
-            self._pending.pop((topic, tenant), None)
-
-    def _tell_poisoned(self, key: str, reason: str) -> None:
-        topic, tenant = parse_route_key(key)
-        kept = self.get(topic, tenant)
-        if kept is None:
-            return
-        for listener in self._poison_listeners:
-            try:
-                listener(topic, tenant, kept, reason)
-            except Exception:
-                log.exception("route poison listener failed")
+        poisoned, pending = self._poison.reasons, self._deferred.pending
+        if poisoned:
+            poisoned.pop(route_key(topic, tenant), None)
+        if pending:
+            pending.pop((topic, tenant), None)
 
     # -- partitions the data topic does not have (yet) -------------------------------------------
     def _fits(self, route: Route) -> bool:
@@ -488,7 +363,8 @@ class RouteCache:
         it had (a move to partitions nobody can write would skip its drain, or hash it).
 
         The broker is asked only when a route names a partition beyond the count known here,
-        at most every METADATA_MIN_INTERVAL_S: one request per such change, not per record."""
+        at most every METADATA_MIN_INTERVAL_S: one request per such change, not per record.
+        _handle repeats the first tests inline: a change here is a change there."""
         highest = max(route.partitions)
         if route.previous_partitions:
             highest = max(highest, max(route.previous_partitions))
@@ -502,31 +378,7 @@ class RouteCache:
         # to it fails on its own (UnknownTopicError).
         if count is None or count == _ABSENT or highest < count:
             return True
-        key = (route.topic, route.tenant)
-        if self._pending.get(key) is not route:  # not told yet (a retry is not news)
-            self._out_of_range += 1
-            self._retry_delay = METADATA_MIN_INTERVAL_S
-            kept = self.get(route.topic, route.tenant)
-            log.warning(
-                "route cache: route %r (epoch %d) names partitions %s but %r has %d partitions; "
-                "keeping %s until they exist",
-                route.key,
-                route.epoch,
-                sorted({*route.partitions, *route.previous_partitions}),
-                route.topic,
-                count,
-                "default hashing"
-                if kept is None
-                else f"its route {list(kept.partitions)} (epoch {kept.epoch})",
-            )
-            self._pending[key] = route
-            # The newest record under the key is one nobody can follow: to a new reader after
-            # compaction, the route would be gone. (A route the writer really wrote for
-            # partitions just added is re-asserted as is: harmless.)
-            self._poison(
-                route.key.encode("utf-8", "surrogateescape"),
-                f"names partitions beyond the {count} of {route.topic!r}",
-            )
+        self._deferred.defer(route, count)
         return False
 
     def _refresh_counts(self, topic: str) -> int | None:
@@ -548,27 +400,13 @@ class RouteCache:
                 self._counts.update(counts)
         return self._counts.get(topic)
 
-    def _retry_pending(self) -> None:
-        """Deferred routes, again: backing off while they stay beyond the partition count (a
-        route that names partitions nobody created costs a request a minute, not a second)."""
-        if time.monotonic() - self._counts_at < self._retry_delay:
-            return
-        self._retry_delay = min(self._retry_delay * 2, METADATA_MAX_RETRY_S)
-        for key, route in list(self._pending.items()):
-            if self._pending.get(key) is not route:
-                continue
+    def _retry_deferred(self) -> None:
+        """Deferred routes stored again once due: applied if their partitions exist now."""
+        for route in self._deferred.due(self._counts_at):
             applied, stale = self._applied, self._stale
             self._store(route.topic, route.tenant, route)  # stays deferred if still beyond
             if self._applied != applied or self._stale != stale:
-                self._pending.pop(key, None)
-                self._poisoned.pop(route.key, None)
-            if self._applied != applied:
-                log.info(
-                    "route cache: route %r (epoch %d) applied: its partitions %s exist now",
-                    route.key,
-                    route.epoch,
-                    list(route.partitions),
-                )
+                self._deferred.settled(route, applied=self._applied != applied)
 
     def _notify(self, topic: str, tenant: str, route: Route | None) -> None:
         for listener in self._listeners:
@@ -578,13 +416,6 @@ class RouteCache:
                 log.exception("route listener failed")
 
 
-def brief(exc: BaseException, limit: int = 300) -> str:
-    """An error's text, cut: a decoder's message can carry both whole schemas (kilobytes of
-    JSON per poison record)."""
-    text = str(exc)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _ends_drain(current: Route, route: Route) -> bool:
     """A move's second write reuses the draining route's epoch (see control.drain)."""
     return (
@@ -592,41 +423,3 @@ def _ends_drain(current: Route, route: Route) -> bool:
         and current.status is RouteStatus.DRAINING
         and route.status is RouteStatus.ACTIVE
     )
-
-
-class _GcPause:
-    """The collector, off while caches rebuild; shared by every cache in the process.
-
-    A rebuild allocates a million long-lived Routes, so the collector runs often, walks ever
-    more of them and finds nothing: 1-2 s of a million-route rebuild. It is process-wide: it
-    comes back on when the last holder releases it, and only if it was on when the first one
-    took it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._holders = 0
-        self._was_enabled = False
-
-    def hold(self) -> None:
-        with self._lock:
-            if self._holders == 0:
-                self._was_enabled = gc.isenabled()
-                gc.disable()
-            self._holders += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._holders -= 1
-            if self._holders == 0 and self._was_enabled:
-                if gc.get_freeze_count() == 0:
-                    # Moves everything allocated meanwhile to the oldest generation without a
-                    # collection; re-enabled as is, the next young collections would walk all
-                    # of it twice over. Skipped if the application froze objects itself:
-                    # unfreeze() would undo that.
-                    gc.freeze()
-                    gc.unfreeze()
-                gc.enable()
-
-
-_gc_pause = _GcPause()

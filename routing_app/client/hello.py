@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from routing_app.client.cache import consumer_settings_from
+from routing_app.client.consumer_config import consumer_settings_from
 from routing_app.connection import CACHE_GROUP_PREFIX, reader_group, with_client_log
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 
-from routing_app.client.cache import consumer_settings_from
+from routing_app.client.consumer_config import consumer_settings_from
 from routing_app.client.partitioner import RoutingPath
 from routing_app.connection import METRICS_GROUP_PREFIX, reader_group
 from routing_app.metrics.families import Families, metric_name

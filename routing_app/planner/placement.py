@@ -174,13 +174,20 @@ class Placement(PartitionFigures):
 
     def shard_cap(self, tenant: str) -> int:
         """The most shards that spread the tenant. A relaxed one is round-robined: any number.
-        A strict one is spread by its streams, each on one shard: any number while its
-        heaviest stream fits a shard's unit; else only as many as leave each shard at least
-        that stream's rate (rate / heaviest stream). More would only thin the others around
-        it, and the shares the planner counts (rate / shards) would understate that shard."""
+        A strict one is spread by its streams, each on one shard: one shard when it is not
+        known to send several (key-only records, or a producer that does not report streams);
+        any number while its heaviest stream fits a shard's unit; else only as many as leave
+        each shard at least that stream's rate (rate / heaviest stream). More would only thin
+        the others around it, and the shares the planner counts (rate / shards) would
+        understate that shard."""
         route = self.routes.get(tenant)
-        heaviest = self.heaviest_stream(tenant)
-        if (route is not None and route.mode is RouteMode.RELAXED) or heaviest <= self.unit:
+        if route is not None and route.mode is RouteMode.RELAXED:
+            return self.max_shards
+        known = self.streams(tenant)
+        if known is None:
+            return 1  # one ordered stream (or unknown): every shard but one would stay empty
+        heaviest = known[0]
+        if heaviest <= self.unit:
             return self.max_shards
         return max(1, min(self.max_shards, math.floor(self.rate(tenant) / heaviest + 1e-9)))
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from routing_app.bench.drain import Checker
+from routing_app.bench.drain_checker import Checker
 from routing_app.client import RoutingProducer
 from routing_app.config import Settings
 from routing_app.connection import client_settings

@@ -14,8 +14,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from routing_app.client import RoutingProducer, java_partition
-from routing_app.client.producer import RoutingProducerError
+from routing_app.client import RoutingProducer, RoutingProducerError, java_partition
 from routing_app.codec import AvroCodec, registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings

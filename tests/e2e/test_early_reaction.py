@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing_app.bench.control_plane import run_reaction
+from routing_app.bench.reaction import run_reaction
 from routing_app.config import Settings
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,7 @@ import pytest
 from confluent_kafka import Producer
 
 from routing_app.app.launcher import launch_worker
-from routing_app.client import RoutingProducer, java_partition
-from routing_app.client.producer import RecordMetadata, RoutesNotReady
+from routing_app.client import RecordMetadata, RoutesNotReady, RoutingProducer, java_partition
 from routing_app.codec import registry_client
 from routing_app.config import Settings
 from routing_app.connection import client_settings

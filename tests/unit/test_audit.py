@@ -13,25 +13,19 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from routing_app.audit.history import (
+from routing_app.audit.consistency import verify
+from routing_app.audit.discrepancies import (
     EPOCH_CHAIN,
     EPOCH_REGRESSION,
     EVENT_WITHOUT_ROUTE,
-    EVENTS,
     FINAL_STATE,
     RECORD_MISMATCH,
     ROUTE_WITHOUT_EVENT,
-    ROUTES,
     UNDECODABLE,
-    EventRecord,
-    RouteRecord,
-    RoutesLog,
-    Undecodable,
-    table_at,
-    timeline,
-    verify,
 )
 from routing_app.audit.reader import AuditInput
+from routing_app.audit.records import EVENTS, ROUTES, EventRecord, RouteRecord, RoutesLog, Undecodable
+from routing_app.audit.replay import table_at, timeline
 from routing_app.audit.times import parse_time
 from routing_app.cli import audit as commands
 from routing_app.config import Settings

@@ -16,18 +16,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from routing_app.bench.report import (
-    BALANCE_PARTITIONS,
-    BALANCE_ZIPFS,
-    NOT_MEASURED,
-    PLOTS,
-    REPORT_FILE,
-    BenchResults,
-    balance_name,
-    render,
-    show,
-    write_report,
-)
+from routing_app.bench.report import PLOTS, REPORT_FILE, render, write_report
+from routing_app.bench.report_format import NOT_MEASURED, show
+from routing_app.bench.report_results import BALANCE_PARTITIONS, BALANCE_ZIPFS, BenchResults, balance_name
 from routing_app.bench.report_runs import (
     BENCHES,
     Run,

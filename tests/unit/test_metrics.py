@@ -314,7 +314,9 @@ def test_worker_collector_survives_a_worker_that_is_still_starting() -> None:
 def test_the_writer_tells_the_tally_of_each_event_once_and_keeps_a_bounded_log() -> None:
     import asyncio
 
-    from routing_app.app.writer import RECENT_EVENTS, RouteWriter, WriterTables
+    from routing_app.app.writer import RouteWriter
+    from routing_app.app.writer_events import RECENT_EVENTS
+    from routing_app.app.writer_tables import WriterTables
     from routing_app.codec import registry_client
     from routing_app.config import Settings
     from routing_app.control import Decision

@@ -140,7 +140,7 @@ def test_an_event_without_its_kind_is_still_read_by_its_words() -> None:
 
 
 def test_the_writers_repairs_carry_their_own_kind() -> None:
-    from routing_app.app.writer import repair_event
+    from routing_app.app.writer_repair import repair_event
     from routing_app.routes.model import Route
 
     forged, mine = Route("orders", "acme", (6,), 9), Route("orders", "acme", (2,), 3)

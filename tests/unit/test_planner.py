@@ -1220,6 +1220,30 @@ def test_a_strict_tenant_gets_more_partitions_only_as_far_as_its_streams_spread(
         assert heaviest < tr.records_per_s, change
 
 
+def test_a_tenant_of_one_stream_below_the_unit_is_not_sharded_either() -> None:
+    """Found by hypothesis: a hashed tenant that reports no streams (one ordered stream) and
+    sends less than a shard's unit was split over two partitions to relieve its hot one; its
+    records would all have stayed on one of them."""
+    policy = Policy(partition_capacity=1000.0, hysteresis=0.1, min_dwell_s=0.0, shard_fill=1.0)
+    inp = PlannerInput(
+        now_ms=NOW,
+        partition_counts={T: 4},
+        routes={(T, "t1"): Route(topic=T, tenant="t1", partitions=(0, 1), epoch=3)},
+        rates={
+            (T, tenant): TenantRate(T, tenant, rate)
+            for tenant, rate in {"t1": 84.0, "t11": 320.0, "t15": 575.0}.items()
+        },
+        loads={},
+        evacuated=frozenset({(T, 0)}),
+        policy=policy,
+    )
+    result = plan(inp)
+    assert result.changes  # the evacuation of partition 0 and what it sets off
+    for change in result.changes:
+        if change.tenant != "t1":
+            assert change.partitions is None or len(change.partitions) == 1, change
+
+
 @pytest.mark.parametrize("top", [-1.0, 0.0])
 def test_a_broken_top_stream_reads_as_one_stream(top: float) -> None:
     """Only what is known to split is sharded: a heaviest stream no real tenant can have (none,
@@ -1255,7 +1279,7 @@ def test_an_isolated_tenant_within_one_shard_is_left_alone_on_its_hot_partition(
     # Seen on the real stack: after isolating a x20 tenant, its own partition was "hot" (alone,
     # 3.9x the mean) and the last-resort split sharded it one window later: a second move
     # (and drain) that helped nobody.
-    from routing_app.app.planning import policy_from_text
+    from routing_app.app.policy_text import policy_from_text
 
     n = 12
     spiky = "spiky"

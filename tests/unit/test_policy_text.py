@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing_app.app import planning
-from routing_app.app.planning import policy_from_text
+from routing_app.app import policy_text as planning
+from routing_app.app.policy_text import policy_from_text
 from routing_app.config import ConfigError
 from routing_app.planner import Policy
 

@@ -291,7 +291,7 @@ def test_simulate_takes_policy_overrides() -> None:
 def test_the_demo_isolates_the_hot_tenant_and_merges_it_back_without_churn() -> None:
     """The demo's traffic and policy, with the live loop's timing (broker rates ahead of the
     window, moves that drain): tenant-hot is isolated, merges back once cool, nothing else."""
-    from routing_app.app.planning import policy_from_text
+    from routing_app.app.policy_text import policy_from_text
 
     policy = policy_from_text(DEMO_POLICY)
     for seed in (1, 2, 3):

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from routing_app.app.writer import RouteWriter, WriterTables
+from routing_app.app.writer import RouteWriter
 from routing_app.app.writer_input import WriterInput
+from routing_app.app.writer_tables import WriterTables
 from routing_app.codec import registry_client
 from routing_app.config import Settings
 from routing_app.control import ControlAction, ControlCommand
@@ -248,8 +249,8 @@ def test_a_goodbye_ends_the_wait_and_a_new_hello_brings_the_producer_back(
     plane: Plane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A producer gone without answering: the old partitions' end offsets stand in for it.
-    monkeypatch.setattr("routing_app.app.writer.admin_client", lambda _: object())
-    monkeypatch.setattr("routing_app.app.writer.end_offsets", lambda *_: {3: 0})
+    monkeypatch.setattr("routing_app.app.writer_broker.admin_client", lambda _: object())
+    monkeypatch.setattr("routing_app.app.writer_broker.end_offsets", lambda *_: {3: 0})
     plane.read(plane.hello("p1"))
     plane.move()
     plane.read(plane.answers.write(MessageKind.PRODUCER_CLOSED, b"p1", b"p1"))
