@@ -13,7 +13,7 @@ from collections.abc import MutableMapping, Sequence
 from routing_app.app.writer import RouteWriter
 from routing_app.control import decide_planned
 from routing_app.planner import Plan, PlannedChange, PlannerInput
-from routing_app.routes.model import route_key
+from routing_app.routes.model import HASH_BASE_TENANT, RouteStatus, route_key
 
 
 class ChangeWriter:
@@ -30,8 +30,13 @@ class ChangeWriter:
         for change in changes:
             key = (change.topic, change.tenant)
             current = self._writer.current(*key)
-            seen = inp.routes.get(key)
-            if (current.epoch if current else None) != (seen.epoch if seen else None):
+            if change.tenant == HASH_BASE_TENANT:
+                # A rebase's end: the planner saw the base (inp.hash_bases), not as a route.
+                stale = current is None or current.status is not RouteStatus.ACTIVE
+            else:
+                seen = inp.routes.get(key)
+                stale = (current.epoch if current else None) != (seen.epoch if seen else None)
+            if stale:
                 # The route changed after the planner looked: its reasoning is out of date.
                 self._counters["stale_decisions"] += 1
                 continue

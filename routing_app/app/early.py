@@ -86,15 +86,19 @@ def surge_input(
     )
 
 
-def placement_of(key: TenantKey, route: Route | None, partitions: int) -> tuple[int, ...]:
-    """Where the producers send the tenant: its route's partitions, or its murmur2 home."""
+def placement_of(
+    key: TenantKey, route: Route | None, partitions: int, modulus: int | None = None
+) -> tuple[int, ...]:
+    """Where the producers send the tenant: its route's partitions, or its murmur2 home (by
+    ``modulus``, the topic's hash base, where it has one)."""
     placed = usable_partitions(route, partitions) if route is not None else None
     if placed is not None:
         return placed
-    memo = homes(partitions)  # the planner's memo: hashing every tenant is the slow part
+    by = partitions if modulus is None else modulus
+    memo = homes(by)  # the planner's memo: hashing every tenant is the slow part
     home = memo.get(key[1])
     if home is None:
-        home = memo[key[1]] = java_partition(key[1].encode(), partitions)
+        home = memo[key[1]] = java_partition(key[1].encode(), by)
     return (home,)
 
 
@@ -103,14 +107,15 @@ def crowded(inp: PlannerInput, tenants: Iterable[TenantKey]) -> dict[TenantKey, 
     keep at or above the merge level (``min(1 + tolerance, hot_threshold) x mean``): tenant ->
     its partition."""
     policy = inp.policy
-    loads = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual)
+    moduli = {topic: inp.modulus(topic) for topic in inp.hash_bases}
+    loads = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual, moduli)
     out: dict[TenantKey, int] = {}
     for key in sorted(set(tenants)):
         n = inp.partition_counts.get(key[0], 0)
         rate = inp.rates.get(key)
         if n <= 0 or rate is None:
             continue
-        parts = placement_of(key, inp.routes.get(key), n)
+        parts = placement_of(key, inp.routes.get(key), n, inp.modulus(key[0]))
         if len(parts) != 1:
             continue  # sharded: its shares were placed to fit
         (p,) = parts
@@ -137,7 +142,9 @@ def relieve_input(inp: PlannerInput, tenant: TenantKey, partition: int) -> Plann
     neighbours = {
         key
         for key in set(inp.rates) | set(inp.routes)
-        if key[0] == topic and key != tenant and partition in placement_of(key, inp.routes.get(key), n)
+        if key[0] == topic
+        and key != tenant
+        and partition in placement_of(key, inp.routes.get(key), n, inp.modulus(topic))
     }
     everyone = set(inp.rates) | set(inp.routes)
     # merge_back_threshold 0: no merge in this plan, and rebalancing's smallest move is

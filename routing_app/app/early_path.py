@@ -133,6 +133,7 @@ class EarlyPath:
             history=self._writer.history(),
             evacuated=self._writer.evacuated(),
             partition_counts=counts,
+            hash_bases=self._writer.hash_bases(),
         )
         result = await self._plan(inp, "an early plan")
         if result is None:
@@ -218,6 +219,7 @@ class EarlyPath:
             history=self._writer.history(),
             frozen=self._writer.frozen(),
             evacuated=self._writer.evacuated(),
+            hash_bases=self._writer.hash_bases(),
         )
 
     async def _plan(self, inp: PlannerInput, what: str) -> Plan | None:

@@ -71,6 +71,7 @@ async def window_input(
         residual={k: v for k, v in residual.items() if k[0] in counts},
         policy=policy,
         complete=window.complete,
+        hash_bases={t: b for t, b in writer.hash_bases().items() if t in counts},
     )
 
 

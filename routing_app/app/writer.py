@@ -34,15 +34,16 @@ from routing_app.app.writer_repair import RouteRepair
 from routing_app.app.writer_tables import WriterTables
 from routing_app.codec import AvroCodec
 from routing_app.config import Settings
-from routing_app.control import CONTROL_SCHEMA, Decision, apply_command
-from routing_app.control.decide import rejected
+from routing_app.control import CONTROL_SCHEMA, ControlAction, Decision, apply_command
+from routing_app.control.decision import rejected
 from routing_app.control.drain import Drain, needs_drain
 from routing_app.planner import PartitionKey, TenantHistory, TenantKey
+from routing_app.planner.model import HashBase
 from routing_app.routes import Route
 from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, drain_ack_subject
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 from routing_app.routes.messages import MessageKind
-from routing_app.routes.model import route_key
+from routing_app.routes.model import HASH_BASE_TENANT, hash_base_of, route_key
 from routing_app.topics import partition_count
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,21 @@ class RouteWriter:
         return self.tables.last_epoch(key)
 
     def routes(self) -> dict[TenantKey, Route]:
-        return {(r.topic, r.tenant): r for r in self.tables.routes.values() if isinstance(r, Route)}
+        """Every tenant's route (topics' hash bases are not tenants: see hash_bases)."""
+        return {
+            (r.topic, r.tenant): r
+            for r in self.tables.routes.values()
+            if isinstance(r, Route) and r.tenant != HASH_BASE_TENANT
+        }
+
+    def hash_bases(self) -> dict[str, HashBase]:
+        """The data topics that hash unrouted keys by a base (``topics expand``), draining or
+        active: from the base's first write on, producers hash by it."""
+        return {
+            r.topic: HashBase.of(r)
+            for r in self.tables.routes.values()
+            if isinstance(r, Route) and r.tenant == HASH_BASE_TENANT
+        }
 
     def history(self) -> dict[TenantKey, TenantHistory]:
         found: dict[TenantKey, TenantHistory] = {}
@@ -186,7 +201,11 @@ class RouteWriter:
 
     async def partition_count(self, topic: str) -> int | None:
         cached = self._partition_counts.get(topic)
-        if cached is not None and time.monotonic() - cached[0] < _PARTITION_COUNT_TTL_S:
+        base = hash_base_of(self.current(topic, HASH_BASE_TENANT))
+        # A topic whose base equals its count is about to grow (topics expand): no cache, so
+        # the planner fills the new partitions from its first window after the growth.
+        fresh = base is None or cached is None or cached[1] != base
+        if cached is not None and fresh and time.monotonic() - cached[0] < _PARTITION_COUNT_TTL_S:
             return cached[1]
         count = await asyncio.to_thread(partition_count, self._settings.kafka, topic)
         self._partition_counts[topic] = (time.monotonic(), count)
@@ -213,6 +232,9 @@ class RouteWriter:
         if refusal is not None:
             await self._write(rejected(command, refusal, self.worker_id, _now_ms()))
             return
+        if command.action is ControlAction.EXPAND:
+            # The base must be the count the broker has now, not one cached a while ago.
+            self._partition_counts.pop(command.topic, None)
         count = await self.partition_count(command.topic)
         key = route_key(command.topic, command.tenant)
         current = self.current(command.topic, command.tenant)

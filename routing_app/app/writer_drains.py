@@ -31,7 +31,7 @@ from routing_app.control.drain import Drain, OnTimeout, Phase
 from routing_app.routes import Route
 from routing_app.routes.drain_ack import DrainAck
 from routing_app.routes.messages import MessageKind
-from routing_app.routes.model import route_key
+from routing_app.routes.model import HASH_BASE_TENANT, hash_base_of, hash_modulus, route_key
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,15 @@ class DrainSupervisor:
         """The draining route to write instead of the decision, its drain recorded; None when
         the move changes no partition after all (default hashing lands where it is)."""
         event = decision.event
-        hashed = java_partition(event.tenant.encode("utf-8", "surrogateescape"), partition_count)
+        current_base = self._tables.route(route_key(event.topic, HASH_BASE_TENANT))
+        hashed = (
+            None
+            if event.tenant == HASH_BASE_TENANT
+            else java_partition(
+                event.tenant.encode("utf-8", "surrogateescape"),
+                hash_modulus(partition_count, hash_base_of(current_base)),
+            )
+        )
         draining, drain = drains.start(
             decision,
             current,
@@ -218,7 +226,9 @@ class DrainSupervisor:
             drain,
             self._tables.route(key),
             outcome,
-            self._on_timeout,
+            # A hash base not every producer acknowledged must not stand: the topic would grow
+            # under a producer that still hashes by the partition count.
+            OnTimeout.ABORT if drain.tenant == HASH_BASE_TENANT else self._on_timeout,
             now_ms=_now_ms(),
             worker_id=self._worker_id,
             waiting_for=waiting_for,

@@ -67,7 +67,14 @@ class EventRecord:
     @property
     def changes_route(self) -> bool:
         e = self.event
-        return e.action not in NO_ROUTE_CHANGE and bool(e.tenant) and e.to_epoch is not None
+        if e.action in NO_ROUTE_CHANGE or e.to_epoch is None:
+            return False
+        if e.tenant:
+            return True
+        # A topic's hash base (topics expand): its writes carry epochs like a route's; an
+        # expand that kept the base it found wrote nothing. Other topic-wide events (evacuate)
+        # have no epoch.
+        return not (e.action == "expand" and e.from_epoch == e.to_epoch)
 
     @property
     def tombstone(self) -> bool:

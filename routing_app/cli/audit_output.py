@@ -80,7 +80,7 @@ def _change(step: Step) -> str:
 # -- steps: `replay` and `tenant` -----------------------------------------------------------------
 REPLAY_COLUMNS: list[Column] = [
     ("time", lambda s: format_time(s.at_ms)),
-    ("topic/tenant", lambda s: s.key),
+    ("topic/tenant", lambda s: s.key if s.tenant else f"{s.topic} (hash base)"),
     ("action", lambda s: s.action),
     ("change", _change),
     ("epoch", lambda s: _epochs(s.from_epoch, s.to_epoch) if s.changes_route else ""),
@@ -126,7 +126,8 @@ STEP_CSV: list[Column] = [
 # -- placements: `at` -----------------------------------------------------------------------------
 PLACEMENT_COLUMNS: list[Column] = [
     ("topic", lambda p: p.topic),
-    ("tenant", lambda p: p.tenant),
+    # The empty tenant's key holds the topic's hash base (routing-app topics expand).
+    ("tenant", lambda p: p.tenant or "(hash base)"),
     ("partitions", lambda p: partitions_text(p.partitions)),
     ("epoch", lambda p: optional_text(p.epoch)),
     ("status", lambda p: p.status),

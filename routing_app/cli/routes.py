@@ -35,7 +35,7 @@ def routes() -> None:
     """
 
 
-def _issuer(settings: Settings) -> str:
+def issuer(settings: Settings) -> str:
     """Who issues a command: the Kafka principal where there is one (the writer may check it
     against operator_principals), else the local user name, for the audit trail."""
     return settings.principal or getpass.getuser()
@@ -144,7 +144,7 @@ def pin(
             partitions,
             RouteMode(mode) if mode else None,
             reason,
-            _issuer(settings),
+            issuer(settings),
         ),
         wait,
     )
@@ -162,7 +162,7 @@ def _tenant_command(action: ControlAction, doc: str) -> None:
     def command(settings: Settings, topic: str, tenant: str, reason: str, wait: float) -> None:
         _send(
             settings,
-            ControlCommand(action, topic, tenant, now_ms(), reason=reason, issued_by=_issuer(settings)),
+            ControlCommand(action, topic, tenant, now_ms(), reason=reason, issued_by=issuer(settings)),
             wait,
         )
 
@@ -192,7 +192,7 @@ def _evacuate(settings: Settings, topic: str, partitions: tuple[int, ...], reaso
             now_ms(),
             partitions,
             reason=reason,
-            issued_by=_issuer(settings),
+            issued_by=issuer(settings),
         ),
         wait,
     )

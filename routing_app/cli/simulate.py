@@ -122,6 +122,20 @@ LOAD_FRACTION = 0.5  # default total rate: mean partition load at half the capac
     "(even keys) to this. A strict tenant gets at most rate / heaviest key shards "
     "once that key is bigger than a shard.",
 )
+@click.option(
+    "--expand-at",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Grow the topic at this fraction of the run (routing-app topics expand): unrouted "
+    "tenants keep hashing by the old count and the planner fills the new partitions.",
+)
+@click.option(
+    "--to",
+    "expand_to",
+    type=click.IntRange(min=2),
+    default=None,
+    help="The partition count --expand-at grows to.",
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
     "--policy",
@@ -153,6 +167,8 @@ def simulate(
     keyless_fraction: float,
     keys_max: int,
     key_zipf: float,
+    expand_at: float | None,
+    expand_to: int | None,
     seed: int,
     policy_text: str,
     series: bool,
@@ -176,6 +192,10 @@ def simulate(
             raise click.BadParameter(str(exc), param_hint="--policy") from exc
     if capacity is not None:
         policy = replace(policy, partition_capacity=capacity)
+    if (expand_at is None) != (expand_to is None):
+        raise click.UsageError("--expand-at and --to go together")
+    if expand_to is not None and expand_to <= partitions:
+        raise click.BadParameter(f"must be more than --partitions ({partitions})", param_hint="--to")
     rate = total_rate if total_rate is not None else (LOAD_FRACTION * policy.partition_capacity * partitions)
     config = SimConfig(
         traffic=TrafficConfig(
@@ -196,6 +216,8 @@ def simulate(
         hours=hours,
         window_s=window_s,
         policy=policy,
+        expand_at=expand_at,
+        expand_to=expand_to,
     )
     err = Console(stderr=True)
     if err.is_terminal:
@@ -227,6 +249,9 @@ def report(result: SimResult) -> dict[str, Any]:
     figures["targets"] = {name: goal for name, (goal, _) in TARGETS.items()}
     figures["targets_met"] = {name: figures[name] <= goal for name, (goal, _) in TARGETS.items()}
     figures["timeline"] = result.timeline()
+    expansion = result.expansion()
+    if expansion is not None:
+        figures["expansion"] = expansion
     figures["policy"] = asdict(result.config.policy)
     return figures
 
@@ -312,6 +337,20 @@ def _print_tables(console: Console, result: SimResult, figures: dict[str, Any]) 
             f"{row['routed']:,}",
         )
     console.print(timeline)
+    expansion = figures.get("expansion")
+    if expansion is not None:
+        trigger = 1 + cfg.policy.tolerance
+        minutes = expansion["minutes_to_trigger"]
+        console.print(
+            f"Expansion at minute {expansion['at_s'] / 60:g}: {expansion['from']} -> {expansion['to']} "
+            f"partitions. max/mean {expansion['max_over_mean_before']} before, "
+            f"{expansion['max_over_mean_at_growth']} at the growth (unrouted tenants hash by "
+            f"{expansion['from']}), {expansion['max_over_mean_end']} at the end; back under "
+            f"{trigger:g} after {'never' if minutes is None else f'{minutes:g} min'}; "
+            f"{expansion['moves_after']:,} moves after it, {expansion['fill_moves']:,} of them fills. "
+            f"Plain Kafka (every key rehashed by {expansion['to']}, order broken): "
+            f"{expansion['hash_max_over_mean_end']}."
+        )
     console.print(
         "Steady state = the second half of the run (after the start-up moves, still "
         "with flashes, churn and the diurnal wave)."

@@ -1,4 +1,4 @@
-"""``routing-app topics ensure | check | create``."""
+"""``routing-app topics ensure | check | create | expand | rebase``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from routing_app.cli.context import pass_settings
+from routing_app.cli.routes import issuer
 from routing_app.config import Settings
+from routing_app.control import ControlAction, ControlClient, ControlCommand
+from routing_app.control.client import now_ms
+from routing_app.control.expand import ExpansionError, expand_topic
+from routing_app.routes.model import HASH_BASE_TENANT
 from routing_app.topics.admin import (
     SubjectCompatibilityError,
     TopicReplicationError,
@@ -101,3 +106,78 @@ def create(settings: Settings, name: str, partitions: int) -> None:
         console.print(f"[green]created[/] {name} with {partitions} partitions")
     else:
         console.print(f"{name} already exists")
+
+
+@topics.command()
+@click.argument("name")
+@click.option(
+    "--to", "grow_to", type=click.IntRange(2), required=True, help="The partition count to grow to."
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(1),
+    default=None,
+    help="Seconds to wait for every live producer to acknowledge the hash base "
+    "[default: drain_timeout_ms + 15 s].",
+)
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@pass_settings
+def expand(settings: Settings, name: str, grow_to: int, wait: float | None, reason: str) -> None:
+    """Grow a data topic without moving any key: its hash base first, then the partitions.
+
+    Unrouted keys keep hashing by the count before the growth (the base, recorded on the
+    routes topic and acknowledged by every live producer before the broker's count is
+    raised); the planner then fills the new partitions with ordering-safe moves. Exit 1, with
+    the topic not grown, when a producer did not acknowledge the base in time, the writer
+    refused, or the broker refused."""
+    wait_s = wait if wait is not None else settings.drain_timeout_ms / 1000 + 15
+    try:
+        with console.status("expanding") as status:
+            done = expand_topic(
+                settings,
+                name,
+                grow_to,
+                wait_s=wait_s,
+                issued_by=issuer(settings),
+                reason=reason,
+                progress=lambda text: status.update(text),
+            )
+    except ExpansionError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        sys.exit(1)
+    acked = done.acknowledged
+    how = (
+        f"acknowledged by {int(acked.observed.get('producers_acked', 0))} live producer(s) in "
+        f"{acked.observed.get('pause_ms', 0):.0f} ms"
+        if acked is not None
+        else "recorded before"
+    )
+    console.print(
+        f"[green]expanded[/] {name}: {done.before} -> {done.after} partitions; unrouted keys hash by "
+        f"{done.base} (hash base {how}); the planner fills partitions {done.before}..{done.after - 1} "
+        f"with strict moves (reason_kind fill: `routing-app audit replay --topic {name}`)"
+    )
+
+
+@topics.command()
+@click.argument("name")
+@click.option("--reason", default="", help="Why, for the audit trail.")
+@click.option("--wait", type=click.FloatRange(0), default=15.0, show_default=True)
+@pass_settings
+def rebase(settings: Settings, name: str, reason: str, wait: float) -> None:
+    """After expand: move the hashed tenants to murmur2 % partitions, then drop the hash base.
+
+    The planner moves them in drained batches (its move budget per cycle); once none is left
+    it drops the base (an event `rebase`). Exit 1 when the writer refused."""
+    command = ControlCommand(
+        ControlAction.REBASE, name, HASH_BASE_TENANT, now_ms(), reason=reason, issued_by=issuer(settings)
+    )
+    with ControlClient(settings) as client:
+        event = client.send(command, wait_s=wait)
+    if event is None:
+        console.print(f"[red]no answer from a worker within {wait}s[/] (is a worker running?)")
+        sys.exit(2)
+    if not event.applied:
+        console.print(f"[red]rejected[/]: {event.reason}")
+        sys.exit(1)
+    console.print(f"[green]rebasing[/] {name}: {event.reason}")

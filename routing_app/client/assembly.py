@@ -35,6 +35,7 @@ from routing_app.codec import AvroCodec, registry_client
 from routing_app.connection import with_client_log
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, drain_ack_subject
+from routing_app.routes.model import HASH_BASE_TENANT
 from routing_app.usage import USAGE_SCHEMA, UsageAccumulator
 
 
@@ -210,7 +211,11 @@ class ProducerParts:
         """Cache listener (the cache's thread): holds or releases the tenant, forgets its cell."""
         self.memo.changed()
         self.drains.route_changed(topic, tenant, route)
-        self.memo.forget(topic, tenant)
+        if tenant == HASH_BASE_TENANT:
+            # The topic's hash base (topics expand): every hashed key's choice may change.
+            self.memo.forget_topics([topic])
+        else:
+            self.memo.forget(topic, tenant)
 
     def _send_released(self, topic: str, value: Any, key: Any, options: dict[str, Any]) -> None:
         # The drains are built before the sender, which needs their holds.

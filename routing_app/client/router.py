@@ -14,7 +14,7 @@ from routing_app.client.holds import TenantHold
 from routing_app.client.metadata import PartitionCounts
 from routing_app.client.partitioner import RoutingPath, choose_partition
 from routing_app.routes import Route
-from routing_app.routes.model import RouteMode, RouteStatus
+from routing_app.routes.model import HASH_BASE_TENANT, RouteMode, RouteStatus, hash_modulus
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +59,21 @@ class Router:
             secondary = key
         route_partitions = None
         relaxed = False
+        modulus = count
         if tenant_bytes is not None and self._cache is not None:
             routes = self._cache.routes_for_topic(topic)
             if routes:
+                modulus = _modulus(routes, count)
                 tenant_name = (
                     tenant if isinstance(tenant, str) else tenant_bytes.decode("utf-8", "surrogateescape")
                 )
-                route = routes.get(tenant_name)
+                # The empty tenant's key holds the topic's hash base: no tenant is routed by it.
+                route = routes.get(tenant_name) if tenant_name else None
                 if route is not None:
                     route_partitions = self._usable(route, count)
                     relaxed = route.mode is RouteMode.RELAXED
         return choose_partition(
-            count, route_partitions, tenant_bytes, secondary, self._round_robin, spread_keyless=relaxed
+            modulus, route_partitions, tenant_bytes, secondary, self._round_robin, spread_keyless=relaxed
         )
 
     def plain_choice(self, topic: str, key: Any, count: int) -> tuple[int, str] | None:
@@ -83,11 +86,11 @@ class Router:
             return None
         routes = self._routes_by_topic.get(topic)
         name = key.decode("utf-8", "surrogateescape")
-        route = routes.get(name) if routes else None
+        route = routes.get(name) if routes and name else None
         if self._holds and (topic, name) in self._holds:
             return None
         if route is None:
-            return murmur2(key, count), _HASHED
+            return murmur2(key, _modulus(routes, count) if routes else count), _HASHED
         shards = route.partitions
         if len(shards) != 1 or shards[0] >= count or route.status is _DRAINING:
             return None
@@ -109,3 +112,9 @@ class Router:
             count,
         )
         return None
+
+
+def _modulus(routes: dict[str, Route], count: int) -> int:
+    """What unrouted keys of the topic hash by: its hash base if it has one (topics expand)."""
+    base = routes.get(HASH_BASE_TENANT)
+    return count if base is None else hash_modulus(count, len(base.partitions))

@@ -19,6 +19,10 @@ class ControlAction(StrEnum):
     EVACUATE = "evacuate"  # move every tenant off the given partitions of a topic
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
+    # `topics expand`: record the topic's hash base (tenant ""), partitions = (the new count,)
+    EXPAND = "expand"
+    # `topics rebase`: hashed tenants move to their home by the count, then the base goes
+    REBASE = "rebase"
     UNKNOWN = "unknown"  # a newer writer's action this reader does not know (schema default)
 
 

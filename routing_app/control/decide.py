@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 
 from routing_app.control.commands import ControlAction, ControlCommand
+from routing_app.control.decision import OPERATOR, Decision, rejected
+from routing_app.control.hash_base import hash_base_command
 from routing_app.planner import PlannedChange
-from routing_app.routes.events import ReassignmentEvent, WriterReasonKind
-from routing_app.routes.model import Route, RouteError, RouteMode, RouteStatus, validate_topic_name
+from routing_app.routes.events import ReassignmentEvent
+from routing_app.routes.model import (
+    Route,
+    RouteError,
+    RouteMode,
+    RouteStatus,
+    validate_topic_name,
+)
 
 PINNED = "pinned"
-OPERATOR = WriterReasonKind.OPERATOR.value
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to write: ``route`` (None with ``tombstone`` = remove) and the event that explains it."""
-
-    # epoch: the event's to_epoch is the epoch the change consumed (a tombstone consumes one too).
-
-    event: ReassignmentEvent
-    route: Route | None = None
-    tombstone: bool = False
-
-    @property
-    def changes_route(self) -> bool:
-        return self.route is not None or self.tombstone
-
-
-def rejected(command: ControlCommand, reason: str, worker_id: str, now_ms: int) -> Decision:
-    return Decision(
-        ReassignmentEvent(
-            topic=command.topic,
-            tenant=command.tenant,
-            action="rejected",
-            reason=f"{command.action.value} rejected: {reason}",
-            decided_at_ms=now_ms,
-            worker_id=worker_id,
-            to_partitions=command.partitions,
-            command_id=command.command_id,
-            reason_kind=WriterReasonKind.REJECTED.value,
-        )
-    )
 
 
 def apply_command(
@@ -61,33 +38,9 @@ def apply_command(
         return rejected(command, str(exc), worker_id, now_ms)
     if partition_count is None:
         return rejected(command, f"data topic {command.topic!r} does not exist", worker_id, now_ms)
-    if command.action is ControlAction.EVACUATE:
-        bad = [p for p in command.partitions if not 0 <= p < partition_count]
-        if bad:
-            return rejected(
-                command,
-                f"partition {bad[0]} does not exist on {command.topic!r} (valid: 0..{partition_count - 1})",
-                worker_id,
-                now_ms,
-            )
-        what = (
-            f"evacuate partitions {sorted(set(command.partitions))}"
-            if command.partitions
-            else "stop evacuating"
-        )
-        return Decision(
-            ReassignmentEvent(
-                topic=command.topic,
-                tenant=command.tenant,
-                action=ControlAction.EVACUATE.value,
-                reason=f"operator {what}" + (f" ({command.reason})" if command.reason else ""),
-                decided_at_ms=now_ms,
-                worker_id=worker_id,
-                to_partitions=tuple(sorted(set(command.partitions))),
-                command_id=command.command_id,
-                reason_kind=OPERATOR,
-            )
-        )
+    by_topic = _TOPIC_COMMANDS.get(command.action)
+    if by_topic is not None:
+        return by_topic(command, current, last_epoch, partition_count, worker_id, now_ms)
     if not command.tenant:
         return rejected(command, "empty tenant id", worker_id, now_ms)
     if command.action in (ControlAction.FREEZE, ControlAction.UNFREEZE):
@@ -162,6 +115,50 @@ def apply_command(
     return rejected(
         command, f"action {command.action.value!r} is not supported by this writer", worker_id, now_ms
     )
+
+
+def _evacuate(
+    command: ControlCommand,
+    current: Route | None,
+    last_epoch: int,
+    partition_count: int,
+    worker_id: str,
+    now_ms: int,
+) -> Decision:
+    """Move every tenant off the given partitions (none: stop evacuating)."""
+    bad = [p for p in command.partitions if not 0 <= p < partition_count]
+    if bad:
+        return rejected(
+            command,
+            f"partition {bad[0]} does not exist on {command.topic!r} (valid: 0..{partition_count - 1})",
+            worker_id,
+            now_ms,
+        )
+    what = (
+        f"evacuate partitions {sorted(set(command.partitions))}" if command.partitions else "stop evacuating"
+    )
+    return Decision(
+        ReassignmentEvent(
+            topic=command.topic,
+            tenant=command.tenant,
+            action=ControlAction.EVACUATE.value,
+            reason=f"operator {what}" + (f" ({command.reason})" if command.reason else ""),
+            decided_at_ms=now_ms,
+            worker_id=worker_id,
+            to_partitions=tuple(sorted(set(command.partitions))),
+            command_id=command.command_id,
+            reason_kind=OPERATOR,
+        )
+    )
+
+
+_TopicCommand = Callable[[ControlCommand, Route | None, int, int, str, int], Decision]
+# Commands about a whole data topic rather than one tenant.
+_TOPIC_COMMANDS: dict[ControlAction, _TopicCommand] = {
+    ControlAction.EVACUATE: _evacuate,
+    ControlAction.EXPAND: hash_base_command,
+    ControlAction.REBASE: hash_base_command,
+}
 
 
 def decide_planned(

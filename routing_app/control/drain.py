@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from routing_app.control.decide import Decision
+from routing_app.control.decision import Decision
 from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, DrainAck, drain_ack_subject
 from routing_app.routes.events import ReassignmentEvent, WriterReasonKind
 from routing_app.routes.model import Route, RouteMode, RouteStatus
@@ -173,19 +173,27 @@ def needs_drain(decision: Decision, current: Route | None) -> bool:
 def start(
     decision: Decision,
     current: Route | None,
-    hashed_partition: int,
+    hashed_partition: int | None,
     *,
     now_ms: int,
     timeout_ms: int,
     live_producers: Set[str],
 ) -> tuple[Decision, Drain]:
-    """The draining route (same epoch the decision would have used) and the drain to follow."""
+    """The draining route (same epoch the decision would have used) and the drain to follow.
+
+    ``hashed_partition``: where default hashing puts the tenant; None for a topic's hash base,
+    which places no records of its own: its drain leaves no partition, so it waits for the
+    producers' answers only (each one's acknowledgement that it knows the base)."""
     event = decision.event
     epoch = event.to_epoch if decision.route is None else decision.route.epoch
     assert epoch is not None, "a route change always has an epoch"
-    from_partitions = current.partitions if current is not None else (hashed_partition,)
+    hashed = () if hashed_partition is None else (hashed_partition,)
+    from_partitions = current.partitions if current is not None else hashed
     then_tombstone = decision.route is None
-    to_partitions = (hashed_partition,) if then_tombstone else decision.route.partitions  # type: ignore[union-attr]
+    to_partitions = hashed if then_tombstone else decision.route.partitions  # type: ignore[union-attr]
+    # A hash base going away goes nowhere, yet a route names a partition: while it drains it
+    # keeps naming its own (producers keep hashing by it until the tombstone).
+    shown = to_partitions or from_partitions
     template = decision.route or current
     assert template is not None
     attributes = dict(template.attributes)
@@ -195,7 +203,7 @@ def start(
         attributes[WAS_HASHED] = "hashed"
     draining = replace(
         template,
-        partitions=to_partitions,
+        partitions=shown,
         previous_partitions=from_partitions,
         epoch=epoch,
         status=RouteStatus.DRAINING,
@@ -218,7 +226,7 @@ def start(
     draining_event = replace(
         event,
         from_partitions=from_partitions,
-        to_partitions=to_partitions,
+        to_partitions=shown,
         to_epoch=epoch,
         status=RouteStatus.DRAINING.value,
         mode=draining.mode.value,

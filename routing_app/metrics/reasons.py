@@ -27,6 +27,8 @@ ACTIONS = frozenset(
         "merge",
         "rebalance",
         "evacuate",
+        "expand",
+        "rebase",
         "pin",
         "unpin",
         "freeze",

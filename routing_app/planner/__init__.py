@@ -24,7 +24,13 @@ first); each step is a module that works on the topic's ``placement.Placement``:
    alone, else the largest that fits; if nothing fits whole, ``make_room`` by moving a few
    smaller tenants off a roomy partition, or as a last resort give a tenant more shards),
    never moving a tenant the merge rule would send straight back; ``merge`` cooled routed
-   tenants back to hashing where their hash partition stays below the rebalance trigger.
+   tenants back to hashing where their hash partition stays below the rebalance trigger;
+4. ``rebase``, only for a topic an operator rebases after ``topics expand``: hashed tenants move
+   to their home by the partition count, then the topic's hash base is dropped.
+
+A topic grown by ``routing-app topics expand`` has a hash base (``HashBase``): its unrouted
+tenants hash by the count before the growth, so none moved; rebalancing fills the partitions
+added (``ReasonKind.FILL``) with the same strict moves as any other.
 
 Every change carries its ``ReasonKind``, set by the step that decides it, and an English
 ``reason`` built by ``reasons`` (words only: metrics and audit group by the kind).
@@ -41,6 +47,7 @@ from routing_app.planner.loads import estimate_loads, shard_unit
 from routing_app.planner.model import (
     PINNED,
     Action,
+    HashBase,
     PartitionKey,
     PartitionLoad,
     Plan,
@@ -57,6 +64,7 @@ from routing_app.planner.routes import apply_changes, is_pinned, usable_partitio
 __all__ = [
     "PINNED",
     "Action",
+    "HashBase",
     "PartitionKey",
     "PartitionLoad",
     "Plan",

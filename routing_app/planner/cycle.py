@@ -17,6 +17,7 @@ from routing_app.planner.model import (
 )
 from routing_app.planner.placement import Budget, OutOfMoves, Placement
 from routing_app.planner.rebalance import rebalance
+from routing_app.planner.rebase import rebase
 from routing_app.planner.shard import shard
 from routing_app.planner.tenants import TopicTenants, group_tenants
 from routing_app.routes.model import Route
@@ -39,6 +40,8 @@ def plan(inp: PlannerInput) -> Plan:
             settle(state)
             while state.changed and _shard_again(state):
                 settle(state)
+        for state in topics:
+            rebase(state)
     except OutOfMoves:
         budget.truncated = True
     return Plan(changes=tuple(changes), history=_history(inp, topics), truncated=budget.truncated)
@@ -60,7 +63,8 @@ def settle(state: Placement) -> None:
         moved = isolate(state)
         if complete:
             moved = rebalance(state) or moved
-            moved = merge(state, cool) or moved
+            if not state.rebasing:  # a merge would hash by the base the rebase is dropping
+                moved = merge(state, cool) or moved
         if not moved:
             return
 
@@ -70,7 +74,8 @@ def placements(inp: PlannerInput, budget: Budget, changes: list[PlannedChange]) 
     routes: dict[str, dict[str, Route]] = {}
     for (topic, tenant), route in inp.routes.items():
         routes.setdefault(topic, {})[tenant] = route
-    tenants = group_tenants(inp.rates, routes, inp.partition_counts)
+    moduli = {topic: inp.modulus(topic) for topic in inp.hash_bases}
+    tenants = group_tenants(inp.rates, routes, inp.partition_counts, moduli)
     residual: dict[str, dict[int, float]] = {}
     for (topic, p), value in inp.residual.items():
         residual.setdefault(topic, {})[p] = clean(value)

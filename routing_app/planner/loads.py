@@ -25,8 +25,10 @@ def estimate_loads(
     routes: Mapping[TenantKey, Route],
     rates: Mapping[TenantKey, TenantRate],
     residual: Mapping[PartitionKey, float] | None = None,
+    moduli: Mapping[str, int] | None = None,
 ) -> dict[PartitionKey, float]:
-    """Records/s per partition if every tenant sends its rate where its route (or murmur2) says."""
+    """Records/s per partition if every tenant sends its rate where its route (or murmur2) says;
+    ``moduli``: what a topic's unrouted tenants hash by where it is not its count (a base)."""
     parts: dict[str, list[list[float]]] = {
         t: [[] for _ in range(n)] for t, n in partition_counts.items() if n > 0
     }
@@ -38,7 +40,8 @@ def estimate_loads(
         route = routes.get((topic, tenant))
         placed = usable_partitions(route, len(shares)) if route is not None else None
         if placed is None:
-            shares[java_partition(tenant.encode(), len(shares))].append(rate)
+            modulus = len(shares) if moduli is None else moduli.get(topic, len(shares))
+            shares[java_partition(tenant.encode(), modulus)].append(rate)
         else:
             for p in placed:
                 shares[p].append(rate / len(placed))

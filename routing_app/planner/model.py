@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from routing_app.routes.model import Route
+from routing_app.routes.model import REBASE_ATTRIBUTE, REBASE_REQUESTED, Route, RouteStatus, hash_modulus
 
 TenantKey = tuple[str, str]  # (data topic, tenant)
 PartitionKey = tuple[str, int]  # (data topic, partition)
@@ -26,6 +26,9 @@ class Action(StrEnum):
     REBALANCE = "rebalance"  # a medium tenant moves off a partition that stays above the mean
     # a tenant moves off a partition an operator is evacuating (or off a route it cannot use)
     EVACUATE = "evacuate"
+    # after `topics expand`: a hashed tenant moves to where hashing by the new count puts it,
+    # and once none is left the topic's hash base is dropped (the base's tombstone)
+    REBASE = "rebase"
 
 
 class ReasonKind(StrEnum):
@@ -43,8 +46,12 @@ class ReasonKind(StrEnum):
     # rebalance
     OVER_MEAN = "over_mean"  # its partition stays above mean x (1 + tolerance)
     MAKING_ROOM = "making_room"  # moved aside so a bigger tenant from a hot partition fits
+    FILL = "fill"  # moved onto a partition `topics expand` added, for balance
     # merge
     COOLED = "cooled"  # below the merge-back level for the cool-down: back to hashing
+    # rebase
+    REBASE_HOME = "rebase_home"  # to its murmur2 home by the topic's partition count
+    BASE_DROPPED = "base_dropped"  # no hashed tenant left off its home: the base goes
     # evacuate
     PARTITION_MISSING = "partition_missing"  # its route names a partition that does not exist
     PARTITION_EVACUATED = "partition_evacuated"  # an operator evacuates its partition
@@ -64,6 +71,9 @@ _ACTION_OF: dict[ReasonKind, Action] = {
     ReasonKind.COOLED_KEPT_ONE_SHARD: Action.SHARD,
     ReasonKind.OVER_MEAN: Action.REBALANCE,
     ReasonKind.MAKING_ROOM: Action.REBALANCE,
+    ReasonKind.FILL: Action.REBALANCE,
+    ReasonKind.REBASE_HOME: Action.REBASE,
+    ReasonKind.BASE_DROPPED: Action.REBASE,
     ReasonKind.COOLED: Action.MERGE,
     ReasonKind.PARTITION_MISSING: Action.EVACUATE,
     ReasonKind.PARTITION_EVACUATED: Action.EVACUATE,
@@ -166,6 +176,28 @@ class TenantHistory:
 
 
 @dataclass(frozen=True)
+class HashBase:
+    """A data topic grown by ``routing-app topics expand``: its unrouted tenants hash by
+    ``base`` (the count before the growth), not by its partition count, so none moved."""
+
+    base: int
+    # An operator asked to rebase: the hashed tenants move (strict drains) to their home by the
+    # partition count, then the base is dropped.
+    rebasing: bool = False
+    # Its write is still draining (being announced, or being dropped): the producers' answers
+    # are not all in.
+    draining: bool = False
+
+    @classmethod
+    def of(cls, route: Route) -> HashBase:
+        return cls(
+            len(route.partitions),
+            route.attributes.get(REBASE_ATTRIBUTE) == REBASE_REQUESTED,
+            route.status is RouteStatus.DRAINING,
+        )
+
+
+@dataclass(frozen=True)
 class PlannerInput:
     now_ms: int
     partition_counts: Mapping[str, int]  # data topic -> partitions
@@ -182,6 +214,14 @@ class PlannerInput:
     # tenants on them look idle, so a hot partition's load may have no known cause. Then only
     # tenants seen hot move (isolate, shard); no rebalance or merge back acts on the gaps.
     complete: bool = True
+    # Data topic -> its hash base, for topics grown by `topics expand` (see HashBase).
+    hash_bases: Mapping[str, HashBase] = field(default_factory=dict)
+
+    def modulus(self, topic: str) -> int:
+        """What the topic's unrouted tenants hash by: its base, else its partition count."""
+        n = self.partition_counts.get(topic, 0)
+        base = self.hash_bases.get(topic)
+        return hash_modulus(n, None if base is None else base.base)
 
 
 @dataclass(frozen=True)

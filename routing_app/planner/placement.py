@@ -66,7 +66,12 @@ class Placement(PartitionFigures):
         self.inp, self.budget, self.changes = inp, budget, changes
         self.tenants, self.routes = tenants, routes
         self._rate = RateOf(name, inp.rates, tenants.routed)
-        self._home = HomeOf(n)
+        # Unrouted tenants hash by the topic's base after `topics expand`, else by n.
+        self.modulus = inp.modulus(name)
+        hash_base = inp.hash_bases.get(name)
+        self.rebasing = hash_base is not None and hash_base.rebasing
+        self.base_draining = hash_base is not None and hash_base.draining
+        self._home = HomeOf(self.modulus)
         self.evacuated = {p for p in evacuated if 0 <= p < n}
         self.active = [p for p in range(n) if p not in self.evacuated]
         self.residual = [residual.get(p, 0.0) for p in range(n)]

@@ -165,3 +165,28 @@ def cooled_kept_one_shard(
         f"partition {home} ({rate(home_load)}) has no room: kept on "
         f"partition {keep} only (was {was} shards)"
     )
+
+
+# -- expansion (routing-app topics expand / rebase) -------------------------------------------------
+
+
+def filling(state: str, base: int, n: int) -> str:
+    """Why a rebalance move goes to a partition expansion added: ``moving`` completes it."""
+    return (
+        f"{state} after expansion: filling partitions {base}..{n - 1} (unrouted tenants still "
+        f"hash by {base}); "
+    )
+
+
+def rebase_home(tenant: str, tenant_rate: float, base: int, n: int, base_home: int, home: int) -> str:
+    return (
+        f"rebase: {tenant} ({rate(tenant_rate)}) hashes to partition {base_home} by the base "
+        f"{base} and to {home} by the partition count {n}: moved there before the base is dropped"
+    )
+
+
+def base_dropped(base: int, n: int) -> str:
+    return (
+        f"rebase done: every tenant seen sending is where murmur2 % {n} puts it; unrouted keys "
+        f"hash by {n} from now on instead of the base {base}"
+    )

@@ -72,6 +72,10 @@ def _move(
     new = tuple(target if old == source else old for old in state.parts[tenant])
     if making_room_why:
         kind, why = ReasonKind.MAKING_ROOM, making_room_why
+    elif state.modulus <= target < state.n:
+        # A partition `topics expand` added (no tenant hashes there yet): filling it.
+        kind = ReasonKind.FILL
+        why = reasons.filling(state.describe(source), state.modulus, state.n)
     else:
         kind, why = ReasonKind.OVER_MEAN, reasons.over_mean(state.describe(source), state.policy.tolerance)
     reason = reasons.moving(why, tenant, amount, len(new), target, state.est[target])

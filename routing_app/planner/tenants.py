@@ -54,9 +54,11 @@ def group_tenants(
     rates: Mapping[TenantKey, TenantRate],
     routes: Mapping[str, Mapping[str, Route]],
     partition_counts: Mapping[str, int],
+    moduli: Mapping[str, int] | None = None,
 ) -> dict[str, TopicTenants]:
     """Every topic's tenants in one pass over the window's rates (see the module docstring).
-    A rate that is not a positive finite number (a broken report) counts as none."""
+    A rate that is not a positive finite number (a broken report) counts as none. ``moduli``:
+    what a topic's unrouted tenants hash by where it is not its partition count (a hash base)."""
     out: dict[str, TopicTenants] = {}
     inf = math.inf
     current: str | None = None
@@ -67,7 +69,8 @@ def group_tenants(
             group = out.get(topic)
             if group is None:
                 group = out[topic] = TopicTenants.empty(max(0, partition_counts.get(topic, 0)))
-            n, names, values, routed = group.n, group.names, group.rates, group.routed
+            names, values, routed = group.names, group.rates, group.routed
+            n = group.n if moduli is None else moduli.get(topic, group.n)
             memo = homes(n)
             topic_routes = routes.get(topic, no_routes)
         rate = reported.records_per_s

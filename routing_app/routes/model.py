@@ -12,6 +12,13 @@ from typing import Any
 
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 KEY_SEPARATOR = "/"
+# The empty tenant names no tenant anywhere (usage reports fold unattributed records into it,
+# commands refuse it), so its key, ``<topic>/``, holds the topic's hash base: see HashBase.
+HASH_BASE_TENANT = ""
+HASH_BASE = "hash_base"  # the base route's attribute: the partition count unrouted keys hash by
+# On a base route: an operator asked for a rebase (routing-app topics rebase).
+REBASE_ATTRIBUTE = "rebase"
+REBASE_REQUESTED = "requested"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -111,6 +118,11 @@ class Route:
                 )
         if self.epoch < 0:
             raise RouteError(f"route {self.key!r}: epoch {self.epoch} is negative")
+        if self.tenant == HASH_BASE_TENANT and self.partitions != tuple(range(len(self.partitions))):
+            raise RouteError(
+                f"hash base {self.key!r} must name partitions 0..n-1 (n: the base), "
+                f"not {list(self.partitions)}"
+            )
         return self
 
     def to_record(self) -> dict[str, Any]:
@@ -137,6 +149,44 @@ class Route:
         data["updated_at_ms"] = data.pop("updated_at")
         data["key"] = self.key
         return data
+
+
+def is_hash_base(route: Route | None) -> bool:
+    return route is not None and route.tenant == HASH_BASE_TENANT
+
+
+def hash_base_of(route: Route | None) -> int | None:
+    """The partition count unrouted keys of the route's topic hash by, if it is a base route."""
+    if route is None or route.tenant != HASH_BASE_TENANT:
+        return None
+    return len(route.partitions)
+
+
+def hash_base_route(topic: str, base: int, epoch: int, *, reason: str, now_ms: int, decided_by: str) -> Route:
+    """A data topic's hash base: producers hash unrouted keys ``murmur2(key) % base`` instead of
+    ``% partition_count``, so growing the topic moves no key (``routing-app topics expand``).
+
+    It lives on the routes topic under ``<topic>/`` (the empty tenant) as a route over
+    partitions ``0..base-1``: every reader already validates, orders (epochs) and compacts it
+    like any route, and producers answer its draining write like a strict move's (that is
+    their acknowledgement that they know the base)."""
+    return Route(
+        topic=topic,
+        tenant=HASH_BASE_TENANT,
+        partitions=tuple(range(base)),
+        epoch=epoch,
+        mode=RouteMode.STRICT,
+        status=RouteStatus.ACTIVE,
+        reason=reason,
+        updated_at_ms=now_ms,
+        decided_by=decided_by,
+        attributes={HASH_BASE: str(base)},
+    )
+
+
+def hash_modulus(partition_count: int, base: int | None) -> int:
+    """What an unrouted key hashes by: the base while there is one (never above the count)."""
+    return partition_count if base is None or not 0 < base < partition_count else base
 
 
 # -- building Routes fast: the route cache builds a million of them on start -------------------

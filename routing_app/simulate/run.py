@@ -29,6 +29,7 @@ from typing import Any
 
 from routing_app.client.partitioner import java_partition
 from routing_app.planner import (
+    HashBase,
     PartitionLoad,
     Plan,
     PlannerInput,
@@ -54,10 +55,20 @@ class SimConfig:
     hours: float = 2.0
     window_s: float = 10.0
     policy: Policy = field(default_factory=Policy)
+    # `topics expand` at this fraction of the run, to expand_to partitions (None: never).
+    expand_at: float | None = None
+    expand_to: int | None = None
 
     @property
     def windows(self) -> int:
         return max(1, round(self.hours * 3600 / self.window_s))
+
+    @property
+    def expand_window(self) -> int | None:
+        """The window at whose start the topic grows, if it does."""
+        if self.expand_at is None or self.expand_to is None or self.expand_to <= self.partitions:
+            return None
+        return min(self.windows - 1, max(0, round(self.expand_at * self.windows)))
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class WindowStats:
     elephants: int = 0
     unsplittable: int = 0
     stream_floor: float = 0.0
+    partitions: int = 0
+    fills: int = 0  # moves onto partitions an expansion added (ReasonKind.FILL)
 
 
 @dataclass
@@ -146,6 +159,35 @@ class SimResult:
             "total_rate": _r(cfg.traffic.total_rate),
             "windows": len(self.windows),
             "seconds": round(self.seconds, 2),
+        }
+
+    def expansion(self) -> dict[str, Any] | None:
+        """How the planner filled the partitions ``expand_at`` added: balance before, right
+        after and at the end, the windows until max/mean came back under the policy's
+        rebalance trigger, and the moves (fills among them). Hashing, after the growth, is
+        plain Kafka: every key rehashed by the new count (the order break the base avoids)."""
+        cfg = self.config
+        at = cfg.expand_window
+        if at is None:
+            return None
+        before, after = self.windows[:at], self.windows[at:]
+        trigger = 1 + cfg.policy.tolerance
+        balanced = next((i for i, w in enumerate(after) if w.max_over_mean <= trigger), None)
+        tail = after[len(after) * 3 // 4 :] or after
+        return {
+            "at_s": after[0].t_s,
+            "from": cfg.partitions,
+            "to": cfg.expand_to,
+            "max_over_mean_before": _r(statistics.median(w.max_over_mean for w in before))
+            if before
+            else None,
+            "max_over_mean_at_growth": _r(after[0].max_over_mean),
+            "max_over_mean_end": _r(statistics.median(w.max_over_mean for w in tail)),
+            "hash_max_over_mean_end": _r(statistics.median(w.hash_max_over_mean for w in tail)),
+            "windows_to_trigger": balanced,
+            "minutes_to_trigger": None if balanced is None else _r(balanced * cfg.window_s / 60),
+            "moves_after": sum(w.moves for w in after),
+            "fill_moves": sum(w.fills for w in after),
         }
 
     def series(self) -> dict[str, Any]:
@@ -234,15 +276,31 @@ def run_simulation(config: SimConfig, progress: Callable[[int, int], None] | Non
     isolations = 0
     started = time.perf_counter()
 
+    expand_window = config.expand_window
+    hash_bases: dict[str, HashBase] = {}
+    # After an expansion, what plain Kafka would do (every key rehashed by the new count), for
+    # the hashing and PKG baselines; the planner's tenants keep hashing by the base.
+    plain_first: dict[str, int] = first
+    plain_second: dict[str, int] = second
+
     for index in range(config.windows):
         t_s = index * config.window_s
         now_ms = round((t_s + config.window_s) * 1000)  # plans run when a window completes
+        if index == expand_window and config.expand_to is not None:
+            hash_bases = {TOPIC: HashBase(n)}
+            n = config.expand_to
+            lag += [0.0] * (n - len(lag))
+            plain_first, plain_second = {}, {}
         rates = traffic.step(t_s, config.window_s)
-        _hash_newcomers(rates, first, second, n)
-        loads, hashed = _window_loads(rates, first, placement, n)
+        modulus = hash_bases[TOPIC].base if hash_bases else n
+        _hash_newcomers(rates, first, second, modulus)
+        if plain_first is not first:
+            _hash_newcomers(rates, plain_first, plain_second, n)
+        loads, _ = _window_loads(rates, first, placement, n)
+        _, hashed = _window_loads(rates, plain_first, {}, n)
         for p in range(n):
             lag[p] = max(0.0, lag[p] + (loads[p] - capacity) * config.window_s)
-        pkg = pkg_loads(rates, first, second, n)
+        pkg = pkg_loads(rates, plain_first, plain_second, n)
 
         tenant_rates = tenant_rates_of(traffic, rates)
         # What the shard rule sees (the planner's unit for this window's mean): no residual,
@@ -261,6 +319,7 @@ def run_simulation(config: SimConfig, progress: Callable[[int, int], None] | Non
             loads={(TOPIC, p): PartitionLoad(TOPIC, p, loads[p], round(lag[p])) for p in range(n)},
             history=history,
             policy=config.policy,
+            hash_bases=hash_bases,
         )
         plan_started = time.perf_counter()
         result: Plan = plan(inp)
@@ -291,6 +350,8 @@ def run_simulation(config: SimConfig, progress: Callable[[int, int], None] | Non
                 elephants=window_elephants,
                 unsplittable=window_unsplittable,
                 stream_floor=heaviest / mean if mean > 0 else 0.0,
+                partitions=n,
+                fills=sum(1 for c in result.changes if c.kind is ReasonKind.FILL),
             )
         )
         if progress is not None:

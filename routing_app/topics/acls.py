@@ -9,8 +9,9 @@ Three roles, each one principal (``User:<name>``):
   data topics and the committed offsets of ``lag_groups``, so it may describe the data topics
   and every group. At start it creates missing routing topics and checks their settings
   (``ensure_topics``), and reads the brokers' ``default.replication.factor``.
-- **operator** (the CLI: ``routes pin|unpin|freeze|evacuate|list|show``, ``audit``): writes
-  commands to the control topic, reads the routes and events topics. Nothing else.
+- **operator** (the CLI: ``routes pin|unpin|freeze|evacuate|list|show``, ``audit``,
+  ``topics expand|rebase``): writes commands to the control topic, reads the routes, events
+  and answers topics, and may add partitions to (ALTER) the data topics. Nothing else.
 - **producer** (RoutingProducer): writes data topics, usage reports and answers; reads the
   routes topic (its route cache). Nothing it sends can change a route except through the
   writer, which takes from the answers topic only producers' answers.
@@ -124,11 +125,16 @@ def worker_acls(
     return out
 
 
-def operator_acls(s: Settings, operator: str) -> list[AclBinding]:
-    """What the CLI needs to command the writer and read the routes and the decisions."""
+def operator_acls(
+    s: Settings, operator: str, data_topics: str = ANY_NAME, data_prefixed: bool = False
+) -> list[AclBinding]:
+    """What the CLI needs to command the writer, read the routes and the decisions, and grow a
+    data topic (``topics expand``: ALTER adds partitions; the answers name the producers an
+    expansion waits for)."""
     out = _allow(operator, TOPIC, s.control_topic, (W, D))
-    for topic in (s.routes_topic, s.events_topic):
+    for topic in (s.routes_topic, s.events_topic, s.answers_topic):
         out += _allow(operator, TOPIC, topic, (R, D))
+    out += _allow(operator, TOPIC, data_topics, (AclOperation.ALTER,), PREFIXED if data_prefixed else LITERAL)
     for prefix in (CLI_GROUP_PREFIX, AUDIT_GROUP_PREFIX, CACHE_GROUP_PREFIX):
         out += _allow(operator, GROUP, prefix, (D,), PREFIXED)
     return out
@@ -211,7 +217,7 @@ def routing_acls(
         )
     return [
         *worker_acls(settings, worker, data_topics, data_prefixed),
-        *operator_acls(settings, operator),
+        *operator_acls(settings, operator, data_topics, data_prefixed),
         *producer_acls(settings, producer, data_topics, data_prefixed),
     ]
 

@@ -6,7 +6,14 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import (
+    AdminClient,
+    ClusterMetadata,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from routing_app.codec import registry_client
@@ -90,6 +97,16 @@ def partition_count(bootstrap: Kafka, topic: str, timeout: float = 10.0) -> int 
     if found is None or found.error is not None:
         return None
     return len(found.partitions)
+
+
+def add_partitions(bootstrap: Kafka, topic: str, total: int, timeout: float = 30.0) -> None:
+    """Grows the topic to ``total`` partitions (Kafka never removes any). Raises KafkaException
+    with the broker's reason (not allowed, fewer than it has, ...)."""
+    admin = admin_client(bootstrap)
+    futures = admin.create_partitions(
+        [NewPartitions(topic, total)], operation_timeout=timeout, request_timeout=timeout
+    )
+    futures[topic].result(timeout)
 
 
 def create_topic(

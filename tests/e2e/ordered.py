@@ -69,7 +69,7 @@ class NumberedStreams(threading.Thread):
 class OrderCheck(threading.Thread):
     """A consumer group checking every stream's numbers; remembers each record's partition."""
 
-    def __init__(self, settings: Settings, group: str, topic: str) -> None:
+    def __init__(self, settings: Settings, group: str, topic: str, **consumer: Any) -> None:
         super().__init__(name="order-check", daemon=True)
         self.checker = Checker()
         self.partitions: dict[Stream, list[tuple[int, int]]] = {}  # stream -> [(seq, partition)]
@@ -84,6 +84,7 @@ class OrderCheck(threading.Thread):
                     "enable.auto.commit": True,
                     "auto.commit.interval.ms": 100,
                     "isolation.level": "read_committed",
+                    **consumer,
                 },
             )
         )

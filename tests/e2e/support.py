@@ -23,6 +23,18 @@ from routing_app.topics import ensure_topics, routing_topics
 BIN = Path(sys.executable).parent
 Worker = WorkerProcess
 
+# Workers that plan every 3 s window and notice a lost peer within seconds: the live tests'
+# settings (with WINDOW_S = 3.0), so that a move happens within a test's patience.
+QUICK_PLANNING: dict[str, Any] = {
+    "usage_partitions": 4,
+    "min_compaction_lag_ms": 0,
+    "window_s": 3.0,
+    "window_grace_ms": 800,
+    "window_idle_ms": 1000,
+    "planner_max_wait_ms": 2000,
+    "worker_session_timeout_s": 6.0,
+}
+
 
 def fresh_routing_settings(stack: Settings, prefix: str, **changes: Any) -> Settings:
     """``stack`` with routing topics (created here) and an app id of its own, named

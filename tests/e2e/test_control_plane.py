@@ -18,7 +18,7 @@ from routing_app.demo.traffic import LiveRates
 from routing_app.load import PartitionLoadSampler
 from routing_app.routes.model import RouteStatus
 from routing_app.topics import create_topic, ensure_topics, routing_topics
-from tests.e2e.support import Worker, events, leader, running_workers, wait_for
+from tests.e2e.support import QUICK_PLANNING, Worker, events, leader, running_workers, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,7 @@ def plane(
         control_topic=f"cp.control.{suffix}",
         answers_topic=f"cp.answers.{suffix}",
         app_id=f"cp-{suffix}",
-        usage_partitions=4,
-        min_compaction_lag_ms=0,
-        window_s=WINDOW_S,
-        window_grace_ms=800,
-        window_idle_ms=1000,
-        planner_max_wait_ms=2000,
-        worker_session_timeout_s=6.0,
+        **QUICK_PLANNING,
         # shard_fill high: a x20 tenant far below capacity is isolated here, not sharded.
         planner_policy="partition_capacity=2000,shard_fill=5,min_dwell_s=3,cooldown_s=3,"
         "merge_back_threshold=0.5",

@@ -30,7 +30,7 @@ from routing_app.control.client import now_ms
 from routing_app.routes.model import RouteMode, RouteStatus
 from routing_app.topics import create_topic
 from tests.e2e.ordered import NumberedStreams, OrderCheck, Stream, run_until
-from tests.e2e.support import Worker, events, fresh_routing_settings, leader, running_workers
+from tests.e2e.support import QUICK_PLANNING, Worker, events, fresh_routing_settings, leader, running_workers
 
 pytestmark = pytest.mark.integration
 
@@ -50,13 +50,7 @@ def plane(
     settings = fresh_routing_settings(
         stack_settings,
         "order",
-        usage_partitions=4,
-        min_compaction_lag_ms=0,
-        window_s=WINDOW_S,
-        window_grace_ms=800,
-        window_idle_ms=1000,
-        planner_max_wait_ms=2000,
-        worker_session_timeout_s=6.0,
+        **QUICK_PLANNING,
         lag_groups=group,
         drain_timeout_ms=30_000,
         # A shard carries at most max(half the mean, 100/s): a tenant at 500/s wants 4.

@@ -30,7 +30,8 @@ from routing_app.audit.times import parse_time
 from routing_app.cli import audit as commands
 from routing_app.config import Settings
 from routing_app.control.commands import ControlAction, ControlCommand
-from routing_app.control.decide import Decision, apply_command
+from routing_app.control.decide import apply_command
+from routing_app.control.decision import Decision
 from routing_app.routes.events import ReassignmentEvent
 from routing_app.routes.model import Route, RouteMode, RouteStatus, route_key
 
@@ -566,3 +567,59 @@ def test_commands_print_json_csv_and_exit_codes(fake_read: dict[str, AuditInput]
     assert _run("verify", "--json", "--csv").exit_code == 2
     bad = _run("at", "half past ten")
     assert bad.exit_code == 2 and "cannot read 'half past ten' as a time" in bad.output
+
+
+def test_verify_understands_a_topics_hash_base_expand_rebase_and_its_drop() -> None:
+    from routing_app.control import drain as drains
+    from routing_app.control.decide import decide_planned
+    from routing_app.planner import PlannedChange, ReasonKind
+    from routing_app.routes.model import HASH_BASE_TENANT
+
+    w = FakeWriter()
+    w.pin("acme", 3)
+    key = route_key(TOPIC, HASH_BASE_TENANT)
+
+    def drained(decision: Decision) -> None:
+        current = w.routes.get(key)
+        draining, drain = drains.start(
+            decision, current, None, now_ms=w.now, timeout_ms=30_000, live_producers={"p"}
+        )
+        w.write(draining)
+        w.tick(40)
+        done = drains.finish(
+            drain, draining.route, drains.Phase.DONE, drains.OnTimeout.ABORT, now_ms=w.now, worker_id="w-1"
+        )
+        w.write(done)
+
+    expand = apply_command(
+        ControlCommand(ControlAction.EXPAND, TOPIC, HASH_BASE_TENANT, w.now, (16,)),
+        None,
+        0,
+        8,
+        worker_id="w-1",
+        now_ms=w.now,
+    )
+    drained(expand)  # the base, answered by the producers: expand (draining), drain-complete
+    w.tick()
+    w.command(ControlAction.EXPAND, HASH_BASE_TENANT, 32)  # grown again: the base is kept, no write
+    w.command(ControlAction.REBASE, HASH_BASE_TENANT)
+    w.tick()
+    drop = PlannedChange(
+        TOPIC,
+        HASH_BASE_TENANT,
+        ReasonKind.BASE_DROPPED.action,
+        None,
+        "rebase done",
+        kind=ReasonKind.BASE_DROPPED,
+    )
+    decision = decide_planned(drop, w.routes[key], w.epochs[key], worker_id="w-1", now_ms=w.now)
+    assert decision is not None and decision.tombstone
+    drained(decision)
+    actions = [e.event.action for e in w.events if e.event.tenant == HASH_BASE_TENANT]
+    assert actions == ["expand", "drain-complete", "expand", "rebase", "rebase", "drain-complete"]
+    assert key not in w.routes
+    report = verify(w.log(), w.events)
+    assert report.ok, report.discrepancies
+    assert report.keys == 2 and report.route_changes == 6
+    steps = timeline(w.events, w.log(), tenant=HASH_BASE_TENANT)
+    assert [s.action for s in steps] == actions

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routing_app.control.commands import ControlAction, ControlCommand
-from routing_app.control.decide import PINNED, Decision, apply_command, decide_planned
+from routing_app.control.decide import PINNED, apply_command, decide_planned
+from routing_app.control.decision import Decision
 from routing_app.planner import Action, PlannedChange, ReasonKind
 from routing_app.routes.model import Route, RouteMode, RouteStatus
 

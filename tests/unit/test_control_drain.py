@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from routing_app.config import Settings
-from routing_app.control.decide import Decision
+from routing_app.control.decision import Decision
 from routing_app.control.drain import (
     Drain,
     DrainAck,

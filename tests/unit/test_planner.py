@@ -16,6 +16,7 @@ from routing_app.client.partitioner import java_partition
 from routing_app.metrics.reasons import reason_kind
 from routing_app.planner import (
     Action,
+    HashBase,
     PartitionLoad,
     Plan,
     PlannerInput,
@@ -692,9 +693,35 @@ def _duplicate() -> tuple[PlannerInput, str]:
     return planner_input(4, {**uniform_background(4, 400), "twice": 200.0}, [route("twice", (2, 2))]), "twice"
 
 
+def _fill() -> tuple[PlannerInput, str]:
+    # 4 partitions grown to 8 by `topics expand`: everyone still hashes by 4, so 0..3 carry
+    # twice the mean and 4..7 nothing; the first move fills a new partition.
+    inp = planner_input(8, background(4, dict.fromkeys(range(4), 800.0), per_tenant=100.0))
+    inp = replace(inp, hash_bases={T: HashBase(4)}, policy=Policy(max_moves_per_cycle=1))
+    (first,) = plan(inp).changes
+    return inp, first.tenant
+
+
+def _rebase_home() -> tuple[PlannerInput, str]:
+    n = 8
+    moving = next(t for t in names_on(1, 4, 40, "moving") if home(t, n) != 1)
+    rates_ = {**background(4, dict.fromkeys(range(4), 400.0)), moving: 100.0}
+    return replace(planner_input(n, rates_), hash_bases={T: HashBase(4, rebasing=True)}), moving
+
+
+def _base_dropped() -> tuple[PlannerInput, str]:
+    # Every tenant sending hashes to the same partition by 4 as by 8: nothing to move first.
+    stay = [t for t in names_on(1, 4, 60, "stay") if home(t, 8) == 1][:5]
+    inp = planner_input(8, dict.fromkeys(stay, 100.0))
+    return replace(inp, hash_bases={T: HashBase(4, rebasing=True)}), ""
+
+
 @pytest.mark.parametrize(
     ("scenario", "kind"),
     [
+        (_fill, ReasonKind.FILL),
+        (_rebase_home, ReasonKind.REBASE_HOME),
+        (_base_dropped, ReasonKind.BASE_DROPPED),
         (_hot_tenant, ReasonKind.HOT_PARTITION),
         (_unsplittable, ReasonKind.UNSPLITTABLE),
         (_grows, ReasonKind.SHARD_GROW),

@@ -21,6 +21,7 @@ from routing_app.routes import (
     route_key,
     validate_topic_name,
 )
+from routing_app.routes.model import HASH_BASE_TENANT, hash_base_route
 
 FAST = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -244,9 +245,12 @@ def test_codec_poison_value(codec: RouteCodec) -> None:
 def routes(draw: st.DrawFn) -> Route:
     partitions = draw(st.lists(st.integers(0, 999), min_size=1, max_size=16, unique=True))
     previous = draw(st.lists(st.integers(0, 999), max_size=8, unique=True))
+    tenant = draw(tenants)
+    if tenant == HASH_BASE_TENANT:  # a topic's hash base names partitions 0..base-1
+        partitions = list(range(len(partitions)))
     return Route(
         topic=draw(topics),
-        tenant=draw(tenants),
+        tenant=tenant,
         partitions=tuple(partitions),
         epoch=draw(st.integers(0, 2**63 - 1)),
         mode=draw(st.sampled_from(RouteMode)),
@@ -288,3 +292,22 @@ def test_codec_roundtrip_property(route: Route) -> None:
 )
 def test_usable_for_is_one_rule(partitions: tuple[int, ...], count: int, usable: bool) -> None:
     assert _route(partitions=partitions).usable_for(count) is usable
+
+
+# -- a topic's hash base (routing-app topics expand) ---------------------------------------------
+
+
+def test_a_hash_base_is_a_route_of_the_empty_tenant_over_partitions_0_to_base() -> None:
+    base = hash_base_route("orders", 12, 1, reason="expand to 24", now_ms=1, decided_by="operator")
+    assert base.key == "orders/" and base.partitions == tuple(range(12)) and base.validate(24) is base
+    codec = RouteCodec(mock_registry(), "routing.routes")
+    assert codec.decode(b"orders/", codec.encode(base)) == ("orders", "", base)
+
+
+def test_a_hash_base_naming_other_partitions_is_refused() -> None:
+    bad = Route(topic="orders", tenant="", partitions=(1, 2), epoch=1)
+    with pytest.raises(RouteError, match=r"hash base 'orders/' must name partitions 0\.\.n-1"):
+        bad.validate()
+    codec = RouteCodec(mock_registry(), "routing.routes")
+    with pytest.raises(DecodeError, match="hash base"):
+        codec.decode(b"orders/", codec.encode(bad))

@@ -331,3 +331,44 @@ def test_simulate_defaults_put_mean_load_at_half_the_capacity() -> None:
     )
     figures = json.loads(result.stdout)
     assert figures["total_rate"] == 0.5 * Policy().partition_capacity * 4
+
+
+def test_an_expansion_keeps_unrouted_tenants_on_the_base_and_the_planner_fills_the_new_partitions() -> None:
+    # 200 even tenants (no elephants, each 1/5 of the grown mean, above the smallest move): the
+    # fill alone decides how balanced the grown topic gets.
+    config = replace(
+        SMALL,
+        traffic=replace(SMALL.traffic, tenants=200, zipf=0.0, flash=False, diurnal=False, churn_per_hour=0.0),
+        expand_at=0.3,
+        expand_to=40,
+    )
+    result = run_simulation(config)
+    expansion = result.expansion()
+    assert expansion is not None and (expansion["from"], expansion["to"]) == (20, 40)
+    # At the growth every tenant still hashes by 20: half the partitions are empty.
+    assert expansion["max_over_mean_at_growth"] >= 1.9
+    assert expansion["fill_moves"] > 0 and expansion["minutes_to_trigger"] is not None
+    assert expansion["max_over_mean_end"] <= 1.10
+    assert all(w.partitions == 40 for w in result.windows[config.expand_window or 0 :])
+    runner = CliRunner()
+    cli_run = runner.invoke(
+        main,
+        [
+            "simulate",
+            "--tenants",
+            "500",
+            "--partitions",
+            "10",
+            "--hours",
+            "0.1",
+            "--expand-at",
+            "0.5",
+            "--to",
+            "20",
+            "--json",
+        ],
+    )
+    assert cli_run.exit_code == 0, cli_run.output
+    assert json.loads(cli_run.stdout)["expansion"]["to"] == 20
+    refused = runner.invoke(main, ["simulate", "--partitions", "10", "--expand-at", "0.5", "--to", "8"])
+    assert refused.exit_code != 0 and "more than --partitions" in refused.output
