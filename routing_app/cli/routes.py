@@ -229,7 +229,7 @@ def drain_alias(
     _evacuate(settings, topic, partitions, reason, wait)
 
 
-def _load(settings: Settings, timeout: float) -> RouteCache:
+def load_routes(settings: Settings, timeout: float) -> RouteCache:
     codec = RouteCodec(registry_client(settings.registry_config()), settings.routes_topic)
     cache = RouteCache(polled_client_settings(settings.kafka), codec, settings.routes_topic).start()
     if not cache.wait_ready(timeout):
@@ -258,7 +258,7 @@ def _load(settings: Settings, timeout: float) -> RouteCache:
 @pass_settings
 def list_routes(settings: Settings, topic: str | None, as_json: bool, timeout: float) -> None:
     """Every route on the routes topic (tenants not listed use default hashing)."""
-    cache = _load(settings, timeout)
+    cache = load_routes(settings, timeout)
     try:
         found = sorted((r for r in cache if topic in (None, r.topic)), key=lambda r: r.key)
         if as_json:
@@ -284,7 +284,7 @@ def list_routes(settings: Settings, topic: str | None, as_json: bool, timeout: f
 @pass_settings
 def show(settings: Settings, topic: str, tenant: str, timeout: float) -> None:
     """One tenant's route as JSON (exit 1 when it uses default hashing)."""
-    cache = _load(settings, timeout)
+    cache = load_routes(settings, timeout)
     try:
         route: Route | None = cache.get(topic, tenant)
         click.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -9,12 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from routing_app.cli.context import pass_settings
-from routing_app.cli.routes import issuer
+from routing_app.cli.routes import issuer, load_routes
 from routing_app.config import Settings
 from routing_app.control import ControlAction, ControlClient, ControlCommand
 from routing_app.control.client import now_ms
 from routing_app.control.expand import ExpansionError, expand_topic
 from routing_app.routes.model import HASH_BASE_TENANT
+from routing_app.topics import partition_count
 from routing_app.topics.admin import (
     SubjectCompatibilityError,
     TopicReplicationError,
@@ -24,6 +26,7 @@ from routing_app.topics.admin import (
     ensure_compatibility,
     ensure_topics,
 )
+from routing_app.topics.hashing import check_hashing
 from routing_app.topics.specs import SUBJECT_COMPATIBILITY, routing_topics
 
 console = Console(stderr=True)
@@ -181,3 +184,57 @@ def rebase(settings: Settings, name: str, reason: str, wait: float) -> None:
         console.print(f"[red]rejected[/]: {event.reason}")
         sys.exit(1)
     console.print(f"[green]rebasing[/] {name}: {event.reason}")
+
+
+@topics.command()
+@click.argument("name")
+@click.option(
+    "--records",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="The last records of each partition to judge.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@pass_settings
+def hashing(settings: Settings, name: str, records: int, as_json: bool) -> None:
+    """Find records a producer hashed by the partition count on a topic with a hash base.
+
+    After `topics expand`, RoutingProducers hash unrouted keys by the base; a plain Kafka
+    client (or any producer that does not know the base) hashes by the partition count, so
+    its records land elsewhere and a key's records end up on two partitions. Judges the last
+    --records records of every partition (key-only records; needs read access to the topic).
+    Exit 1 when some were hashed by the count."""
+    count = partition_count(settings.kafka, name)
+    if count is None:
+        raise click.ClickException(f"topic {name!r} does not exist on {settings.bootstrap}")
+    cache = load_routes(settings, 30.0)
+    try:
+        routes = dict(cache.routes_for_topic(name) or {})
+    finally:
+        cache.stop()
+    check = check_hashing(settings.kafka, name, count, routes, records)
+    found = {
+        "topic": name,
+        "partitions": check.partitions,
+        "hash_base": check.base,
+        "records": check.records,
+        "as_routed": check.as_routed,
+        "hashed_by_count": check.by_count,
+        "not_judged": check.elsewhere,
+        "samples": [{"key": k.decode("utf-8", "replace"), "partition": p} for k, p in check.samples],
+    }
+    if as_json:
+        click.echo(json.dumps(found))
+    else:
+        base = f"hash base {check.base}" if check.base is not None else "no hash base (hashing by the count)"
+        Console().print(
+            f"{name}: {check.partitions} partitions, {base}; of the last {check.records:,} keyed "
+            f"records: {check.as_routed:,} where RoutingProducers put them, "
+            f"[{'red' if check.by_count else 'green'}]{check.by_count:,} hashed by the partition count[/], "
+            f"{check.elsewhere:,} not judged (tenant= records, explicit partitions, moves)"
+        )
+        for k, p in check.samples:
+            Console().print(f"  key {k!r} on partition {p}")
+    if check.by_count:
+        sys.exit(1)

@@ -151,6 +151,11 @@ class Placement(PartitionFigures):
         self.min_move = (
             max(policy.min_move_fraction, policy.merge_back_threshold * (1 + policy.hysteresis)) * self.mean
         )
+        if self.modulus < self.n:
+            # Filling partitions `topics expand` added: half of every old partition has to move
+            # and most tenants are small, so down to min_move_fraction. A merge back cannot undo
+            # it: it lands only where its hash partition stays under the rebalance trigger.
+            self.min_move = policy.min_move_fraction * self.mean
         self.unit = shard_unit(policy, self.mean)
         cap = policy.max_shards if policy.max_shards is not None else self.n
         self.max_shards = max(1, min(cap, len(self.active)))

@@ -8,7 +8,8 @@ group checking every stream's numbers (the group strict drains wait for).
 - producers started before, during and after the expansion put every key where the others do
   (by the base), where a plain client would now hash most keys elsewhere;
 - a producer that cannot answer (stopped with SIGSTOP) keeps the topic from growing, with a
-  message naming it, until it answers.
+  message naming it, until it answers;
+- a rebase moves the hashed tenants home by the new count, then drops the base.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from routing_app.client import RoutingProducer, java_partition
 from routing_app.config import Settings
@@ -138,7 +139,9 @@ def test_growing_12_to_24_under_load_keeps_every_stream_in_order_and_fills_to_ba
             spread = _spread(_write_rates(settings, topic, 6.0))
             return spread if spread <= 1.10 else None
 
+        grown = time.monotonic()
         spread = run_until(balanced, traffic, 240, "the new partitions to fill to max/mean <= 1.10")
+        balanced_after_s = round(time.monotonic() - grown, 1)
         traffic.stop()
         assert not traffic.errors, traffic.errors
         assert producer.flush(30) == 0
@@ -153,12 +156,73 @@ def test_growing_12_to_24_under_load_keeps_every_stream_in_order_and_fills_to_ba
     )
     fills = [e for e in mine if e.reason_kind == "fill"]
     assert fills and all(e.to_partitions and min(e.to_partitions) >= BEFORE for e in fills), fills
+    acked = next(e for e in mine if (e.tenant, e.action) == (HASH_BASE_TENANT, "drain-complete"))
+    print(
+        json.dumps(
+            {
+                "base_acknowledged_ms": acked.observed.get("pause_ms"),
+                "producers_acked": acked.observed.get("producers_acked"),
+                "balanced_after_s": balanced_after_s,
+                "fill_moves": len(fills),
+                "moves_after_growth": len([e for e in mine if e.tenant and e.status == "draining"]),
+            }
+        )
+    )
     # A tenant never moved stayed on its home by the base through the growth: no stream split.
     ever_moved = {e.tenant for e in history}
     still = [t for t in KEY_ONLY if t not in ever_moved]
     assert still
     for tenant in still:
         assert check.partitions_after((tenant, ""), 0) == {java_partition(tenant.encode(), BEFORE)}, tenant
+    audit = cli(settings, "audit", "verify", "--timeout", "10")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_a_rebase_moves_the_hashed_tenants_home_by_the_new_count_then_drops_the_base(
+    plane: tuple[Settings, list[Worker]],
+) -> None:
+    settings, _ = plane
+    topic = _topic(settings, "rebase")
+    check = OrderCheck(settings, settings.lag_groups, topic, **{"topic.metadata.refresh.interval.ms": 1000})
+    check.start()
+    tenants = KEY_ONLY[:48]
+    streams: dict[Stream, float] = {(t, ""): RATE for t in tenants}
+    streams.update({(t, f"k{k}"): RATE / 4 for t in KEYED[:4] for k in range(4)})
+    with _producer(settings, "rebase-main") as producer:
+        traffic = NumberedStreams(producer, topic, streams)
+        traffic.start()
+        time.sleep(2 * WINDOW_S)
+        result = cli(settings, "topics", "expand", topic, "--to", str(AFTER), timeout=90)
+        assert result.returncode == 0, result.stderr + result.stdout
+        time.sleep(2 * WINDOW_S)
+        result = cli(settings, "topics", "rebase", topic, "--reason", "e2e")
+        assert result.returncode == 0, result.stderr + result.stdout
+        run_until(
+            lambda: producer.route_for(topic, HASH_BASE_TENANT) is None,
+            traffic,
+            180,
+            "the base to be dropped",
+        )
+        dropped = dict(traffic.sent)
+        time.sleep(WINDOW_S)
+        traffic.stop()
+        assert not traffic.errors, traffic.errors
+        assert producer.flush(30) == 0
+        summary = check.finish(traffic.sent)
+        placed = {t: producer.partition_for(topic, t.encode())[0] for t in tenants}
+    print(json.dumps(summary))
+    assert summary["lost"] == 0 and summary["duplicated"] == 0 and summary["reordered"] == 0, summary
+    history = [e for e in events(settings) if e.topic == topic]
+    kinds = [e.reason_kind for e in history]
+    assert "rebase_home" in kinds and "base_dropped" in kinds, kinds
+    # Every key-only tenant the planner did not place for balance (hashed all along, or moved
+    # only by the rebase) is where murmur2 % 24 puts it: none is left where only the base would.
+    for tenant in tenants:
+        decided = {e.reason_kind for e in history if e.tenant == tenant} - {"drained"}
+        if decided <= {"rebase_home"}:
+            assert placed[tenant] == java_partition(tenant.encode(), AFTER), (tenant, decided)
+            after = {p for s, p in check.partitions.get((tenant, ""), ()) if s >= dropped[(tenant, "")]}
+            assert after <= {java_partition(tenant.encode(), AFTER)}, (tenant, after)
     audit = cli(settings, "audit", "verify", "--timeout", "10")
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
@@ -193,7 +257,23 @@ def test_producers_started_before_during_and_after_an_expansion_agree_on_every_k
         # What a plain client with 24 partitions would do: most keys elsewhere.
         elsewhere = sum(java_partition(key, AFTER) != p for key, p in zip(keys, by_base, strict=True))
         assert elsewhere > len(keys) // 3, elsewhere
-        print(json.dumps({"keys": len(keys), "agree": True, "plain_client_elsewhere": elsewhere}))
+        # The check finds none hashed by the count... until a plain Kafka producer writes.
+        clean = cli(settings, "topics", "hashing", topic, "--json")
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert json.loads(clean.stdout)["hashed_by_count"] == 0
+        plain = Producer(client_settings(settings.kafka, partitioner="murmur2_random"))
+        for key in keys:
+            plain.produce(topic, b"plain", key)
+        assert plain.flush(30) == 0
+        found = cli(settings, "topics", "hashing", topic, "--json", "--records", "2000")
+        assert found.returncode == 1, found.stdout + found.stderr
+        detected = json.loads(found.stdout)
+        assert detected["hash_base"] == BEFORE and detected["hashed_by_count"] == elsewhere, detected
+        print(
+            json.dumps(
+                {"keys": len(keys), "agree": True, "plain_client_elsewhere": elsewhere, "detected": detected}
+            )
+        )
     finally:
         for producer in [before, *during]:
             producer.close()

@@ -143,3 +143,23 @@ def test_the_modulus_is_the_base_only_below_the_count() -> None:
     assert hash_modulus(12, 12) == 12
     assert hash_modulus(12, None) == 12
     assert hash_modulus(12, 24) == 12  # a base above the count would name missing partitions
+
+
+def test_the_hashing_check_tells_a_producer_hashing_by_the_count_from_routed_records() -> None:
+    from routing_app.topics.hashing import HashingCheck
+
+    pinned = Route(topic=TOPIC, tenant="pinned", partitions=(20,), epoch=1)
+    check = HashingCheck(partitions=24, base=12)
+    keys = [f"k-{i}".encode() for i in range(200)]
+    for key in keys:
+        check.judge(key, java_partition(key, 12), {"pinned": pinned})  # a RoutingProducer
+    check.judge(b"pinned", 20, {"pinned": pinned})
+    check.judge(None, 5, {})  # keyless: anywhere is right, not counted
+    assert (check.records, check.as_routed, check.by_count, check.elsewhere) == (201, 201, 0, 0)
+    moved = [k for k in keys if java_partition(k, 24) != java_partition(k, 12)]
+    for key in keys:
+        check.judge(key, java_partition(key, 24), {"pinned": pinned})  # a plain Kafka producer
+    assert check.by_count == len(moved) and check.as_routed == 201 + len(keys) - len(moved)
+    assert [k for k, _ in check.samples] == moved[:10]
+    check.judge(b"pinned", java_partition(b"pinned", 24), {"pinned": pinned})
+    assert check.elsewhere == 1  # a routed tenant off its route: not judged a hashing producer
