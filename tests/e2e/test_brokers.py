@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from routing_app.client import RecordMetadata, RoutingProducer, java_partition
@@ -78,12 +78,20 @@ def describe(bootstrap: str, topics: list[str]) -> dict[str, tuple[set[int], str
         "the topics in the metadata",
     )
     resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
-    configs = admin.describe_configs(resources, request_timeout=10)
+
+    def min_insync() -> dict[str, str] | None:
+        # The broker asked may still not know a topic another one created a moment ago.
+        try:
+            configs = admin.describe_configs(resources, request_timeout=10)
+            return {r.name: configs[r].result(10)["min.insync.replicas"].value for r in resources}
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return None
+            raise
+
+    found = wait_for(min_insync, 10, "every broker to know the topics' configs")
     return {
-        r.name: (
-            {len(p.replicas) for p in metadata.topics[r.name].partitions.values()},
-            configs[r].result(10)["min.insync.replicas"].value,
-        )
+        r.name: ({len(p.replicas) for p in metadata.topics[r.name].partitions.values()}, found[r.name])
         for r in resources
     }
 
