@@ -155,7 +155,14 @@ def test_live_page_shows_a_real_decision_finds_its_route_and_metrics_count_it(
             page.wait_for_function(
                 "() => document.getElementById('heat-empty').style.display === 'none'", timeout=10_000
             )
-            page.locator("#top tr", has_text=tenant).first.wait_for(timeout=10_000)
+            # The top tenants are the last planned window's, over every topic this session's
+            # worker serves: on a busy machine other tests' tenants may fill a window first.
+            wait_for(
+                lambda: any(t["tenant"] == tenant for t in worker.get("/ui/data")["top_tenants"]["tenants"]),
+                timeout=60,
+                what=f"{tenant} among the top tenants of a planned window",
+            )
+            page.locator("#top tr", has_text=tenant).first.wait_for(timeout=15_000)
             page.wait_for_timeout(2500)  # one more poll: the freshest window on the screenshot
 
             shot = tmp_path / "live-page.png"
