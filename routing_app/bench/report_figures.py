@@ -96,7 +96,7 @@ def _rows(results: BenchResults) -> list[Row]:
             "ms",
             consumer,
             "baseline_p99_ms",
-            target=("<=", 100.0),
+            target=("<=", 10.0),
         ),
         Row("propagation", "route change in every cache, max", "max_ms", "ms", consumer, "baseline_max_ms"),
         Row(

@@ -112,7 +112,7 @@ class ProducerParts:
         )
         # Before any send: the writer learns of this producer before it reads the routes, so a
         # drain never needs a grace period for producers it does not know (client/hello.py).
-        self.routes.greet_first(drains.say_hello, rdkafka, producer_id)
+        self.routes.greet_first(drains.say_hello, rdkafka, producer_id, options.answers_topic)
         self.router = Router(metadata, cache, drains.holds)
         usage_codec = (
             None

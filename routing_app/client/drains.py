@@ -207,6 +207,12 @@ class DrainCoordinator:
             return
         producer_id = self._producer_id.encode("utf-8")
         try:
+            # No answers topic, no route writer that could know this producer: a goodbye to a
+            # missing topic would only wait out the flush below. (Every topic is listed:
+            # asking for one by name may create it.)
+            if self._answers_topic not in self._producer.list_topics(timeout=2.0).topics:
+                self._said_goodbye = True
+                return
             with self._farewell:
                 self._said_goodbye = True
                 self._producer.produce(

@@ -36,7 +36,9 @@ class Greeting:
     """The hello and the routes topic's end offset after it, on a thread of their own, retried
     until they succeed or the producer closes."""
 
-    def __init__(self, say_hello: SayHello, rdkafka: dict[str, Any], routes_topic: str, name: str) -> None:
+    def __init__(
+        self, say_hello: SayHello, rdkafka: dict[str, Any], routes_topic: str, answers_topic: str, name: str
+    ) -> None:
         conf = {
             **consumer_settings_from(rdkafka),
             "group.id": reader_group(CACHE_GROUP_PREFIX),
@@ -47,6 +49,7 @@ class Greeting:
         self._conf = with_client_log(conf, polled=False)
         self._say_hello = say_hello
         self._routes_topic = routes_topic
+        self._answers_topic = answers_topic
         self._name = name
         # Set once, before ``done``: the routes topic's end offset read after the hello's ack.
         self.routes_end = 0
@@ -74,6 +77,10 @@ class Greeting:
         attempt = 0
         while not self._stop.is_set():
             try:
+                if not self.acknowledged and attempt == 0 and not self._answers_topic_listed():
+                    # Asked first: a hello to a topic that does not exist waits for librdkafka's
+                    # topic.metadata.propagation.max.ms (30 s) before it fails.
+                    raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
                 if not self.acknowledged:
                     self._greet()
                 if self.acknowledged and not self._stop.is_set():
@@ -118,6 +125,19 @@ class Greeting:
         if errors:
             raise KafkaException(errors[0])
         self.acknowledged = True
+
+    def _answers_topic_listed(self) -> bool:
+        """Whether the broker lists the answers topic (every topic is asked for: asking for one
+        by name may create it). True when the broker cannot tell: the hello then finds out."""
+        consumer = Consumer(self._conf)
+        try:
+            topics = consumer.list_topics(timeout=_WATERMARK_TIMEOUT_S).topics
+        except KafkaException:
+            return True
+        finally:
+            consumer.close()
+        found = topics.get(self._answers_topic)
+        return found is not None and found.error is None
 
     def _routes_end(self) -> int:
         consumer = Consumer(self._conf)

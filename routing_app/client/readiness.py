@@ -37,13 +37,17 @@ class RoutesGate:
         self._registry_url = registry_url
         self._greeting: Greeting | None = None
 
-    def greet_first(self, say_hello: SayHello, rdkafka: dict[str, Any], producer_id: str) -> None:
+    def greet_first(
+        self, say_hello: SayHello, rdkafka: dict[str, Any], producer_id: str, answers_topic: str
+    ) -> None:
         """Says hello to the route writer now, and counts the routes as read only once the
         cache has passed the routes topic's end after the hello's acknowledgement. Called once,
         when the producer starts (before any send); nothing to do without a route cache."""
         if self._cache is None or self._greeting is not None:
             return
-        self._greeting = Greeting(say_hello, rdkafka, self._routes_topic, f"{producer_id}-hello").start()
+        self._greeting = Greeting(
+            say_hello, rdkafka, self._routes_topic, answers_topic, f"{producer_id}-hello"
+        ).start()
         self._cache.on_stop(self._greeting.stop)
 
     def wait_ready(self, timeout: float | None) -> None:

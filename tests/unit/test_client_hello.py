@@ -5,6 +5,7 @@ topic's end offset fetched after that. No Kafka: the cache and the broker are st
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -49,6 +50,7 @@ class Broker:
         self.routes_end = routes_end
         self.failures = failures
         self.hellos = 0
+        self.answers_listed = True
         self.release = threading.Event()
         self.release.set()
 
@@ -68,6 +70,7 @@ class Broker:
 def _broker_offsets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Broker]]:
     brokers: list[Broker] = []
     monkeypatch.setattr(Greeting, "_routes_end", lambda self: brokers[-1].routes_end)
+    monkeypatch.setattr(Greeting, "_answers_topic_listed", lambda self: brokers[-1].answers_listed)
     monkeypatch.setattr("routing_app.client.hello._RETRY_S", (0.01,))
     yield brokers
 
@@ -75,7 +78,7 @@ def _broker_offsets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Broker]]:
 def _gate(cache: Cache, broker: Broker, brokers: list[Broker]) -> RoutesGate:
     brokers.append(broker)
     gate = RoutesGate(cache, None, "routes", 300, "localhost:9", None)  # type: ignore[arg-type]
-    gate.greet_first(broker.say_hello, {"bootstrap.servers": "localhost:9"}, "p1")
+    gate.greet_first(broker.say_hello, {"bootstrap.servers": "localhost:9"}, "p1", "answers")
     return gate
 
 
@@ -118,7 +121,7 @@ def test_without_a_route_cache_there_is_nobody_to_greet(_broker_offsets: list[Br
     broker = Broker(routes_end=0)
     _broker_offsets.append(broker)
     gate = RoutesGate(None, None, "routes", 300, "localhost:9", None)
-    gate.greet_first(broker.say_hello, {"bootstrap.servers": "localhost:9"}, "p1")
+    gate.greet_first(broker.say_hello, {"bootstrap.servers": "localhost:9"}, "p1", "answers")
     assert gate.ready and broker.hellos == 0
 
 
@@ -132,3 +135,14 @@ def test_the_hello_stops_with_the_cache(_broker_offsets: list[Broker]) -> None:
     broker.release.set()
     with pytest.raises(TimeoutError):
         gate.wait_ready(0.3)
+
+
+def test_without_an_answers_topic_the_routes_count_as_read_at_once(_broker_offsets: list[Broker]) -> None:
+    # No route writer has run yet: no move can be under way. Before, the hello itself found
+    # out, after librdkafka's topic.metadata.propagation.max.ms (30 s).
+    broker = Broker(routes_end=0)
+    broker.answers_listed = False
+    gate = _gate(Cache(position=0), broker, _broker_offsets)
+    started = time.monotonic()
+    gate.wait_ready(5)
+    assert gate.ready and broker.hellos == 0 and time.monotonic() - started < 1.0
