@@ -3,7 +3,8 @@ real stack: two workers, strict tenants sending key-only and tenant + key record
 group checking every stream's numbers (the group strict drains wait for).
 
 - 12 -> 24 partitions under load: the hash base is recorded and acknowledged before the broker's
-  count grows, the planner fills the new partitions with strict moves, nothing is lost,
+  count grows, the planner fills the new partitions with strict moves (its worker killed -9
+  midway, the other one finishing), nothing is lost,
   duplicated or reordered, and the broker's write rates end within 1.10 of their mean;
 - producers started before, during and after the expansion put every key where the others do
   (by the base), where a plain client would now hash most keys elsewhere;
@@ -40,6 +41,7 @@ from tests.e2e.support import (
     cli,
     events,
     fresh_routing_settings,
+    leader,
     running_workers,
     wait_for,
 )
@@ -116,7 +118,7 @@ def _spread(rates: list[float]) -> float:
 def test_growing_12_to_24_under_load_keeps_every_stream_in_order_and_fills_to_balance(
     plane: tuple[Settings, list[Worker]],
 ) -> None:
-    settings, _ = plane
+    settings, workers = plane
     topic = _topic(settings, "grow")
     # A consumer learns of partitions added on its next metadata refresh (librdkafka's default:
     # every 5 minutes): until then the records moved there wait, unread (in order all the same).
@@ -140,6 +142,18 @@ def test_growing_12_to_24_under_load_keeps_every_stream_in_order_and_fills_to_ba
             return spread if spread <= 1.10 else None
 
         grown = time.monotonic()
+        # The planning worker dies (-9) once the fill is under way: the survivor finishes it,
+        # and the drains it left behind, with every stream still in order.
+        run_until(
+            lambda: any(
+                r.topic == topic and r.tenant and min(r.partitions) >= BEFORE for r in producer.cache or ()
+            ),
+            traffic,
+            60,
+            "a first fill move",
+        )
+        planner = run_until(lambda: leader(workers), traffic, 10, "a planning worker")
+        planner.kill()
         spread = run_until(balanced, traffic, 240, "the new partitions to fill to max/mean <= 1.10")
         balanced_after_s = round(time.monotonic() - grown, 1)
         traffic.stop()
