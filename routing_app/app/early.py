@@ -107,8 +107,7 @@ def crowded(inp: PlannerInput, tenants: Iterable[TenantKey]) -> dict[TenantKey, 
     keep at or above the merge level (``min(1 + tolerance, hot_threshold) x mean``): tenant ->
     its partition."""
     policy = inp.policy
-    moduli = {topic: inp.modulus(topic) for topic in inp.hash_bases}
-    loads = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual, moduli)
+    loads = estimate_loads(inp.partition_counts, inp.routes, inp.rates, inp.residual, inp.moduli())
     out: dict[TenantKey, int] = {}
     for key in sorted(set(tenants)):
         n = inp.partition_counts.get(key[0], 0)

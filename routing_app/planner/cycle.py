@@ -74,8 +74,7 @@ def placements(inp: PlannerInput, budget: Budget, changes: list[PlannedChange]) 
     routes: dict[str, dict[str, Route]] = {}
     for (topic, tenant), route in inp.routes.items():
         routes.setdefault(topic, {})[tenant] = route
-    moduli = {topic: inp.modulus(topic) for topic in inp.hash_bases}
-    tenants = group_tenants(inp.rates, routes, inp.partition_counts, moduli)
+    tenants = group_tenants(inp.rates, routes, inp.partition_counts, inp.moduli())
     residual: dict[str, dict[int, float]] = {}
     for (topic, p), value in inp.residual.items():
         residual.setdefault(topic, {})[p] = clean(value)

@@ -223,6 +223,10 @@ class PlannerInput:
         base = self.hash_bases.get(topic)
         return hash_modulus(n, None if base is None else base.base)
 
+    def moduli(self) -> dict[str, int]:
+        """``modulus`` of every topic with a hash base (the others hash by their count)."""
+        return {topic: self.modulus(topic) for topic in self.hash_bases}
+
 
 @dataclass(frozen=True)
 class PlannedChange:

@@ -40,8 +40,7 @@ def cycles(inp: PlannerInput, count: int) -> tuple[PlannerInput, list[ReasonKind
 
 
 def spread(inp: PlannerInput) -> float:
-    moduli = {topic: inp.modulus(topic) for topic in inp.hash_bases}
-    est = estimate_loads(inp.partition_counts, inp.routes, inp.rates, moduli=moduli)
+    est = estimate_loads(inp.partition_counts, inp.routes, inp.rates, moduli=inp.moduli())
     loads = [v for (topic, _), v in est.items() if topic == T]
     return max(loads) / (sum(loads) / len(loads))
 
