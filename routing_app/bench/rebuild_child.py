@@ -2,7 +2,8 @@
 
 ``python -m routing_app.bench.rebuild_child '<json>'`` with ``mode`` one of:
 
-- ``cache``: a RouteCache, start() to wait_ready(); seconds, routes held, VmHWM growth.
+- ``cache``: a RouteCache, start() to wait_ready() (seconds), then to wait_settled()
+  (settled_seconds: every kept record decoded); routes held, VmHWM growth at both.
 - ``consume``: the baseline: the same consumer settings reading the same records, no decoding.
 - ``profile``: cProfile of a real RouteCache's thread, then the per-route cost of each stage
   (consume, key parse, Avro decode and Route construction by fastavro, the same by the fast
@@ -90,12 +91,21 @@ def measure_cache(
     cache.start()
     ready = cache.wait_ready(timeout)
     seconds = time.perf_counter() - started
+    ready_peak_kb = _kb("VmHWM")
+    undecoded = cache.stats().undecoded
+    # Then the rest of the work a rebuild makes: decoding what was kept as bytes (settling).
+    settled = cache.wait_settled(timeout)
+    settled_seconds = time.perf_counter() - started
     peak_kb, after_kb = _kb("VmHWM"), _kb("VmRSS")
     stats = cache.stats()
     cache.stop()
     return {
         "ready": ready,
         "seconds": seconds,
+        "settled": settled,
+        "settled_seconds": settled_seconds,
+        "undecoded_at_ready": undecoded,
+        "ready_peak_kb": ready_peak_kb,
         "cache_routes": stats.routes,
         "records_read": stats.position,
         "undecodable": stats.undecodable,
@@ -147,7 +157,7 @@ def _profile_cache_thread(
     bootstrap: str, registry_url: str, topic: str, timeout: float, top: int, extra: dict[str, Any]
 ) -> tuple[float, str]:
     """cProfile of the real cache thread (its _run wrapped on the instance, library untouched):
-    seconds from start() to ready, and the ``top`` functions by own time."""
+    seconds from start() to settled, and the ``top`` functions by own time."""
     codec = RouteCodec(registry_client(registry_url), topic)
     cache = RouteCache({"bootstrap.servers": bootstrap, **extra}, codec, topic, name="bench-profile")
     profiler = cProfile.Profile()
@@ -155,7 +165,7 @@ def _profile_cache_thread(
     setattr(cache, "_run", lambda: profiler.runcall(run))  # noqa: B010 (instance override)
     started = time.perf_counter()
     cache.start()
-    cache.wait_ready(timeout)
+    cache.wait_settled(timeout)  # the whole rebuild: reading, then decoding what was kept
     profiled_seconds = time.perf_counter() - started
     cache.stop()
     del cache
@@ -193,10 +203,19 @@ def _time_stages(
         _timed("codec_decode", t, _decode_records, records, codec.decode)
         # The cache's own loop over the consumer's batches (what catching up runs).
         _timed("apply", t, _handle_batches, batches, fresh._handle)
+        # What a rebuild runs instead: records kept as bytes until ready, then checked.
+        kept = RouteCache({"bootstrap.servers": bootstrap}, codec, topic, name="bench-keep")
+        kept._counts = dict(fresh._counts)  # no consumer to ask: what the first cache learnt
+        kept.keeps_bytes = True
+        _timed("keep", t, _handle_batches, batches, kept._keep)
+        kept._ready.set()
+        _timed("settle", t, kept.settle)
     finally:
         gc.enable()
-    if len(fresh) != n:
-        raise AssertionError(f"apply built {len(fresh)} routes from {n} records")
+    if len(fresh) != n or len(kept) != n:
+        raise AssertionError(
+            f"apply built {len(fresh)} routes, keep and settle {len(kept)}, from {n} records"
+        )
     return n, t
 
 

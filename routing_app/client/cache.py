@@ -4,6 +4,17 @@ RouteCache is the cache thread's lifecycle and the table it keeps. What it consu
 lives next to it: its consumer's settings (consumer_config), the poison it skips (poison),
 routes deferred for partitions their topic lacks (deferred_routes), the collector paused while
 it rebuilds (gc_pause).
+
+A rebuild keeps the records it reads as bytes (key -> value) and is ready as soon as it has
+read them all: decoding a route costs ten times what reading it does, and a producer needs the
+few routes it sends by, not a million. A lookup decodes the record it needs (``get``). After
+ready, the cache thread checks the rest between tailed records (settling): each is decoded
+once under every rule of a record read while tailing (validation, poison, epochs, partition
+counts); a plain active route that passes stays bytes until a lookup needs it (a million
+Routes take more memory than their bytes), anything else (a drain under way, a tombstone,
+poison, a route beyond its topic's partitions) is applied as read. The listeners hear of a
+settled route only if it is draining: a rebuild replays old changes, and what a listener must
+act on at once (a producer's hold, a writer's roll call) is a drain still under way.
 """
 
 from __future__ import annotations
@@ -11,8 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
+from operator import countOf
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -34,6 +47,13 @@ RouteListener = Callable[[str, str, Route | None], None]
 METADATA_MIN_INTERVAL_S = 1.0
 METADATA_TIMEOUT_S = 5.0
 _ABSENT = -1  # partition count of a topic the broker did not list
+# Records decoded per turn while settling: a lookup waits at most one turn (a few ms).
+SETTLE_BATCH = 1_000
+_MISSING = object()
+# In place of a record read while catching up once its key has a decoded route: a later record
+# under the key is applied after it, in order, instead of being kept as bytes. Compared by
+# identity; bytes (no route's value starts so) only so that _learn_schemas scans in C.
+_DECODED = bytes(bytearray(b"\xff(decoded)"))
 
 
 @dataclass(frozen=True)
@@ -49,12 +69,15 @@ class CacheStats:
     out_of_range: int = 0
     # Older routes found after newer ones (skipped, and the worker writes the route again).
     out_of_order: int = 0
+    # Records read while catching up that are not decoded yet (0 once settled).
+    undecoded: int = 0
 
 
 class RouteCache:
     """Routes by (data topic, tenant), rebuilt from the compacted routes topic by a background thread.
 
-    Readers never block: ``get`` is a dictionary lookup, and every update replaces a whole
+    Readers do not wait for the cache thread: ``get`` is a dictionary lookup (until the cache
+    has settled, one that may decode the record it needs), and every update replaces a whole
     immutable Route, so a reader sees either the old or the new one.
     """
 
@@ -70,6 +93,16 @@ class RouteCache:
         self._topic = routes_topic
         self._name = name
         self._routes: dict[str, dict[str, Route]] = {}
+        # Records read while catching up, by key, not decoded yet (see the module's text); the
+        # lock orders their decoding against the cache thread's later records of the same key.
+        self._raw: dict[bytes | None, Any] = {}
+        self._raw_lock = threading.RLock()
+        # True while _raw may hold routes: a reader that finds no route asks get() then.
+        self.keeps_bytes = False
+        self._settled = threading.Event()
+        self._settling: Iterator[tuple[bytes | None, Any]] | None = None  # over _raw, once ready
+        self._marked = 0  # entries of _raw that are _DECODED
+        self._at_end = False  # the consumer said so while catching up
         self._listeners: list[RouteListener] = []
         self._ready = threading.Event()
         self._stop = threading.Event()
@@ -131,30 +164,67 @@ class RouteCache:
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    def wait_settled(self, timeout: float | None = None) -> bool:
+        """True once every record read while catching up is checked (after ready; see the
+        module's text)."""
+        return self.wait_ready(timeout) and self._settled.wait(timeout)
+
     # -- reading -------------------------------------------------------------------------------
     def get(self, topic: str, tenant: str) -> Route | None:
         routes = self._routes.get(topic)
-        return None if routes is None else routes.get(tenant)
+        route = None if routes is None else routes.get(tenant)
+        if route is None and self.keeps_bytes:
+            return self._reveal(topic, tenant)
+        return route
 
-    def routes_for_topic(self, topic: str) -> dict[str, Route] | None:
-        """The live per-tenant dict of one topic, for hot paths that look up many tenants."""
-        return self._routes.get(topic)
+    def routes_for_topic(self, topic: str) -> dict[str, Route]:
+        """The routes of one topic by tenant: a snapshot (routes kept as bytes decoded for it)."""
+        prefix = route_key(topic, "").encode("utf-8", "surrogateescape")
+        return {r.tenant: r for r in self._snapshot(prefix) if r.topic == topic}
 
     @property
     def routes_by_topic(self) -> dict[str, dict[str, Route]]:
         """The live dict of those dicts (topic -> tenant -> Route), for the producer's hot path,
-        which saves a call per record by holding it. Read only: the cache thread owns it."""
+        which saves a call per record by holding it. Read only: the cache thread owns it. While
+        ``keeps_bytes``, a tenant missing from it may still have a route: ask ``get``."""
         return self._routes
 
+    def settle(self) -> None:
+        """Checks every record kept since the rebuild now, on the calling thread (whole views
+        need it; the cache thread does it anyway, in turns). Before ready: those read so far."""
+        while not self._settled.is_set():
+            self._settle_some(1_000_000)
+            if not self._ready.is_set():
+                return  # what is read later is kept: a view before ready is partial anyway
+
     def __iter__(self) -> Iterator[Route]:
-        for routes in list(self._routes.values()):
-            yield from list(routes.values())
+        return iter(self._snapshot(b""))
 
     def __len__(self) -> int:
-        return sum(len(r) for r in list(self._routes.values()))
+        self.settle()
+        with self._raw_lock:
+            return sum(len(r) for r in list(self._routes.values())) + len(self._raw) - self._marked
+
+    def _snapshot(self, prefix: bytes) -> list[Route]:
+        """Every route whose key starts with ``prefix``, those kept as bytes decoded (not kept)."""
+        self.settle()
+        with self._raw_lock:
+            routes = [r for by_tenant in self._routes.values() for r in by_tenant.values()]
+            decode = self._codec.decode
+            for key, value in list(self._raw.items()):  # one step: _keep may add meanwhile
+                if value is not None and value is not _DECODED and key is not None and key.startswith(prefix):
+                    try:
+                        route = decode(key, value)[2]
+                    except (DecodeError, RegistryUnavailable):
+                        continue  # read after a view before ready: not checked yet
+                    if route is not None:
+                        routes.append(route)
+        return routes
 
     def add_listener(self, listener: RouteListener) -> None:
-        """Called from the cache thread after each applied change (route None = tombstone)."""
+        """Called after each applied change (route None = tombstone): from the cache thread, or,
+        for a draining route kept as bytes since the rebuild, from the thread whose lookup
+        decodes it first (before the lookup returns, so a hold is in place before a send)."""
         self._listeners.append(listener)
 
     def add_poison_listener(self, listener: PoisonListener) -> None:
@@ -170,8 +240,9 @@ class RouteCache:
         return dict(self._poison.reasons)
 
     def stats(self) -> CacheStats:
+        # Before settled, records kept as bytes count as routes (poison and tombstones too).
         return CacheStats(
-            routes=len(self),
+            routes=sum(len(r) for r in list(self._routes.values())) + len(self._raw) - self._marked,
             position=self._position,
             end_offset_at_start=self._end_at_start,
             ready=self.ready,
@@ -180,6 +251,7 @@ class RouteCache:
             applied=self._applied,
             out_of_range=self._deferred.count,
             out_of_order=self._poison.out_of_order,
+            undecoded=len(self._raw) - self._marked,
         )
 
     # -- the thread ----------------------------------------------------------------------------
@@ -214,21 +286,29 @@ class RouteCache:
         self._end_at_start = high
         if high <= 0:
             self._ready.set()
+            self._settled.set()
         consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
         if not self._ready.is_set():
-            self._gc.hold()
+            self._gc.hold()  # released once settled: settling decodes every route once
             try:
                 self._catch_up(consumer)
-            finally:
+            except BaseException:
                 self._gc.release()
-        self._tail(consumer)
+                raise
+        try:
+            self._tail(consumer)
+        finally:
+            self._gc.release()
 
     def _catch_up(self, consumer: Consumer) -> None:
         """Reads up to the end offset seen at start in big batches, then sets ready."""
         consume, stop, end = consumer.consume, self._stop, self._end_at_start
+        self.keeps_bytes = True
         while not stop.is_set():
-            self._handle(consume(num_messages=10_000, timeout=0.1))
-            if self._position >= end:
+            self._keep(consume(num_messages=10_000, timeout=0.1))
+            if self._position >= end or self._at_end:
+                if not self._learn_schemas():
+                    return  # stopped while the registry was away
                 self._ready.set()
             if self._ready.is_set():
                 self._poison.tell_all()
@@ -238,45 +318,206 @@ class RouteCache:
         # Waiting for a whole batch would hold every change for the full timeout (propagation
         # p99 ~100 ms): wake on the first record, then take whatever else is already queued.
         consume, stop = consumer.consume, self._stop
+        settled = self._settled.is_set
         while not stop.is_set():
-            messages = consume(num_messages=1, timeout=0.1)
+            settling = not settled()
+            messages = consume(num_messages=1, timeout=0 if settling else 0.1)
             if messages:
                 self._handle(messages)
                 self._handle(consume(num_messages=10_000, timeout=0))
+            if settling:
+                self._settle_some(SETTLE_BATCH)
             if self._deferred.pending:
                 self._retry_deferred()
 
-    def _handle(self, messages: list[Message]) -> None:  # noqa: C901 (hot loop, inlined)
-        # _apply inlined for the common record (a route for a topic already held): a rebuild
-        # runs this a million times. Everything else (poison, registry trouble, tombstones, a
-        # first topic) goes through _apply, which decodes again: rare, and it has the rules.
+    # -- catching up: records kept as bytes ---------------------------------------------------------
+    def _keep(self, messages: list[Message]) -> None:
+        """Keeps each record's value under its key, undecoded; a key read twice is decoded
+        (both records, in order) so the epoch and poison rules see every record of it."""
+        keep = self._raw.setdefault
+        last = None
+        for message in messages:
+            if message.error() is not None:
+                self._consumer_error(message)
+                continue
+            key, value = message.key(), message.value()
+            if keep(key, value) is not value:
+                self._read_twice(key, value, message.offset() or 0)
+            last = message
+        if last is not None:
+            self._position = max(self._position, (last.offset() or 0) + 1)
+
+    def _read_twice(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        with self._raw_lock:
+            earlier = self._mark(key)
+            if earlier is not _MISSING and earlier is not _DECODED:
+                self._apply(key, earlier, -1)
+            self._apply(key, value, offset)
+
+    def _mark(self, key: bytes | None) -> Any:
+        """The key's entry in _raw becomes _DECODED (its route, if any, is in the table; a later
+        record under it is applied after it); returns what it was (_MISSING: none)."""
+        raw = self._raw
+        earlier = raw.get(key, _MISSING)
+        if earlier is not _DECODED:
+            raw[key] = _DECODED
+            self._marked += 1
+        return earlier
+
+    def _unkeep(self, key: bytes | None) -> Any:
+        """Like _mark, for a key whose records from now on are all applied as read: once
+        settled, its entry goes (nothing iterates _raw any more)."""
+        if not self._settled.is_set():
+            return self._mark(key)
+        earlier = self._raw.pop(key, _MISSING)
+        if earlier is _DECODED:
+            self._marked -= 1
+        return earlier
+
+    def _learn_schemas(self) -> bool:
+        """Asks the registry, before ready, for each schema id the kept records name: decoding
+        them later (a producer's lookup) then never waits for it. False if stopped meanwhile."""
+        raw = self._raw
+        first = next((v for v in raw.values() if v is not None and v is not _DECODED), None)
+        if first is None:
+            return True
+        headers = {first[:5]: first}
+        # Usually every value has the same header: counted in C, a Python loop only if not.
+        same = sum(map(bytes.startswith, filter(None, raw.values()), repeat(first[:5])))
+        if same != len(raw) - countOf(raw.values(), None) - self._marked:
+            for value in filter(None, raw.values()):
+                if value is not _DECODED and value[:5] not in headers:
+                    headers[value[:5]] = value
+        values = self._codec.values
+        for value in headers.values():
+            while values.needs_registry(value):
+                try:
+                    values.decode(value)
+                except DecodeError:
+                    break  # poison: judged when its record is decoded
+                except RegistryUnavailable as exc:
+                    self._gc.release()
+                    log.warning("route cache: %s; retrying", exc)
+                    if self._stop.wait(1.0):
+                        return False
+        return True
+
+    def _reveal(self, topic: str, tenant: str) -> Route | None:
+        """A reader's lookup of a route that may still be bytes: decoded now, under the lock."""
+        key = route_key(topic, tenant).encode("utf-8", "surrogateescape")
+        with self._raw_lock:
+            if self._raw.get(key, _DECODED) is not _DECODED:
+                value = self._unkeep(key)
+                self._apply(key, value, -1, settling=True)
+            routes = self._routes.get(topic)
+            return None if routes is None else routes.get(tenant)
+
+    def _settle_some(self, budget: int) -> None:
+        """Checks up to ``budget`` kept records (see the module's text)."""
+        with self._raw_lock:
+            raw = self._raw
+            if self._settled.is_set():
+                return
+            if not self._ready.is_set():
+                # Still catching up: decoded in place, the next record of each key follows.
+                for key, value in list(raw.items()):
+                    if value is not _DECODED:
+                        self._mark(key)
+                        self._apply(key, value, -1, settling=True)
+                return
+            if self._settling is None:
+                # Safe across turns: from ready on, entries are only marked, never added or
+                # removed, until settled.
+                self._settling = iter(raw.items())
+            for checked, (key, value) in enumerate(self._settling, 1):
+                if value is not _DECODED:
+                    self._settle_one(key, value)
+                if checked >= budget:
+                    return
+            self._settling = None
+            if self._marked * 2 > len(raw):
+                # Marked entries only hold their keys: a copy without them frees that.
+                self._raw = {k: v for k, v in raw.items() if v is not _DECODED}
+                self._marked = 0
+            self.keeps_bytes = bool(self._raw)
+            self._settled.set()
+            self._gc.release()
+
+    def _settle_one(self, key: bytes | None, value: bytes | None) -> None:
+        """A plain active route whose partitions exist stays bytes (counted as applied); any
+        other record is applied as read (under _raw_lock, after ready)."""
+        route: Route | None = None
+        if value is not None:
+            try:
+                route = self._codec.decode(key, value)[2]
+            except (DecodeError, RegistryUnavailable):
+                route = None  # _apply has the rules for those
+        if route is not None and route.status is RouteStatus.ACTIVE:
+            count = self._counts.get(route.topic)
+            if count is None:
+                count = self._refresh_counts(route.topic)  # at most once a second
+            # Unknown, or a topic the broker does not list: nothing to check against (see _fits).
+            if (
+                count is None
+                or count == _ABSENT
+                or (
+                    max(route.partitions) < count
+                    and (not route.previous_partitions or max(route.previous_partitions) < count)
+                )
+            ):
+                self._applied += 1
+                return
+        self._mark(key)
+        self._apply_records([(key, value, -1)], settling=True)
+
+    def _consumer_error(self, message: Message) -> None:
+        error = message.error()
+        if error is not None and error.code() == KafkaError._PARTITION_EOF:
+            # The end offset may count records no consumer sees (transaction markers).
+            self._position = max(self._position, message.offset() or 0)
+            self._at_end = True
+        else:
+            log.warning("route cache: %s", error)
+
+    # -- tailing --------------------------------------------------------------------------------
+    def _handle(self, messages: list[Message]) -> None:
+        if self.keeps_bytes:
+            self._handle_over_kept(messages)
+        else:
+            self._apply_records(self._records(messages))
+
+    def _records(self, messages: list[Message]) -> Iterator[tuple[bytes | None, bytes | None, int]]:
+        for message in messages:
+            if message.error() is not None:
+                self._consumer_error(message)
+                continue
+            offset = message.offset() or 0
+            self._position = offset + 1
+            yield message.key(), message.value(), offset
+
+    def _apply_records(
+        self, records: Iterable[tuple[bytes | None, bytes | None, int]], settling: bool = False
+    ) -> None:
+        """Applies (key, value, offset) records in order (``settling``: see _store).
+
+        _apply inlined for the common record (a route for a topic already held): settling a
+        rebuild runs this a million times. Everything else (poison, registry trouble,
+        tombstones, a first topic) goes through _apply, which decodes again: rare, and it has
+        the rules."""
         decode = self._codec.decode
         by_topic = self._routes
         counts = self._counts
         monotonic = time.monotonic
         # These dicts and the list are only ever changed in place: held for the batch.
         poisoned, pending, listeners = self._poison.reasons, self._deferred.pending, self._listeners
-        position = self._position
         applied = stale = 0
         try:
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        position = message.offset() or position
-                        self._position = position
-                        self._ready.set()
-                    else:
-                        log.warning("route cache: %s", error)
-                    continue
-                offset = message.offset() or 0
-                position = offset + 1
-                key, value = message.key(), message.value()
+            for key, value, offset in records:
                 try:
                     topic, tenant, route = decode(key, value)
                     routes = by_topic[topic]
                 except (DecodeError, RegistryUnavailable, KeyError):
-                    self._apply(key, value, offset)
+                    self._apply(key, value, offset, settling)
                     continue
                 if poisoned or pending:  # rare: skip two lookups otherwise
                     self._superseded(topic, tenant)
@@ -302,14 +543,29 @@ class RouteCache:
                     continue
                 routes[tenant] = route
                 applied += 1
-                if listeners:
+                if listeners and (not settling or route.status is RouteStatus.DRAINING):
                     self._notify(topic, tenant, route)
         finally:
-            self._position = position
             self._applied += applied
             self._stale += stale
 
-    def _apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+    def _handle_over_kept(self, messages: list[Message]) -> None:
+        """Tailed records while routes are kept as bytes: a kept record under the same key is
+        applied first."""
+        for message in messages:
+            if message.error() is not None:
+                self._consumer_error(message)
+                continue
+            key, offset = message.key(), message.offset() or 0
+            with self._raw_lock:
+                if self._raw.get(key, _MISSING) is not _MISSING:
+                    earlier = self._unkeep(key)
+                    if earlier is not _DECODED:
+                        self._apply(key, earlier, -1, settling=True)
+                self._apply(key, message.value(), offset)
+            self._position = offset + 1
+
+    def _apply(self, key: bytes | None, value: bytes | None, offset: int, settling: bool = False) -> None:
         while True:
             try:
                 topic, tenant, route = self._codec.decode(key, value)
@@ -325,9 +581,13 @@ class RouteCache:
                 if self._stop.wait(1.0):
                     return
         self._superseded(topic, tenant)
-        self._store(topic, tenant, route, offset)
+        self._store(topic, tenant, route, offset, settling)
 
-    def _store(self, topic: str, tenant: str, route: Route | None, offset: int = -1) -> None:
+    def _store(
+        self, topic: str, tenant: str, route: Route | None, offset: int = -1, settling: bool = False
+    ) -> None:
+        """``settling``: a record kept since the rebuild, which readers could already look up:
+        news to the listeners only if it is a drain under way (see the module's text)."""
         routes = self._routes.get(topic)
         if route is None:
             if routes is not None and routes.pop(tenant, None) is not None:
@@ -346,7 +606,7 @@ class RouteCache:
             return
         routes[tenant] = route
         self._applied += 1
-        if self._listeners:
+        if self._listeners and not (settling and route.status is not RouteStatus.DRAINING):
             self._notify(topic, tenant, route)
 
     def _superseded(self, topic: str, tenant: str) -> None:

@@ -54,12 +54,12 @@ class PoisonBook:
     def skip_undecodable(self, key: bytes | None, offset: int, exc: DecodeError) -> None:
         self.undecodable += 1
         why = brief(exc)
-        kept = self.note(key, f"offset {offset}: {why}")
+        kept = self.note(key, f"{_at(offset)}: {why}")
         log.warning(
-            "route cache: skipped %s record at %s offset %d%s: %s",
+            "route cache: skipped %s record at %s %s%s: %s",
             "an invalid route" if isinstance(exc, InvalidRoute) else "an undecodable",
             self._topic,
-            offset,
+            _at(offset),
             ""
             if kept is None
             else f" (the route of {kept.key!r} stays {list(kept.partitions)}, epoch {kept.epoch})",
@@ -73,17 +73,17 @@ class PoisonBook:
         treated as poison, so the worker writes the route again."""
         self.out_of_order += 1
         log.warning(
-            "route cache: %s offset %d: route %r %s (epoch %d) is older than the route "
+            "route cache: %s %s: route %r %s (epoch %d) is older than the route "
             "already read (%s, epoch %d); skipped",
             self._topic,
-            offset,
+            _at(offset),
             route.key,
             list(route.partitions),
             route.epoch,
             list(current.partitions),
             current.epoch,
         )
-        self.note(key, f"offset {offset}: an older route (epoch {route.epoch}) after epoch {current.epoch}")
+        self.note(key, f"{_at(offset)}: an older route (epoch {route.epoch}) after epoch {current.epoch}")
 
     def note(self, key: bytes | None, reason: str) -> Route | None:
         """Notes poison under ``key``; returns the route the key keeps, if it has one."""
@@ -118,3 +118,8 @@ class PoisonBook:
                 listener(topic, tenant, kept, reason)
             except Exception:
                 log.exception("route poison listener failed")
+
+
+def _at(offset: int) -> str:
+    # A record kept as bytes while the cache caught up is decoded later, without its offset.
+    return f"offset {offset}" if offset >= 0 else "an offset read while catching up"

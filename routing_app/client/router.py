@@ -60,15 +60,16 @@ class Router:
         route_partitions = None
         relaxed = False
         modulus = count
-        if tenant_bytes is not None and self._cache is not None:
-            routes = self._cache.routes_for_topic(topic)
-            if routes:
-                modulus = _modulus(routes, count)
+        cache = self._cache
+        if tenant_bytes is not None and cache is not None:
+            routes = self._routes_by_topic.get(topic)
+            if routes or cache.keeps_bytes:
+                modulus = self._modulus(topic, routes, count)
                 tenant_name = (
                     tenant if isinstance(tenant, str) else tenant_bytes.decode("utf-8", "surrogateescape")
                 )
                 # The empty tenant's key holds the topic's hash base: no tenant is routed by it.
-                route = routes.get(tenant_name) if tenant_name else None
+                route = cache.get(topic, tenant_name) if tenant_name else None
                 if route is not None:
                     route_partitions = self._usable(route, count)
                     relaxed = route.mode is RouteMode.RELAXED
@@ -87,14 +88,23 @@ class Router:
         routes = self._routes_by_topic.get(topic)
         name = key.decode("utf-8", "surrogateescape")
         route = routes.get(name) if routes and name else None
+        if route is None and name and self._cache is not None and self._cache.keeps_bytes:
+            route = self._cache.get(topic, name)  # may still be bytes: decoded now
         if self._holds and (topic, name) in self._holds:
             return None
         if route is None:
-            return murmur2(key, _modulus(routes, count) if routes else count), _HASHED
+            return murmur2(key, self._modulus(topic, routes, count)), _HASHED
         shards = route.partitions
         if len(shards) != 1 or shards[0] >= count or route.status is _DRAINING:
             return None
         return shards[0], _ROUTED
+
+    def _modulus(self, topic: str, routes: dict[str, Route] | None, count: int) -> int:
+        """What unrouted keys of the topic hash by: its hash base if it has one (topics expand)."""
+        base = routes.get(HASH_BASE_TENANT) if routes else None
+        if base is None and self._cache is not None and self._cache.keeps_bytes:
+            base = self._cache.get(topic, HASH_BASE_TENANT)
+        return count if base is None else hash_modulus(count, len(base.partitions))
 
     def _usable(self, route: Route, count: int) -> tuple[int, ...] | None:
         if route.usable_for(count):
@@ -112,9 +122,3 @@ class Router:
             count,
         )
         return None
-
-
-def _modulus(routes: dict[str, Route], count: int) -> int:
-    """What unrouted keys of the topic hash by: its hash base if it has one (topics expand)."""
-    base = routes.get(HASH_BASE_TENANT)
-    return count if base is None else hash_modulus(count, len(base.partitions))

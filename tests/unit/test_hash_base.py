@@ -105,13 +105,15 @@ class _Counts:
 
 
 class _Cache:
+    keeps_bytes = False
+
     def __init__(self, routes: list[Route]) -> None:
         self.routes_by_topic: dict[str, dict[str, Route]] = {}
         for route in routes:
             self.routes_by_topic.setdefault(route.topic, {})[route.tenant] = route
 
-    def routes_for_topic(self, topic: str) -> dict[str, Route] | None:
-        return self.routes_by_topic.get(topic)
+    def get(self, topic: str, tenant: str) -> Route | None:
+        return self.routes_by_topic.get(topic, {}).get(tenant)
 
 
 def _router(count: int, routes: list[Route]) -> Router:

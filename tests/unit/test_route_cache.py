@@ -4,6 +4,8 @@ as its consumer would; the registry is confluent-kafka's mock:// one."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import random
 import time
 import uuid
@@ -41,14 +43,14 @@ def key(route: Route) -> bytes:
     return RouteCodec.encode_key(route.topic, route.tenant)
 
 
-def a_topic_history(codec: RouteCodec, seed: int) -> list[tuple[bytes, bytes | None]]:
+def a_topic_history(codec: RouteCodec, seed: int, tenants: int = 12) -> list[tuple[bytes, bytes | None]]:
     """Routes of a few tenants over time, as a routes topic holds them: newer and older epochs,
     drains and their ends, tombstones, and poison of every kind among them."""
     rng = random.Random(seed)
     records: list[tuple[bytes, bytes | None]] = []
     epochs: dict[str, int] = {}
     for _ in range(400):
-        tenant = f"t{rng.randrange(12)}"
+        tenant = f"t{rng.randrange(tenants)}"
         epoch = max(0, epochs.get(tenant, 0) + rng.choice([1, 1, 1, 0, -1]))
         epochs[tenant] = max(epoch, epochs.get(tenant, 0))
         route = Route(
@@ -93,6 +95,91 @@ def test_a_rebuild_reads_the_same_table_with_and_without_the_fast_reader() -> No
         assert fast.stats() == slow.stats()
         assert fast.poisoned() == slow.poisoned()
         assert fast.stats().undecodable > 0 and fast.stats().stale_ignored > 0
+
+
+def catch_up_lazily(
+    cache: RouteCache, history: list[tuple[bytes, bytes | None]], rng: random.Random, tail_from: int
+) -> list[tuple[str, str, Route | None]]:
+    """What RouteCache._catch_up and _tail do, with readers' lookups in between: the records
+    before ``tail_from`` kept as bytes, the rest tailed while the kept ones settle."""
+    looked_up: list[tuple[str, str, Route | None]] = []
+    cache.keeps_bytes = True
+    for start in range(0, tail_from, 32):
+        cache._keep(messages(history[start : min(start + 32, tail_from)], start))
+        tenant = f"t{rng.randrange(60)}"
+        looked_up.append(("orders", tenant, cache.get("orders", tenant)))
+    assert cache._learn_schemas()
+    cache._ready.set()
+    for start in range(tail_from, len(history), 16):
+        cache._handle(messages(history[start : start + 16], start))
+        cache._settle_some(7)
+        tenant = f"t{rng.randrange(60)}"
+        looked_up.append(("orders", tenant, cache.get("orders", tenant)))
+    cache.settle()
+    return looked_up
+
+
+def hear(heard: list[tuple[str, str, Route | None]], topic: str, tenant: str, route: Route | None) -> None:
+    heard.append((topic, tenant, route))
+
+
+def test_a_rebuild_kept_as_bytes_settles_to_the_table_read_record_by_record() -> None:
+    """Every rule of a record read while tailing (epochs, poison, drains' ends, tombstones,
+    partition counts) holds for records kept as bytes, whether a reader's lookup or the
+    settling decodes them, and whatever the cache tails meanwhile."""
+    for seed in range(12):
+        rng = random.Random(seed)
+        registry = SchemaRegistryClient.new_client({"url": f"mock://cache-{uuid.uuid4().hex}"})
+        lazy, codec = new_cache(registry)
+        eager, _ = new_cache(registry)
+        # Few tenants: most keys are read many times; many: most records are their key's only one.
+        history = a_topic_history(codec, seed, tenants=rng.choice([12, 60, 400]))
+        heard: list[tuple[str, str, Route | None]] = []
+        lazy.add_listener(functools.partial(hear, heard))
+        for cache in (lazy, eager):
+            cache._counts["orders"] = 5  # some routes name partition 5: held back
+        looked_up = catch_up_lazily(lazy, history, rng, tail_from=rng.randrange(len(history)))
+        for start in range(0, len(history), 64):
+            eager._handle(messages(history[start : start + 64], start))
+        assert lazy._settled.is_set()
+        assert {r.key: r for r in lazy} == {r.key: r for r in eager}
+        # Routes kept as bytes are counted as applied when settled, and again once looked up.
+        assert dataclasses.replace(lazy.stats(), applied=0, undecoded=0) == dataclasses.replace(
+            eager.stats(), ready=True, applied=0
+        )
+        assert lazy.poisoned() == eager.poisoned()
+        assert lazy._deferred.pending == eager._deferred.pending
+        # A lookup never saw a route older than the one the table held at that point.
+        for topic, tenant, seen in looked_up:
+            final = lazy.get(topic, tenant)
+            if seen is not None and final is not None:
+                assert seen.epoch <= final.epoch
+        # The listeners heard of every drain under way, however its route was decoded.
+        draining = {r.key for r in lazy if r.status is RouteStatus.DRAINING}
+        told = {f"{t}/{n}" for t, n, r in heard if r is not None and r.status is RouteStatus.DRAINING}
+        assert draining and draining <= told
+
+
+def test_a_lookup_while_catching_up_decodes_the_route_and_the_next_record_follows_it() -> None:
+    cache, codec = new_cache()
+    cache._counts["orders"] = 6
+    first, second = Route("orders", "acme", (1,), 1), Route("orders", "acme", (2,), 2)
+    other = Route("orders", "beta", (3,), 1)
+    cache.keeps_bytes = True
+    cache._keep(messages([(key(first), codec.encode(first)), (key(other), codec.encode(other))]))
+    assert cache.stats().routes == 2 and cache.stats().undecoded == 2
+    assert cache.routes_by_topic == {}
+    assert cache.get("orders", "acme") == first  # decoded on lookup
+    cache._keep(messages([(key(second), codec.encode(second))], 2))
+    assert cache.get("orders", "acme") == second
+    assert cache.get("orders", "nobody") is None
+    cache._ready.set()
+    cache.settle()
+    # A plain active route nobody looked up stays bytes; a lookup still finds it.
+    assert cache.routes_by_topic == {"orders": {"acme": second}}
+    assert cache.stats().undecoded == 1 and cache.get("orders", "beta") == other
+    assert {r.tenant: r for r in cache} == {"acme": second, "beta": other} == cache.routes_for_topic("orders")
+    assert cache.stats().position == 3 and cache.stats().routes == 2
 
 
 def test_routes_beyond_a_known_partition_count_are_held_back() -> None:
