@@ -364,15 +364,11 @@ class RouteCache:
             self._marked += 1
         return earlier
 
-    def _unkeep(self, key: bytes | None) -> Any:
-        """Like _mark, for a key whose records from now on are all applied as read: once
-        settled, its entry goes (nothing iterates _raw any more)."""
-        if not self._settled.is_set():
-            return self._mark(key)
-        earlier = self._raw.pop(key, _MISSING)
-        if earlier is _DECODED:
+    def _unmark(self, key: bytes | None) -> None:
+        """Once settled, a marked entry may go (nothing iterates _raw any more): only after its
+        route is applied, since a key missing from _raw is looked up without the lock."""
+        if self._settled.is_set() and self._raw.pop(key, None) is _DECODED:
             self._marked -= 1
-        return earlier
 
     def _learn_schemas(self) -> bool:
         """Asks the registry, before ready, for each schema id the kept records name: decoding
@@ -405,10 +401,18 @@ class RouteCache:
     def _reveal(self, topic: str, tenant: str) -> Route | None:
         """A reader's lookup of a route that may still be bytes: decoded now, under the lock."""
         key = route_key(topic, tenant).encode("utf-8", "surrogateescape")
+        if key not in self._raw:
+            # Never kept, or kept and applied long ago (an entry goes only after it is applied):
+            # the table has the answer. The common case of an unrouted tenant, without the lock.
+            routes = self._routes.get(topic)
+            return None if routes is None else routes.get(tenant)
         with self._raw_lock:
             if self._raw.get(key, _DECODED) is not _DECODED:
-                value = self._unkeep(key)
+                # Marked first: a lookup of the key while it is applied (poison's report of the
+                # route kept, from inside _apply) then reads the table instead of coming back.
+                value = self._mark(key)
                 self._apply(key, value, -1, settling=True)
+                self._unmark(key)
             routes = self._routes.get(topic)
             return None if routes is None else routes.get(tenant)
 
@@ -558,11 +562,14 @@ class RouteCache:
                 continue
             key, offset = message.key(), message.offset() or 0
             with self._raw_lock:
-                if self._raw.get(key, _MISSING) is not _MISSING:
-                    earlier = self._unkeep(key)
+                if key in self._raw:
+                    earlier = self._mark(key)
                     if earlier is not _DECODED:
                         self._apply(key, earlier, -1, settling=True)
-                self._apply(key, message.value(), offset)
+                    self._apply(key, message.value(), offset)
+                    self._unmark(key)
+                else:
+                    self._apply(key, message.value(), offset)
             self._position = offset + 1
 
     def _apply(self, key: bytes | None, value: bytes | None, offset: int, settling: bool = False) -> None:

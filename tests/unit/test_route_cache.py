@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import random
+import sys
+import threading
 import time
 import uuid
 from typing import Any
@@ -236,3 +239,56 @@ def test_a_topic_the_broker_did_not_list_is_asked_about_again_only_once_due(monk
     assert broker.asked == 1
     assert cache.stats().out_of_range == 3
     assert [cache.get("orders", f"t{i}").epoch for i in range(4)] == [1, 1, 1, 2]  # type: ignore[union-attr]
+
+
+def test_lookups_racing_the_settling_and_the_tail_never_miss_a_route_nor_go_back() -> None:
+    """Readers on other threads while the cache thread settles and tails: a tenant that has a
+    route is never found without one, and never with an older one than a lookup saw before.
+    Half the lookups go to the tenant being tailed at that moment, the other half anywhere."""
+    cache, codec = new_cache()
+    cache._counts["orders"] = 6
+    tenants = [f"t{i}" for i in range(4_000)]
+    cache.keeps_bytes = True
+    cache._keep(messages([(key(r), codec.encode(r)) for r in (Route("orders", t, (1,), 1) for t in tenants)]))
+    assert cache._learn_schemas()
+    cache._ready.set()
+    newer = [Route("orders", t, (2,), 2) for t in tenants[::4]]
+    tailing = [tenants[0]]
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def read(seed: int) -> None:
+        rng, seen = random.Random(seed), dict.fromkeys(tenants, 0)
+        while not stop.is_set():
+            tenant = tailing[0] if rng.random() < 0.5 else rng.choice(tenants)
+            route = cache.get("orders", tenant)
+            if route is None or route.epoch < seen[tenant]:
+                failures.append(f"{tenant}: {route} after epoch {seen[tenant]}")
+                return
+            seen[tenant] = route.epoch
+
+    def tail(offset: int, route: Route) -> None:
+        tailing[0] = route.tenant
+        cache._handle(messages([(key(route), codec.encode(route))], offset))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    readers = [threading.Thread(target=read, args=(seed,)) for seed in range(2)]
+    try:
+        for reader in readers:
+            reader.start()
+        offsets = itertools.count(len(tenants))
+        for route in newer[: len(newer) // 2]:  # while settling
+            cache._settle_some(10)
+            tail(next(offsets), route)
+        cache.settle()
+        for route in newer[len(newer) // 2 :]:  # once settled: applied entries may go
+            tail(next(offsets), route)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+        sys.setswitchinterval(interval)
+    assert not failures, failures[:3]
+    assert len(cache) == len(tenants)
+    assert {r.epoch for r in cache} == {1, 2}
