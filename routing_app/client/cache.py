@@ -36,7 +36,7 @@ from routing_app.client.gc_pause import GcPause
 from routing_app.client.poison import PoisonBook, PoisonListener
 from routing_app.codec import DecodeError, RegistryUnavailable
 from routing_app.routes import Route, RouteCodec
-from routing_app.routes.model import RouteStatus, route_key
+from routing_app.routes.model import HASH_BASE_TENANT, RouteStatus, route_key
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,11 @@ class RouteCache:
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def settled(self) -> bool:
+        """Every record kept since the rebuild is checked; hash bases are in the table."""
+        return self._settled.is_set()
 
     def wait_settled(self, timeout: float | None = None) -> bool:
         """True once every record read while catching up is checked (after ready; see the
@@ -456,7 +461,9 @@ class RouteCache:
                 route = self._codec.decode(key, value)[2]
             except (DecodeError, RegistryUnavailable):
                 route = None  # _apply has the rules for those
-        if route is not None and route.status is RouteStatus.ACTIVE:
+        # A topic's hash base goes to the table: once settled, the router need not look for it
+        # among the bytes on every record of an unrouted tenant.
+        if route is not None and route.status is RouteStatus.ACTIVE and route.tenant != HASH_BASE_TENANT:
             count = self._counts.get(route.topic)
             if count is None:
                 count = self._refresh_counts(route.topic)  # at most once a second

@@ -102,8 +102,8 @@ class Router:
     def _modulus(self, topic: str, routes: dict[str, Route] | None, count: int) -> int:
         """What unrouted keys of the topic hash by: its hash base if it has one (topics expand)."""
         base = routes.get(HASH_BASE_TENANT) if routes else None
-        if base is None and self._cache is not None and self._cache.keeps_bytes:
-            base = self._cache.get(topic, HASH_BASE_TENANT)
+        if base is None and self._cache is not None and not self._cache.settled:
+            base = self._cache.get(topic, HASH_BASE_TENANT)  # may still be bytes
         return count if base is None else hash_modulus(count, len(base.partitions))
 
     def _usable(self, route: Route, count: int) -> tuple[int, ...] | None:

@@ -106,6 +106,7 @@ class _Counts:
 
 class _Cache:
     keeps_bytes = False
+    settled = True
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes_by_topic: dict[str, dict[str, Route]] = {}
