@@ -16,6 +16,8 @@ told apart. Variants, from the raw bench baseline up to the RoutingProducer:
                (the per-record Python floor of any routing producer in Python)
   raw_part_cb  raw_part with RoutingProducer's own delivery callback (SendLedger.on_delivery_report)
   raw_part_cb_poll  raw_part_cb, plus a poll thread like RoutingProducer's (poll(0.05) loop)
+  raw_part_cb_burst  what-if: raw_part_cb_poll with a poll thread that serves the reports in
+               bursts, poll(0) every 10 ms
   routing      RoutingProducer.produce (the bench's routing side, usage reports on)
   routing_nopoll  what-if: routing with its poll thread standing aside during the loop (reports
                served by flush() in the sending thread, like raw); not a safe configuration
@@ -137,6 +139,11 @@ def raw_like(settings, topic, keys, value, warmup, parts, callback, poll_thread)
     full = [0]  # records that met a full local queue
 
     def poller():
+        if poll_thread == "burst":
+            # what-if: serve the reports every 10 ms in one go instead of as they arrive
+            while not stop.is_set():
+                producer.poll(0)
+                stop.wait(0.01)
         while not stop.is_set():
             producer.poll(0.05)
 
@@ -341,7 +348,7 @@ def main() -> None:
                         warmup,
                         None if kind == "raw" else parts,
                         "ledger" if kind.startswith("raw_part_cb") else "trivial",
-                        kind == "raw_part_cb_poll",
+                        "burst" if kind == "raw_part_cb_burst" else kind == "raw_part_cb_poll",
                     )
                 results[kind].append(res)
                 print(f"round {r + 1} {kind:>17}: {res['rps']:>10,.0f} rec/s {res['cpu_us']:.3f} us CPU/rec  {res['threads_us']} queue-full {res['queue_full_records']}", file=sys.stderr, flush=True)
