@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
+from faust.types import CodecArg, FutureMessage
 
 from routing_app.app.codecs import KEY_CODEC, ROUTE_CODEC, register
 from routing_app.app.planning import PlanningLoop
@@ -24,7 +25,7 @@ from routing_app.app.usage import UsageWindows
 from routing_app.app.web import install_views
 from routing_app.app.writer import RouteWriter
 from routing_app.app.writer_input import WriterInput
-from routing_app.app.writer_tables import WriterTables
+from routing_app.app.writer_tables import Acknowledgements, WriterTables
 from routing_app.client.cache import RouteCache
 from routing_app.codec import AvroCodec, RegistryUnavailable, registry_client
 from routing_app.config import ConfigError, Settings, load_settings
@@ -233,24 +234,31 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
         key_serializer=KEY_CODEC,
         value_serializer=ROUTE_CODEC,
     )
-    routes = app.Table(
-        "routes", partitions=1, key_type=str, value_type=None, changelog_topic=routes_changelog
-    )
+    # What the broker has not acknowledged of the writer's tables and events (see writer_events).
+    acks = Acknowledgements()
+
+    def table(name: str, **options: Any) -> WriterTable:
+        return writer_table(app, name, acks, **options)
+
+    routes = table("routes", key_type=str, value_type=None, changelog_topic=routes_changelog)
     # Table derives its codecs from the types (JSON for str); writes must match the topic's.
-    routes.key_serializer, routes.value_serializer = KEY_CODEC, ROUTE_CODEC  # type: ignore[attr-defined]
+    routes.key_serializer, routes.value_serializer = KEY_CODEC, ROUTE_CODEC
     tables = WriterTables(
         routes=routes,
-        epochs=app.Table("route_epochs", default=int, partitions=1),
-        history=app.Table("planner_history", partitions=1),
-        frozen=app.Table("frozen_tenants", partitions=1),
+        epochs=table("route_epochs", default=int),
+        history=table("planner_history"),
+        frozen=table("frozen_tenants"),
         # The table's old name: its changelog topic ("<app id>-drained_partitions-changelog")
         # is named after it and holds the evacuations already ordered; a new name would lose them.
-        evacuated=app.Table("drained_partitions", partitions=1),
-        drains=app.Table("route_drains", partitions=1),
-        releases=app.Table("drain_releases", partitions=1),
-        closed=app.Table("closed_producers", partitions=1),
+        evacuated=table("drained_partitions"),
+        drains=table("route_drains"),
+        # Named for what it first held (finished moves' closing events); now every route change
+        # written ahead. Its entries of before are read as they were.
+        releases=table("drain_releases"),
+        closed=table("closed_producers"),
         # Producers that said hello: a writer taking over knows them before their next report.
-        members=app.Table("producer_members", partitions=1),
+        members=table("producer_members"),
+        acks=acks,
     )
     control_topic = app.topic(
         s.control_topic, partitions=1, internal=False, key_serializer="raw", value_serializer="raw"
@@ -338,3 +346,31 @@ def create_app(settings: Settings | None = None) -> RoutingApp:
 
 def _zero_counts() -> list[int]:
     return [0, 0]
+
+
+class WriterTable(faust.Table[Any, Any]):
+    """A table of the writer's (one partition, with the control topic) whose changelog records
+    it can wait for: each is reported to the writer's Acknowledgements as it is sent."""
+
+    acks: Acknowledgements | None = None
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: CodecArg | None = None,
+        value_serializer: CodecArg | None = None,
+    ) -> FutureMessage:
+        sent = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if self.acks is not None:
+            self.acks.add(sent)
+        return sent
+
+
+def writer_table(app: faust.App, name: str, acks: Acknowledgements, **options: Any) -> WriterTable:
+    """``app.Table(name, partitions=1, **options)``, as a WriterTable reporting to ``acks``."""
+    table = WriterTable(app, name=name, beacon=app.tables.beacon, partitions=1, **options)
+    table.acks = acks
+    app.tables.add(table)
+    return table

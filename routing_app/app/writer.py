@@ -6,9 +6,10 @@ control topic and move together to whichever worker takes that partition over.
 
 This module is the writer's front door: the view the planner reads, and the write of each
 decision. Its parts live next to it: its tables (``writer_tables``), reading its records
-(``writer_records``), operators' rules (``writer_commands``), the events topic and held closing
-events (``writer_events``), strict moves' drains (``writer_drains``, asking the broker through
-``writer_broker``), and repairs of routes it did not write (``writer_repair``).
+(``writer_records``), operators' rules (``writer_commands``), the events topic, route changes
+written ahead and held closing events (``writer_events``), strict moves' drains
+(``writer_drains``, asking the broker through ``writer_broker``), and repairs of routes it did
+not write (``writer_repair``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from routing_app.routes import Route
 from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, drain_ack_subject
 from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
 from routing_app.routes.messages import MessageKind
-from routing_app.routes.model import HASH_BASE_TENANT, hash_base_of, route_key
+from routing_app.routes.model import HASH_BASE_TENANT, RouteStatus, hash_base_of, route_key
 from routing_app.topics import partition_count
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,12 @@ class RouteWriter:
         self._records = RecordReader(settings, self._commands, self._acks, self.counters)
         self._operators = OperatorCommands(settings, tables, self.counters)
         self._event_log = EventLog(
-            events_topic, self._events, tables.releases, self.counters, settings.drain_ack_grace_ms
+            events_topic,
+            self._events,
+            tables.releases,
+            self.counters,
+            settings.drain_ack_grace_ms,
+            tables.acks,
         )
         self._drains = DrainSupervisor(
             settings,
@@ -259,7 +265,12 @@ class RouteWriter:
             if count is not None:
                 draining = self._drains.start(decision, current, count)
                 if draining is not None:
-                    await self._write(draining)
+                    try:
+                        await self._write(draining)
+                    finally:
+                        # Kept only once its draining route is written: if that failed, it
+                        # would wait for answers that never come, then abort a move nobody saw.
+                        self._drains.drop_stale([route_key(event.topic, event.tenant)])
                     return
         await self._write(decision)
 
@@ -271,18 +282,51 @@ class RouteWriter:
         key = route_key(event.topic, event.tenant)
         # The previous move's closing event first: per key, events stay in decision order.
         await self._event_log.flush(key)
-        if decision.route is not None:
-            self.tables.epochs[key] = decision.route.epoch
-            self.tables.routes[key] = decision.route
-        elif decision.tombstone:
-            if event.to_epoch is not None:
-                self.tables.epochs[key] = event.to_epoch
-            if key in self.tables.routes:
-                del self.tables.routes[key]
-        if release_from:
-            self._event_log.hold(key, event, release_from)
+        if not decision.changes_route:
+            await self._event_log.append(event)
             return
-        await self._event_log.append(event)
+        # Written ahead and acknowledged before the route: from here on, a writer killed at any
+        # instant leaves its successor this change to finish (see writer_events).
+        await self._event_log.stage(key, decision, release_from)
+        self._set_route(key, decision)
+        if not release_from:
+            await self._event_log.flush(key)
+
+    def _set_route(self, key: str, decision: Decision) -> None:
+        """The decision's route (or tombstone) in the table, and its epoch (which never goes
+        down); nothing already there is written again."""
+        epoch = decision.route.epoch if decision.route is not None else decision.event.to_epoch
+        if epoch is not None and self.tables.last_epoch(key) < epoch:
+            self.tables.epochs[key] = epoch
+        if decision.route is not None:
+            if self.tables.routes.get(key) != decision.route:
+                self.tables.routes[key] = decision.route
+        elif decision.tombstone and key in self.tables.routes:
+            del self.tables.routes[key]
+
+    async def recover(self) -> None:
+        """At takeover (and start): finishes what the writer before left half-written.
+
+        Each route change it wrote ahead and did not see out (writer_events): its route is
+        written where the table lacks it, and its event appended (a closing event held for
+        release reports waits for them again, for their grace). A draining route whose drain
+        is not in the table was never acknowledged ahead (the drain is written before it), so
+        neither the route nor its event was written: it is dropped. Then a drain whose
+        draining route is not in the table is dropped too: its move never started (or has
+        ended)."""
+        for key, decision in self._event_log.staged().items():
+            route = decision.route
+            if (
+                route is not None
+                and route.status is RouteStatus.DRAINING
+                and not self._drains.started(key, route.epoch)
+            ):
+                log.warning("%s: a move the writer before did not start (no drain): dropped", key)
+                self._event_log.discard(key)
+                continue
+            self._set_route(key, decision)
+        self._drains.drop_stale()
+        await self._event_log.resume(_now_ms())
 
     async def handle_release(self, raw: bytes | None, offset: int) -> None:
         """A producer released a moved tenant: how many records it held during the move."""

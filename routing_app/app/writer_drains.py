@@ -31,7 +31,7 @@ from routing_app.control.drain import Drain, OnTimeout, Phase
 from routing_app.routes import Route
 from routing_app.routes.drain_ack import DrainAck
 from routing_app.routes.messages import MessageKind
-from routing_app.routes.model import HASH_BASE_TENANT, hash_base_of, hash_modulus, route_key
+from routing_app.routes.model import HASH_BASE_TENANT, RouteStatus, hash_base_of, hash_modulus, route_key
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,6 @@ class DrainSupervisor:
             worker_id=self._worker_id,
             waiting_for=waiting_for,
         )
-        del self._tables.drains[key]
         self._silent_targets.pop(key, None)
         self._roll_calls.forget(key)
         self._counters[
@@ -245,7 +244,33 @@ class DrainSupervisor:
         ] += 1
         # Whoever holds the tenant releases it on this write, and reports what it held.
         holders = set(drain.acks) | (set(drain.expected) & self._roll.live(_now_ms()))
-        await self._write(decision, release_from=sorted(holders))
+        try:
+            await self._write(decision, release_from=sorted(holders))
+        finally:
+            # Only once its end is in the table, written ahead (writer_events): a writer killed
+            # before leaves its successor the end to write, not a draining route that nothing
+            # ends. (A write that failed before the route keeps the drain, to end it again.)
+            self.drop_stale([key])
+
+    def started(self, key: str, epoch: int) -> bool:
+        """Whether the key's drain of ``epoch`` is in the table."""
+        record = self._tables.drains.get(key)
+        return record is not None and Drain.from_record(record).epoch == epoch
+
+    def drop_stale(self, keys: Iterable[str] | None = None) -> None:
+        """Drops the drains (of ``keys``, or all) whose draining route is not in the table: a
+        drain is in progress only while it is. At takeover (RouteWriter.recover), such a drain
+        never started (the writer before died between the drain and its route) or has ended
+        (it died before removing it); waiting for answers to a route nobody read would abort a
+        move that never was."""
+        drains = self._tables.drains
+        for key in list(drains) if keys is None else [k for k in keys if k in drains]:
+            drain = Drain.from_record(drains[key])
+            route = self._tables.route(key)
+            if route is None or route.status is not RouteStatus.DRAINING or route.epoch != drain.epoch:
+                if keys is None:
+                    log.warning("drain of %s (epoch %d) has no draining route: dropped", key, drain.epoch)
+                del drains[key]
 
 
 def _now_ms() -> int:

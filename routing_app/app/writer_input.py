@@ -75,14 +75,17 @@ class WriterInput:
         writer.roll_calls.route_cache = cache
 
     def took_over(self) -> None:
-        """A rebalance ended: the restored table is checked before the next record, and the
-        answers topic is read again from its committed offset."""
+        """A rebalance ended: the restored table is completed and checked before the next
+        record, and the answers topic is read again from its committed offset."""
         self._takeovers += 1
         self._writer.roll_calls.took_over()
 
     async def handle(self, event: Any) -> None:
         if self._checked_after != self._takeovers:
             self._checked_after = self._takeovers
+            # What the writer before left half-written first (its routes and epochs): then
+            # the table is what this writer issued, and a route it did not is somebody else's.
+            await self._writer.recover()
             await self._writer.repair_table()
         message = event.message
         kind = MessageKind.of(message.headers)

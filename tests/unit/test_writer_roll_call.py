@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -18,10 +17,10 @@ from routing_app.codec import registry_client
 from routing_app.config import Settings
 from routing_app.control import ControlAction, ControlCommand
 from routing_app.control.decide import apply_command
-from routing_app.routes import Route
 from routing_app.routes.drain_ack import DrainAck
 from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import RouteStatus, route_key
+from tests.unit.writer_fakes import Answers, Event, Message, RoutesRead
 
 TOPIC, TENANT = "orders", "acme"
 KEY = route_key(TOPIC, TENANT)
@@ -31,57 +30,6 @@ _registries = itertools.count()
 class Topic:
     async def send(self, **_: object) -> None:
         return None
-
-
-class RoutesRead:
-    """The worker's route cache, as the writer uses it: a route is committed once read, and
-    here everything the writer wrote is read unless ``lagging``."""
-
-    def __init__(self, tables: WriterTables) -> None:
-        self._tables = tables
-        self.lagging = False
-        self.ready = True
-
-    def get(self, topic: str, tenant: str) -> Route | None:
-        return None if self.lagging else self._tables.routes.get(route_key(topic, tenant))
-
-    def add_listener(self, _: object) -> None: ...
-
-    def add_poison_listener(self, _: object) -> None: ...
-
-    def poisoned(self) -> dict[str, str]:
-        return {}
-
-
-@dataclass
-class Message:
-    topic: str
-    offset: int
-    headers: list[tuple[str, bytes]]
-
-
-@dataclass
-class Event:
-    message: Message
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass
-class Answers:
-    """The answers topic: what producers wrote, and its end offset as the broker says."""
-
-    topic: str
-    written: list[Event] = field(default_factory=list)
-
-    def write(self, kind: MessageKind, key: bytes, value: bytes) -> Event:
-        event = Event(Message(self.topic, len(self.written), [kind.header]), key, value)
-        self.written.append(event)
-        return event
-
-    @property
-    def end(self) -> int:
-        return len(self.written)
 
 
 class Plane:
