@@ -50,6 +50,7 @@ _ABSENT = -1  # partition count of a topic the broker did not list
 # Records decoded per turn while settling: a lookup waits at most one turn (a few ms).
 SETTLE_BATCH = 1_000
 _MISSING = object()
+_DRAINING = RouteStatus.DRAINING
 # In place of a record read while catching up once its key has a decoded route: a later record
 # under the key is applied after it, in order, instead of being kept as bytes. Compared by
 # identity; bytes (no route's value starts so) only so that _learn_schemas scans in C.
@@ -69,7 +70,8 @@ class CacheStats:
     out_of_range: int = 0
     # Older routes found after newer ones (skipped, and the worker writes the route again).
     out_of_order: int = 0
-    # Records read while catching up that are not decoded yet (0 once settled).
+    # Records read while catching up and kept as bytes: before settled, every one not decoded
+    # yet; after, the plain routes no lookup has needed yet.
     undecoded: int = 0
 
 
@@ -172,13 +174,25 @@ class RouteCache:
     def wait_settled(self, timeout: float | None = None) -> bool:
         """True once every record read while catching up is checked (after ready; see the
         module's text)."""
-        return self.wait_ready(timeout) and self._settled.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.wait_ready(timeout):
+            return False
+        while not self._settled.is_set():
+            if self._failure is not None or self._stop.is_set():
+                raise RuntimeError(f"route cache stopped before it settled: {self._failure}")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._settled.wait(0.05 if remaining is None else min(0.05, remaining))
+        return True
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, topic: str, tenant: str) -> Route | None:
+        # The flag first: it turns False only once every kept route is in the table.
+        keeps_bytes = self.keeps_bytes
         routes = self._routes.get(topic)
         route = None if routes is None else routes.get(tenant)
-        if route is None and self.keeps_bytes:
+        if route is None and keeps_bytes:
             return self._reveal(topic, tenant)
         return route
 
@@ -196,25 +210,24 @@ class RouteCache:
 
     def settle(self) -> None:
         """Checks every record kept since the rebuild now, on the calling thread (whole views
-        need it; the cache thread does it anyway, in turns). Before ready: those read so far."""
-        while not self._settled.is_set():
+        need it; the cache thread does it anyway, in turns). Before ready: nothing."""
+        # Before ready, a view is partial anyway: what is kept is decoded for it (see _snapshot).
+        while self._ready.is_set() and not self._settled.is_set():
             self._settle_some(1_000_000)
-            if not self._ready.is_set():
-                return  # what is read later is kept: a view before ready is partial anyway
 
     def __iter__(self) -> Iterator[Route]:
         return iter(self._snapshot(b""))
 
     def __len__(self) -> int:
-        self.settle()
-        with self._raw_lock:
-            return sum(len(r) for r in list(self._routes.values())) + len(self._raw) - self._marked
+        """Routes held; before settled, records kept as bytes count as routes (see stats)."""
+        return self.stats().routes
 
     def _snapshot(self, prefix: bytes) -> list[Route]:
         """Every route whose key starts with ``prefix``, those kept as bytes decoded (not kept)."""
         self.settle()
         with self._raw_lock:
-            routes = [r for by_tenant in self._routes.values() for r in by_tenant.values()]
+            # Copies: the cache thread adds to these without the lock (keys never kept).
+            routes = [r for by_tenant in list(self._routes.values()) for r in list(by_tenant.values())]
             decode = self._codec.decode
             for key, value in list(self._raw.items()):  # one step: _keep may add meanwhile
                 if value is not None and value is not _DECODED and key is not None and key.startswith(prefix):
@@ -246,8 +259,9 @@ class RouteCache:
 
     def stats(self) -> CacheStats:
         # Before settled, records kept as bytes count as routes (poison and tombstones too).
+        kept = max(len(self._raw) - self._marked, 0)  # read apart from each other, unlocked
         return CacheStats(
-            routes=sum(len(r) for r in list(self._routes.values())) + len(self._raw) - self._marked,
+            routes=sum(len(r) for r in list(self._routes.values())) + kept,
             position=self._position,
             end_offset_at_start=self._end_at_start,
             ready=self.ready,
@@ -256,7 +270,7 @@ class RouteCache:
             applied=self._applied,
             out_of_range=self._deferred.count,
             out_of_order=self._poison.out_of_order,
-            undecoded=len(self._raw) - self._marked,
+            undecoded=kept,
         )
 
     # -- the thread ----------------------------------------------------------------------------
@@ -389,19 +403,34 @@ class RouteCache:
             for value in filter(None, raw.values()):
                 if value is not _DECODED and value[:5] not in headers:
                     headers[value[:5]] = value
+        return all(self._await_schema(value) for value in headers.values())
+
+    def _await_schema(self, value: bytes | None) -> bool:
+        """Asks the registry for the schema ``value`` names, if not known yet, until it answers
+        (outside _raw_lock: readers must not wait for the registry). False if stopped."""
         values = self._codec.values
-        for value in headers.values():
-            while values.needs_registry(value):
-                try:
-                    values.decode(value)
-                except DecodeError:
-                    break  # poison: judged when its record is decoded
-                except RegistryUnavailable as exc:
-                    self._gc.release()
-                    log.warning("route cache: %s; retrying", exc)
-                    if self._stop.wait(1.0):
-                        return False
+        while values.needs_registry(value):
+            try:
+                values.decode(value)
+            except DecodeError:
+                break  # poison: judged when its record is applied
+            except RegistryUnavailable as exc:
+                self._gc.release()
+                log.warning("route cache: %s; retrying", exc)
+                if self._stop.wait(1.0):
+                    return False
         return True
+
+    def _apply_kept(self, key: bytes | None) -> None:
+        """Applies the record kept under ``key`` (under _raw_lock), marked first so that a lookup
+        of the key from inside _apply reads the table; kept again if applying it failed."""
+        value = self._mark(key)
+        try:
+            self._apply(key, value, -1, settling=True)
+        except BaseException:
+            self._raw[key] = value
+            self._marked -= 1
+            raise
 
     def _reveal(self, topic: str, tenant: str) -> Route | None:
         """A reader's lookup of a route that may still be bytes: decoded now, under the lock."""
@@ -413,10 +442,7 @@ class RouteCache:
             return None if routes is None else routes.get(tenant)
         with self._raw_lock:
             if self._raw.get(key, _DECODED) is not _DECODED:
-                # Marked first: a lookup of the key while it is applied (poison's report of the
-                # route kept, from inside _apply) then reads the table instead of coming back.
-                value = self._mark(key)
-                self._apply(key, value, -1, settling=True)
+                self._apply_kept(key)
                 self._unmark(key)
             routes = self._routes.get(topic)
             return None if routes is None else routes.get(tenant)
@@ -431,8 +457,7 @@ class RouteCache:
                 # Still catching up: decoded in place, the next record of each key follows.
                 for key, value in list(raw.items()):
                     if value is not _DECODED:
-                        self._mark(key)
-                        self._apply(key, value, -1, settling=True)
+                        self._apply_kept(key)
                 return
             if self._settling is None:
                 # Safe across turns: from ready on, entries are only marked, never added or
@@ -446,8 +471,9 @@ class RouteCache:
             self._settling = None
             if self._marked * 2 > len(raw):
                 # Marked entries only hold their keys: a copy without them frees that.
-                self._raw = {k: v for k, v in raw.items() if v is not _DECODED}
+                compacted = {k: v for k, v in raw.items() if v is not _DECODED}
                 self._marked = 0
+                self._raw = compacted
             self.keeps_bytes = bool(self._raw)
             self._settled.set()
             self._gc.release()
@@ -478,8 +504,7 @@ class RouteCache:
             ):
                 self._applied += 1
                 return
-        self._mark(key)
-        self._apply_records([(key, value, -1)], settling=True)
+        self._apply_kept(key)
 
     def _consumer_error(self, message: Message) -> None:
         error = message.error()
@@ -554,7 +579,7 @@ class RouteCache:
                     continue
                 routes[tenant] = route
                 applied += 1
-                if listeners and (not settling or route.status is RouteStatus.DRAINING):
+                if listeners and (not settling or route.status is _DRAINING or not tenant):
                     self._notify(topic, tenant, route)
         finally:
             self._applied += applied
@@ -567,16 +592,17 @@ class RouteCache:
             if message.error() is not None:
                 self._consumer_error(message)
                 continue
-            key, offset = message.key(), message.offset() or 0
-            with self._raw_lock:
-                if key in self._raw:
-                    earlier = self._mark(key)
-                    if earlier is not _DECODED:
-                        self._apply(key, earlier, -1, settling=True)
-                    self._apply(key, message.value(), offset)
+            key, value, offset = message.key(), message.value(), message.offset() or 0
+            if not self._await_schema(value):
+                return
+            if key in self._raw:  # nothing is added to _raw after ready: no lock otherwise
+                with self._raw_lock:
+                    if self._raw.get(key, _DECODED) is not _DECODED:
+                        self._apply_kept(key)
+                    self._apply(key, value, offset)
                     self._unmark(key)
-                else:
-                    self._apply(key, message.value(), offset)
+            else:
+                self._apply(key, value, offset)
             self._position = offset + 1
 
     def _apply(self, key: bytes | None, value: bytes | None, offset: int, settling: bool = False) -> None:
@@ -588,6 +614,12 @@ class RouteCache:
                 self._poison.skip_undecodable(key, offset, exc)
                 return
             except RegistryUnavailable as exc:
+                if settling:
+                    # Kept since the rebuild, whose schema ids were all asked for before ready:
+                    # this one was unknown to the registry then (poison). Never wait for the
+                    # registry under _raw_lock, which a producer's lookup may be waiting on.
+                    self._poison.skip_undecodable(key, offset, DecodeError(f"{exc} (unknown when read)"))
+                    return
                 # Skipping would lose a route: wait for the registry instead, however long that
                 # takes, so give the collector back to the rest of the process meanwhile.
                 self._gc.release()
@@ -620,7 +652,8 @@ class RouteCache:
             return
         routes[tenant] = route
         self._applied += 1
-        if self._listeners and not (settling and route.status is not RouteStatus.DRAINING):
+        # A hash base too: every hashed key's choice may depend on it (memo cells).
+        if self._listeners and (not settling or route.status is _DRAINING or not tenant):
             self._notify(topic, tenant, route)
 
     def _superseded(self, topic: str, tenant: str) -> None:
@@ -677,10 +710,12 @@ class RouteCache:
     def _retry_deferred(self) -> None:
         """Deferred routes stored again once due: applied if their partitions exist now."""
         for route in self._deferred.due(self._counts_at):
-            applied, stale = self._applied, self._stale
-            self._store(route.topic, route.tenant, route)  # stays deferred if still beyond
-            if self._applied != applied or self._stale != stale:
-                self._deferred.settled(route, applied=self._applied != applied)
+            # Under the lock: lookups that decode kept routes count applied routes too.
+            with self._raw_lock:
+                applied, stale = self._applied, self._stale
+                self._store(route.topic, route.tenant, route)  # stays deferred if still beyond
+                if self._applied != applied or self._stale != stale:
+                    self._deferred.settled(route, applied=self._applied != applied)
 
     def _notify(self, topic: str, tenant: str, route: Route | None) -> None:
         for listener in self._listeners:

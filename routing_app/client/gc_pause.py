@@ -50,13 +50,16 @@ class GcPause:
 
     def __init__(self) -> None:
         self._holding = False
+        self._lock = threading.Lock()  # released from the cache thread and lookups' threads
 
     def hold(self) -> None:
-        if not self._holding:
-            _process_pause.hold()
-            self._holding = True
+        with self._lock:
+            if not self._holding:
+                _process_pause.hold()
+                self._holding = True
 
     def release(self) -> None:
-        if self._holding:
-            self._holding = False
-            _process_pause.release()
+        with self._lock:
+            if self._holding:
+                self._holding = False
+                _process_pause.release()

@@ -62,9 +62,10 @@ class Router:
         modulus = count
         cache = self._cache
         if tenant_bytes is not None and cache is not None:
+            keeps_bytes = cache.keeps_bytes  # before the table: see RouteCache.get
             routes = self._routes_by_topic.get(topic)
-            if routes or cache.keeps_bytes:
-                modulus = self._modulus(topic, routes, count)
+            if routes or keeps_bytes:
+                modulus = self._modulus(topic, count)
                 tenant_name = (
                     tenant if isinstance(tenant, str) else tenant_bytes.decode("utf-8", "surrogateescape")
                 )
@@ -85,25 +86,32 @@ class Router:
             return -1, _UNKEYED  # -1: librdkafka's sticky partitioner
         if key.__class__ is not bytes:
             return None
+        # The flag before the table: it turns False only once every kept route is in it.
+        cache = self._cache
+        keeps_bytes = cache is not None and cache.keeps_bytes
         routes = self._routes_by_topic.get(topic)
         name = key.decode("utf-8", "surrogateescape")
         route = routes.get(name) if routes and name else None
-        if route is None and name and self._cache is not None and self._cache.keeps_bytes:
-            route = self._cache.get(topic, name)  # may still be bytes: decoded now
+        if route is None and name and keeps_bytes and cache is not None:
+            route = cache.get(topic, name)  # may be bytes still: decoded now
         if self._holds and (topic, name) in self._holds:
             return None
         if route is None:
-            return murmur2(key, self._modulus(topic, routes, count)), _HASHED
+            return murmur2(key, self._modulus(topic, count)), _HASHED
         shards = route.partitions
         if len(shards) != 1 or shards[0] >= count or route.status is _DRAINING:
             return None
         return shards[0], _ROUTED
 
-    def _modulus(self, topic: str, routes: dict[str, Route] | None, count: int) -> int:
+    def _modulus(self, topic: str, count: int) -> int:
         """What unrouted keys of the topic hash by: its hash base if it has one (topics expand)."""
+        # The flag before the table (bases are in it once settled), the table read anew.
+        cache = self._cache
+        settled = cache is None or cache.settled
+        routes = self._routes_by_topic.get(topic)
         base = routes.get(HASH_BASE_TENANT) if routes else None
-        if base is None and self._cache is not None and not self._cache.settled:
-            base = self._cache.get(topic, HASH_BASE_TENANT)  # may still be bytes
+        if base is None and not settled and cache is not None:
+            base = cache.get(topic, HASH_BASE_TENANT)  # may be bytes still
         return count if base is None else hash_modulus(count, len(base.partitions))
 
     def _usable(self, route: Route, count: int) -> tuple[int, ...] | None:

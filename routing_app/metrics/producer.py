@@ -55,6 +55,7 @@ _CACHE_GAUGES = {
     "position": "Next offset of the routes topic the producer's cache will read",
     "end_offset_at_start": "End of the routes topic when the cache started",
     "ready": "1 once the cache has read the routes topic up to its end at start",
+    "undecoded": "Routes the cache keeps as bytes until a lookup needs them",
 }
 DEFAULT_ROUTES_TOPIC = "routing.routes"
 

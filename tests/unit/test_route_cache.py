@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from routing_app.client import cache as cache_module
 from routing_app.client.cache import RouteCache
+from routing_app.codec import RegistryUnavailable
 from routing_app.routes import Route, RouteCodec
 from routing_app.routes.model import RouteStatus
 
@@ -292,3 +293,73 @@ def test_lookups_racing_the_settling_and_the_tail_never_miss_a_route_nor_go_back
     assert not failures, failures[:3]
     assert len(cache) == len(tenants)
     assert {r.epoch for r in cache} == {1, 2}
+
+
+def test_a_tailed_record_waiting_for_the_registry_never_blocks_a_lookup(monkeypatch: Any) -> None:
+    """The registry is down for a record tailed after ready: the cache thread waits for it
+    (skipping would lose a route), but not while holding what lookups of kept routes take."""
+    cache, codec = new_cache()
+    cache._counts["orders"] = 6
+    routes = [Route("orders", f"t{i}", (1,), 1) for i in range(100)]
+    cache.keeps_bytes = True
+    cache._keep(messages([(key(r), codec.encode(r)) for r in routes]))
+    assert cache._learn_schemas()
+    cache._ready.set()
+    cache.settle()
+    assert cache.keeps_bytes  # plain routes nobody looked up stay bytes
+    decode, unreadable = codec.decode, b"\x00\x00\x00\x03\xe7 a schema the registry cannot serve now"
+
+    def registry_down(k: bytes | None, v: bytes | None) -> Any:
+        if v == unreadable:
+            raise RegistryUnavailable("schema registry unreachable")
+        return decode(k, v)
+
+    monkeypatch.setattr(codec, "decode", registry_down)
+    tail = threading.Thread(target=cache._handle, args=(messages([(b"orders/other", unreadable)], 100),))
+    tail.start()
+    try:
+        time.sleep(0.2)  # the cache thread is waiting for the registry
+        assert tail.is_alive()
+        found: list[Route | None] = []
+        reader = threading.Thread(target=lambda: found.append(cache.get("orders", "t5")))
+        reader.start()
+        reader.join(2)
+        assert found == [routes[5]]
+    finally:
+        cache._stop.set()
+        tail.join(5)
+
+
+def test_a_router_on_a_cache_still_settling_hashes_by_the_kept_hash_base() -> None:
+    """Unrouted keys hash by the topic's hash base (topics expand) whether the base is still
+    bytes, decoded by the lookup, or settled; routed tenants follow their kept routes."""
+    from confluent_kafka import murmur2
+
+    from routing_app.client.router import Router
+    from routing_app.routes.model import hash_base_route
+
+    cache, codec = new_cache()
+    cache._counts["orders"] = 24
+    base = hash_base_route("orders", 12, 1, reason="expand", now_ms=1, decided_by="test")
+    pinned = Route("orders", "pinned", (20,), 1)
+    cache.keeps_bytes = True
+    cache._keep(messages([(key(r), codec.encode(r)) for r in (base, pinned)]))
+    assert cache._learn_schemas()
+    cache._ready.set()
+
+    class Counts:
+        def get(self, topic: str) -> int:
+            return 24
+
+        def load(self, topic: str) -> int:
+            return 24
+
+    router = Router(Counts(), cache, {})  # type: ignore[arg-type]
+    keys = [f"tenant-{i}".encode() for i in range(200)]
+    expected = {k: murmur2(k, 12) for k in keys}
+    before = {k: router.plain_choice("orders", k, 24) for k in keys[:100]}
+    assert before == {k: (expected[k], "hashed") for k in keys[:100]}
+    assert router.plain_choice("orders", b"pinned", 24) == (20, "routed")
+    cache.settle()
+    assert cache.settled and cache.routes_by_topic["orders"].get("") == base  # bases settle into the table
+    assert {k: router.partition_for("orders", k)[0] for k in keys} == expected
