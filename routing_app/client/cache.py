@@ -494,14 +494,7 @@ class RouteCache:
             if count is None:
                 count = self._refresh_counts(route.topic)  # at most once a second
             # Unknown, or a topic the broker does not list: nothing to check against (see _fits).
-            if (
-                count is None
-                or count == _ABSENT
-                or (
-                    max(route.partitions) < count
-                    and (not route.previous_partitions or max(route.previous_partitions) < count)
-                )
-            ):
+            if count is None or count == _ABSENT or _highest(route) < count:
                 self._applied += 1
                 return
         self._apply_kept(key)
@@ -531,13 +524,11 @@ class RouteCache:
             self._position = offset + 1
             yield message.key(), message.value(), offset
 
-    def _apply_records(
-        self, records: Iterable[tuple[bytes | None, bytes | None, int]], settling: bool = False
-    ) -> None:
-        """Applies (key, value, offset) records in order (``settling``: see _store).
+    def _apply_records(self, records: Iterable[tuple[bytes | None, bytes | None, int]]) -> None:
+        """Applies tailed (key, value, offset) records in order.
 
-        _apply inlined for the common record (a route for a topic already held): settling a
-        rebuild runs this a million times. Everything else (poison, registry trouble,
+        _apply inlined for the common record (a route for a topic already held): a busy
+        routes topic runs this for every change. Everything else (poison, registry trouble,
         tombstones, a first topic) goes through _apply, which decodes again: rare, and it has
         the rules."""
         decode = self._codec.decode
@@ -553,7 +544,7 @@ class RouteCache:
                     topic, tenant, route = decode(key, value)
                     routes = by_topic[topic]
                 except (DecodeError, RegistryUnavailable, KeyError):
-                    self._apply(key, value, offset, settling)
+                    self._apply(key, value, offset)
                     continue
                 if poisoned or pending:  # rare: skip two lookups otherwise
                     self._superseded(topic, tenant)
@@ -571,15 +562,11 @@ class RouteCache:
                 if count == _ABSENT:  # a topic the broker did not list: ask again once due
                     if monotonic() - self._counts_at >= METADATA_MIN_INTERVAL_S and not (self._fits(route)):
                         continue
-                elif (
-                    count is None
-                    or max(route.partitions) >= count
-                    or (route.previous_partitions and max(route.previous_partitions) >= count)
-                ) and not self._fits(route):
+                elif (count is None or _highest(route) >= count) and not self._fits(route):
                     continue
                 routes[tenant] = route
                 applied += 1
-                if listeners and (not settling or route.status is _DRAINING or not tenant):
+                if listeners:
                     self._notify(topic, tenant, route)
         finally:
             self._applied += applied
@@ -672,9 +659,7 @@ class RouteCache:
         The broker is asked only when a route names a partition beyond the count known here,
         at most every METADATA_MIN_INTERVAL_S: one request per such change, not per record.
         _handle repeats the first tests inline: a change here is a change there."""
-        highest = max(route.partitions)
-        if route.previous_partitions:
-            highest = max(highest, max(route.previous_partitions))
+        highest = _highest(route)
         count = self._counts.get(route.topic)
         if count is not None and highest < count:
             return True
@@ -723,6 +708,14 @@ class RouteCache:
                 listener(topic, tenant, route)
             except Exception:
                 log.exception("route listener failed")
+
+
+def _highest(route: Route) -> int:
+    """The highest partition a route names: where it goes, or, draining, where it leaves."""
+    highest = max(route.partitions)
+    if route.previous_partitions:
+        highest = max(highest, max(route.previous_partitions))
+    return highest
 
 
 def _ends_drain(current: Route, route: Route) -> bool:
