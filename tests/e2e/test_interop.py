@@ -163,6 +163,7 @@ def test_cache_rebuilt_after_real_compaction_is_right(stack_settings: Settings) 
         assert cache.wait_ready(30)
         rebuilt = {r.tenant: r for r in cache}
         assert rebuilt == expected
+        assert cache.wait_settled(30)  # before settled, records not looked up are not checked
         assert cache.stats().undecodable == 0
     finally:
         cache.stop()

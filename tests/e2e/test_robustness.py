@@ -38,8 +38,10 @@ def test_poison_on_routes_topic_is_skipped_and_counted(
 ) -> None:
     topic = data_topic(4)
     with RoutingProducer(producer_conf(routing_settings)) as before:
+        # Poison read while catching up is counted once checked: settled, not just ready.
         before.wait_ready(30)
         assert before.cache is not None
+        assert before.cache.wait_settled(30)
         skipped_before = before.cache.stats().undecodable
     unknown_schema_id = struct.pack(">bI", 0, 987_654) + b"\x02xx"
     poison = [
@@ -59,7 +61,7 @@ def test_poison_on_routes_topic_is_skipped_and_counted(
             lambda: producer.route_for(topic, "after-poison") is not None,
             what="route written after the poison",
         )
-        assert producer.cache is not None
+        assert producer.cache is not None and producer.cache.wait_settled(30)
         assert producer.cache.stats().undecodable - skipped_before == len(poison)
         assert producer.send(topic, b"v", b"after-poison").result(10).partition == 3
     assert worker.process.poll() is None

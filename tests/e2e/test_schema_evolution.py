@@ -140,7 +140,8 @@ def test_newer_route_schema_is_read_by_todays_producer_and_the_other_way_round(
             "the route moved by the newer worker",
         )
         assert producer.send(topic, b"v", moved.tenant.encode()).result(10).partition == 4
-        assert producer.cache is not None and producer.cache.stats().undecodable == 0
+        assert producer.cache is not None and producer.cache.wait_settled(30)
+        assert producer.cache.stats().undecodable == 0
 
 
 def test_incompatible_route_schema_is_refused_with_the_reason(
