@@ -42,7 +42,7 @@ from routing_app.planner import PartitionKey, TenantHistory, TenantKey
 from routing_app.planner.model import HashBase
 from routing_app.routes import Route
 from routing_app.routes.drain_ack import DRAIN_ACK_SCHEMA, drain_ack_subject
-from routing_app.routes.events import EVENT_SCHEMA, ReassignmentEvent
+from routing_app.routes.events import EVENT_SCHEMA, REPAIR, ReassignmentEvent
 from routing_app.routes.messages import MessageKind
 from routing_app.routes.model import HASH_BASE_TENANT, RouteStatus, hash_base_of, route_key
 from routing_app.topics import partition_count
@@ -128,7 +128,7 @@ class RouteWriter:
             self._write,
             worker_id,
         )
-        self._repair = RouteRepair(tables, self.counters, self._event_log.append, worker_id)
+        self._repair = RouteRepair(tables, self.counters, self._write_put, worker_id)
 
     def codecs(self) -> tuple[AvroCodec, ...]:
         """The schemas this writer reads and writes (the worker resolves them at start)."""
@@ -274,10 +274,17 @@ class RouteWriter:
                     return
         await self._write(decision)
 
-    async def _write(self, decision: Decision, *, release_from: Sequence[str] = ()) -> None:
+    async def _write(
+        self,
+        decision: Decision,
+        *,
+        release_from: Sequence[str] = (),
+        put: Callable[[], None] | None = None,
+    ) -> None:
         """Writes the route change (if any) and appends its event; with ``release_from`` (the
         end of a move) the event waits for those producers' release reports (see
-        control.drain: held records)."""
+        control.drain: held records). ``put`` writes the change to the table in place of
+        _set_route (a repair: writer_repair)."""
         event = decision.event
         key = route_key(event.topic, event.tenant)
         # The previous move's closing event first: per key, events stay in decision order.
@@ -288,9 +295,15 @@ class RouteWriter:
         # Written ahead and acknowledged before the route: from here on, a writer killed at any
         # instant leaves its successor this change to finish (see writer_events).
         await self._event_log.stage(key, decision, release_from)
-        self._set_route(key, decision)
+        if put is None:
+            self._set_route(key, decision)
+        else:
+            put()
         if not release_from:
             await self._event_log.flush(key)
+
+    async def _write_put(self, decision: Decision, put: Callable[[], None]) -> None:
+        await self._write(decision, put=put)
 
     def _set_route(self, key: str, decision: Decision) -> None:
         """The decision's route (or tombstone) in the table, and its epoch (which never goes
@@ -313,7 +326,8 @@ class RouteWriter:
         is not in the table was never acknowledged ahead (the drain is written before it), so
         neither the route nor its event was written: it is dropped. Then a drain whose
         draining route is not in the table is dropped too: its move never started (or has
-        ended)."""
+        ended). A repair whose foreign route is still in the table is put back again
+        (writer_repair)."""
         for key, decision in self._event_log.staged().items():
             route = decision.route
             if (
@@ -323,6 +337,12 @@ class RouteWriter:
             ):
                 log.warning("%s: a move the writer before did not start (no drain): dropped", key)
                 self._event_log.discard(key)
+                continue
+            current = self.tables.route(key)
+            if decision.event.action == REPAIR and self._repair.foreign_epoch(key, current):
+                # A repair whose tombstone never reached the broker: the foreign route is
+                # still there, and the writer's own (lower epoch) alone would be stale to readers.
+                self._repair.put_back(key, current, decision.route)
                 continue
             self._set_route(key, decision)
         self._drains.drop_stale()

@@ -3,6 +3,11 @@ or tombstone on the routes topic), and over poison under a live route's key.
 
 Apart from the writer's core because these writes answer what others put on the routes topic,
 not a decision: the writer's table is the truth, and what readers see is made to match it again.
+
+A repair is a route change like any other to a writer killed half-way (its tombstone on the broker
+and not the route after it would leave the tenant unrouted, with no event): it is written ahead
+(writer_events) through the writer's ``write``, and a writer taking over puts it back again
+(``put_back``) where the foreign record is still in its table.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from routing_app.app.writer_tables import WriterTables
+from routing_app.control import Decision
 from routing_app.routes import Route
 from routing_app.routes.events import REPAIR, ReassignmentEvent, WriterReasonKind
 
@@ -23,12 +29,13 @@ class RouteRepair:
         self,
         tables: WriterTables,
         counters: dict[str, int],
-        append: Callable[[ReassignmentEvent], Awaitable[None]],
+        write: Callable[[Decision, Callable[[], None]], Awaitable[None]],
         worker_id: str,
     ) -> None:
         self._tables = tables
         self._counters = counters
-        self._append = append  # EventLog.append: a repair is an event too
+        # RouteWriter's: writes the change ahead, calls the put, appends the event.
+        self._write = write
         self._worker_id = worker_id
 
     async def reassert(self, key: str) -> None:
@@ -61,8 +68,9 @@ class RouteRepair:
         decision (readers drop lower epochs as stale): a tombstone first makes readers forget
         it, whatever its epoch, then the writer's own route (if the tenant has one) follows. A
         foreign tombstone over a live route: the route is written again."""
-        routes = self._tables.routes
         mine = self._tables.route(key)
+        if mine is not None and self.foreign_epoch(key, mine):
+            mine = None  # the foreign route itself, restored into the table (repair_table)
         if self.foreign_epoch(key, seen):
             assert seen is not None
             self._counters["foreign_routes"] += 1
@@ -76,14 +84,10 @@ class RouteRepair:
                 self._tables.last_epoch(key),
                 f", and its route {list(mine.partitions)} (epoch {mine.epoch}) written again" if mine else "",
             )
-            if key not in routes:
-                # The table writes a tombstone only for a key it holds: hold the record as
-                # readers hold it (same epoch: nothing new to them) for the length of a delete.
-                routes[key] = seen
-            del routes[key]
-            if mine is not None:
-                routes[key] = mine
-            await self._append(repair_event(seen, mine, seen, self._worker_id, _now_ms()))
+            event = repair_event(seen, mine, seen, self._worker_id, _now_ms())
+            await self._write(
+                Decision(event, route=mine, tombstone=mine is None), lambda: self.put_back(key, seen, mine)
+            )
         elif seen is None and mine is not None:
             self._counters["foreign_routes"] += 1
             log.error(
@@ -93,8 +97,21 @@ class RouteRepair:
                 list(mine.partitions),
                 mine.epoch,
             )
+            event = repair_event(None, mine, mine, self._worker_id, _now_ms())
+            await self._write(Decision(event, route=mine), lambda: self.put_back(key, None, mine))
+
+    def put_back(self, key: str, foreign: Route | None, mine: Route | None) -> None:
+        """The writer's route (or none) over a foreign route (or tombstone), as readers must
+        take it: a foreign route is deleted first, whatever its epoch."""
+        routes = self._tables.routes
+        if foreign is not None:
+            if key not in routes:
+                # The table writes a tombstone only for a key it holds: hold the record as
+                # readers hold it (same epoch: nothing new to them) for the length of a delete.
+                routes[key] = foreign
+            del routes[key]
+        if mine is not None:
             routes[key] = mine
-            await self._append(repair_event(None, mine, mine, self._worker_id, _now_ms()))
 
     async def repair_table(self) -> None:
         """At takeover: routes in the restored table (the routes topic) with epochs the writer

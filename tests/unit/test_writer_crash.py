@@ -18,6 +18,7 @@ producers' release reports) in no changelog, so nobody ever appended it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -330,6 +331,83 @@ def test_a_writer_killed_just_after_the_end_of_a_move_reached_the_routes_topic()
     ]
     # Appended by the successor, with the release report it read again.
     assert len(closing) == 1 and closing[0].observed["held_reports"] == 1.0, closing
+
+
+BIGCO = route_key(TOPIC, "bigco")
+
+
+def run_a_repair(forged_tombstone: bool = False) -> tuple[Worker, Answers, Route]:
+    """The writer that will be killed: bigco is pinned (relaxed: no drain), somebody else writes
+    a route of a higher epoch (or a tombstone) under its key, the worker's cache reads it and
+    asks for a check, and the writer puts its route back (a tombstone, then its route)."""
+    answers = Answers(Settings().answers_topic)
+    worker = Worker(answers)
+    worker.command(ControlAction.PIN, "bigco", 2, mode=RouteMode.RELAXED)
+    mine = worker.tables.routes[BIGCO]
+    forged = None if forged_tombstone else dataclasses.replace(mine, partitions=(5,), epoch=mine.epoch + 40)
+    worker.broker.send("routes", BIGCO, forged)  # not the writer's: its table never saw it
+    worker.broker.waits.append(len(worker.broker.sent))
+    worker.routes.get = lambda topic, tenant: forged  # type: ignore[method-assign]
+    worker.control(MessageKind.ROUTE_CHECK, BIGCO)
+    assert worker.tables.routes[BIGCO] == mine
+    return worker, answers, mine
+
+
+@pytest.mark.parametrize("forged_tombstone", [False, True], ids=["forged-route", "forged-tombstone"])
+def test_a_writer_killed_during_a_repair_leaves_the_tenant_routed_and_the_repair_told(
+    forged_tombstone: bool,
+) -> None:
+    """Killed after any record of a repair: the tenant keeps the writer's route on the topic,
+    and the repair's event is there. Before repairs were written ahead, a kill after the
+    tombstone over a forged route left the tenant on default hashing, with no event."""
+    dead, answers, mine = run_a_repair(forged_tombstone)
+    sent = dead.broker.sent
+    forged_at = max(i for i, s in enumerate(sent) if s.stream == "routes" and s.value != mine)
+    # Killed once the forgery is on the broker (the pin before it acknowledged). A forged
+    # tombstone the writer was killed before writing its repair ahead is not covered: the
+    # restored table has no route under the key, and only the events topic still names it.
+    first = min(w for w in dead.broker.waits if w > forged_at + 1) + 1 if forged_tombstone else forged_at + 1
+    tried = 0
+    for killed_after in range(first, len(sent) + 1):
+        for kept in dead.broker.kept(killed_after):
+            successor, log = take_over(answers, kept)
+            # The check's control record, redelivered (its offset was not committed).
+            successor.control(MessageKind.ROUTE_CHECK, BIGCO)
+            log = kept + successor.broker.sent
+            found = discrepancies(log, successor)
+            # The forgery itself is reported, once, as a record the writer repaired.
+            forgery = "default hashing (tombstone)" if forged_tombstone else "[5] epoch 41"
+            tried += 1
+            assert len(found) == 1, _story(sent, killed_after, kept, found)
+            assert forgery in found[0] and "the writer repaired it" in found[0], _story(
+                sent, killed_after, kept, found
+            )
+            assert successor.tables.routes.get(BIGCO) == mine
+            last = [s.value for s in log if s.stream == "routes" and s.key == BIGCO][-1]
+            assert last == mine, _story(sent, killed_after, kept, found)
+    assert tried >= len(sent) - first
+
+
+def test_a_foreign_route_restored_into_the_table_is_removed_not_written_again() -> None:
+    """A route somebody wrote while no writer watched, with an epoch the writer never issued, is
+    what the restored table holds for the key: the new writer removes it (the tenant goes back
+    to default hashing, said by a repair event), and does not write it again as its own."""
+    answers = Answers(Settings().answers_topic)
+    dead = Worker(answers)
+    dead.command(ControlAction.PIN, "bigco", 2, mode=RouteMode.RELAXED)
+    mine = dead.tables.routes[BIGCO]
+    forged = dataclasses.replace(mine, partitions=(5,), epoch=mine.epoch + 40)
+    kept = [*dead.broker.sent, Sent("routes", BIGCO, forged)]
+    successor, log = take_over(answers, kept)
+    assert BIGCO not in successor.tables.routes
+    assert [s.value for s in log if s.stream == "routes" and s.key == BIGCO][-2:] == [forged, None]
+    events = [
+        ReassignmentEvent.from_record(successor.writer._events.decode(s.value))
+        for s in log
+        if s.stream == EVENTS
+    ]
+    assert events[-1].action == "repair" and events[-1].from_epoch == forged.epoch
+    assert events[-1].to_partitions == ()
 
 
 def test_the_writer_waits_until_the_broker_has_every_record_its_tables_sent() -> None:
