@@ -302,7 +302,7 @@ class RouteWriter:
         if not release_from:
             await self._event_log.flush(key)
 
-    async def _write_put(self, decision: Decision, put: Callable[[], None]) -> None:
+    async def _write_put(self, decision: Decision, put: Callable[[], None] | None) -> None:
         await self._write(decision, put=put)
 
     def _set_route(self, key: str, decision: Decision) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from routing_app.app.writer_tables import WriterTables
 from routing_app.control import Decision
 from routing_app.routes import Route
-from routing_app.routes.events import REPAIR, ReassignmentEvent, WriterReasonKind
+from routing_app.routes.events import ADOPT, REPAIR, ReassignmentEvent, WriterReasonKind
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,13 @@ class RouteRepair:
         self,
         tables: WriterTables,
         counters: dict[str, int],
-        write: Callable[[Decision, Callable[[], None]], Awaitable[None]],
+        write: Callable[[Decision, Callable[[], None] | None], Awaitable[None]],
         worker_id: str,
     ) -> None:
         self._tables = tables
         self._counters = counters
-        # RouteWriter's: writes the change ahead, calls the put, appends the event.
+        # RouteWriter's: writes the change ahead, calls the put (None: the decision's route
+        # as any change's), appends the event.
         self._write = write
         self._worker_id = worker_id
 
@@ -70,7 +71,7 @@ class RouteRepair:
         foreign tombstone over a live route: the route is written again."""
         mine = self._tables.route(key)
         if mine is not None and self.foreign_epoch(key, mine):
-            mine = None  # the foreign route itself, restored into the table (repair_table)
+            mine = None  # the foreign route itself, restored and not adopted (yet): not ours
         if self.foreign_epoch(key, seen):
             assert seen is not None
             self._counters["foreign_routes"] += 1
@@ -114,13 +115,52 @@ class RouteRepair:
             routes[key] = mine
 
     async def repair_table(self) -> None:
-        """At takeover: routes in the restored table (the routes topic) with epochs the writer
-        never issued (the epochs table, its own changelog) were written by somebody else while
-        no writer watched. The writer's own route under such a key is gone with compaction:
-        the tenant goes back to default hashing, said loudly; `audit verify` shows the record."""
+        """At takeover: a route in the restored table with an epoch the writer never issued
+        (the epochs table, its own changelog) was written while no writer watched, by somebody
+        else or by a writer whose epochs changelog is gone. It is all the key has left (the
+        routes topic is the table's changelog, compacted), and producers follow it: removing
+        it would move the tenant at once, without a drain (and, for a lost epochs table, every
+        tenant). So the writer adopts it, loudly: its epoch counts as issued from now on, and
+        an ``adopt`` event names it. Nothing is written to the routes topic."""
         for key, route in list(self._tables.routes.items()):
             if isinstance(route, Route) and self.foreign_epoch(key, route):
-                await self.repair(key, route)
+                self._counters["foreign_routes"] += 1
+                last = self._tables.last_epoch(key)
+                log.error(
+                    "routes topic: a route the writer never issued under %s (%s, epoch %d; the "
+                    "writer's last epoch is %d), written while no writer ran: adopted as found. "
+                    "Only the worker's principal should be allowed to write the routes topic "
+                    "(README, Security)",
+                    key,
+                    list(route.partitions),
+                    route.epoch,
+                    last,
+                )
+                await self._write(
+                    Decision(adopt_event(route, last, self._worker_id, _now_ms()), route=route), None
+                )
+
+
+def adopt_event(route: Route, last_epoch: int, worker_id: str, now_ms: int) -> ReassignmentEvent:
+    """The event of an adoption (repair_table): the route as found, its epoch the writer's
+    from now on; ``from_epoch`` is the writer's last (its partitions are not known any more)."""
+    return ReassignmentEvent(
+        topic=route.topic,
+        tenant=route.tenant,
+        action=ADOPT,
+        decided_at_ms=now_ms,
+        reason=(
+            f"a route the writer never issued ({list(route.partitions)}, epoch {route.epoch}) found in "
+            "its restored table: adopted as found (removing it would move the tenant without a drain)"
+        ),
+        worker_id=worker_id,
+        from_epoch=last_epoch or None,
+        to_partitions=route.partitions,
+        to_epoch=route.epoch,
+        mode=route.mode.value,
+        status=route.status.value,
+        reason_kind=WriterReasonKind.REPAIR.value,
+    )
 
 
 def repair_event(

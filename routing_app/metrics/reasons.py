@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from routing_app.planner import Action, PlannedChange, ReasonKind
-from routing_app.routes.events import REPAIR, ReassignmentEvent, WriterReasonKind
+from routing_app.routes.events import ADOPT, REPAIR, ReassignmentEvent, WriterReasonKind
 
 # Actions as written on events; anything else is counted as "other" (labels stay bounded).
 ACTIONS = frozenset(
@@ -38,6 +38,7 @@ ACTIONS = frozenset(
         "drain-forced",
         "drain-abort",
         REPAIR,
+        ADOPT,
     }
 )
 # Actions renamed since: events already on the topic count under today's name. "drain" was
@@ -73,7 +74,7 @@ def reason_kind(action: str, reason: str, *, operator: bool = False, kind: Reaso
         return WriterReasonKind.REJECTED.value
     if action in _DRAIN_ENDS:
         return _DRAIN_ENDS[action]
-    if action == REPAIR:
+    if action in (REPAIR, ADOPT):
         return WriterReasonKind.REPAIR.value
     if kind is not None:
         return kind.value

@@ -15,6 +15,9 @@ EVENT_SCHEMA = "reassignment_event"
 # The writer put its own route back over a record somebody else wrote on the routes topic: the
 # event explains the writer's repair records to the audit; it changes no decision.
 REPAIR = "repair"
+# At takeover, a route the writer never issued found in its restored table, kept as its own
+# (writer_repair.RouteRepair.repair_table): unlike a repair, the replay takes its route.
+ADOPT = "adopt"
 
 
 class WriterReasonKind(StrEnum):

@@ -363,12 +363,13 @@ def test_a_writer_killed_during_a_repair_leaves_the_tenant_routed_and_the_repair
     dead, answers, mine = run_a_repair(forged_tombstone)
     sent = dead.broker.sent
     forged_at = max(i for i, s in enumerate(sent) if s.stream == "routes" and s.value != mine)
-    # Killed once the forgery is on the broker (the pin before it acknowledged). A forged
-    # tombstone the writer was killed before writing its repair ahead is not covered: the
-    # restored table has no route under the key, and only the events topic still names it.
-    # (With no wait for the write-ahead, as before it: from the repair's first record on.)
+    # Killed once the repair is written ahead (the pin and the forgery acknowledged before it).
+    # Killed before that, the successor takes the topic as it finds it: it adopts a forged route
+    # (test_a_foreign_route_restored_into_the_table_is_adopted_as_found), and a forged tombstone
+    # leaves the tenant unrouted (not covered: only the events topic still names its route).
+    # With no wait for the write-ahead (the code before it): from the repair's first record on.
     staged = min((w for w in dead.broker.waits if w > forged_at + 1), default=forged_at + 1)
-    first = staged + 1 if forged_tombstone else forged_at + 1
+    first = staged + 1
     tried = 0
     for killed_after in range(first, len(sent) + 1):
         for kept in dead.broker.kept(killed_after):
@@ -390,10 +391,12 @@ def test_a_writer_killed_during_a_repair_leaves_the_tenant_routed_and_the_repair
     assert tried >= len(sent) - first
 
 
-def test_a_foreign_route_restored_into_the_table_is_removed_not_written_again() -> None:
-    """A route somebody wrote while no writer watched, with an epoch the writer never issued, is
-    what the restored table holds for the key: the new writer removes it (the tenant goes back
-    to default hashing, said by a repair event), and does not write it again as its own."""
+def test_a_foreign_route_restored_into_the_table_is_adopted_as_found() -> None:
+    """A route somebody wrote while no writer ran, with an epoch the writer never issued, is all
+    the restored table holds for the key, and producers follow it: the new writer keeps it
+    (removing it would move the tenant without a drain), counts its epoch as issued, writes
+    nothing to the routes topic, and says so in an ``adopt`` event that the audit replays. A
+    later takeover does not adopt it again; the next decision takes a higher epoch."""
     answers = Answers(Settings().answers_topic)
     dead = Worker(answers)
     dead.command(ControlAction.PIN, "bigco", 2, mode=RouteMode.RELAXED)
@@ -401,15 +404,26 @@ def test_a_foreign_route_restored_into_the_table_is_removed_not_written_again() 
     forged = dataclasses.replace(mine, partitions=(5,), epoch=mine.epoch + 40)
     kept = [*dead.broker.sent, Sent("routes", BIGCO, forged)]
     successor, log = take_over(answers, kept)
-    assert BIGCO not in successor.tables.routes
-    assert [s.value for s in log if s.stream == "routes" and s.key == BIGCO][-2:] == [forged, None]
+    successor.control(MessageKind.ROUTE_CHECK, BIGCO)  # what its cache asks on reading it
+    log = kept + successor.broker.sent
+    assert successor.tables.routes[BIGCO] == forged
+    assert successor.writer.last_epoch(BIGCO) == forged.epoch
+    assert not [s for s in successor.broker.sent if s.stream == "routes"], "nothing written"
     events = [
         ReassignmentEvent.from_record(successor.writer._events.decode(s.value))
         for s in log
         if s.stream == EVENTS
     ]
-    assert events[-1].action == "repair" and events[-1].from_epoch == forged.epoch
-    assert events[-1].to_partitions == ()
+    adopted = events[-1]
+    assert (adopted.action, adopted.to_partitions, adopted.to_epoch) == ("adopt", (5,), forged.epoch)
+    assert adopted.from_epoch == mine.epoch
+    assert discrepancies(log, successor) == []
+
+    again, log = take_over(answers, log)
+    assert not [s for s in again.broker.sent if s.stream in ("routes", EVENTS)], "adopted once"
+    again.command(ControlAction.PIN, "bigco", 3, mode=RouteMode.RELAXED)
+    assert again.tables.routes[BIGCO].epoch == forged.epoch + 1
+    assert discrepancies(log + again.broker.sent, again) == []
 
 
 def test_the_writer_waits_until_the_broker_has_every_record_its_tables_sent() -> None:
