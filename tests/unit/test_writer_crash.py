@@ -336,7 +336,7 @@ def test_a_writer_killed_just_after_the_end_of_a_move_reached_the_routes_topic()
 BIGCO = route_key(TOPIC, "bigco")
 
 
-def run_a_repair(forged_tombstone: bool = False) -> tuple[Worker, Answers, Route]:
+def run_a_repair(forged_tombstone: bool = False) -> tuple[Worker, Answers, Route, int]:
     """The writer that will be killed: bigco is pinned (relaxed: no drain), somebody else writes
     a route of a higher epoch (or a tombstone) under its key, the worker's cache reads it and
     asks for a check, and the writer puts its route back (a tombstone, then its route)."""
@@ -345,12 +345,13 @@ def run_a_repair(forged_tombstone: bool = False) -> tuple[Worker, Answers, Route
     worker.command(ControlAction.PIN, "bigco", 2, mode=RouteMode.RELAXED)
     mine = worker.tables.routes[BIGCO]
     forged = None if forged_tombstone else dataclasses.replace(mine, partitions=(5,), epoch=mine.epoch + 40)
+    forged_at = len(worker.broker.sent)
     worker.broker.send("routes", BIGCO, forged)  # not the writer's: its table never saw it
     worker.broker.waits.append(len(worker.broker.sent))
     worker.routes.get = lambda topic, tenant: forged  # type: ignore[method-assign]
     worker.control(MessageKind.ROUTE_CHECK, BIGCO)
     assert worker.tables.routes[BIGCO] == mine
-    return worker, answers, mine
+    return worker, answers, mine, forged_at
 
 
 @pytest.mark.parametrize("forged_tombstone", [False, True], ids=["forged-route", "forged-tombstone"])
@@ -360,9 +361,8 @@ def test_a_writer_killed_during_a_repair_leaves_the_tenant_routed_and_the_repair
     """Killed after any record of a repair: the tenant keeps the writer's route on the topic,
     and the repair's event is there. Before repairs were written ahead, a kill after the
     tombstone over a forged route left the tenant on default hashing, with no event."""
-    dead, answers, mine = run_a_repair(forged_tombstone)
+    dead, answers, mine, forged_at = run_a_repair(forged_tombstone)
     sent = dead.broker.sent
-    forged_at = max(i for i, s in enumerate(sent) if s.stream == "routes" and s.value != mine)
     # Killed once the repair is written ahead (the pin and the forgery acknowledged before it).
     # Killed before that, the successor takes the topic as it finds it: it adopts a forged route
     # (test_a_foreign_route_restored_into_the_table_is_adopted_as_found), and a forged tombstone
